@@ -1,0 +1,65 @@
+# swiftcompress — make demo (set up, build, run on a bundled fixture), make test.
+SWIFT    ?= swift
+VENV     := .build/venv
+PY       := $(VENV)/bin/python
+BIN      := .build/release/swiftcompress
+DEMO_OUT := .build/demo/tiny-llama-bf16
+BENCH_DIR := .build/bench-data
+
+export SWIFTCOMPRESS_PYTHON := $(abspath $(PY))
+
+.PHONY: all setup venv build debug test demo bench fixtures lint format clean
+
+all: build
+
+## setup: install the system libraries (OpenBLAS, LAPACKE, zlib, pkg-config) when missing
+setup:
+	@Scripts/install-deps.sh
+
+## venv: Python references for tests and fixtures (numpy, safetensors, ml_dtypes) in .build/venv
+venv: $(VENV)/.installed
+$(VENV)/.installed: Scripts/requirements.txt
+	@mkdir -p .build
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r Scripts/requirements.txt
+	@touch $@
+
+## build: release build of the swiftcompress executable
+build: setup
+	$(SWIFT) build -c release --product swiftcompress
+
+## test: the whole test suite (unit, golden, CLI and Python interoperability tests)
+test: setup venv
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+## demo: build, then convert the bundled tiny Llama (F32) to BF16 and show the report
+demo: build
+	@rm -rf $(DEMO_OUT)
+	@mkdir -p $(dir $(DEMO_OUT))
+	$(BIN) inspect Fixtures/tiny-llama-f32
+	$(BIN) verify Fixtures/tiny-llama-f32
+	$(BIN) convert Fixtures/tiny-llama-f32 $(DEMO_OUT) --dtype bf16
+	@echo
+	@cat $(DEMO_OUT)/swiftcompress-report.md
+
+## bench: identity pass over a >=512 MB generated checkpoint vs memcpy bandwidth, peak RSS
+bench: build venv
+	$(SWIFT) build -c release --product swiftcompress-bench
+	@test -f $(BENCH_DIR)/f32/model.safetensors || $(PY) Scripts/make_bench_checkpoint.py $(BENCH_DIR)/f32 --dtype f32
+	.build/release/swiftcompress-bench pipeline --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN)
+
+## fixtures: regenerate Fixtures/ with the Python reference writer
+fixtures: venv
+	$(PY) Fixtures/generate.py
+
+## lint: check formatting with the toolchain's swift-format
+lint:
+	$(SWIFT) format lint --strict --recursive --parallel Package.swift Sources Tests Benchmarks
+
+## format: apply swift-format
+format:
+	$(SWIFT) format --in-place --recursive --parallel Package.swift Sources Tests Benchmarks
+
+clean:
+	rm -rf .build

@@ -1,0 +1,49 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+  name: "swiftcompress",
+  platforms: [.macOS(.v14)],
+  products: [
+    .executable(name: "swiftcompress", targets: ["swiftcompress"]),
+    .library(name: "CheckpointIO", targets: ["CheckpointIO"]),
+    .library(name: "SwiftCompressKit", targets: ["SwiftCompressKit"]),
+    .library(name: "LinearAlgebra", targets: ["LinearAlgebra"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+  ],
+  targets: [
+    // cblas + lapacke from OpenBLAS, found through pkg-config.
+    .systemLibrary(
+      name: "CLapack",
+      pkgConfig: "openblas",
+      providers: [.apt(["libopenblas-dev", "liblapacke-dev", "pkg-config"])]
+    ),
+    // The few hot loops (dtype conversion, reductions), with AVX2/F16C paths
+    // chosen at run time and portable fallbacks. No global -target-cpu.
+    .target(name: "CKernels"),
+    .target(name: "LinearAlgebra", dependencies: ["CLapack"]),
+    .target(name: "CheckpointIO", dependencies: ["CKernels"]),
+    .target(name: "SwiftCompressKit", dependencies: ["CheckpointIO", "CKernels", "LinearAlgebra"]),
+    .executableTarget(
+      name: "swiftcompress",
+      dependencies: [
+        "SwiftCompressKit", "CheckpointIO",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .executableTarget(
+      name: "swiftcompress-bench",
+      dependencies: ["SwiftCompressKit", "CheckpointIO", "CKernels"],
+      path: "Benchmarks/swiftcompress-bench"
+    ),
+    .target(name: "TestSupport", path: "Tests/TestSupport"),
+    .testTarget(name: "KernelsTests", dependencies: ["CKernels"]),
+    .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
+    .testTarget(name: "CheckpointIOTests", dependencies: ["CheckpointIO", "TestSupport"]),
+    .testTarget(name: "SwiftCompressKitTests", dependencies: ["SwiftCompressKit", "CheckpointIO", "TestSupport"]),
+    .testTarget(name: "CLITests", dependencies: ["swiftcompress", "CheckpointIO", "SwiftCompressKit", "TestSupport"]),
+  ],
+  swiftLanguageModes: [.v6]
+)

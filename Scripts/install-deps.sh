@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages swiftcompress links against, when any is missing.
+# Uses sudo only when not root.
+set -euo pipefail
+pkgs=(libopenblas-dev liblapacke-dev zlib1g-dev pkg-config)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+echo "installing: ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2

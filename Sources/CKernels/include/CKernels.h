@@ -1,0 +1,67 @@
+#ifndef SWIFTCOMPRESS_CKERNELS_H
+#define SWIFTCOMPRESS_CKERNELS_H
+// The hot loops of swiftcompress. Each function has a portable C path and, where
+// the CPU supports it, an AVX2/FMA/F16C path chosen once at run time
+// (__builtin_cpu_supports). Results are bit-identical between the two paths.
+// This module has no stable API: it is used only by swiftcompress's own libraries.
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// 1 when the AVX2+FMA+F16C paths are in use, 0 for the portable paths.
+/// Setting the environment variable SWIFTCOMPRESS_KERNELS=portable forces 0.
+int sck_simd_level(void);
+
+// ---- dtype conversion (little-endian raw storage) ----
+/// IEEE binary16 -> binary32, exact (subnormals, infinities, NaN payloads kept).
+void sck_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+/// bfloat16 -> binary32, exact (a 16-bit shift).
+void sck_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+/// binary32 -> binary16, round to nearest even; overflow -> +-inf; NaN -> quiet NaN (sign kept).
+void sck_f32_to_f16(const float *src, uint16_t *dst, size_t n);
+/// binary32 -> bfloat16, round to nearest even; NaN -> quiet NaN (sign kept).
+void sck_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+/// Byte codes -> binary32 through a 256-entry table (FP8 E4M3/E5M2/E8M0).
+void sck_lut8_to_f32(const uint8_t *src, const float *table256, float *dst, size_t n);
+
+// ---- reductions over binary32 ----
+typedef struct {
+  double sum;        // over finite values
+  double sum_sq;     // over finite values
+  float min;         // over finite values (+inf when none)
+  float max;         // over finite values (-inf when none)
+  float absmax;      // over finite values (0 when none)
+  uint64_t zeros;    // exact zeros (+0 and -0)
+  uint64_t nans;
+  uint64_t infs;
+} sck_stats;
+
+/// Summary statistics of x[0..n). Deterministic for a given n (fixed blocking).
+void sck_stats_f32(const float *x, size_t n, sck_stats *out);
+
+typedef struct {
+  double ref_sq;        // sum ref^2
+  double out_sq;        // sum out^2
+  double err_sq;        // sum (ref - out)^2
+  double dot;           // sum ref * out
+  float max_abs_err;    // max |ref - out|
+  uint64_t nonfinite;   // positions where ref or out is NaN or +-inf (excluded from the sums)
+} sck_error_stats;
+
+/// Error statistics between a reference and a reconstruction, both of length n.
+/// Deterministic for a given n (fixed blocking).
+void sck_error_stats_f32(const float *ref, const float *out, size_t n, sck_error_stats *result);
+
+// ---- testing only ----
+/// Forces the portable paths (1) or restores the dispatch (0), so tests can compare
+/// both paths in one process.
+void sck_force_portable_for_testing(int on);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,466 @@
+// Hot loops of swiftcompress: dtype conversion and reductions.
+//
+// Every function has a portable path and, on x86-64 CPUs with AVX2+FMA+F16C, a
+// vector path chosen once at run time. Both paths give bit-identical results:
+// - conversions are exact or round to nearest even, with the same NaN rule;
+// - reductions use one fixed accumulation order, whatever the path: 8 float lanes
+//   (element i goes to lane i % 8) over blocks of 1024 elements, each block's lanes
+//   then added to double totals in lane order 0..7. No fused multiply-add is used.
+#include "CKernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#pragma clang fp contract(off)
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SCK_X86 1
+#include <immintrin.h>
+#else
+#define SCK_X86 0
+#endif
+
+// ---- dispatch ----
+
+static int sck_level = -1;  // -1 unknown, 0 portable, 1 AVX2+FMA+F16C
+static int sck_forced_portable = 0;
+
+static int detect_level(void) {
+  const char *env = getenv("SWIFTCOMPRESS_KERNELS");
+  if (env && strcmp(env, "portable") == 0) return 0;
+#if SCK_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return 1;
+#endif
+  return 0;
+}
+
+static inline int use_simd(void) {
+  int level = __atomic_load_n(&sck_level, __ATOMIC_RELAXED);
+  if (level < 0) {
+    level = detect_level();  // idempotent: a benign race computes the same value
+    __atomic_store_n(&sck_level, level, __ATOMIC_RELAXED);
+  }
+  return level == 1 && !__atomic_load_n(&sck_forced_portable, __ATOMIC_RELAXED);
+}
+
+int sck_simd_level(void) { return use_simd(); }
+
+void sck_force_portable_for_testing(int on) { __atomic_store_n(&sck_forced_portable, on ? 1 : 0, __ATOMIC_RELAXED); }
+
+static inline uint32_t f32_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+static inline float bits_f32(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+// ---- scalar conversions (the portable definitions) ----
+
+static inline float f16_to_f32_scalar(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+  uint32_t exponent = (h >> 10) & 0x1F;
+  uint32_t mantissa = h & 0x3FF;
+  if (exponent == 0x1F) return bits_f32(sign | 0x7F800000u | (mantissa << 13));  // inf, NaN (payload kept)
+  if (exponent != 0) return bits_f32(sign | ((exponent + 112) << 23) | (mantissa << 13));
+  if (mantissa == 0) return bits_f32(sign);
+  // Subnormal: normalise.
+  int shift = 0;
+  while (!(mantissa & 0x400)) {
+    mantissa <<= 1;
+    shift++;
+  }
+  mantissa &= 0x3FF;
+  return bits_f32(sign | ((uint32_t)(113 - shift) << 23) | (mantissa << 13));
+}
+
+// Round to nearest even. NaN: quiet bit set, payload truncated (as F16C does).
+static inline uint16_t f32_to_f16_scalar(float f) {
+  uint32_t x = f32_bits(f);
+  uint32_t sign = (x >> 16) & 0x8000;
+  uint32_t exponent = (x >> 23) & 0xFF;
+  uint32_t mantissa = x & 0x7FFFFF;
+  if (exponent == 0xFF) {
+    if (mantissa == 0) return (uint16_t)(sign | 0x7C00);
+    return (uint16_t)(sign | 0x7C00 | 0x200 | (mantissa >> 13));
+  }
+  int32_t e = (int32_t)exponent - 127 + 15;
+  if (e >= 0x1F) return (uint16_t)(sign | 0x7C00);  // overflow
+  if (e <= 0) {
+    // Subnormal or zero in half precision.
+    if (e < -10) return (uint16_t)sign;  // below half the smallest subnormal: rounds to zero
+    uint32_t m = mantissa | 0x800000;
+    uint32_t shift = (uint32_t)(14 - e);
+    uint32_t half = m >> shift;
+    uint32_t remainder = m & ((1u << shift) - 1);
+    uint32_t halfway = 1u << (shift - 1);
+    if (remainder > halfway || (remainder == halfway && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+  }
+  uint32_t h = ((uint32_t)e << 10) | (mantissa >> 13);
+  uint32_t remainder = mantissa & 0x1FFF;
+  if (remainder > 0x1000 || (remainder == 0x1000 && (h & 1))) h++;  // may carry into the exponent, up to inf
+  return (uint16_t)(sign | h);
+}
+
+static inline uint16_t f32_to_bf16_scalar(float f) {
+  uint32_t x = f32_bits(f);
+  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x0040);  // quiet NaN, sign kept
+  return (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
+}
+
+// ---- vector conversions ----
+
+#if SCK_X86
+__attribute__((target("avx2,fma,f16c"))) static void f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m128i h = _mm_loadu_si128((const __m128i *)(src + i));
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; i++) dst[i] = f16_to_f32_scalar(src[i]);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void bf16_to_f32_avx2(const uint16_t *src, float *dst, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m128i h = _mm_loadu_si128((const __m128i *)(src + i));
+    __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+    _mm256_storeu_si256((__m256i *)(dst + i), w);
+  }
+  for (; i < n; i++) dst[i] = bits_f32((uint32_t)src[i] << 16);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void f32_to_f16_avx2(const float *src, uint16_t *dst, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128((__m128i *)(dst + i), h);
+  }
+  for (; i < n; i++) dst[i] = f32_to_f16_scalar(src[i]);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static inline __m256i bf16_round8(__m256i x) {
+  const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF);
+  const __m256i inf = _mm256_set1_epi32(0x7F800000);
+  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+  __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+  __m256i nan = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
+  __m256i is_nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, abs_mask), inf);
+  return _mm256_and_si256(_mm256_blendv_epi8(rounded, nan, is_nan), _mm256_set1_epi32(0xFFFF));
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void f32_to_bf16_avx2(const float *src, uint16_t *dst, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256i a = bf16_round8(_mm256_loadu_si256((const __m256i *)(src + i)));
+    __m256i b = bf16_round8(_mm256_loadu_si256((const __m256i *)(src + i + 8)));
+    // packus works within 128-bit lanes; restore element order with a permute.
+    __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
+    _mm256_storeu_si256((__m256i *)(dst + i), packed);
+  }
+  for (; i < n; i++) dst[i] = f32_to_bf16_scalar(src[i]);
+}
+#endif
+
+void sck_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
+#if SCK_X86
+  if (use_simd()) {
+    f16_to_f32_avx2(src, dst, n);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32_scalar(src[i]);
+}
+
+void sck_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
+#if SCK_X86
+  if (use_simd()) {
+    bf16_to_f32_avx2(src, dst, n);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; i++) dst[i] = bits_f32((uint32_t)src[i] << 16);
+}
+
+void sck_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
+#if SCK_X86
+  if (use_simd()) {
+    f32_to_f16_avx2(src, dst, n);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; i++) dst[i] = f32_to_f16_scalar(src[i]);
+}
+
+void sck_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
+#if SCK_X86
+  if (use_simd()) {
+    f32_to_bf16_avx2(src, dst, n);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16_scalar(src[i]);
+}
+
+void sck_lut8_to_f32(const uint8_t *src, const float *table256, float *dst, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = table256[src[i]];
+}
+
+// ---- reductions ----
+
+#define SCK_BLOCK 1024
+
+static inline int is_finite_bits(uint32_t u) { return (u & 0x7F800000u) != 0x7F800000u; }
+
+static inline float zero_sign(float v) { return v == 0.0f ? 0.0f : v; }
+
+typedef struct {
+  float sum[8], sum_sq[8], min[8], max[8], absmax[8];
+} stats_lanes;
+
+static void stats_portable(const float *x, size_t n, sck_stats *out) {
+  double sum = 0, sum_sq = 0;
+  float mn = INFINITY, mx = -INFINITY, am = 0;
+  uint64_t zeros = 0, nans = 0, infs = 0;
+  for (size_t start = 0; start < n; start += SCK_BLOCK) {
+    size_t end = start + SCK_BLOCK < n ? start + SCK_BLOCK : n;
+    float ls[8] = {0}, lq[8] = {0};
+    for (size_t i = start; i < end; i++) {
+      float v = x[i];
+      uint32_t u = f32_bits(v);
+      size_t lane = i & 7;
+      if (!is_finite_bits(u)) {
+        if (u & 0x7FFFFFu) nans++;
+        else infs++;
+        continue;
+      }
+      if (v == 0.0f) zeros++;
+      ls[lane] = ls[lane] + v;
+      lq[lane] = lq[lane] + v * v;
+      if (v < mn) mn = v;
+      if (v > mx) mx = v;
+      float a = fabsf(v);
+      if (a > am) am = a;
+    }
+    for (int j = 0; j < 8; j++) {
+      sum += (double)ls[j];
+      sum_sq += (double)lq[j];
+    }
+  }
+  out->sum = sum;
+  out->sum_sq = sum_sq;
+  out->min = zero_sign(mn);
+  out->max = zero_sign(mx);
+  out->absmax = am;
+  out->zeros = zeros;
+  out->nans = nans;
+  out->infs = infs;
+}
+
+typedef struct {
+  double ref_sq, out_sq, err_sq, dot;
+} error_totals;
+
+static void error_portable(const float *ref, const float *rec, size_t n, sck_error_stats *result) {
+  error_totals t = {0, 0, 0, 0};
+  float max_err = 0;
+  uint64_t nonfinite = 0;
+  for (size_t start = 0; start < n; start += SCK_BLOCK) {
+    size_t end = start + SCK_BLOCK < n ? start + SCK_BLOCK : n;
+    float rs[8] = {0}, os[8] = {0}, es[8] = {0}, dp[8] = {0};
+    for (size_t i = start; i < end; i++) {
+      float r = ref[i], o = rec[i];
+      size_t lane = i & 7;
+      if (!is_finite_bits(f32_bits(r)) || !is_finite_bits(f32_bits(o))) {
+        nonfinite++;
+        continue;
+      }
+      float e = r - o;
+      rs[lane] = rs[lane] + r * r;
+      os[lane] = os[lane] + o * o;
+      es[lane] = es[lane] + e * e;
+      dp[lane] = dp[lane] + r * o;
+      float a = fabsf(e);
+      if (a > max_err) max_err = a;
+    }
+    for (int j = 0; j < 8; j++) {
+      t.ref_sq += (double)rs[j];
+      t.out_sq += (double)os[j];
+      t.err_sq += (double)es[j];
+      t.dot += (double)dp[j];
+    }
+  }
+  result->ref_sq = t.ref_sq;
+  result->out_sq = t.out_sq;
+  result->err_sq = t.err_sq;
+  result->dot = t.dot;
+  result->max_abs_err = max_err;
+  result->nonfinite = nonfinite;
+}
+
+#if SCK_X86
+__attribute__((target("avx2,fma,f16c"))) static inline __m256 finite_mask8(__m256 v) {
+  const __m256i exp_mask = _mm256_set1_epi32(0x7F800000);
+  __m256i e = _mm256_and_si256(_mm256_castps_si256(v), exp_mask);
+  return _mm256_castsi256_ps(_mm256_xor_si256(_mm256_cmpeq_epi32(e, exp_mask), _mm256_set1_epi32(-1)));
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void stats_avx2(const float *x, size_t n, sck_stats *out) {
+  double sum = 0, sum_sq = 0;
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256 pos_inf = _mm256_set1_ps(INFINITY), neg_inf = _mm256_set1_ps(-INFINITY), zero = _mm256_setzero_ps();
+  __m256 vmin = pos_inf, vmax = neg_inf, vabs = zero;
+  uint64_t zeros = 0, nonfinite = 0, nans = 0;
+  for (size_t start = 0; start < n; start += SCK_BLOCK) {
+    size_t end = start + SCK_BLOCK < n ? start + SCK_BLOCK : n;
+    __m256 s = zero, q = zero;
+    size_t i = start;
+    for (; i + 8 <= end; i += 8) {
+      __m256 v = _mm256_loadu_ps(x + i);
+      __m256 fin = finite_mask8(v);
+      __m256 vf = _mm256_and_ps(v, fin);
+      s = _mm256_add_ps(s, vf);
+      q = _mm256_add_ps(q, _mm256_mul_ps(vf, vf));
+      vmin = _mm256_min_ps(vmin, _mm256_blendv_ps(pos_inf, v, fin));
+      vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(neg_inf, v, fin));
+      vabs = _mm256_max_ps(vabs, _mm256_and_ps(vf, abs_mask));
+      int fmask = _mm256_movemask_ps(fin);
+      nonfinite += (uint64_t)(8 - __builtin_popcount(fmask));
+      nans += (uint64_t)__builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+      zeros += (uint64_t)__builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_EQ_OQ)));
+    }
+    float ls[8], lq[8];
+    _mm256_storeu_ps(ls, s);
+    _mm256_storeu_ps(lq, q);
+    for (; i < end; i++) {  // tail of the last block, same lanes as the portable path
+      float v = x[i];
+      uint32_t u = f32_bits(v);
+      size_t lane = i & 7;
+      if (!is_finite_bits(u)) {
+        nonfinite++;
+        if (u & 0x7FFFFFu) nans++;
+        continue;
+      }
+      if (v == 0.0f) zeros++;
+      ls[lane] = ls[lane] + v;
+      lq[lane] = lq[lane] + v * v;
+      __m256 b = _mm256_set1_ps(v);
+      vmin = _mm256_min_ps(vmin, b);
+      vmax = _mm256_max_ps(vmax, b);
+      vabs = _mm256_max_ps(vabs, _mm256_and_ps(b, abs_mask));
+    }
+    for (int j = 0; j < 8; j++) {
+      sum += (double)ls[j];
+      sum_sq += (double)lq[j];
+    }
+  }
+  float mins[8], maxs[8], abss[8];
+  _mm256_storeu_ps(mins, vmin);
+  _mm256_storeu_ps(maxs, vmax);
+  _mm256_storeu_ps(abss, vabs);
+  float mn = INFINITY, mx = -INFINITY, am = 0;
+  for (int j = 0; j < 8; j++) {
+    if (mins[j] < mn) mn = mins[j];
+    if (maxs[j] > mx) mx = maxs[j];
+    if (abss[j] > am) am = abss[j];
+  }
+  out->sum = sum;
+  out->sum_sq = sum_sq;
+  out->min = zero_sign(mn);
+  out->max = zero_sign(mx);
+  out->absmax = am;
+  out->zeros = zeros;
+  out->nans = nans;
+  out->infs = nonfinite - nans;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void error_avx2(const float *ref, const float *rec, size_t n,
+                                                               sck_error_stats *result) {
+  error_totals t = {0, 0, 0, 0};
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 vmax = zero;
+  uint64_t nonfinite = 0;
+  for (size_t start = 0; start < n; start += SCK_BLOCK) {
+    size_t end = start + SCK_BLOCK < n ? start + SCK_BLOCK : n;
+    __m256 rs = zero, os = zero, es = zero, dp = zero;
+    size_t i = start;
+    for (; i + 8 <= end; i += 8) {
+      __m256 r = _mm256_loadu_ps(ref + i), o = _mm256_loadu_ps(rec + i);
+      __m256 fin = _mm256_and_ps(finite_mask8(r), finite_mask8(o));
+      r = _mm256_and_ps(r, fin);
+      o = _mm256_and_ps(o, fin);
+      __m256 e = _mm256_sub_ps(r, o);
+      rs = _mm256_add_ps(rs, _mm256_mul_ps(r, r));
+      os = _mm256_add_ps(os, _mm256_mul_ps(o, o));
+      es = _mm256_add_ps(es, _mm256_mul_ps(e, e));
+      dp = _mm256_add_ps(dp, _mm256_mul_ps(r, o));
+      vmax = _mm256_max_ps(vmax, _mm256_and_ps(e, abs_mask));
+      nonfinite += (uint64_t)(8 - __builtin_popcount(_mm256_movemask_ps(fin)));
+    }
+    float lr[8], lo[8], le[8], ld[8];
+    _mm256_storeu_ps(lr, rs);
+    _mm256_storeu_ps(lo, os);
+    _mm256_storeu_ps(le, es);
+    _mm256_storeu_ps(ld, dp);
+    for (; i < end; i++) {
+      float r = ref[i], o = rec[i];
+      size_t lane = i & 7;
+      if (!is_finite_bits(f32_bits(r)) || !is_finite_bits(f32_bits(o))) {
+        nonfinite++;
+        continue;
+      }
+      float e = r - o;
+      lr[lane] = lr[lane] + r * r;
+      lo[lane] = lo[lane] + o * o;
+      le[lane] = le[lane] + e * e;
+      ld[lane] = ld[lane] + r * o;
+      vmax = _mm256_max_ps(vmax, _mm256_set1_ps(fabsf(e)));
+    }
+    for (int j = 0; j < 8; j++) {
+      t.ref_sq += (double)lr[j];
+      t.out_sq += (double)lo[j];
+      t.err_sq += (double)le[j];
+      t.dot += (double)ld[j];
+    }
+  }
+  float maxs[8];
+  _mm256_storeu_ps(maxs, vmax);
+  float mx = 0;
+  for (int j = 0; j < 8; j++)
+    if (maxs[j] > mx) mx = maxs[j];
+  result->ref_sq = t.ref_sq;
+  result->out_sq = t.out_sq;
+  result->err_sq = t.err_sq;
+  result->dot = t.dot;
+  result->max_abs_err = mx;
+  result->nonfinite = nonfinite;
+}
+#endif
+
+void sck_stats_f32(const float *x, size_t n, sck_stats *out) {
+#if SCK_X86
+  if (use_simd()) {
+    stats_avx2(x, n, out);
+    return;
+  }
+#endif
+  stats_portable(x, n, out);
+}
+
+void sck_error_stats_f32(const float *ref, const float *out, size_t n, sck_error_stats *result) {
+#if SCK_X86
+  if (use_simd()) {
+    error_avx2(ref, out, n, result);
+    return;
+  }
+#endif
+  error_portable(ref, out, n, result);
+}

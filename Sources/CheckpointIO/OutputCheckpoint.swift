@@ -1,0 +1,186 @@
+import Foundation
+
+/// How planned tensors are split into output files.
+public struct ShardLayout: Sendable, Equatable {
+  public struct Shard: Sendable, Equatable {
+    public var fileName: String
+    public var tensors: [PlannedTensor]
+    /// Sum of tensor data bytes (header excluded).
+    public var dataByteCount: Int
+  }
+
+  public var shards: [Shard]
+  /// Index file name when there is more than one shard.
+  public var indexFileName: String?
+  /// Sum of all tensor data bytes (the index's `total_size`).
+  public var totalSize: Int
+
+  /// Splits `tensors`, in order, into shards of at most `maxShardSize` data bytes,
+  /// the way transformers' `save_pretrained` does: a new shard starts when the next
+  /// tensor would push the current one over the limit, and a tensor larger than the
+  /// limit gets a shard of its own. One shard is named `<stem>.safetensors`; several
+  /// are `<stem>-00001-of-0000N.safetensors` with `<stem>.safetensors.index.json`.
+  public init(tensors: [PlannedTensor], maxShardSize: Int, stem: String = "model") {
+    var groups: [[PlannedTensor]] = []
+    var sizes: [Int] = []
+    var current: [PlannedTensor] = []
+    var currentSize = 0
+    for tensor in tensors {
+      let size = tensor.byteCount ?? 0
+      if !current.isEmpty && currentSize + size > maxShardSize {
+        groups.append(current)
+        sizes.append(currentSize)
+        current = []
+        currentSize = 0
+      }
+      current.append(tensor)
+      currentSize += size
+    }
+    if !current.isEmpty || groups.isEmpty {
+      groups.append(current)
+      sizes.append(currentSize)
+    }
+    let count = groups.count
+    func name(_ i: Int) -> String {
+      if count == 1 { return "\(stem).safetensors" }
+      let width = max(5, String(count).count)
+      func pad(_ n: Int) -> String {
+        let digits = String(n)
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+      }
+      return "\(stem)-\(pad(i + 1))-of-\(pad(count)).safetensors"
+    }
+    shards = groups.enumerated().map { Shard(fileName: name($0.offset), tensors: $0.element, dataByteCount: sizes[$0.offset]) }
+    indexFileName = count > 1 ? "\(stem).safetensors.index.json" : nil
+    totalSize = sizes.reduce(0, +)
+  }
+
+  /// The index JSON as transformers writes it (`json.dumps(indent=2, sort_keys=True)`
+  /// plus a newline): `{"metadata": {"total_size": N}, "weight_map": {...}}`.
+  public func indexJSON() -> String {
+    var weightMap: [(String, String)] = []
+    for shard in shards {
+      for tensor in shard.tensors { weightMap.append((tensor.name, shard.fileName)) }
+    }
+    weightMap.sort { $0.0.unicodeScalars.lexicographicallyPrecedes($1.0.unicodeScalars) }  // Python's sort_keys order
+    var text = "{\n  \"metadata\": {\n    \"total_size\": \(totalSize)\n  },\n  \"weight_map\": {"
+    text += weightMap.isEmpty ? "}" : "\n"
+    text += weightMap.map { "    " + JSONText.quoted($0.0, asciiOnly: true) + ": " + JSONText.quoted($0.1, asciiOnly: true) }
+      .joined(separator: ",\n")
+    if !weightMap.isEmpty { text += "\n  }" }
+    text += "\n}\n"
+    return text
+  }
+}
+
+/// An output folder built in a staging folder beside the destination and renamed
+/// into place at the end, so a destination either does not exist or is complete.
+public final class OutputFolder {
+  public let destination: String
+  /// Where files are written until `commit()`.
+  public let staging: String
+  private let replace: Bool
+  private var committed = false
+
+  /// Prepares a staging folder for `destination`.
+  ///
+  /// - Parameters:
+  ///   - inputs: resolved paths of the input files and folders; the destination may
+  ///     not be one of them, contain one, or lie inside one.
+  ///   - replace: allow replacing an existing destination (`--force`).
+  public init(destination: String, inputs: [String], replace: Bool) throws(CheckpointError) {
+    let resolved = URL(fileURLWithPath: destination).resolvingSymlinksInPath().standardizedFileURL.path
+    for input in inputs {
+      if resolved == input || resolved.hasPrefix(input + "/") || input.hasPrefix(resolved + "/") {
+        throw .cannotCreateOutput(
+          path: destination, reason: "it would overwrite or sit inside the input \(input); choose an output folder outside the input")
+      }
+    }
+    if FileManager.default.fileExists(atPath: destination) && !replace {
+      throw .outputExists(path: destination)
+    }
+    let parent = (resolved as NSString).deletingLastPathComponent
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory), isDirectory.boolValue else {
+      throw .cannotCreateOutput(path: destination, reason: "the parent folder \(parent) does not exist")
+    }
+    self.destination = destination
+    self.replace = replace
+    staging = parent + "/." + (resolved as NSString).lastPathComponent + ".partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    do {
+      try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
+    } catch {
+      throw .cannotCreateOutput(path: destination, reason: "cannot create \(staging): \(error.localizedDescription)")
+    }
+  }
+
+  deinit {
+    if !committed { discard() }
+  }
+
+  /// The path of `relative` inside the staging folder, creating its parent folders.
+  public func path(for relative: String) throws(CheckpointError) -> String {
+    let full = staging + "/" + relative
+    let parent = (full as NSString).deletingLastPathComponent
+    if parent != staging {
+      do {
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+      } catch {
+        throw .cannotCreateOutput(path: destination, reason: "cannot create \(parent): \(error.localizedDescription)")
+      }
+    }
+    return full
+  }
+
+  /// Writes `text` as `relative` (through a temporary file and a rename).
+  public func write(_ text: String, to relative: String) throws(CheckpointError) {
+    let full = try path(for: relative)
+    do {
+      try Data(text.utf8).write(to: URL(fileURLWithPath: full), options: .atomic)
+    } catch {
+      throw .cannotCreateOutput(path: destination, reason: "cannot write \(relative): \(error.localizedDescription)")
+    }
+  }
+
+  /// Copies `source` (following links) to `relative`.
+  public func copy(from source: String, to relative: String) throws(CheckpointError) {
+    let full = try path(for: relative)
+    do {
+      let resolved = URL(fileURLWithPath: source).resolvingSymlinksInPath().path
+      try FileManager.default.copyItem(atPath: resolved, toPath: full)
+    } catch {
+      throw .cannotCreateOutput(path: destination, reason: "cannot copy \(source): \(error.localizedDescription)")
+    }
+  }
+
+  /// Moves the staging folder to the destination, replacing an existing one when
+  /// allowed.
+  public func commit() throws(CheckpointError) {
+    guard !committed else { return }
+    let manager = FileManager.default
+    var displaced: String?
+    if manager.fileExists(atPath: destination) {
+      guard replace else { throw .outputExists(path: destination) }
+      let aside = staging + ".old"
+      do {
+        try manager.moveItem(atPath: destination, toPath: aside)
+      } catch {
+        throw .cannotCreateOutput(path: destination, reason: "cannot move the existing output aside: \(error.localizedDescription)")
+      }
+      displaced = aside
+    }
+    if rename(staging, destination) != 0 {
+      let reason = errnoDescription()
+      if let displaced { _ = rename(displaced, destination) }
+      throw .cannotCreateOutput(path: destination, reason: reason)
+    }
+    committed = true
+    if let displaced { try? manager.removeItem(atPath: displaced) }
+  }
+
+  /// Deletes the staging folder.
+  public func discard() {
+    try? FileManager.default.removeItem(atPath: staging)
+    committed = true
+  }
+}

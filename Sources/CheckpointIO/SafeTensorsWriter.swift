@@ -1,0 +1,205 @@
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// A tensor as it will be written: its header entry is known before any data.
+public struct PlannedTensor: Sendable, Equatable, Hashable, Codable {
+  public var name: String
+  public var dtype: DType
+  public var shape: [Int]
+
+  public init(name: String, dtype: DType, shape: [Int]) {
+    self.name = name
+    self.dtype = dtype
+    self.shape = shape
+  }
+
+  /// Element count, nil on overflow.
+  public var elementCount: Int? { CheckpointIO.elementCount(of: shape) }
+  /// Stored size, nil on overflow or a fractional byte count.
+  public var byteCount: Int? { elementCount.flatMap { dtype.byteCount(elementCount: $0) } }
+}
+
+/// Writes one safetensors file as a stream.
+///
+/// The header is computed from the planned tensors before any data is written and
+/// padded with spaces to a multiple of 8 bytes (so every tensor's data starts
+/// 8-byte aligned). Tensors are then written in plan order, each in one or more
+/// chunks. Everything goes to a temporary file beside the destination, renamed into
+/// place by `finish()`; an unfinished writer deletes its temporary file.
+public final class SafeTensorsWriter {
+  public let destination: String
+  public let tensors: [PlannedTensor]
+  private let sizes: [Int]
+  private let temporaryPath: String
+  private var fd: Int32
+  private var current = 0
+  private var writtenInCurrent = 0
+  private var finished = false
+  /// Total file size once finished.
+  public let fileSize: Int
+
+  /// The header bytes (length prefix excluded) for `tensors` in this order.
+  public static func header(for tensors: [PlannedTensor], metadata: [String: String]?) throws(CheckpointError)
+    -> [UInt8]
+  {
+    var json = "{"
+    var first = true
+    if let metadata {
+      json += "\"__metadata__\":{"
+      json += metadata.keys.sorted().map { JSONText.quoted($0) + ":" + JSONText.quoted(metadata[$0]!) }
+        .joined(separator: ",")
+      json += "}"
+      first = false
+    }
+    var offset = 0
+    var names = Set<String>()
+    for tensor in tensors {
+      guard names.insert(tensor.name).inserted, tensor.name != "__metadata__" else {
+        throw .writerMisuse(path: "header", reason: "tensor name '\(tensor.name)' planned twice")
+      }
+      guard let size = tensor.byteCount else {
+        throw .writerMisuse(path: "header", reason: "tensor '\(tensor.name)' has no valid byte size")
+      }
+      if !first { json += "," }
+      first = false
+      json += JSONText.quoted(tensor.name)
+      json += ":{\"dtype\":\"\(tensor.dtype.rawValue)\",\"shape\":["
+      json += tensor.shape.map(String.init).joined(separator: ",")
+      json += "],\"data_offsets\":[\(offset),\(offset + size)]}"
+      offset += size
+    }
+    json += "}"
+    var bytes = Array(json.utf8)
+    let padding = (8 - bytes.count % 8) % 8
+    bytes.append(contentsOf: repeatElement(UInt8(ascii: " "), count: padding))
+    return bytes
+  }
+
+  /// Creates the temporary file and writes the header.
+  public init(destination: String, tensors: [PlannedTensor], metadata: [String: String]? = nil)
+    throws(CheckpointError)
+  {
+    self.destination = destination
+    self.tensors = tensors
+    self.sizes = tensors.map { $0.byteCount ?? 0 }
+    let header = try SafeTensorsWriter.header(for: tensors, metadata: metadata)
+    fileSize = 8 + header.count + sizes.reduce(0, +)
+    let directory = (destination as NSString).deletingLastPathComponent
+    let base = (destination as NSString).lastPathComponent
+    temporaryPath =
+      (directory.isEmpty ? "" : directory + "/") + ".\(base).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+    guard fd >= 0 else {
+      throw .cannotCreateOutput(path: destination, reason: errnoDescription())
+    }
+    var prefix = [UInt8](repeating: 0, count: 8)
+    var length = UInt64(header.count)
+    for i in 0..<8 {
+      prefix[i] = UInt8(truncatingIfNeeded: length)
+      length >>= 8
+    }
+    do {
+      try prefix.withUnsafeBytes { try writeAll($0) }
+      try header.withUnsafeBytes { try writeAll($0) }
+    } catch {
+      abandon()
+      throw (error as? CheckpointError) ?? .cannotCreateOutput(path: destination, reason: "\(error)")
+    }
+  }
+
+  deinit {
+    if !finished { abandon() }
+  }
+
+  /// The name of the tensor the next bytes belong to, nil when all are written.
+  public var nextTensor: String? { current < tensors.count ? tensors[current].name : nil }
+
+  /// True when every planned byte has been written (tensors of size zero need no write).
+  public var isComplete: Bool {
+    writtenInCurrent == 0 && sizes[current...].allSatisfy { $0 == 0 }
+  }
+
+  /// Appends `bytes` to tensor `name`, which must be the tensor being written. A
+  /// tensor may be written in several chunks; a chunk never crosses into the next.
+  public func write(_ name: String, _ bytes: UnsafeRawBufferPointer) throws(CheckpointError) {
+    // Tensors of size zero may be written (with no bytes) or passed over.
+    while current < tensors.count && sizes[current] == 0 && tensors[current].name != name { current += 1 }
+    guard !finished, current < tensors.count, tensors[current].name == name else {
+      throw .writerMisuse(
+        path: destination, reason: "wrote '\(name)' but the next planned tensor is '\(nextTensor ?? "none")'")
+    }
+    guard writtenInCurrent + bytes.count <= sizes[current] else {
+      throw .writerMisuse(
+        path: destination,
+        reason: "'\(name)' received \(writtenInCurrent + bytes.count) bytes but was planned with \(sizes[current])")
+    }
+    try writeAll(bytes)
+    writtenInCurrent += bytes.count
+    if writtenInCurrent == sizes[current] {
+      current += 1
+      writtenInCurrent = 0
+    }
+  }
+
+  /// Closes the file and renames it into place. Every planned tensor must be complete.
+  public func finish() throws(CheckpointError) {
+    guard !finished else { return }
+    guard isComplete else {
+      let missing = tensors[current].name
+      abandon()
+      throw .writerMisuse(path: destination, reason: "finished before tensor '\(missing)' was written")
+    }
+    if close(fd) != 0 {
+      let reason = errnoDescription()
+      fd = -1
+      abandon()
+      throw .cannotCreateOutput(path: destination, reason: reason)
+    }
+    fd = -1
+    if rename(temporaryPath, destination) != 0 {
+      let reason = errnoDescription()
+      abandon()
+      throw .cannotCreateOutput(path: destination, reason: reason)
+    }
+    finished = true
+  }
+
+  /// Deletes the temporary file; the destination is left untouched.
+  public func abandon() {
+    if fd >= 0 {
+      close(fd)
+      fd = -1
+    }
+    unlink(temporaryPath)
+    finished = true
+  }
+
+  private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(CheckpointError) {
+    guard var pointer = bytes.baseAddress else { return }
+    var remaining = bytes.count
+    while remaining > 0 {
+      let n = systemWrite(fd, pointer, min(remaining, 1 << 30))
+      if n < 0 {
+        if errno == EINTR { continue }
+        let reason = errnoDescription()
+        abandon()
+        throw .cannotCreateOutput(path: destination, reason: reason)
+      }
+      pointer += n
+      remaining -= n
+    }
+  }
+}
+
+/// `write(2)`, named apart from the writer's own `write` method.
+@inline(__always)
+func systemWrite(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
+  write(fd, pointer, count)
+}

@@ -1,0 +1,299 @@
+import CheckpointIO
+import Foundation
+
+/// Options of one compression run, shared by every subcommand.
+public struct CompressionOptions: Sendable {
+  public var input: String
+  public var output: String
+  public var selection: TensorSelection
+  /// Largest data size of one output shard, in bytes.
+  public var maxShardSize: Int
+  /// Replace an existing output folder.
+  public var force: Bool
+  /// The subcommand, recorded in the report.
+  public var command: String
+
+  public static let defaultMaxShardSize = 5_000_000_000
+
+  public init(
+    input: String, output: String, selection: TensorSelection, maxShardSize: Int = defaultMaxShardSize,
+    force: Bool = false, command: String
+  ) {
+    self.input = input
+    self.output = output
+    self.selection = selection
+    self.maxShardSize = maxShardSize
+    self.force = force
+    self.command = command
+  }
+}
+
+/// What the driver will do with one input tensor.
+public struct PlanEntry: Sendable, Equatable {
+  public enum Action: Sendable, Equatable {
+    case keep(reason: String)
+    case transform(note: String?)
+
+    public var isKeep: Bool {
+      if case .keep = self { return true }
+      return false
+    }
+  }
+
+  public var tensor: CheckpointTensor
+  public var action: Action
+  /// The tensors written in its place (itself when kept).
+  public var outputs: [PlannedTensor]
+}
+
+/// Every decision of a run, made before any tensor data is read or written.
+public struct CompressionPlan: Sendable {
+  public var entries: [PlanEntry]
+  public var layout: ShardLayout
+  /// Output shard of every output tensor name.
+  public var shardOfOutput: [String: Int]
+  public var metadata: [String: String]?
+}
+
+/// Progress of a run, reported after each tensor.
+public struct ProgressUpdate: Sendable {
+  public var tensorsDone: Int
+  public var tensorCount: Int
+  public var bytesDone: Int
+  public var byteCount: Int
+  public var elapsed: Double
+  public var currentTensor: String
+}
+
+/// The pipeline driver: plans every tensor, then streams them one at a time (read,
+/// transform, write, release), so peak memory stays near the largest tensor rather
+/// than the model size.
+public enum Compressor {
+  /// Plans `pass` over `checkpoint`: selection, the pass's decision, output names,
+  /// dtypes, shapes and sizes, and the shard layout. Throws before anything is
+  /// written when a decision is invalid.
+  public static func plan(
+    _ checkpoint: Checkpoint, pass: any CompressionPass, options: CompressionOptions
+  ) throws(SwiftCompressError) -> CompressionPlan {
+    var entries: [PlanEntry] = []
+    var producer: [String: String] = [:]
+    for tensor in checkpoint.tensors {
+      let descriptor = TensorDescriptor(tensor.info)
+      let unchanged = [PlannedTensor(name: tensor.name, dtype: tensor.info.dtype, shape: tensor.info.shape)]
+      var entry: PlanEntry
+      switch options.selection.decide(descriptor) {
+      case .skipped(let reason):
+        entry = PlanEntry(tensor: tensor, action: .keep(reason: reason), outputs: unchanged)
+      case .selected:
+        switch try pass.plan(descriptor) {
+        case .keep(let reason):
+          entry = PlanEntry(tensor: tensor, action: .keep(reason: reason), outputs: unchanged)
+        case .transform(let outputs, let note):
+          for output in outputs where output.byteCount == nil {
+            throw .passBrokePlan(pass: type(of: pass).identifier, tensor: tensor.name, reason: "output '\(output.name)' has no valid size")
+          }
+          entry = PlanEntry(tensor: tensor, action: .transform(note: note), outputs: outputs)
+        }
+      }
+      for output in entry.outputs {
+        if let first = producer[output.name] {
+          throw .outputNameClash(name: output.name, first: first, second: tensor.name)
+        }
+        producer[output.name] = tensor.name
+      }
+      entries.append(entry)
+    }
+    let layout = ShardLayout(
+      tensors: entries.flatMap(\.outputs), maxShardSize: options.maxShardSize, stem: checkpoint.weightStem)
+    var shardOfOutput: [String: Int] = [:]
+    for (i, shard) in layout.shards.enumerated() {
+      for tensor in shard.tensors { shardOfOutput[tensor.name] = i }
+    }
+    var metadata = checkpoint.metadata
+    let extra = pass.outputMetadata
+    if !extra.isEmpty {
+      metadata = (metadata ?? [:]).merging(extra) { _, new in new }
+    }
+    return CompressionPlan(entries: entries, layout: layout, shardOfOutput: shardOfOutput, metadata: metadata)
+  }
+
+  /// Runs `pass` from `options.input` to `options.output` and returns the report,
+  /// which is also written into the output folder.
+  public static func run(
+    pass: any CompressionPass, options: CompressionOptions,
+    progress: (@Sendable (ProgressUpdate) -> Void)? = nil
+  ) throws -> Report {
+    let clock = ContinuousClock()
+    let start = clock.now
+    guard options.maxShardSize > 0 else {
+      throw SwiftCompressError.invalidOption(option: "--max-shard-size", reason: "must be positive")
+    }
+    let checkpoint = try Checkpoint.open(options.input)
+    let plan = try plan(checkpoint, pass: pass, options: options)
+    let folder = try OutputFolder(destination: options.output, inputs: checkpoint.inputPaths, replace: options.force)
+
+    for relative in checkpoint.auxiliaryFiles {
+      try folder.copy(from: checkpoint.folder + "/" + relative, to: relative)
+    }
+
+    let byteCount = checkpoint.tensorByteCount
+    var entries: [Report.TensorEntry] = []
+    var total = ErrorAccumulator()
+    var measuredAny = false
+    var writers: [SafeTensorsWriter?] = Array(repeating: nil, count: plan.layout.shards.count)
+    var bytesDone = 0
+
+    func writer(for shard: Int) throws -> SafeTensorsWriter {
+      if let existing = writers[shard] { return existing }
+      let info = plan.layout.shards[shard]
+      let created = try SafeTensorsWriter(
+        destination: try folder.path(for: info.fileName), tensors: info.tensors, metadata: plan.metadata)
+      writers[shard] = created
+      return created
+    }
+
+    for (index, entry) in plan.entries.enumerated() {
+      let tensor = entry.tensor
+      let bytes = checkpoint.bytes(of: tensor)
+      let input = TensorInput(descriptor: TensorDescriptor(tensor.info), bytes: bytes)
+      let result: TransformResult
+      switch entry.action {
+      case .keep:
+        result = TransformResult(outputs: [.borrowed(bytes)], reconstruction: .exact)
+      case .transform:
+        result = try pass.transform(input, outputs: entry.outputs)
+      }
+      let identifier = type(of: pass).identifier
+      guard result.outputs.count == entry.outputs.count else {
+        throw SwiftCompressError.passBrokePlan(
+          pass: identifier, tensor: tensor.name,
+          reason: "returned \(result.outputs.count) outputs for \(entry.outputs.count) planned")
+      }
+      var outputEntries: [Report.OutputTensor] = []
+      for (planned, data) in zip(entry.outputs, result.outputs) {
+        guard data.count == planned.byteCount else {
+          throw SwiftCompressError.passBrokePlan(
+            pass: identifier, tensor: tensor.name,
+            reason: "output '\(planned.name)' has \(data.count) bytes, planned \(planned.byteCount ?? -1)")
+        }
+        let shard = plan.shardOfOutput[planned.name] ?? 0
+        let target = try writer(for: shard)
+        switch data {
+        case .borrowed(let view): try target.write(planned.name, view)
+        case .owned(let array): try array.withUnsafeBytes { try target.write(planned.name, $0) }
+        }
+        if target.isComplete { try target.finish() }
+        outputEntries.append(
+          Report.OutputTensor(
+            name: planned.name, dtype: planned.dtype.rawValue, shape: planned.shape, bytes: data.count,
+            file: plan.layout.shards[shard].fileName))
+      }
+
+      var metrics: ErrorMetrics?
+      var reason: String?
+      switch entry.action {
+      case .keep(let why):
+        reason = why
+      case .transform(let note):
+        reason = note
+        switch result.reconstruction {
+        case .exact: metrics = .exact
+        case .dense(let values):
+          let accumulator = measure(input, against: values)
+          total.merge(accumulator)
+          measuredAny = true
+          metrics = accumulator.metrics
+        case .measured(let accumulator):
+          total.merge(accumulator)
+          measuredAny = true
+          metrics = accumulator.metrics
+        case .notApplicable: metrics = nil
+        }
+      }
+      checkpoint.release(tensor)
+
+      let parameters = tensor.info.elementCount
+      let after = outputEntries.reduce(0) { $0 + $1.bytes }
+      entries.append(
+        Report.TensorEntry(
+          name: tensor.name, dtype: tensor.info.dtype.rawValue, shape: tensor.info.shape, parameters: parameters,
+          action: entry.action.isKeep ? "kept" : "transformed",
+          reason: reason, outputs: outputEntries, bytesBefore: tensor.info.byteCount, bytesAfter: after,
+          bitsPerWeightBefore: bitsPerWeight(tensor.info.byteCount, parameters),
+          bitsPerWeightAfter: bitsPerWeight(after, parameters), metrics: metrics))
+      bytesDone += tensor.info.byteCount
+      if let progress {
+        let elapsed = clock.now - start
+        progress(
+          ProgressUpdate(
+            tensorsDone: index + 1, tensorCount: plan.entries.count, bytesDone: bytesDone, byteCount: byteCount,
+            elapsed: seconds(elapsed), currentTensor: tensor.name))
+      }
+    }
+    // Shards with no tensors (an empty model) still get a valid file.
+    for shard in plan.layout.shards.indices where writers[shard] == nil {
+      try writer(for: shard).finish()
+    }
+    if let indexName = plan.layout.indexFileName {
+      try folder.write(plan.layout.indexJSON(), to: indexName)
+    }
+
+    let parameters = entries.reduce(0) { $0 + $1.parameters }
+    let before = entries.reduce(0) { $0 + $1.bytesBefore }
+    let after = entries.reduce(0) { $0 + $1.bytesAfter }
+    let transformed = entries.filter { $0.action == "transformed" }.count
+    let totalMetrics: ErrorMetrics? = measuredAny ? total.metrics : (transformed > 0 && entries.allSatisfy { $0.metrics == nil || $0.metrics == .exact } ? .exact : nil)
+    let elapsed = seconds(clock.now - start)
+    var report = Report(
+      tool: Report.Tool(), command: options.command,
+      input: Report.Input(
+        path: options.input, layout: checkpoint.layout.rawValue,
+        files: checkpoint.files.map { ($0.path as NSString).lastPathComponent }, tensorCount: checkpoint.tensors.count,
+        bytes: byteCount),
+      output: Report.Output(
+        path: options.output, files: plan.layout.shards.map(\.fileName), index: plan.layout.indexFileName,
+        maxShardSize: options.maxShardSize, copiedFiles: checkpoint.auxiliaryFiles,
+        ignoredFiles: checkpoint.ignoredWeightFiles),
+      pass: Report.PassInfo(identifier: type(of: pass).identifier, configuration: pass.configurationJSON),
+      selection: Report.Selection(include: options.selection.include, exclude: options.selection.exclude),
+      tensors: entries,
+      totals: Report.Totals(
+        tensors: entries.count, transformed: transformed, kept: entries.count - transformed, parameters: parameters,
+        bytesBefore: before, bytesAfter: after, bitsPerWeightBefore: bitsPerWeight(before, parameters),
+        bitsPerWeightAfter: bitsPerWeight(after, parameters),
+        compressionRatio: after > 0 ? Double(before) / Double(after) : 0, metrics: totalMetrics),
+      timing: Report.Timing(
+        seconds: elapsed, bytesPerSecond: elapsed > 0 ? Double(byteCount) / elapsed : 0,
+        peakRSSBytes: ResourceUsage.peakResidentBytes()))
+    try folder.write(report.jsonText(), to: Report.jsonFileName)
+    try folder.write(report.markdown(), to: Report.markdownFileName)
+    try folder.commit()
+    // Timing covers the whole run, including the commit.
+    report.timing.seconds = seconds(clock.now - start)
+    return report
+  }
+
+  static func bitsPerWeight(_ bytes: Int, _ parameters: Int) -> Double {
+    parameters > 0 ? Double(bytes) * 8 / Double(parameters) : 0
+  }
+
+  static func seconds(_ duration: Duration) -> Double {
+    let (s, attoseconds) = duration.components
+    return Double(s) + Double(attoseconds) * 1e-18
+  }
+}
+
+/// Process resource usage.
+public enum ResourceUsage {
+  /// Peak resident set size of this process, in bytes.
+  public static func peakResidentBytes() -> Int {
+    var usage = rusage()
+    #if os(Linux)
+      guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+      return Int(usage.ru_maxrss) * 1024  // kilobytes on Linux
+    #else
+      guard getrusage(RUSAGE_SELF, &usage) == 0 else { return 0 }
+      return Int(usage.ru_maxrss)  // bytes on Darwin
+    #endif
+  }
+}

@@ -1,0 +1,159 @@
+import CheckpointIO
+import Foundation
+
+/// What a pass is told about a tensor before any of its data is read.
+public struct TensorDescriptor: Sendable, Equatable {
+  public var name: String
+  public var dtype: DType
+  public var shape: [Int]
+
+  public init(name: String, dtype: DType, shape: [Int]) {
+    self.name = name
+    self.dtype = dtype
+    self.shape = shape
+  }
+
+  public init(_ info: TensorInfo) {
+    self.init(name: info.name, dtype: info.dtype, shape: info.shape)
+  }
+
+  public var elementCount: Int { CheckpointIO.elementCount(of: shape) ?? 0 }
+  public var byteCount: Int { dtype.byteCount(elementCount: elementCount) ?? 0 }
+}
+
+/// A pass's per-tensor decision, taken from the descriptor alone.
+public enum TensorDecision: Sendable, Equatable {
+  /// Leave the tensor as it is, for the stated reason.
+  case keep(reason: String)
+  /// Replace the tensor by these outputs (one or more), in this order.
+  case transform(outputs: [PlannedTensor], note: String?)
+}
+
+/// A tensor being transformed: its descriptor and its stored bytes. The bytes are a
+/// view of the memory-mapped input, valid only during `transform`.
+public struct TensorInput: @unchecked Sendable {
+  public let descriptor: TensorDescriptor
+  public let bytes: UnsafeRawBufferPointer
+
+  public init(descriptor: TensorDescriptor, bytes: UnsafeRawBufferPointer) {
+    self.descriptor = descriptor
+    self.bytes = bytes
+  }
+
+  /// The values as a new Float32 array (exact for every float dtype but F64).
+  public func floats() -> [Float] {
+    Float32Conversion.floats(bytes, dtype: descriptor.dtype, count: descriptor.elementCount)
+  }
+}
+
+/// The data of one output tensor.
+public enum OutputData: @unchecked Sendable {
+  /// A view of the input's bytes (valid during the step that produced it).
+  case borrowed(UnsafeRawBufferPointer)
+  /// Bytes the pass produced.
+  case owned([UInt8])
+
+  public var count: Int {
+    switch self {
+    case .borrowed(let b): b.count
+    case .owned(let a): a.count
+    }
+  }
+}
+
+/// How the error a transform cost is measured.
+public enum Reconstruction: Sendable {
+  /// The outputs hold the input's values exactly.
+  case exact
+  /// The dense Float32 values the outputs stand for, in the input's shape; the
+  /// driver compares them with the input.
+  case dense([Float])
+  /// The pass measured the error itself (for example chunk by chunk).
+  case measured(ErrorAccumulator)
+  /// The outputs are not comparable element by element with the input.
+  case notApplicable
+}
+
+/// What `transform` returns: one data buffer per planned output, in plan order.
+public struct TransformResult: Sendable {
+  public var outputs: [OutputData]
+  public var reconstruction: Reconstruction
+
+  public init(outputs: [OutputData], reconstruction: Reconstruction) {
+    self.outputs = outputs
+    self.reconstruction = reconstruction
+  }
+}
+
+/// A compression pass: a stable identifier, a `Codable` configuration, a decision
+/// per tensor taken before any data is read, and a transform per tensor.
+///
+/// Passes are values with no mutable state: `transform` may be called for
+/// different tensors concurrently and must give the same bytes every time.
+public protocol CompressionPass: Sendable {
+  associatedtype Configuration: Codable & Sendable & Equatable
+
+  /// Stable name used in recipes, reports and the registry.
+  static var identifier: String { get }
+  /// One line saying what the pass does.
+  static var summary: String { get }
+
+  var configuration: Configuration { get }
+
+  /// Validates `configuration`.
+  init(configuration: Configuration) throws(SwiftCompressError)
+
+  /// Decides, from the descriptor alone, what happens to a selected tensor.
+  func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision
+
+  /// Produces the planned outputs' data.
+  func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult
+
+  /// `__metadata__` entries to add to every output file.
+  var outputMetadata: [String: String] { get }
+}
+
+extension CompressionPass {
+  public var outputMetadata: [String: String] { [:] }
+
+  /// The configuration as JSON, for reports and recipes.
+  public var configurationJSON: String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    guard let data = try? encoder.encode(configuration) else { return "{}" }
+    return String(decoding: data, as: UTF8.self)
+  }
+}
+
+/// The passes this build knows, by identifier.
+public enum PassRegistry {
+  public static let passes: [any CompressionPass.Type] = [IdentityPass.self, CastPass.self]
+
+  public static var identifiers: [String] { passes.map { $0.identifier } }
+
+  /// The pass type named `identifier`.
+  public static func type(named identifier: String) throws(SwiftCompressError) -> any CompressionPass.Type {
+    guard let type = passes.first(where: { $0.identifier == identifier }) else {
+      throw .unknownPass(identifier, known: identifiers)
+    }
+    return type
+  }
+
+  /// Builds the pass named `identifier` from a JSON configuration.
+  public static func make(identifier: String, configurationJSON: String) throws(SwiftCompressError)
+    -> any CompressionPass
+  {
+    let type = try type(named: identifier)
+    return try make(type, json: Data(configurationJSON.utf8))
+  }
+
+  private static func make<P: CompressionPass>(_ type: P.Type, json: Data) throws(SwiftCompressError) -> P {
+    let configuration: P.Configuration
+    do {
+      configuration = try JSONDecoder().decode(P.Configuration.self, from: json)
+    } catch {
+      throw .invalidConfiguration(pass: P.identifier, reason: "\(error)")
+    }
+    return try P(configuration: configuration)
+  }
+}

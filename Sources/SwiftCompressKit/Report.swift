@@ -1,0 +1,271 @@
+import CheckpointIO
+import Foundation
+
+/// The report of one run, written as `swiftcompress-report.json` (schema documented
+/// in docs/report-schema.md) and `swiftcompress-report.md`.
+public struct Report: Codable, Sendable, Equatable {
+  public static let schemaName = "swiftcompress-report"
+  public static let currentSchemaVersion = 1
+  public static let jsonFileName = "swiftcompress-report.json"
+  public static let markdownFileName = "swiftcompress-report.md"
+
+  public var schema = Report.schemaName
+  public var schemaVersion = Report.currentSchemaVersion
+  public var tool: Tool
+  public var command: String
+  public var input: Input
+  public var output: Output
+  public var pass: PassInfo
+  public var selection: Selection
+  public var tensors: [TensorEntry]
+  public var totals: Totals
+  public var timing: Timing
+
+  public struct Tool: Codable, Sendable, Equatable {
+    public var name = "swiftcompress"
+    public var version = SwiftCompressVersion.current
+  }
+
+  public struct Input: Codable, Sendable, Equatable {
+    public var path: String
+    public var layout: String
+    public var files: [String]
+    public var tensorCount: Int
+    public var bytes: Int
+    enum CodingKeys: String, CodingKey {
+      case path, layout, files
+      case tensorCount = "tensor_count"
+      case bytes
+    }
+  }
+
+  public struct Output: Codable, Sendable, Equatable {
+    public var path: String
+    public var files: [String]
+    public var index: String?
+    public var maxShardSize: Int
+    public var copiedFiles: [String]
+    public var ignoredFiles: [String]
+    enum CodingKeys: String, CodingKey {
+      case path, files, index
+      case maxShardSize = "max_shard_size"
+      case copiedFiles = "copied_files"
+      case ignoredFiles = "ignored_files"
+    }
+  }
+
+  public struct PassInfo: Codable, Sendable, Equatable {
+    public var identifier: String
+    /// The pass configuration as a JSON object string.
+    public var configuration: String
+  }
+
+  public struct Selection: Codable, Sendable, Equatable {
+    public var include: [String]
+    public var exclude: [String]
+  }
+
+  public struct OutputTensor: Codable, Sendable, Equatable {
+    public var name: String
+    public var dtype: String
+    public var shape: [Int]
+    public var bytes: Int
+    public var file: String
+  }
+
+  public struct TensorEntry: Codable, Sendable, Equatable {
+    public var name: String
+    public var dtype: String
+    public var shape: [Int]
+    public var parameters: Int
+    /// "transformed" or "kept".
+    public var action: String
+    /// Why a tensor was kept (or a note on how it was transformed).
+    public var reason: String?
+    public var outputs: [OutputTensor]
+    public var bytesBefore: Int
+    public var bytesAfter: Int
+    public var bitsPerWeightBefore: Double
+    public var bitsPerWeightAfter: Double
+    /// nil for kept tensors and transforms whose error is not element-wise comparable.
+    public var metrics: ErrorMetrics?
+
+    enum CodingKeys: String, CodingKey {
+      case name, dtype, shape, parameters, action, reason, outputs
+      case bytesBefore = "bytes_before"
+      case bytesAfter = "bytes_after"
+      case bitsPerWeightBefore = "bits_per_weight_before"
+      case bitsPerWeightAfter = "bits_per_weight_after"
+      case metrics
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(name, forKey: .name)
+      try c.encode(dtype, forKey: .dtype)
+      try c.encode(shape, forKey: .shape)
+      try c.encode(parameters, forKey: .parameters)
+      try c.encode(action, forKey: .action)
+      try c.encode(reason, forKey: .reason)
+      try c.encode(outputs, forKey: .outputs)
+      try c.encode(bytesBefore, forKey: .bytesBefore)
+      try c.encode(bytesAfter, forKey: .bytesAfter)
+      try c.encode(bitsPerWeightBefore, forKey: .bitsPerWeightBefore)
+      try c.encode(bitsPerWeightAfter, forKey: .bitsPerWeightAfter)
+      try c.encode(metrics, forKey: .metrics)
+    }
+  }
+
+  public struct Totals: Codable, Sendable, Equatable {
+    public var tensors: Int
+    public var transformed: Int
+    public var kept: Int
+    public var parameters: Int
+    public var bytesBefore: Int
+    public var bytesAfter: Int
+    public var bitsPerWeightBefore: Double
+    public var bitsPerWeightAfter: Double
+    /// bytes_before / bytes_after.
+    public var compressionRatio: Double
+    /// Aggregated over the transformed tensors whose error was measured: the
+    /// error energy summed over tensors, relative to their summed energy.
+    public var metrics: ErrorMetrics?
+
+    enum CodingKeys: String, CodingKey {
+      case tensors, transformed, kept, parameters
+      case bytesBefore = "bytes_before"
+      case bytesAfter = "bytes_after"
+      case bitsPerWeightBefore = "bits_per_weight_before"
+      case bitsPerWeightAfter = "bits_per_weight_after"
+      case compressionRatio = "compression_ratio"
+      case metrics
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(tensors, forKey: .tensors)
+      try c.encode(transformed, forKey: .transformed)
+      try c.encode(kept, forKey: .kept)
+      try c.encode(parameters, forKey: .parameters)
+      try c.encode(bytesBefore, forKey: .bytesBefore)
+      try c.encode(bytesAfter, forKey: .bytesAfter)
+      try c.encode(bitsPerWeightBefore, forKey: .bitsPerWeightBefore)
+      try c.encode(bitsPerWeightAfter, forKey: .bitsPerWeightAfter)
+      try c.encode(compressionRatio, forKey: .compressionRatio)
+      try c.encode(metrics, forKey: .metrics)
+    }
+  }
+
+  public struct Timing: Codable, Sendable, Equatable {
+    public var seconds: Double
+    /// Input tensor bytes processed per second.
+    public var bytesPerSecond: Double
+    public var peakRSSBytes: Int
+    enum CodingKeys: String, CodingKey {
+      case seconds
+      case bytesPerSecond = "bytes_per_second"
+      case peakRSSBytes = "peak_rss_bytes"
+    }
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case schema
+    case schemaVersion = "schema_version"
+    case tool, command, input, output, pass, selection, tensors, totals, timing
+  }
+
+  /// The report as pretty, key-sorted JSON (non-finite numbers as strings).
+  public func jsonText() -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    guard let data = try? encoder.encode(self) else { return "{}" }
+    return String(decoding: data, as: UTF8.self) + "\n"
+  }
+
+  /// The report for people, as Markdown.
+  public func markdown() -> String {
+    var lines: [String] = []
+    lines.append("# swiftcompress report")
+    lines.append("")
+    lines.append("- command: `\(command)`, pass `\(pass.identifier)` \(pass.configuration)")
+    lines.append("- input: `\(input.path)` (\(input.layout), \(input.files.count) file(s), \(input.tensorCount) tensors, \(Format.bytes(input.bytes)))")
+    lines.append("- output: `\(output.path)` (\(output.files.count) file(s)\(output.index.map { ", index \($0)" } ?? ""))")
+    if !selection.include.isEmpty { lines.append("- include: \(selection.include.map { "`\($0)`" }.joined(separator: ", "))") }
+    if !selection.exclude.isEmpty { lines.append("- exclude: \(selection.exclude.map { "`\($0)`" }.joined(separator: ", "))") }
+    lines.append("")
+    lines.append("## Totals")
+    lines.append("")
+    lines.append("| tensors | transformed | kept | parameters | bytes before | bytes after | bits/weight before | bits/weight after | ratio | rel. error | SQNR dB | cosine | max abs error |")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    let m = totals.metrics
+    lines.append(
+      "| \(totals.tensors) | \(totals.transformed) | \(totals.kept) | \(totals.parameters) | \(Format.bytes(totals.bytesBefore)) | \(Format.bytes(totals.bytesAfter)) | \(Format.fixed(totals.bitsPerWeightBefore, 3)) | \(Format.fixed(totals.bitsPerWeightAfter, 3)) | \(Format.fixed(totals.compressionRatio, 3)) | \(Format.metric(m?.relativeFrobeniusError)) | \(Format.sqnr(m)) | \(Format.metric(m?.cosineSimilarity)) | \(Format.metric(m?.maxAbsError)) |"
+    )
+    lines.append("")
+    lines.append("## Tensors")
+    lines.append("")
+    lines.append("| tensor | dtype | shape | action | bytes before | bytes after | bits/weight | rel. error | SQNR dB | cosine | max abs error | note |")
+    lines.append("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for t in tensors {
+      let outDTypes = Set(t.outputs.map(\.dtype)).sorted().joined(separator: "+")
+      let dtype = t.action == "transformed" && outDTypes != t.dtype ? "\(t.dtype) -> \(outDTypes)" : t.dtype
+      lines.append(
+        "| `\(t.name)` | \(dtype) | \(t.shape.map(String.init).joined(separator: "x")) | \(t.action) | \(t.bytesBefore) | \(t.bytesAfter) | \(Format.fixed(t.bitsPerWeightAfter, 3)) | \(Format.metric(t.metrics?.relativeFrobeniusError)) | \(Format.sqnr(t.metrics)) | \(Format.metric(t.metrics?.cosineSimilarity)) | \(Format.metric(t.metrics?.maxAbsError)) | \(t.reason ?? "") |"
+      )
+    }
+    lines.append("")
+    if !output.copiedFiles.isEmpty {
+      lines.append("Copied unchanged: \(output.copiedFiles.map { "`\($0)`" }.joined(separator: ", ")).")
+      lines.append("")
+    }
+    if !output.ignoredFiles.isEmpty {
+      lines.append("Not copied (other weight files): \(output.ignoredFiles.map { "`\($0)`" }.joined(separator: ", ")).")
+      lines.append("")
+    }
+    lines.append(
+      "Time \(Format.fixed(timing.seconds, 3)) s, \(Format.bytes(Int(timing.bytesPerSecond)))/s, peak RSS \(Format.bytes(timing.peakRSSBytes)).")
+    return lines.joined(separator: "\n") + "\n"
+  }
+}
+
+/// The tool's version, recorded in reports and printed by `--version`.
+public enum SwiftCompressVersion {
+  public static let current = "0.1.0"
+}
+
+/// Number formatting shared by reports and tables.
+public enum Format {
+  /// Bytes with a binary unit: "512 B", "1.50 MiB".
+  public static func bytes(_ count: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(count)
+    var unit = 0
+    while abs(value) >= 1024 && unit < units.count - 1 {
+      value /= 1024
+      unit += 1
+    }
+    return unit == 0 ? "\(count) B" : "\(fixed(value, 2)) \(units[unit])"
+  }
+
+  /// `value` with `digits` decimals.
+  public static func fixed(_ value: Double, _ digits: Int) -> String {
+    guard value.isFinite else { return value.isNaN ? "nan" : (value > 0 ? "inf" : "-inf") }
+    return String(format: "%.\(digits)f", value)
+  }
+
+  /// A metric in 4 significant digits, or "-" when absent.
+  public static func metric(_ value: Double?) -> String {
+    guard let value else { return "-" }
+    guard value.isFinite else { return fixed(value, 0) }
+    return String(format: "%.4g", value)
+  }
+
+  /// SQNR in dB, "inf" when the error is zero, "-" without metrics.
+  public static func sqnr(_ metrics: ErrorMetrics?) -> String {
+    guard let metrics else { return "-" }
+    guard let sqnr = metrics.sqnrDB else { return "inf" }
+    return fixed(sqnr, 2)
+  }
+}

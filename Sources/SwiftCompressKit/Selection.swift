@@ -1,0 +1,71 @@
+import CheckpointIO
+
+/// Which tensors a pass is offered.
+///
+/// Patterns are regular expressions searched anywhere in the tensor name (anchor
+/// them with `^` and `$` to match whole names). A tensor is offered when:
+/// - it matches no `exclude` pattern, and
+/// - either it matches an `include` pattern (an explicit choice, which overrides the
+///   defaults below), or no `include` patterns were given and the defaults allow it.
+///
+/// Defaults: tensors of rank 0 or 1 (norms, biases, scalars) and embedding tables
+/// are left untouched, as are integer and boolean tensors (whatever the patterns).
+// Regex is not marked Sendable, but these are immutable after init and matching does not
+// mutate them, so sharing a selection across threads is safe.
+public struct TensorSelection: @unchecked Sendable {
+  public let include: [String]
+  public let exclude: [String]
+  private let includeRegexes: [Regex<AnyRegexOutput>]
+  private let excludeRegexes: [Regex<AnyRegexOutput>]
+
+  /// Compiles the patterns; a bad one throws naming the option.
+  public init(include: [String] = [], exclude: [String] = []) throws(SwiftCompressError) {
+    self.include = include
+    self.exclude = exclude
+    includeRegexes = try include.map { (p) throws(SwiftCompressError) in try TensorSelection.compile(p, option: "--include") }
+    excludeRegexes = try exclude.map { (p) throws(SwiftCompressError) in try TensorSelection.compile(p, option: "--exclude") }
+  }
+
+  private static func compile(_ pattern: String, option: String) throws(SwiftCompressError) -> Regex<AnyRegexOutput> {
+    do {
+      return try Regex(pattern)
+    } catch {
+      throw .invalidPattern(option: option, pattern: pattern, reason: "\(error)")
+    }
+  }
+
+  /// The tensor names that count as embedding tables: a module path component
+  /// containing "embed" (embed_tokens, word_embeddings, position_embeddings, ...) or
+  /// GPT-2's `wte` / `wpe`.
+  public static func isEmbedding(_ name: String) -> Bool {
+    let components = name.split(separator: ".").dropLast()
+    return components.contains { $0.lowercased().contains("embed") || $0 == "wte" || $0 == "wpe" }
+  }
+
+  /// Whether `tensor` is offered to the pass, and if not, why.
+  public func decide(_ tensor: TensorDescriptor) -> SelectionDecision {
+    let name = tensor.name
+    if let index = excludeRegexes.firstIndex(where: { name.contains($0) }) {
+      return .skipped(reason: "matches --exclude '\(exclude[index])'")
+    }
+    guard tensor.dtype.isFloatingPoint else {
+      return .skipped(reason: "\(tensor.dtype.rawValue) tensor (not floating point)")
+    }
+    if !includeRegexes.isEmpty {
+      if includeRegexes.contains(where: { name.contains($0) }) { return .selected }
+      return .skipped(reason: "matches no --include pattern")
+    }
+    if tensor.shape.count <= 1 {
+      return .skipped(reason: "\(tensor.shape.count)-D tensor (norm, bias or scalar) left untouched by default")
+    }
+    if TensorSelection.isEmbedding(name) {
+      return .skipped(reason: "embedding table left untouched by default")
+    }
+    return .selected
+  }
+}
+
+public enum SelectionDecision: Sendable, Equatable {
+  case selected
+  case skipped(reason: String)
+}

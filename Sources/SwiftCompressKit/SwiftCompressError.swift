@@ -1,0 +1,48 @@
+import CheckpointIO
+import Foundation
+
+/// Errors of the compression pipeline. Checkpoint reading and writing errors
+/// (`CheckpointError`) pass through unchanged.
+public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedError {
+  /// A pass identifier the registry does not know.
+  case unknownPass(String, known: [String])
+  /// A pass configuration that cannot be decoded or is out of range.
+  case invalidConfiguration(pass: String, reason: String)
+  /// A regular expression given for tensor selection does not compile.
+  case invalidPattern(option: String, pattern: String, reason: String)
+  /// An option value out of range.
+  case invalidOption(option: String, reason: String)
+  /// A tensor cannot be processed by the requested pass.
+  case invalidTensor(name: String, reason: String)
+  /// Two planned outputs share a name.
+  case outputNameClash(name: String, first: String, second: String)
+  /// A pass broke its own plan (a bug).
+  case passBrokePlan(pass: String, tensor: String, reason: String)
+
+  public var category: ErrorCategory {
+    switch self {
+    case .unknownPass, .invalidConfiguration, .invalidPattern, .invalidOption: .usage
+    case .invalidTensor, .outputNameClash: .invalidInput
+    case .passBrokePlan: .other
+    }
+  }
+
+  public var errorDescription: String? {
+    switch self {
+    case .unknownPass(let name, let known):
+      "unknown pass '\(name)'. Known passes: \(known.joined(separator: ", "))."
+    case .invalidConfiguration(let pass, let reason):
+      "pass '\(pass)': invalid configuration: \(reason)."
+    case .invalidPattern(let option, let pattern, let reason):
+      "\(option) '\(pattern)' is not a valid regular expression: \(reason). Escape literal dots as '\\.'."
+    case .invalidOption(let option, let reason):
+      "\(option): \(reason)."
+    case .invalidTensor(let name, let reason):
+      "tensor '\(name)': \(reason)."
+    case .outputNameClash(let name, let first, let second):
+      "output tensor '\(name)' would be written for both '\(first)' and '\(second)'. Exclude one of them."
+    case .passBrokePlan(let pass, let tensor, let reason):
+      "internal error: pass '\(pass)' broke its plan for '\(tensor)': \(reason). Please report this bug."
+    }
+  }
+}
