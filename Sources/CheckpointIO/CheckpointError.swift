@@ -163,6 +163,8 @@ public enum CheckpointError: Error, LocalizedError, Equatable, CategorizedError 
   case cannotCreateOutput(path: String, reason: String)
   /// The output exists and overwriting was not requested.
   case outputExists(path: String)
+  /// The output would be the input, contain it, or lie inside it.
+  case outputOverlapsInput(path: String, input: String)
   /// A tensor name that the checkpoint does not hold.
   case tensorNotFound(name: String, checkpoint: String)
   /// A conversion this library does not implement.
@@ -174,7 +176,7 @@ public enum CheckpointError: Error, LocalizedError, Equatable, CategorizedError 
     switch self {
     case .invalid, .invalidMany, .unsupportedConversion: .invalidInput
     case .inputNotFound, .notACheckpoint, .unreadable: .inputNotFound
-    case .cannotCreateOutput, .outputExists: .cannotCreateOutput
+    case .cannotCreateOutput, .outputExists, .outputOverlapsInput: .cannotCreateOutput
     case .tensorNotFound: .usage
     case .writerMisuse: .other
     }
@@ -198,6 +200,8 @@ public enum CheckpointError: Error, LocalizedError, Equatable, CategorizedError 
       return "\(path): cannot create output: \(reason). Check free space and permissions, or choose another output path."
     case .outputExists(let path):
       return "\(path) already exists. Delete it, choose a new output path, or pass --force to replace it."
+    case .outputOverlapsInput(let path, let input):
+      return "\(path): refusing to write there: it would overwrite, contain or sit inside the input \(input). Choose an output folder outside the input."
     case .tensorNotFound(let name, let checkpoint):
       return "\(checkpoint): no tensor named '\(name)'. Run 'swiftcompress inspect \(checkpoint)' to list the tensors."
     case .unsupportedConversion(let tensor, let from, let to):

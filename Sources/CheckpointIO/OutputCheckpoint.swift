@@ -92,8 +92,7 @@ public final class OutputFolder {
     let resolved = URL(fileURLWithPath: destination).resolvingSymlinksInPath().standardizedFileURL.path
     for input in inputs {
       if resolved == input || resolved.hasPrefix(input + "/") || input.hasPrefix(resolved + "/") {
-        throw .cannotCreateOutput(
-          path: destination, reason: "it would overwrite or sit inside the input \(input); choose an output folder outside the input")
+        throw .outputOverlapsInput(path: destination, input: input)
       }
     }
     if FileManager.default.fileExists(atPath: destination) && !replace {

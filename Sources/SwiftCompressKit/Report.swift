@@ -201,7 +201,7 @@ public struct Report: Codable, Sendable, Equatable {
     lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     let m = totals.metrics
     lines.append(
-      "| \(totals.tensors) | \(totals.transformed) | \(totals.kept) | \(totals.parameters) | \(Format.bytes(totals.bytesBefore)) | \(Format.bytes(totals.bytesAfter)) | \(Format.fixed(totals.bitsPerWeightBefore, 3)) | \(Format.fixed(totals.bitsPerWeightAfter, 3)) | \(Format.fixed(totals.compressionRatio, 3)) | \(Format.metric(m?.relativeFrobeniusError)) | \(Format.sqnr(m)) | \(Format.metric(m?.cosineSimilarity)) | \(Format.metric(m?.maxAbsError)) |"
+      "| \(totals.tensors) | \(totals.transformed) | \(totals.kept) | \(totals.parameters) | \(Format.bytes(totals.bytesBefore)) | \(Format.bytes(totals.bytesAfter)) | \(Format.fixed(totals.bitsPerWeightBefore, 3)) | \(Format.fixed(totals.bitsPerWeightAfter, 3)) | \(Format.fixed(totals.compressionRatio, 3)) | \(Format.metric(m?.relativeFrobeniusError)) | \(Format.sqnr(m)) | \(Format.cosine(m?.cosineSimilarity)) | \(Format.metric(m?.maxAbsError)) |"
     )
     lines.append("")
     lines.append("## Tensors")
@@ -212,7 +212,7 @@ public struct Report: Codable, Sendable, Equatable {
       let outDTypes = Set(t.outputs.map(\.dtype)).sorted().joined(separator: "+")
       let dtype = t.action == "transformed" && outDTypes != t.dtype ? "\(t.dtype) -> \(outDTypes)" : t.dtype
       lines.append(
-        "| `\(t.name)` | \(dtype) | \(t.shape.map(String.init).joined(separator: "x")) | \(t.action) | \(t.bytesBefore) | \(t.bytesAfter) | \(Format.fixed(t.bitsPerWeightAfter, 3)) | \(Format.metric(t.metrics?.relativeFrobeniusError)) | \(Format.sqnr(t.metrics)) | \(Format.metric(t.metrics?.cosineSimilarity)) | \(Format.metric(t.metrics?.maxAbsError)) | \(t.reason ?? "") |"
+        "| `\(t.name)` | \(dtype) | \(t.shape.map(String.init).joined(separator: "x")) | \(t.action) | \(t.bytesBefore) | \(t.bytesAfter) | \(Format.fixed(t.bitsPerWeightAfter, 3)) | \(Format.metric(t.metrics?.relativeFrobeniusError)) | \(Format.sqnr(t.metrics)) | \(Format.cosine(t.metrics?.cosineSimilarity)) | \(Format.metric(t.metrics?.maxAbsError)) | \(t.reason ?? "") |"
       )
     }
     lines.append("")
@@ -260,6 +260,12 @@ public enum Format {
     guard let value else { return "-" }
     guard value.isFinite else { return fixed(value, 0) }
     return String(format: "%.4g", value)
+  }
+
+  /// Cosine similarity with enough digits to see how close to 1 it is.
+  public static func cosine(_ value: Double?) -> String {
+    guard let value else { return "-" }
+    return fixed(value, 6)
   }
 
   /// SQNR in dB, "inf" when the error is zero, "-" without metrics.

@@ -56,12 +56,9 @@ struct PipelineOptions: ParsableArguments {
   @Flag(name: [.short, .long], help: "Print nothing but errors.")
   var quiet = false
 
-  func selection() throws -> TensorSelection {
-    do {
-      return try TensorSelection(include: include, exclude: exclude)
-    } catch {
-      throw ValidationError(error.errorDescription ?? "\(error)")
-    }
+  /// The compiled selection; a bad pattern is a usage error (exit 64).
+  func selection() throws(SwiftCompressError) -> TensorSelection {
+    try TensorSelection(include: include, exclude: exclude)
   }
 }
 

@@ -71,7 +71,7 @@ enum SummaryTable {
       rows.append([
         entry.name, entry.dtype + " -> " + Set(entry.outputs.map(\.dtype)).sorted().joined(separator: "+"),
         "\(entry.bytesBefore)", "\(entry.bytesAfter)", Format.fixed(entry.bitsPerWeightAfter, 2),
-        Format.metric(m?.relativeFrobeniusError), Format.sqnr(m), Format.metric(m?.cosineSimilarity),
+        Format.metric(m?.relativeFrobeniusError), Format.sqnr(m), Format.cosine(m?.cosineSimilarity),
         Format.metric(m?.maxAbsError),
       ])
     }
@@ -85,7 +85,7 @@ enum SummaryTable {
     let m = t.metrics
     text += "\(t.transformed) of \(t.tensors) tensors transformed, \(t.kept) kept; \(Format.bytes(t.bytesBefore)) -> \(Format.bytes(t.bytesAfter)) (ratio \(Format.fixed(t.compressionRatio, 3)), \(Format.fixed(t.bitsPerWeightBefore, 2)) -> \(Format.fixed(t.bitsPerWeightAfter, 2)) bits/weight)\n"
     if let m {
-      text += "error: relative \(Format.metric(m.relativeFrobeniusError)), SQNR \(Format.sqnr(m)) dB, cosine \(Format.metric(m.cosineSimilarity)), max abs \(Format.metric(m.maxAbsError))\n"
+      text += "error: relative \(Format.metric(m.relativeFrobeniusError)), SQNR \(Format.sqnr(m)) dB, cosine \(Format.cosine(m.cosineSimilarity)), max abs \(Format.metric(m.maxAbsError))\n"
     }
     text += "wrote \(report.output.path) (\(report.output.files.count) weight file(s)) in \(Format.fixed(report.timing.seconds, 2)) s; report: \(report.output.path)/\(Report.markdownFileName)\n"
     return text
