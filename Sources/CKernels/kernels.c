@@ -3,9 +3,9 @@
 // Every function has a portable path and, on x86-64 CPUs with AVX2+FMA+F16C, a
 // vector path chosen once at run time. Both paths give bit-identical results:
 // - conversions are exact or round to nearest even, with the same NaN rule;
-// - reductions use one fixed accumulation order, whatever the path: 8 float lanes
-//   (element i goes to lane i % 8) over blocks of 1024 elements, each block's lanes
-//   then added to double totals in lane order 0..7. No fused multiply-add is used.
+// - reductions use one fixed accumulation order, whatever the path: 8 double lanes
+//   (element i goes to lane i % 8), added in lane order 0..7 at the end. No fused
+//   multiply-add is used.
 #include "CKernels.h"
 
 #include <math.h>
@@ -214,48 +214,47 @@ void sck_lut8_to_f32(const uint8_t *src, const float *table256, float *dst, size
 }
 
 // ---- reductions ----
-
-#define SCK_BLOCK 1024
+//
+// Sums use 8 double-precision lanes: element i goes to lane i % 8, and the lanes are
+// added in order 0..7 at the end. Products of two floats are exact in double, so the
+// only roundings are the double additions (and e*e for the error), identical in both
+// paths. Non-finite elements are skipped (the vector path adds exact zeros instead,
+// which leaves every lane unchanged because lanes start at +0).
 
 static inline int is_finite_bits(uint32_t u) { return (u & 0x7F800000u) != 0x7F800000u; }
 
 static inline float zero_sign(float v) { return v == 0.0f ? 0.0f : v; }
 
-typedef struct {
-  float sum[8], sum_sq[8], min[8], max[8], absmax[8];
-} stats_lanes;
+static inline double fold8(const double *lanes) {
+  double total = 0;
+  for (int j = 0; j < 8; j++) total += lanes[j];
+  return total;
+}
 
 static void stats_portable(const float *x, size_t n, sck_stats *out) {
-  double sum = 0, sum_sq = 0;
+  double ls[8] = {0}, lq[8] = {0};
   float mn = INFINITY, mx = -INFINITY, am = 0;
   uint64_t zeros = 0, nans = 0, infs = 0;
-  for (size_t start = 0; start < n; start += SCK_BLOCK) {
-    size_t end = start + SCK_BLOCK < n ? start + SCK_BLOCK : n;
-    float ls[8] = {0}, lq[8] = {0};
-    for (size_t i = start; i < end; i++) {
-      float v = x[i];
-      uint32_t u = f32_bits(v);
-      size_t lane = i & 7;
-      if (!is_finite_bits(u)) {
-        if (u & 0x7FFFFFu) nans++;
-        else infs++;
-        continue;
-      }
-      if (v == 0.0f) zeros++;
-      ls[lane] = ls[lane] + v;
-      lq[lane] = lq[lane] + v * v;
-      if (v < mn) mn = v;
-      if (v > mx) mx = v;
-      float a = fabsf(v);
-      if (a > am) am = a;
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i];
+    uint32_t u = f32_bits(v);
+    size_t lane = i & 7;
+    if (!is_finite_bits(u)) {
+      if (u & 0x7FFFFFu) nans++;
+      else infs++;
+      continue;
     }
-    for (int j = 0; j < 8; j++) {
-      sum += (double)ls[j];
-      sum_sq += (double)lq[j];
-    }
+    if (v == 0.0f) zeros++;
+    double d = (double)v;
+    ls[lane] = ls[lane] + d;
+    lq[lane] = lq[lane] + d * d;
+    if (v < mn) mn = v;
+    if (v > mx) mx = v;
+    float a = fabsf(v);
+    if (a > am) am = a;
   }
-  out->sum = sum;
-  out->sum_sq = sum_sq;
+  out->sum = fold8(ls);
+  out->sum_sq = fold8(lq);
   out->min = zero_sign(mn);
   out->max = zero_sign(mx);
   out->absmax = am;
@@ -264,43 +263,30 @@ static void stats_portable(const float *x, size_t n, sck_stats *out) {
   out->infs = infs;
 }
 
-typedef struct {
-  double ref_sq, out_sq, err_sq, dot;
-} error_totals;
-
 static void error_portable(const float *ref, const float *rec, size_t n, sck_error_stats *result) {
-  error_totals t = {0, 0, 0, 0};
+  double rs[8] = {0}, os[8] = {0}, es[8] = {0}, dp[8] = {0};
   float max_err = 0;
   uint64_t nonfinite = 0;
-  for (size_t start = 0; start < n; start += SCK_BLOCK) {
-    size_t end = start + SCK_BLOCK < n ? start + SCK_BLOCK : n;
-    float rs[8] = {0}, os[8] = {0}, es[8] = {0}, dp[8] = {0};
-    for (size_t i = start; i < end; i++) {
-      float r = ref[i], o = rec[i];
-      size_t lane = i & 7;
-      if (!is_finite_bits(f32_bits(r)) || !is_finite_bits(f32_bits(o))) {
-        nonfinite++;
-        continue;
-      }
-      float e = r - o;
-      rs[lane] = rs[lane] + r * r;
-      os[lane] = os[lane] + o * o;
-      es[lane] = es[lane] + e * e;
-      dp[lane] = dp[lane] + r * o;
-      float a = fabsf(e);
-      if (a > max_err) max_err = a;
+  for (size_t i = 0; i < n; i++) {
+    float r = ref[i], o = rec[i];
+    size_t lane = i & 7;
+    if (!is_finite_bits(f32_bits(r)) || !is_finite_bits(f32_bits(o))) {
+      nonfinite++;
+      continue;
     }
-    for (int j = 0; j < 8; j++) {
-      t.ref_sq += (double)rs[j];
-      t.out_sq += (double)os[j];
-      t.err_sq += (double)es[j];
-      t.dot += (double)dp[j];
-    }
+    double dr = (double)r, dO = (double)o;
+    double e = dr - dO;
+    rs[lane] = rs[lane] + dr * dr;
+    os[lane] = os[lane] + dO * dO;
+    es[lane] = es[lane] + e * e;
+    dp[lane] = dp[lane] + dr * dO;
+    float a = (float)fabs(e);
+    if (a > max_err) max_err = a;
   }
-  result->ref_sq = t.ref_sq;
-  result->out_sq = t.out_sq;
-  result->err_sq = t.err_sq;
-  result->dot = t.dot;
+  result->ref_sq = fold8(rs);
+  result->out_sq = fold8(os);
+  result->err_sq = fold8(es);
+  result->dot = fold8(dp);
   result->max_abs_err = max_err;
   result->nonfinite = nonfinite;
 }
@@ -313,54 +299,34 @@ __attribute__((target("avx2,fma,f16c"))) static inline __m256 finite_mask8(__m25
 }
 
 __attribute__((target("avx2,fma,f16c"))) static void stats_avx2(const float *x, size_t n, sck_stats *out) {
-  double sum = 0, sum_sq = 0;
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   const __m256 pos_inf = _mm256_set1_ps(INFINITY), neg_inf = _mm256_set1_ps(-INFINITY), zero = _mm256_setzero_ps();
   __m256 vmin = pos_inf, vmax = neg_inf, vabs = zero;
+  __m256d s_lo = _mm256_setzero_pd(), s_hi = s_lo, q_lo = s_lo, q_hi = s_lo;
   uint64_t zeros = 0, nonfinite = 0, nans = 0;
-  for (size_t start = 0; start < n; start += SCK_BLOCK) {
-    size_t end = start + SCK_BLOCK < n ? start + SCK_BLOCK : n;
-    __m256 s = zero, q = zero;
-    size_t i = start;
-    for (; i + 8 <= end; i += 8) {
-      __m256 v = _mm256_loadu_ps(x + i);
-      __m256 fin = finite_mask8(v);
-      __m256 vf = _mm256_and_ps(v, fin);
-      s = _mm256_add_ps(s, vf);
-      q = _mm256_add_ps(q, _mm256_mul_ps(vf, vf));
-      vmin = _mm256_min_ps(vmin, _mm256_blendv_ps(pos_inf, v, fin));
-      vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(neg_inf, v, fin));
-      vabs = _mm256_max_ps(vabs, _mm256_and_ps(vf, abs_mask));
-      int fmask = _mm256_movemask_ps(fin);
-      nonfinite += (uint64_t)(8 - __builtin_popcount(fmask));
-      nans += (uint64_t)__builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
-      zeros += (uint64_t)__builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_EQ_OQ)));
-    }
-    float ls[8], lq[8];
-    _mm256_storeu_ps(ls, s);
-    _mm256_storeu_ps(lq, q);
-    for (; i < end; i++) {  // tail of the last block, same lanes as the portable path
-      float v = x[i];
-      uint32_t u = f32_bits(v);
-      size_t lane = i & 7;
-      if (!is_finite_bits(u)) {
-        nonfinite++;
-        if (u & 0x7FFFFFu) nans++;
-        continue;
-      }
-      if (v == 0.0f) zeros++;
-      ls[lane] = ls[lane] + v;
-      lq[lane] = lq[lane] + v * v;
-      __m256 b = _mm256_set1_ps(v);
-      vmin = _mm256_min_ps(vmin, b);
-      vmax = _mm256_max_ps(vmax, b);
-      vabs = _mm256_max_ps(vabs, _mm256_and_ps(b, abs_mask));
-    }
-    for (int j = 0; j < 8; j++) {
-      sum += (double)ls[j];
-      sum_sq += (double)lq[j];
-    }
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    __m256 fin = finite_mask8(v);
+    __m256 vf = _mm256_and_ps(v, fin);
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(vf));
+    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(vf, 1));
+    s_lo = _mm256_add_pd(s_lo, lo);
+    s_hi = _mm256_add_pd(s_hi, hi);
+    q_lo = _mm256_add_pd(q_lo, _mm256_mul_pd(lo, lo));
+    q_hi = _mm256_add_pd(q_hi, _mm256_mul_pd(hi, hi));
+    vmin = _mm256_min_ps(vmin, _mm256_blendv_ps(pos_inf, v, fin));
+    vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(neg_inf, v, fin));
+    vabs = _mm256_max_ps(vabs, _mm256_and_ps(vf, abs_mask));
+    nonfinite += (uint64_t)(8 - __builtin_popcount(_mm256_movemask_ps(fin)));
+    nans += (uint64_t)__builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    zeros += (uint64_t)__builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_EQ_OQ)));
   }
+  double ls[8], lq[8];
+  _mm256_storeu_pd(ls, s_lo);
+  _mm256_storeu_pd(ls + 4, s_hi);
+  _mm256_storeu_pd(lq, q_lo);
+  _mm256_storeu_pd(lq + 4, q_hi);
   float mins[8], maxs[8], abss[8];
   _mm256_storeu_ps(mins, vmin);
   _mm256_storeu_ps(maxs, vmax);
@@ -371,8 +337,26 @@ __attribute__((target("avx2,fma,f16c"))) static void stats_avx2(const float *x, 
     if (maxs[j] > mx) mx = maxs[j];
     if (abss[j] > am) am = abss[j];
   }
-  out->sum = sum;
-  out->sum_sq = sum_sq;
+  for (; i < n; i++) {  // tail: same lanes as the portable path
+    float v = x[i];
+    uint32_t u = f32_bits(v);
+    size_t lane = i & 7;
+    if (!is_finite_bits(u)) {
+      nonfinite++;
+      if (u & 0x7FFFFFu) nans++;
+      continue;
+    }
+    if (v == 0.0f) zeros++;
+    double d = (double)v;
+    ls[lane] = ls[lane] + d;
+    lq[lane] = lq[lane] + d * d;
+    if (v < mn) mn = v;
+    if (v > mx) mx = v;
+    float a = fabsf(v);
+    if (a > am) am = a;
+  }
+  out->sum = fold8(ls);
+  out->sum_sq = fold8(lq);
   out->min = zero_sign(mn);
   out->max = zero_sign(mx);
   out->absmax = am;
@@ -383,64 +367,68 @@ __attribute__((target("avx2,fma,f16c"))) static void stats_avx2(const float *x, 
 
 __attribute__((target("avx2,fma,f16c"))) static void error_avx2(const float *ref, const float *rec, size_t n,
                                                                sck_error_stats *result) {
-  error_totals t = {0, 0, 0, 0};
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  const __m256 zero = _mm256_setzero_ps();
-  __m256 vmax = zero;
+  const __m256d abs_mask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+  __m256d z = _mm256_setzero_pd();
+  __m256d r_lo = z, r_hi = z, o_lo = z, o_hi = z, e_lo = z, e_hi = z, d_lo = z, d_hi = z, m_lo = z, m_hi = z;
   uint64_t nonfinite = 0;
-  for (size_t start = 0; start < n; start += SCK_BLOCK) {
-    size_t end = start + SCK_BLOCK < n ? start + SCK_BLOCK : n;
-    __m256 rs = zero, os = zero, es = zero, dp = zero;
-    size_t i = start;
-    for (; i + 8 <= end; i += 8) {
-      __m256 r = _mm256_loadu_ps(ref + i), o = _mm256_loadu_ps(rec + i);
-      __m256 fin = _mm256_and_ps(finite_mask8(r), finite_mask8(o));
-      r = _mm256_and_ps(r, fin);
-      o = _mm256_and_ps(o, fin);
-      __m256 e = _mm256_sub_ps(r, o);
-      rs = _mm256_add_ps(rs, _mm256_mul_ps(r, r));
-      os = _mm256_add_ps(os, _mm256_mul_ps(o, o));
-      es = _mm256_add_ps(es, _mm256_mul_ps(e, e));
-      dp = _mm256_add_ps(dp, _mm256_mul_ps(r, o));
-      vmax = _mm256_max_ps(vmax, _mm256_and_ps(e, abs_mask));
-      nonfinite += (uint64_t)(8 - __builtin_popcount(_mm256_movemask_ps(fin)));
-    }
-    float lr[8], lo[8], le[8], ld[8];
-    _mm256_storeu_ps(lr, rs);
-    _mm256_storeu_ps(lo, os);
-    _mm256_storeu_ps(le, es);
-    _mm256_storeu_ps(ld, dp);
-    for (; i < end; i++) {
-      float r = ref[i], o = rec[i];
-      size_t lane = i & 7;
-      if (!is_finite_bits(f32_bits(r)) || !is_finite_bits(f32_bits(o))) {
-        nonfinite++;
-        continue;
-      }
-      float e = r - o;
-      lr[lane] = lr[lane] + r * r;
-      lo[lane] = lo[lane] + o * o;
-      le[lane] = le[lane] + e * e;
-      ld[lane] = ld[lane] + r * o;
-      vmax = _mm256_max_ps(vmax, _mm256_set1_ps(fabsf(e)));
-    }
-    for (int j = 0; j < 8; j++) {
-      t.ref_sq += (double)lr[j];
-      t.out_sq += (double)lo[j];
-      t.err_sq += (double)le[j];
-      t.dot += (double)ld[j];
-    }
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 r = _mm256_loadu_ps(ref + i), o = _mm256_loadu_ps(rec + i);
+    __m256 fin = _mm256_and_ps(finite_mask8(r), finite_mask8(o));
+    r = _mm256_and_ps(r, fin);
+    o = _mm256_and_ps(o, fin);
+    nonfinite += (uint64_t)(8 - __builtin_popcount(_mm256_movemask_ps(fin)));
+    __m256d rl = _mm256_cvtps_pd(_mm256_castps256_ps128(r)), rh = _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1));
+    __m256d ol = _mm256_cvtps_pd(_mm256_castps256_ps128(o)), oh = _mm256_cvtps_pd(_mm256_extractf128_ps(o, 1));
+    __m256d el = _mm256_sub_pd(rl, ol), eh = _mm256_sub_pd(rh, oh);
+    r_lo = _mm256_add_pd(r_lo, _mm256_mul_pd(rl, rl));
+    r_hi = _mm256_add_pd(r_hi, _mm256_mul_pd(rh, rh));
+    o_lo = _mm256_add_pd(o_lo, _mm256_mul_pd(ol, ol));
+    o_hi = _mm256_add_pd(o_hi, _mm256_mul_pd(oh, oh));
+    e_lo = _mm256_add_pd(e_lo, _mm256_mul_pd(el, el));
+    e_hi = _mm256_add_pd(e_hi, _mm256_mul_pd(eh, eh));
+    d_lo = _mm256_add_pd(d_lo, _mm256_mul_pd(rl, ol));
+    d_hi = _mm256_add_pd(d_hi, _mm256_mul_pd(rh, oh));
+    m_lo = _mm256_max_pd(m_lo, _mm256_and_pd(el, abs_mask));
+    m_hi = _mm256_max_pd(m_hi, _mm256_and_pd(eh, abs_mask));
   }
-  float maxs[8];
-  _mm256_storeu_ps(maxs, vmax);
-  float mx = 0;
-  for (int j = 0; j < 8; j++)
-    if (maxs[j] > mx) mx = maxs[j];
-  result->ref_sq = t.ref_sq;
-  result->out_sq = t.out_sq;
-  result->err_sq = t.err_sq;
-  result->dot = t.dot;
-  result->max_abs_err = mx;
+  double lr[8], lo[8], le[8], ld[8], lm[8];
+  _mm256_storeu_pd(lr, r_lo);
+  _mm256_storeu_pd(lr + 4, r_hi);
+  _mm256_storeu_pd(lo, o_lo);
+  _mm256_storeu_pd(lo + 4, o_hi);
+  _mm256_storeu_pd(le, e_lo);
+  _mm256_storeu_pd(le + 4, e_hi);
+  _mm256_storeu_pd(ld, d_lo);
+  _mm256_storeu_pd(ld + 4, d_hi);
+  _mm256_storeu_pd(lm, m_lo);
+  _mm256_storeu_pd(lm + 4, m_hi);
+  float max_err = 0;
+  for (int j = 0; j < 8; j++) {
+    float a = (float)lm[j];
+    if (a > max_err) max_err = a;
+  }
+  for (; i < n; i++) {
+    float r = ref[i], o = rec[i];
+    size_t lane = i & 7;
+    if (!is_finite_bits(f32_bits(r)) || !is_finite_bits(f32_bits(o))) {
+      nonfinite++;
+      continue;
+    }
+    double dr = (double)r, dO = (double)o;
+    double e = dr - dO;
+    lr[lane] = lr[lane] + dr * dr;
+    lo[lane] = lo[lane] + dO * dO;
+    le[lane] = le[lane] + e * e;
+    ld[lane] = ld[lane] + dr * dO;
+    float a = (float)fabs(e);
+    if (a > max_err) max_err = a;
+  }
+  result->ref_sq = fold8(lr);
+  result->out_sq = fold8(lo);
+  result->err_sq = fold8(le);
+  result->dot = fold8(ld);
+  result->max_abs_err = max_err;
   result->nonfinite = nonfinite;
 }
 #endif

@@ -40,7 +40,7 @@ typedef struct {
   uint64_t infs;
 } sck_stats;
 
-/// Summary statistics of x[0..n). Deterministic for a given n (fixed blocking).
+/// Summary statistics of x[0..n), accumulated in double. Deterministic for a given n.
 void sck_stats_f32(const float *x, size_t n, sck_stats *out);
 
 typedef struct {
@@ -48,12 +48,12 @@ typedef struct {
   double out_sq;        // sum out^2
   double err_sq;        // sum (ref - out)^2
   double dot;           // sum ref * out
-  float max_abs_err;    // max |ref - out|
+  float max_abs_err;    // max |ref - out| (the difference taken in double, then rounded)
   uint64_t nonfinite;   // positions where ref or out is NaN or +-inf (excluded from the sums)
 } sck_error_stats;
 
 /// Error statistics between a reference and a reconstruction, both of length n.
-/// Deterministic for a given n (fixed blocking).
+/// Accumulated in double (products of floats are exact). Deterministic for a given n.
 void sck_error_stats_f32(const float *ref, const float *out, size_t n, sck_error_stats *result);
 
 // ---- testing only ----
