@@ -39,7 +39,7 @@ let package = Package(
       path: "Benchmarks/swiftcompress-bench"
     ),
     .target(name: "TestSupport", path: "Tests/TestSupport"),
-    .testTarget(name: "KernelsTests", dependencies: ["CKernels"]),
+    .testTarget(name: "KernelsTests", dependencies: ["CKernels", "TestSupport"]),
     .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
     .testTarget(name: "CheckpointIOTests", dependencies: ["CheckpointIO", "TestSupport"]),
     .testTarget(name: "SwiftCompressKitTests", dependencies: ["SwiftCompressKit", "CheckpointIO", "TestSupport"]),

@@ -1,1 +1,119 @@
-print("bench placeholder")
+// Benchmarks for `make bench`. Each measures a ratio against a reference taken in the
+// same run (memcpy bandwidth of this machine), because shared machines are noisy.
+//
+//   swiftcompress-bench pipeline --checkpoint DIR --swiftcompress BIN [--runs 3]
+//
+// pushes the checkpoint through the identity pass (`swiftcompress convert IN OUT`) in a
+// child process and prints its throughput as a ratio of single-thread memcpy bandwidth,
+// and the child's peak RSS against the largest tensor.
+import CheckpointIO
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+struct BenchError: Error, CustomStringConvertible {
+  var description: String
+}
+
+func argument(_ name: String, in arguments: [String]) -> String? {
+  guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count else { return nil }
+  return arguments[i + 1]
+}
+
+func now() -> Double {
+  var ts = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &ts)
+  return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Best-of-`repeats` single-thread memcpy bandwidth over `bytes`-sized buffers, in bytes/s.
+func memcpyBandwidth(bytes: Int = 256 << 20, repeats: Int = 7) -> Double {
+  let source = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+  let destination = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+  defer {
+    source.deallocate()
+    destination.deallocate()
+  }
+  memset(source, 1, bytes)
+  memset(destination, 2, bytes)
+  var best = Double.infinity
+  for _ in 0..<repeats {
+    let start = now()
+    memcpy(destination, source, bytes)
+    best = min(best, now() - start)
+  }
+  return Double(bytes) / best
+}
+
+/// Runs `executable` with `arguments`; returns stdout, wall seconds and the child's peak RSS.
+func runChild(_ executable: String, _ arguments: [String]) throws -> (stdout: Data, seconds: Double, peakRSS: Int) {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: executable)
+  process.arguments = arguments
+  let pipe = Pipe()
+  process.standardOutput = pipe
+  let start = now()
+  try process.run()
+  let output = pipe.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  let seconds = now() - start
+  guard process.terminationStatus == 0 else {
+    throw BenchError(description: "\(executable) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+  }
+  var usage = rusage()
+  getrusage(RUSAGE_CHILDREN.rawValue, &usage)  // maximum over waited-for children so far
+  return (output, seconds, Int(usage.ru_maxrss) * 1024)
+}
+
+func gb(_ bytesPerSecond: Double) -> String { String(format: "%.2f GB/s", bytesPerSecond / 1e9) }
+func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+
+func pipelineBenchmark(_ arguments: [String]) throws {
+  guard let checkpointPath = argument("--checkpoint", in: arguments),
+    let binary = argument("--swiftcompress", in: arguments)
+  else { throw BenchError(description: "usage: swiftcompress-bench pipeline --checkpoint DIR --swiftcompress BIN [--runs N]") }
+  let runs = Int(argument("--runs", in: arguments) ?? "3") ?? 3
+  let checkpoint = try Checkpoint.open(checkpointPath)
+  let totalBytes = checkpoint.tensorByteCount
+  let largest = checkpoint.tensors.map(\.info.byteCount).max() ?? 0
+  let output = (checkpointPath as NSString).deletingLastPathComponent + "/identity-out"
+
+  print("checkpoint: \(checkpointPath): \(checkpoint.tensors.count) tensors, \(mib(totalBytes)), largest tensor \(mib(largest))")
+  let bandwidth = memcpyBandwidth()
+  print("memcpy (1 thread, 256 MiB, best of 7): \(gb(bandwidth))")
+
+  var best = (seconds: Double.infinity, rss: 0, reportSeconds: 0.0)
+  for run in 1...runs {
+    try? FileManager.default.removeItem(atPath: output)
+    let result = try runChild(binary, ["convert", checkpointPath, output, "--json", "--force"])
+    let json = try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any]
+    let timing = json?["timing"] as? [String: Any]
+    let reportSeconds = timing?["seconds"] as? Double ?? result.seconds
+    let rss = timing?["peak_rss_bytes"] as? Int ?? result.peakRSS
+    print(String(format: "run %d: %.3f s in the pipeline (%.3f s whole process), %@, peak RSS %@", run, reportSeconds, result.seconds, gb(Double(totalBytes) / reportSeconds), mib(rss)))
+    if reportSeconds < best.seconds { best = (result.seconds, rss, reportSeconds) }
+  }
+  try? FileManager.default.removeItem(atPath: output)
+  let throughput = Double(totalBytes) / best.reportSeconds
+  let ratio = throughput / bandwidth
+  let rssLimit = Int(1.5 * Double(largest)) + (64 << 20)
+  print("")
+  print("identity pass: \(gb(throughput)) = \(String(format: "%.2f", ratio)) x memcpy bandwidth (goal >= 0.5): \(ratio >= 0.5 ? "met" : "NOT met")")
+  print("peak RSS: \(mib(best.rss)) = \(String(format: "%.2f", Double(best.rss) / Double(max(largest, 1)))) x largest tensor; goal < 1.5 x largest + 64 MiB = \(mib(rssLimit)): \(best.rss < rssLimit ? "met" : "NOT met")")
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+do {
+  switch arguments.first {
+  case "pipeline": try pipelineBenchmark(Array(arguments.dropFirst()))
+  case "memcpy": print("memcpy (1 thread): \(gb(memcpyBandwidth()))")
+  default:
+    print("usage: swiftcompress-bench pipeline --checkpoint DIR --swiftcompress BIN [--runs N] | memcpy")
+    exit(64)
+  }
+} catch {
+  FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+  exit(1)
+}

@@ -67,7 +67,10 @@ static inline float f16_to_f32_scalar(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16;
   uint32_t exponent = (h >> 10) & 0x1F;
   uint32_t mantissa = h & 0x3FF;
-  if (exponent == 0x1F) return bits_f32(sign | 0x7F800000u | (mantissa << 13));  // inf, NaN (payload kept)
+  if (exponent == 0x1F) {
+    if (mantissa == 0) return bits_f32(sign | 0x7F800000u);
+    return bits_f32(sign | 0x7FC00000u | (mantissa << 13));  // NaN: payload kept, quieted (as F16C does)
+  }
   if (exponent != 0) return bits_f32(sign | ((exponent + 112) << 23) | (mantissa << 13));
   if (mantissa == 0) return bits_f32(sign);
   // Subnormal: normalise.

@@ -17,7 +17,7 @@ extern "C" {
 int sck_simd_level(void);
 
 // ---- dtype conversion (little-endian raw storage) ----
-/// IEEE binary16 -> binary32, exact (subnormals, infinities, NaN payloads kept).
+/// IEEE binary16 -> binary32, exact (subnormals, infinities; NaN payloads kept, quiet bit set).
 void sck_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 /// bfloat16 -> binary32, exact (a 16-bit shift).
 void sck_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
