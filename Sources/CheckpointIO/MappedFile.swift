@@ -16,6 +16,8 @@ public final class MappedFile: @unchecked Sendable {
   // Immutable after init; the mapping is read-only, so sharing across threads is safe.
   public let path: String
   public let size: Int
+  /// The open file, kept for in-kernel copies (`SafeTensorsWriter.copy`).
+  public let descriptor: Int32
   private let base: UnsafeRawPointer?
 
   /// Maps `path` read-only.
@@ -27,12 +29,17 @@ public final class MappedFile: @unchecked Sendable {
       if code == ENOENT { throw .inputNotFound(path: path) }
       throw .unreadable(path: path, reason: errnoDescription(code))
     }
-    defer { close(fd) }
     var info = stat()
-    guard fstat(fd, &info) == 0 else { throw .unreadable(path: path, reason: errnoDescription()) }
+    guard fstat(fd, &info) == 0 else {
+      let reason = errnoDescription()
+      close(fd)
+      throw .unreadable(path: path, reason: reason)
+    }
     guard (info.st_mode & S_IFMT) == S_IFREG else {
+      close(fd)
       throw .unreadable(path: path, reason: "not a regular file")
     }
+    descriptor = fd
     size = Int(info.st_size)
     if size == 0 {
       base = nil
@@ -40,13 +47,16 @@ public final class MappedFile: @unchecked Sendable {
     }
     let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
     guard let mapped, mapped != MAP_FAILED else {
-      throw .unreadable(path: path, reason: "mmap failed: \(errnoDescription())")
+      let reason = errnoDescription()
+      close(fd)
+      throw .unreadable(path: path, reason: "mmap failed: \(reason)")
     }
     base = UnsafeRawPointer(mapped)
   }
 
   deinit {
     if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    close(descriptor)
   }
 
   /// The bytes of `range`, which must lie inside the file (callers validate first).

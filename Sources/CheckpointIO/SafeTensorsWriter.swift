@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 #if canImport(Glibc)
@@ -42,6 +43,7 @@ public final class SafeTensorsWriter {
   private var current = 0
   private var writtenInCurrent = 0
   private var finished = false
+  private var kernelCopyAvailable = true
   /// Total file size once finished.
   public let fileSize: Int
 
@@ -129,22 +131,60 @@ public final class SafeTensorsWriter {
   /// Appends `bytes` to tensor `name`, which must be the tensor being written. A
   /// tensor may be written in several chunks; a chunk never crosses into the next.
   public func write(_ name: String, _ bytes: UnsafeRawBufferPointer) throws(CheckpointError) {
+    try checkNext(name, count: bytes.count)
+    try writeAll(bytes)
+    advance(by: bytes.count)
+  }
+
+  /// Checks that `count` more bytes of `name` fit the plan.
+  private func checkNext(_ name: String, count: Int) throws(CheckpointError) {
     // Tensors of size zero may be written (with no bytes) or passed over.
     while current < tensors.count && sizes[current] == 0 && tensors[current].name != name { current += 1 }
     guard !finished, current < tensors.count, tensors[current].name == name else {
       throw .writerMisuse(
         path: destination, reason: "wrote '\(name)' but the next planned tensor is '\(nextTensor ?? "none")'")
     }
-    guard writtenInCurrent + bytes.count <= sizes[current] else {
+    guard writtenInCurrent + count <= sizes[current] else {
       throw .writerMisuse(
         path: destination,
-        reason: "'\(name)' received \(writtenInCurrent + bytes.count) bytes but was planned with \(sizes[current])")
+        reason: "'\(name)' received \(writtenInCurrent + count) bytes but was planned with \(sizes[current])")
     }
-    try writeAll(bytes)
-    writtenInCurrent += bytes.count
+  }
+
+  private func advance(by count: Int) {
+    writtenInCurrent += count
     if writtenInCurrent == sizes[current] {
       current += 1
       writtenInCurrent = 0
+    }
+  }
+
+  /// Appends `range` of `source` to tensor `name`, copied inside the kernel
+  /// (copy_file_range) when the file systems allow it, otherwise written from the
+  /// mapping. Same rules as `write`.
+  public func copy(_ name: String, from source: MappedFile, range: Range<Int>) throws(CheckpointError) {
+    var offset = range.lowerBound
+    while offset < range.upperBound && kernelCopyAvailable {
+      // Validate order and size exactly as a write would, before copying.
+      try checkNext(name, count: range.upperBound - offset)
+      let n = sck_copy_file_range(source.descriptor, Int64(offset), fd, range.upperBound - offset)
+      if n > 0 {
+        advance(by: Int(n))
+        offset += Int(n)
+      } else if n == 0 || n == -Int64(EXDEV) || n == -Int64(ENOSYS) || n == -Int64(EINVAL) || n == -Int64(EOPNOTSUPP) {
+        kernelCopyAvailable = false  // fall back to plain writes for this file
+      } else if n == -Int64(EINTR) {
+        continue
+      } else {
+        let reason = errnoDescription(Int32(-n))
+        abandon()
+        throw .cannotCreateOutput(path: destination, reason: reason)
+      }
+    }
+    if offset < range.upperBound {
+      try write(name, source.bytes(offset..<range.upperBound))
+    } else if range.isEmpty {
+      try write(name, UnsafeRawBufferPointer(start: nil, count: 0))
     }
   }
 

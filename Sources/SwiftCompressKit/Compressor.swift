@@ -159,7 +159,7 @@ public enum Compressor {
       let result: TransformResult
       switch entry.action {
       case .keep:
-        result = TransformResult(outputs: [.borrowed(bytes)], reconstruction: .exact)
+        result = TransformResult(outputs: [.input], reconstruction: .exact)
       case .transform:
         result = try pass.transform(input, outputs: entry.outputs)
       }
@@ -171,21 +171,25 @@ public enum Compressor {
       }
       var outputEntries: [Report.OutputTensor] = []
       for (planned, data) in zip(entry.outputs, result.outputs) {
-        guard data.count == planned.byteCount else {
+        let size = data.count(inputByteCount: tensor.info.byteCount)
+        guard size == planned.byteCount else {
           throw SwiftCompressError.passBrokePlan(
             pass: identifier, tensor: tensor.name,
-            reason: "output '\(planned.name)' has \(data.count) bytes, planned \(planned.byteCount ?? -1)")
+            reason: "output '\(planned.name)' has \(size) bytes, planned \(planned.byteCount ?? -1)")
         }
         let shard = plan.shardOfOutput[planned.name] ?? 0
         let target = try writer(for: shard)
         switch data {
+        case .input:
+          let file = checkpoint.files[tensor.file]
+          try target.copy(planned.name, from: file.mapping, range: file.fileRange(of: tensor.info))
         case .borrowed(let view): try target.write(planned.name, view)
         case .owned(let array): try array.withUnsafeBytes { try target.write(planned.name, $0) }
         }
         if target.isComplete { try target.finish() }
         outputEntries.append(
           Report.OutputTensor(
-            name: planned.name, dtype: planned.dtype.rawValue, shape: planned.shape, bytes: data.count,
+            name: planned.name, dtype: planned.dtype.rawValue, shape: planned.shape, bytes: size,
             file: plan.layout.shards[shard].fileName))
       }
 
@@ -285,8 +289,18 @@ public enum Compressor {
 
 /// Process resource usage.
 public enum ResourceUsage {
-  /// Peak resident set size of this process, in bytes.
+  /// Peak resident set size of this process, in bytes. On Linux this is VmHWM of
+  /// /proc/self/status, which (unlike getrusage) does not include the peak of the
+  /// process image this one was exec'd from.
   public static func peakResidentBytes() -> Int {
+    #if os(Linux)
+      if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+        let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+      {
+        return kilobytes * 1024
+      }
+    #endif
     var usage = rusage()
     #if os(Linux)
       guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }

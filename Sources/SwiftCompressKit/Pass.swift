@@ -48,13 +48,18 @@ public struct TensorInput: @unchecked Sendable {
 
 /// The data of one output tensor.
 public enum OutputData: @unchecked Sendable {
+  /// The input tensor's stored bytes, unchanged. The driver copies them inside the
+  /// kernel when it can, so they never pass through this process's memory.
+  case input
   /// A view of the input's bytes (valid during the step that produced it).
   case borrowed(UnsafeRawBufferPointer)
   /// Bytes the pass produced.
   case owned([UInt8])
 
-  public var count: Int {
+  /// The size in bytes, given the input tensor's stored size.
+  public func count(inputByteCount: Int) -> Int {
     switch self {
+    case .input: inputByteCount
     case .borrowed(let b): b.count
     case .owned(let a): a.count
     }

@@ -144,3 +144,29 @@ struct WriterReaderTests {
     #expect(Array(file.bytes(of: file.tensor(named: "b")!)) == [3, 4])
   }
 }
+
+@Suite("In-kernel tensor copies")
+struct KernelCopyTests {
+  /// `copy` gives the same file as `write`, both on the input's file system
+  /// (copy_file_range) and across file systems (tmpfs: the fallback to plain writes).
+  @Test(arguments: [NSTemporaryDirectory(), "/dev/shm/"])
+  func copyEqualsWrite(_ directory: String) throws {
+    guard FileManager.default.fileExists(atPath: directory) else { return }
+    let source = try SafeTensorsFile(path: fixture("tiny-llama-f16/model.safetensors"))
+    let planned = source.tensors.map { PlannedTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
+    let copied = directory + "swiftcompress-copy-\(UUID().uuidString).safetensors"
+    defer { try? FileManager.default.removeItem(atPath: copied) }
+    let writer = try SafeTensorsWriter(destination: copied, tensors: planned, metadata: source.metadata)
+    for tensor in source.tensors {
+      try writer.copy(tensor.name, from: source.mapping, range: source.fileRange(of: tensor))
+    }
+    try writer.finish()
+    #expect(FileManager.default.contentsEqual(atPath: copied, andPath: fixture("tiny-llama-f16/model.safetensors")))
+    // A copy that does not fit the plan is refused before anything is copied.
+    let wrong = try SafeTensorsWriter(destination: copied + ".2", tensors: [planned[0]])
+    #expect(throws: CheckpointError.self) {
+      try wrong.copy(planned[0].name, from: source.mapping, range: 0..<(planned[0].byteCount! + 1))
+    }
+    wrong.abandon()
+  }
+}

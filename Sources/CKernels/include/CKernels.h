@@ -56,6 +56,12 @@ typedef struct {
 /// Accumulated in double (products of floats are exact). Deterministic for a given n.
 void sck_error_stats_f32(const float *ref, const float *out, size_t n, sck_error_stats *result);
 
+// ---- file copy ----
+/// copy_file_range(2) of `length` bytes from `fd_in` at `offset_in` to `fd_out` at its
+/// current offset. Returns the bytes copied (possibly fewer than asked), or -errno
+/// (-ENOSYS where the call does not exist; -EXDEV across file systems on old kernels).
+long long sck_copy_file_range(int fd_in, long long offset_in, int fd_out, size_t length);
+
 // ---- testing only ----
 /// Forces the portable paths (1) or restores the dispatch (0), so tests can compare
 /// both paths in one process.

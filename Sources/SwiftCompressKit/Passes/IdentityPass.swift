@@ -20,6 +20,6 @@ public struct IdentityPass: CompressionPass {
   }
 
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) -> TransformResult {
-    TransformResult(outputs: [.borrowed(input.bytes)], reconstruction: .exact)
+    TransformResult(outputs: [.input], reconstruction: .exact)
   }
 }
