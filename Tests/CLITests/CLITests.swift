@@ -1,0 +1,146 @@
+import CheckpointIO
+import Foundation
+import TestSupport
+import Testing
+
+/// Runs the built `swiftcompress` executable.
+func swiftcompress(_ arguments: String...) throws -> (status: Int32, stdout: String, stderr: String) {
+  try runProcess(swiftcompressExecutable, arguments)
+}
+
+struct MalformedFixture: Sendable, CustomTestStringConvertible {
+  var file: String
+  var rule: String
+  var testDescription: String { file }
+
+  static let all: [MalformedFixture] = {
+    guard let data = FileManager.default.contents(atPath: fixture("malformed/expected.json")),
+      let list = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]]
+    else { return [] }
+    return list.map { MalformedFixture(file: $0["file"] as! String, rule: $0["rule"] as! String) }
+  }()
+}
+
+@Suite("Command line")
+struct CLITests {
+  @Test func theExecutableIsBuilt() {
+    #expect(FileManager.default.isExecutableFile(atPath: swiftcompressExecutable), "\(swiftcompressExecutable)")
+  }
+
+  /// Every malformed fixture: exit 65 from inspect, verify and convert, a message on
+  /// stderr naming the rule, nothing on stdout but verify's problem list, no crash.
+  @Test(arguments: MalformedFixture.all)
+  func malformedInputExits65WithItsRule(_ malformed: MalformedFixture) throws {
+    let path = fixture("malformed/" + malformed.file)
+    let inspect = try swiftcompress("inspect", path)
+    #expect(inspect.status == 65)
+    #expect(inspect.stderr.contains(malformed.rule))
+    #expect(inspect.stdout.isEmpty)
+
+    let verify = try swiftcompress("verify", path)
+    #expect(verify.status == 65)
+    #expect(verify.stdout.contains(malformed.rule))
+
+    let folder = TemporaryFolder()
+    let convert = try swiftcompress("convert", path, folder.file("out"))
+    #expect(convert.status == 65)
+    #expect(convert.stderr.contains(malformed.rule))
+    #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).isEmpty)
+  }
+
+  @Test func verifyListsEveryProblemAsJSON() throws {
+    let folder = TemporaryFolder()
+    let path = folder.file("two.safetensors")
+    writeRawSafetensors(path, header: #"{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,8]}}"#, data: [UInt8](repeating: 0, count: 8))
+    let result = try swiftcompress("verify", path, "--json")
+    #expect(result.status == 65)
+    let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any]
+    #expect(json["valid"] as? Bool == false)
+    let rules = (json["problems"] as! [[String: Any]]).map { $0["rule"] as! String }
+    #expect(rules == ["unknown-dtype", "size-mismatch"])
+  }
+
+  @Test func verifyReportsNonFiniteWeights() throws {
+    let folder = TemporaryFolder()
+    let path = folder.file("nan.safetensors")
+    let values: [Float] = [1, .nan, 3, .infinity]
+    let writer = try SafeTensorsWriter(destination: path, tensors: [PlannedTensor(name: "w", dtype: .f32, shape: [2, 2])])
+    try values.withUnsafeBytes { try writer.write("w", $0) }
+    try writer.finish()
+    let result = try swiftcompress("verify", path)
+    #expect(result.status == 65)
+    #expect(result.stdout.contains("non-finite-values") && result.stdout.contains("1 NaN and 1 infinite"))
+  }
+
+  @Test func cleanCheckpointsVerify() throws {
+    for name in ["tiny-llama-f32", "tiny-llama-f16", "tiny-llama-bf16", "tiny-llama-sharded", "tiny-bert", "tiny-bert/model.safetensors"] {
+      let result = try swiftcompress("verify", fixture(name))
+      #expect(result.status == 0, "\(name): \(result.stdout)\(result.stderr)")
+      #expect(result.stdout.hasPrefix("ok: "))
+    }
+  }
+
+  @Test func inspectPrintsATableAndJSONWithStatistics() throws {
+    let table = try swiftcompress("inspect", fixture("tiny-llama-sharded"), "--stats")
+    #expect(table.status == 0)
+    #expect(table.stdout.contains("model.layers.1.mlp.down_proj.weight"))
+    #expect(table.stdout.contains("21 tensors, 524928 parameters, 1049856 bytes"))
+    #expect(table.stderr.isEmpty)
+
+    let result = try swiftcompress("inspect", fixture("tiny-bert"), "--stats", "--json")
+    #expect(result.status == 0)
+    let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any]
+    let tensors = json["tensors"] as! [[String: Any]]
+    let ids = try #require(tensors.first { $0["name"] as? String == "embeddings.position_ids" })
+    #expect(ids["dtype"] as? String == "I64")
+    let stats = ids["stats"] as! [String: Any]
+    // position_ids hold 0...127: mean 63.5, population std sqrt((128^2 - 1) / 12).
+    #expect(stats["mean"] as? Double == 63.5)
+    #expect(abs((stats["std"] as! Double) - ((128.0 * 128 - 1) / 12).squareRoot()) < 1e-9)
+    #expect(stats["min"] as? Double == 0 && stats["max"] as? Double == 127)
+    #expect(abs((stats["zero_fraction"] as! Double) - 1.0 / 128) < 1e-15)
+  }
+
+  @Test func exitCodesFollowTheDocumentedTable() throws {
+    let folder = TemporaryFolder()
+    #expect(try swiftcompress("inspect", folder.file("missing")).status == 66)
+    #expect(try swiftcompress("inspect", folder.path).status == 66)  // a folder without weights
+    #expect(try swiftcompress("convert", fixture("tiny-llama-f32")).status == 64)  // missing argument
+    #expect(try swiftcompress("convert", fixture("tiny-llama-f32"), folder.file("o"), "--max-shard-size", "lots").status == 64)
+    #expect(try swiftcompress("convert", fixture("tiny-llama-f32"), folder.file("o"), "--include", "([").status == 64)
+    #expect(try swiftcompress("convert", fixture("tiny-llama-f32"), folder.file("o"), "--dtype", "F8_E4M3").status == 64)
+    #expect(try swiftcompress("nonsense").status == 64)
+    #expect(try swiftcompress("convert", fixture("tiny-llama-f32"), fixture("tiny-llama-f32") + "/inside").status == 73)
+    #expect(try swiftcompress("convert", fixture("tiny-llama-f32"), "/nonexistent-parent/out").status == 73)
+    let ok = try swiftcompress("convert", fixture("tiny-llama-f32"), folder.file("o"), "--quiet")
+    #expect(ok.status == 0 && ok.stdout.isEmpty && ok.stderr.isEmpty)
+    let again = try swiftcompress("convert", fixture("tiny-llama-f32"), folder.file("o"))
+    #expect(again.status == 73)
+    #expect(again.stderr.contains("--force"))
+    #expect(try swiftcompress("convert", fixture("tiny-llama-f32"), folder.file("o"), "--force", "--quiet").status == 0)
+  }
+
+  /// The BF16 written by `convert --dtype bf16` equals ml_dtypes' rounding of the input,
+  /// read back by Python safetensors; kept tensors are byte-identical.
+  @Test func convertedCheckpointIsReadByPythonWithTheReferenceValues() throws {
+    let python = try #require(referencePython, "the reference Python is missing: run `make venv`")
+    let folder = TemporaryFolder()
+    let out = folder.file("bf16")
+    let run = try swiftcompress("convert", fixture("tiny-llama-f32"), out, "--dtype", "bf16", "--json")
+    #expect(run.status == 0, "\(run.stderr)")
+    let report = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
+    #expect((report["totals"] as! [String: Any])["transformed"] as? Int == 15)
+    let check = try runProcess(python, [repositoryRoot + "/Tests/Interop/check_safetensors.py", "cast", out + "/model.safetensors", fixture("tiny-llama-f32/model.safetensors"), "BF16"])
+    #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+    // Side files are copied unchanged.
+    #expect(FileManager.default.contentsEqual(atPath: out + "/config.json", andPath: fixture("tiny-llama-f32/config.json")))
+  }
+
+  @Test func progressIsSilentWhenStderrIsNotATerminal() throws {
+    let folder = TemporaryFolder()
+    let result = try swiftcompress("convert", fixture("tiny-llama-sharded"), folder.file("o"), "--dtype", "f32")
+    #expect(result.status == 0)
+    #expect(result.stderr.isEmpty)
+    #expect(result.stdout.contains("transformed"))
+  }
+}
