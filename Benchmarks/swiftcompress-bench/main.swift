@@ -50,6 +50,25 @@ func memcpyBandwidth(bytes: Int = 256 << 20, repeats: Int = 7) -> Double {
   return Double(bytes) / best
 }
 
+/// memcpy into freshly mapped pages (each repeat maps a new destination), in bytes/s:
+/// what any writer of new data pays for the kernel to provide zeroed pages.
+func freshPageMemcpyBandwidth(bytes: Int = 256 << 20, repeats: Int = 5) -> Double {
+  let source = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+  defer { source.deallocate() }
+  memset(source, 1, bytes)
+  var best = Double.infinity
+  for _ in 0..<repeats {
+    guard let destination = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      destination != MAP_FAILED
+    else { continue }
+    let start = now()
+    memcpy(destination, source, bytes)
+    best = min(best, now() - start)
+    munmap(destination, bytes)
+  }
+  return Double(bytes) / best
+}
+
 /// Runs `executable` with `arguments`; returns stdout, wall seconds and the child's peak RSS.
 func runChild(_ executable: String, _ arguments: [String]) throws -> (stdout: Data, seconds: Double, peakRSS: Int) {
   let process = Process()
@@ -106,6 +125,8 @@ func pipelineBenchmark(_ arguments: [String]) throws {
   print("checkpoint: \(checkpointPath): \(checkpoint.tensors.count) tensors, \(mib(totalBytes)), largest tensor \(mib(largest))")
   let bandwidth = memcpyBandwidth()
   print("memcpy (1 thread, 256 MiB, best of 7): \(gb(bandwidth))")
+  let freshBandwidth = freshPageMemcpyBandwidth()
+  print("memcpy into newly mapped pages (1 thread, 256 MiB, best of 5): \(gb(freshBandwidth))")
 
   sync()
   var copyBest = Double.infinity
@@ -143,7 +164,7 @@ func pipelineBenchmark(_ arguments: [String]) throws {
   print("")
   print(String(format: "identity pass, same disk: %@ = %.2f x memcpy bandwidth (goal >= 0.5: %@), %.2f x plain file copy", gb(disk.rate), disk.rate / bandwidth, disk.rate / bandwidth >= 0.5 ? "met" : "NOT met", disk.rate / copyRate))
   if let tmpfs {
-    print(String(format: "identity pass, tmpfs:     %@ = %.2f x memcpy bandwidth", gb(tmpfs.rate), tmpfs.rate / bandwidth))
+    print(String(format: "identity pass, tmpfs:     %@ = %.2f x memcpy bandwidth, %.2f x memcpy into new pages", gb(tmpfs.rate), tmpfs.rate / bandwidth, tmpfs.rate / freshBandwidth))
   }
   print("peak RSS: \(mib(worstRSS)) = \(String(format: "%.2f", Double(worstRSS) / Double(max(largest, 1)))) x largest tensor; goal < 1.5 x largest + 64 MiB = \(mib(rssLimit)): \(worstRSS < rssLimit ? "met" : "NOT met")")
 }

@@ -7,7 +7,7 @@ struct SwiftCompressCommand: ParsableCommand {
     commandName: "swiftcompress",
     abstract: "Compress neural-network checkpoints in safetensors format.",
     discussion: """
-      Exit codes: 0 success, 64 usage error, 65 invalid input data, 66 input not found,
+      Exit codes: 0 success, 64 usage error, 65 invalid input data, 66 input not found, \
       73 cannot create output, 1 anything else.
       """,
     version: SwiftCompressVersion.current,
