@@ -40,7 +40,7 @@ let package = Package(
     ),
     .target(name: "TestSupport", path: "Tests/TestSupport"),
     .testTarget(name: "KernelsTests", dependencies: ["CKernels", "TestSupport"]),
-    .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
+    .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra", "TestSupport"]),
     .testTarget(name: "CheckpointIOTests", dependencies: ["CheckpointIO", "TestSupport"]),
     .testTarget(name: "SwiftCompressKitTests", dependencies: ["SwiftCompressKit", "CheckpointIO", "TestSupport"]),
     .testTarget(name: "CLITests", dependencies: ["swiftcompress", "CheckpointIO", "SwiftCompressKit", "TestSupport"]),

@@ -34,6 +34,18 @@ public struct SplitMix64: RandomNumberGenerator {
     z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
     return z ^ (z >> 31)
   }
+
+  /// Uniform in (0, 1].
+  public mutating func uniform() -> Double {
+    (Double(next() >> 11) + 1) / 9_007_199_254_740_992.0
+  }
+
+  /// Standard normal by Box-Muller.
+  public mutating func gaussian() -> Float {
+    let u1 = uniform()
+    let u2 = uniform()
+    return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
+  }
 }
 
 /// Writes raw bytes: a length prefix, `header`, then `data`.

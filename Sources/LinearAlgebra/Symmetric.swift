@@ -1,0 +1,76 @@
+import CLapack
+
+/// Eigen-decomposition of a symmetric matrix: `A · V = V · diag(eigenvalues)`.
+public struct SymmetricEigenDecomposition: Sendable, Equatable {
+  /// The eigenvalues in ascending order.
+  public var eigenvalues: [Float]
+  /// `n x n`, orthonormal; column `j` is the eigenvector of `eigenvalues[j]`.
+  public var eigenvectors: Matrix
+}
+
+/// Eigenvalues and eigenvectors of a symmetric matrix through `ssyevd`
+/// (divide and conquer, `jobz = 'V'`, `uplo = 'L'`).
+///
+/// Only the lower triangle is read; the upper triangle is assumed to mirror it and is
+/// not checked. The whole matrix must still be finite.
+public func symmetricEigen(_ a: Matrix) throws(LinearAlgebraError) -> SymmetricEigenDecomposition {
+  guard a.isSquare else {
+    throw .dimensionMismatch(
+      operation: "symmetricEigen",
+      details: "needs a square matrix, got \(a.rows)x\(a.columns)")
+  }
+  let (n, _) = try LAPACKInterop.prepare(a, operation: "symmetricEigen")
+  if n == 0 {
+    return SymmetricEigenDecomposition(eigenvalues: [], eigenvectors: a)
+  }
+  let layout = LAPACKInterop.layout
+  let jobz = LAPACKInterop.flag("V")
+  let uplo = LAPACKInterop.flag("L")
+  var packed = a.storage
+  var w = [Float](repeating: 0, count: Int(n))
+  var query: Float = 0
+  var iquery: Int32 = 0
+  var info = packed.withUnsafeMutableBufferPointer { pa in
+    LAPACKE_ssyevd_work(layout, jobz, uplo, n, pa.baseAddress, n, &w, &query, -1, &iquery, -1)
+  }
+  try LAPACKInterop.check(info, .ssyevd)
+  let lwork = try LAPACKInterop.workspaceCount(query, operation: "symmetricEigen")
+  let liwork = try LAPACKInterop.int32(
+    max(1, Int(iquery)), "integer workspace", operation: "symmetricEigen")
+  var scratch = [Float](repeating: 0, count: Int(lwork))
+  var iscratch = [Int32](repeating: 0, count: Int(liwork))
+  info = packed.withUnsafeMutableBufferPointer { pa in
+    LAPACKE_ssyevd_work(
+      layout, jobz, uplo, n, pa.baseAddress, n, &w, &scratch, lwork, &iscratch, liwork)
+  }
+  try LAPACKInterop.check(info, .ssyevd)
+  return SymmetricEigenDecomposition(
+    eigenvalues: w, eigenvectors: Matrix(uncheckedRows: Int(n), columns: Int(n), storage: packed))
+}
+
+/// Cholesky factor of a symmetric positive definite matrix through `spotrf`
+/// (`uplo = 'L'`): returns the lower-triangular `L` with `A = L · Lᵀ` (the strict
+/// upper triangle is zero).
+///
+/// Only the lower triangle of `a` is read. Throws
+/// ``LinearAlgebraError/notPositiveDefinite(routine:leadingMinor:)`` naming the first
+/// leading minor that is not positive.
+public func cholesky(_ a: Matrix) throws(LinearAlgebraError) -> Matrix {
+  guard a.isSquare else {
+    throw .dimensionMismatch(
+      operation: "cholesky",
+      details: "needs a square matrix, got \(a.rows)x\(a.columns)")
+  }
+  let (n, _) = try LAPACKInterop.prepare(a, operation: "cholesky")
+  if n == 0 { return a }
+  var packed = a.storage
+  let info = packed.withUnsafeMutableBufferPointer { pa in
+    LAPACKE_spotrf_work(LAPACKInterop.layout, LAPACKInterop.flag("L"), n, pa.baseAddress, n)
+  }
+  try LAPACKInterop.check(info, .spotrf)
+  let size = Int(n)
+  for j in 1..<max(1, size) {
+    for i in 0..<j { packed[i + j * size] = 0 }
+  }
+  return Matrix(uncheckedRows: size, columns: size, storage: packed)
+}
