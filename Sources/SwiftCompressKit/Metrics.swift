@@ -94,10 +94,13 @@ public struct ErrorAccumulator: Sendable, Equatable {
       referenceSquares > 0 ? (errorSquares / referenceSquares).squareRoot() : (errorSquares > 0 ? .infinity : 0)
     let sqnr: Double? = errorSquares > 0 ? 10 * Foundation.log10(referenceSquares / errorSquares) : nil
     let cosine: Double
-    if referenceSquares > 0 && reconstructionSquares > 0 {
-      cosine = dot / (referenceSquares.squareRoot() * reconstructionSquares.squareRoot())
+    if errorSquares == 0 {
+      cosine = 1  // identical values (the ratio below would round to 1 +- 1 ulp)
+    } else if referenceSquares > 0 && reconstructionSquares > 0 {
+      // Clamped: rounding can take the ratio a hair outside [-1, 1].
+      cosine = min(1, max(-1, dot / (referenceSquares.squareRoot() * reconstructionSquares.squareRoot())))
     } else {
-      cosine = referenceSquares == reconstructionSquares ? 1 : 0
+      cosine = 0  // one side is all zeros and the other is not
     }
     return ErrorMetrics(
       relativeFrobeniusError: relative, sqnrDB: sqnr, cosineSimilarity: cosine, maxAbsError: Double(maxAbsError),
