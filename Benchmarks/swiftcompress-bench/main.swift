@@ -82,7 +82,8 @@ func runChild(_ executable: String, _ arguments: [String]) throws -> (stdout: Da
   process.waitUntilExit()
   let seconds = now() - start
   guard process.terminationStatus == 0 else {
-    throw BenchError(description: "\(executable) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+    throw BenchError(
+      description: "\(executable) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
   }
   var usage = rusage()
   getrusage(RUSAGE_CHILDREN.rawValue, &usage)  // maximum over waited-for children so far
@@ -115,14 +116,18 @@ func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_
 func pipelineBenchmark(_ arguments: [String]) throws {
   guard let checkpointPath = argument("--checkpoint", in: arguments),
     let binary = argument("--swiftcompress", in: arguments)
-  else { throw BenchError(description: "usage: swiftcompress-bench pipeline --checkpoint DIR --swiftcompress BIN [--runs N]") }
+  else {
+    throw BenchError(description: "usage: swiftcompress-bench pipeline --checkpoint DIR --swiftcompress BIN [--runs N]")
+  }
   let runs = Int(argument("--runs", in: arguments) ?? "3") ?? 3
   let checkpoint = try Checkpoint.open(checkpointPath)
   let totalBytes = checkpoint.tensorByteCount
   let largest = checkpoint.tensors.map(\.info.byteCount).max() ?? 0
   let output = (checkpointPath as NSString).deletingLastPathComponent + "/identity-out"
 
-  print("checkpoint: \(checkpointPath): \(checkpoint.tensors.count) tensors, \(mib(totalBytes)), largest tensor \(mib(largest))")
+  print(
+    "checkpoint: \(checkpointPath): \(checkpoint.tensors.count) tensors, \(mib(totalBytes)), largest tensor \(mib(largest))"
+  )
   let bandwidth = memcpyBandwidth()
   print("memcpy (1 thread, 256 MiB, best of 7): \(gb(bandwidth))")
   let freshBandwidth = freshPageMemcpyBandwidth()
@@ -147,7 +152,10 @@ func pipelineBenchmark(_ arguments: [String]) throws {
       let timing = json?["timing"] as? [String: Any]
       let seconds = timing?["seconds"] as? Double ?? result.seconds
       let rss = timing?["peak_rss_bytes"] as? Int ?? result.peakRSS
-      print(String(format: "%@ run %d: %.3f s in the pipeline (%.3f s whole process), %@, peak RSS %@", label, run, seconds, result.seconds, gb(Double(totalBytes) / seconds), mib(rss)))
+      print(
+        String(
+          format: "%@ run %d: %.3f s in the pipeline (%.3f s whole process), %@, peak RSS %@", label, run, seconds,
+          result.seconds, gb(Double(totalBytes) / seconds), mib(rss)))
       if seconds < best.seconds { best = (seconds, rss) }
     }
     try? FileManager.default.removeItem(atPath: destination)
@@ -162,11 +170,19 @@ func pipelineBenchmark(_ arguments: [String]) throws {
   let rssLimit = Int(1.5 * Double(largest)) + (64 << 20)
   let worstRSS = max(disk.rss, tmpfs?.rss ?? 0)
   print("")
-  print(String(format: "identity pass, same disk: %@ = %.2f x memcpy bandwidth (goal >= 0.5: %@), %.2f x plain file copy", gb(disk.rate), disk.rate / bandwidth, disk.rate / bandwidth >= 0.5 ? "met" : "NOT met", disk.rate / copyRate))
+  print(
+    String(
+      format: "identity pass, same disk: %@ = %.2f x memcpy bandwidth (goal >= 0.5: %@), %.2f x plain file copy",
+      gb(disk.rate), disk.rate / bandwidth, disk.rate / bandwidth >= 0.5 ? "met" : "NOT met", disk.rate / copyRate))
   if let tmpfs {
-    print(String(format: "identity pass, tmpfs:     %@ = %.2f x memcpy bandwidth, %.2f x memcpy into new pages", gb(tmpfs.rate), tmpfs.rate / bandwidth, tmpfs.rate / freshBandwidth))
+    print(
+      String(
+        format: "identity pass, tmpfs:     %@ = %.2f x memcpy bandwidth, %.2f x memcpy into new pages", gb(tmpfs.rate),
+        tmpfs.rate / bandwidth, tmpfs.rate / freshBandwidth))
   }
-  print("peak RSS: \(mib(worstRSS)) = \(String(format: "%.2f", Double(worstRSS) / Double(max(largest, 1)))) x largest tensor; goal < 1.5 x largest + 64 MiB = \(mib(rssLimit)): \(worstRSS < rssLimit ? "met" : "NOT met")")
+  print(
+    "peak RSS: \(mib(worstRSS)) = \(String(format: "%.2f", Double(worstRSS) / Double(max(largest, 1)))) x largest tensor; goal < 1.5 x largest + 64 MiB = \(mib(rssLimit)): \(worstRSS < rssLimit ? "met" : "NOT met")"
+  )
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())

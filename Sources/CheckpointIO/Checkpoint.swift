@@ -116,7 +116,9 @@ public final class Checkpoint: Sendable {
       Checkpoint(
         path: path, folder: path, layout: .folder, files: [file],
         tensors: file.tensors.map { CheckpointTensor(file: 0, info: $0) },
-        auxiliaryFiles: listing.files.filter { !$0.hasSuffix(".safetensors") && !$0.hasSuffix(".safetensors.index.json") },
+        auxiliaryFiles: listing.files.filter {
+          !$0.hasSuffix(".safetensors") && !$0.hasSuffix(".safetensors.index.json")
+        },
         ignoredWeightFiles: weights.filter { $0 != weightName },
         weightStem: (weightName as NSString).deletingPathExtension), []
     )
@@ -154,7 +156,9 @@ public final class Checkpoint: Sendable {
     var shardNames: [String] = []
     for member in mapMembers {
       guard let shard = member.value.stringValue else {
-        fail(.indexMissingWeightMap, indexPath, member.key, "the weight_map entry is \(member.value.kindName), not a file name")
+        fail(
+          .indexMissingWeightMap, indexPath, member.key,
+          "the weight_map entry is \(member.value.kindName), not a file name")
         continue
       }
       if indexMap[member.key] != nil {
@@ -194,7 +198,8 @@ public final class Checkpoint: Sendable {
         if holding.count > 1 {
           if holding.first == shardOf[(file.path as NSString).lastPathComponent] {
             let names = holding.map { (files[$0].path as NSString).lastPathComponent }
-            fail(.tensorInTwoShards, file.path, tensor.name, "also held by \(names.dropFirst().joined(separator: ", "))")
+            fail(
+              .tensorInTwoShards, file.path, tensor.name, "also held by \(names.dropFirst().joined(separator: ", "))")
           }
         } else if indexMap[tensor.name] == nil {
           fail(.indexTensorUnlisted, file.path, tensor.name, "the shard holds it but the index does not list it")
@@ -204,8 +209,13 @@ public final class Checkpoint: Sendable {
     for member in mapMembers {
       guard let shard = indexMap[member.key], let fileIndex = shardOf[shard] else { continue }
       if files[fileIndex].tensor(named: member.key) == nil {
-        let actual = holders[member.key].map { " (it is in \($0.map { (files[$0].path as NSString).lastPathComponent }.joined(separator: ", ")))" } ?? ""
-        fail(.indexTensorMissing, indexPath, member.key, "the index maps it to '\(shard)', which does not hold it\(actual)")
+        let actual =
+          holders[member.key].map {
+            " (it is in \($0.map { (files[$0].path as NSString).lastPathComponent }.joined(separator: ", ")))"
+          } ?? ""
+        fail(
+          .indexTensorMissing, indexPath, member.key, "the index maps it to '\(shard)', which does not hold it\(actual)"
+        )
       }
     }
     guard problems.isEmpty else { return (nil, problems) }
@@ -218,7 +228,9 @@ public final class Checkpoint: Sendable {
     return (
       Checkpoint(
         path: path, folder: path, layout: .sharded, files: files, tensors: tensors,
-        auxiliaryFiles: listing.files.filter { !$0.hasSuffix(".safetensors") && $0 != indexName && !$0.hasSuffix(".safetensors.index.json") },
+        auxiliaryFiles: listing.files.filter {
+          !$0.hasSuffix(".safetensors") && $0 != indexName && !$0.hasSuffix(".safetensors.index.json")
+        },
         ignoredWeightFiles: listing.files.filter { $0.hasSuffix(".safetensors") && !shardSet.contains($0) },
         weightStem: stem.isEmpty ? "model" : stem, indexFileName: indexName), []
     )

@@ -197,15 +197,18 @@ public enum CheckpointError: Error, LocalizedError, Equatable, CategorizedError 
     case .unreadable(let path, let reason):
       return "\(path): cannot read: \(reason). Check permissions and that the file is not being written."
     case .cannotCreateOutput(let path, let reason):
-      return "\(path): cannot create output: \(reason). Check free space and permissions, or choose another output path."
+      return
+        "\(path): cannot create output: \(reason). Check free space and permissions, or choose another output path."
     case .outputExists(let path):
       return "\(path) already exists. Delete it, choose a new output path, or pass --force to replace it."
     case .outputOverlapsInput(let path, let input):
-      return "\(path): refusing to write there: it would overwrite, contain or sit inside the input \(input). Choose an output folder outside the input."
+      return
+        "\(path): refusing to write there: it would overwrite, contain or sit inside the input \(input). Choose an output folder outside the input."
     case .tensorNotFound(let name, let checkpoint):
       return "\(checkpoint): no tensor named '\(name)'. Run 'swiftcompress inspect \(checkpoint)' to list the tensors."
     case .unsupportedConversion(let tensor, let from, let to):
-      return "tensor '\(tensor)': converting \(from.rawValue) to \(to.rawValue) is not supported. Exclude the tensor or choose another dtype."
+      return
+        "tensor '\(tensor)': converting \(from.rawValue) to \(to.rawValue) is not supported. Exclude the tensor or choose another dtype."
     case .writerMisuse(let path, let reason):
       return "\(path): internal error while writing: \(reason). Please report this bug."
     }

@@ -55,11 +55,17 @@ public enum Float32Conversion {
     case .bf16:
       sck_bf16_to_f32(src.assumingMemoryBound(to: UInt16.self), dst, count)
     case .f8E4M3:
-      e4m3Table.withUnsafeBufferPointer { sck_lut8_to_f32(src.assumingMemoryBound(to: UInt8.self), $0.baseAddress, dst, count) }
+      e4m3Table.withUnsafeBufferPointer {
+        sck_lut8_to_f32(src.assumingMemoryBound(to: UInt8.self), $0.baseAddress, dst, count)
+      }
     case .f8E5M2:
-      e5m2Table.withUnsafeBufferPointer { sck_lut8_to_f32(src.assumingMemoryBound(to: UInt8.self), $0.baseAddress, dst, count) }
+      e5m2Table.withUnsafeBufferPointer {
+        sck_lut8_to_f32(src.assumingMemoryBound(to: UInt8.self), $0.baseAddress, dst, count)
+      }
     case .f8E8M0:
-      e8m0Table.withUnsafeBufferPointer { sck_lut8_to_f32(src.assumingMemoryBound(to: UInt8.self), $0.baseAddress, dst, count) }
+      e8m0Table.withUnsafeBufferPointer {
+        sck_lut8_to_f32(src.assumingMemoryBound(to: UInt8.self), $0.baseAddress, dst, count)
+      }
     case .f4:
       for i in 0..<count {
         let byte = source[i / 2]

@@ -50,7 +50,9 @@ public struct ShardLayout: Sendable, Equatable {
       }
       return "\(stem)-\(pad(i + 1))-of-\(pad(count)).safetensors"
     }
-    shards = groups.enumerated().map { Shard(fileName: name($0.offset), tensors: $0.element, dataByteCount: sizes[$0.offset]) }
+    shards = groups.enumerated().map {
+      Shard(fileName: name($0.offset), tensors: $0.element, dataByteCount: sizes[$0.offset])
+    }
     indexFileName = count > 1 ? "\(stem).safetensors.index.json" : nil
     totalSize = sizes.reduce(0, +)
   }
@@ -65,8 +67,10 @@ public struct ShardLayout: Sendable, Equatable {
     weightMap.sort { $0.0.unicodeScalars.lexicographicallyPrecedes($1.0.unicodeScalars) }  // Python's sort_keys order
     var text = "{\n  \"metadata\": {\n    \"total_size\": \(totalSize)\n  },\n  \"weight_map\": {"
     text += weightMap.isEmpty ? "}" : "\n"
-    text += weightMap.map { "    " + JSONText.quoted($0.0, asciiOnly: true) + ": " + JSONText.quoted($0.1, asciiOnly: true) }
-      .joined(separator: ",\n")
+    text += weightMap.map {
+      "    " + JSONText.quoted($0.0, asciiOnly: true) + ": " + JSONText.quoted($0.1, asciiOnly: true)
+    }
+    .joined(separator: ",\n")
     if !weightMap.isEmpty { text += "\n  }" }
     text += "\n}\n"
     return text
@@ -105,7 +109,9 @@ public final class OutputFolder {
     }
     self.destination = destination
     self.replace = replace
-    staging = parent + "/." + (resolved as NSString).lastPathComponent + ".partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    staging =
+      parent + "/." + (resolved as NSString).lastPathComponent
+      + ".partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     do {
       try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
     } catch {
@@ -164,7 +170,8 @@ public final class OutputFolder {
       do {
         try manager.moveItem(atPath: destination, toPath: aside)
       } catch {
-        throw .cannotCreateOutput(path: destination, reason: "cannot move the existing output aside: \(error.localizedDescription)")
+        throw .cannotCreateOutput(
+          path: destination, reason: "cannot move the existing output aside: \(error.localizedDescription)")
       }
       displaced = aside
     }

@@ -127,7 +127,9 @@ extension SafeTensorsFile {
     }
     let headerLength = Int(declared)
     guard headerLength <= size - 8 else {
-      fail(.headerIncomplete, nil, "the header declares \(headerLength) bytes but the file has \(size - 8) after the length")
+      fail(
+        .headerIncomplete, nil,
+        "the header declares \(headerLength) bytes but the file has \(size - 8) after the length")
       return result
     }
     result.dataStart = 8 + headerLength
@@ -158,7 +160,9 @@ extension SafeTensorsFile {
     for member in members {
       let name = member.key
       if !seen.insert(name).inserted {
-        fail(name == "__metadata__" ? .metadataNotStringMap : .duplicateName, name, "the name appears more than once in the header")
+        fail(
+          name == "__metadata__" ? .metadataNotStringMap : .duplicateName, name,
+          "the name appears more than once in the header")
         continue
       }
       if name == "__metadata__" {
@@ -189,7 +193,9 @@ extension SafeTensorsFile {
     guard result.problems.isEmpty else { return result }
 
     // Layout: contiguous from 0, no gaps, no overlaps, ending exactly at end of file.
-    entries.sort { ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound) < ($1.dataOffsets.lowerBound, $1.dataOffsets.upperBound) }
+    entries.sort {
+      ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound) < ($1.dataOffsets.lowerBound, $1.dataOffsets.upperBound)
+    }
     var expectedStart = 0
     var previous: String?
     for entry in entries {
@@ -198,7 +204,9 @@ extension SafeTensorsFile {
         let after = previous.map { "after '\($0)' ends at \(expectedStart)" } ?? "the data section starts at 0"
         fail(.offsetsGap, entry.name, "it begins at \(begin) but \(after)")
       } else if begin < expectedStart {
-        fail(.offsetsOverlap, entry.name, "it begins at \(begin), inside '\(previous ?? "?")' which ends at \(expectedStart)")
+        fail(
+          .offsetsOverlap, entry.name,
+          "it begins at \(begin), inside '\(previous ?? "?")' which ends at \(expectedStart)")
       }
       expectedStart = max(expectedStart, entry.dataOffsets.upperBound)
       previous = entry.name
@@ -211,7 +219,8 @@ extension SafeTensorsFile {
           .dataPastEnd, last?.name,
           "the data section needs \(expectedStart) bytes but the file has \(available) after the header")
       } else if expectedStart < available {
-        fail(.trailingBytes, nil, "the tensors end at \(expectedStart) but \(available - expectedStart) more bytes follow")
+        fail(
+          .trailingBytes, nil, "the tensors end at \(expectedStart) but \(available - expectedStart) more bytes follow")
       }
     }
     result.tensors = entries
@@ -284,7 +293,9 @@ extension SafeTensorsFile {
           offsets = Int(begin)..<Int(end)
         }
       } else {
-        fail(.invalidDataOffsets, name, "data_offsets is \(offsetsValue.kindName)\(offsetsValue.arrayValue.map { " of \($0.count)" } ?? "")")
+        fail(
+          .invalidDataOffsets, name,
+          "data_offsets is \(offsetsValue.kindName)\(offsetsValue.arrayValue.map { " of \($0.count)" } ?? "")")
         ok = false
       }
     } else {

@@ -28,8 +28,10 @@ public func gemm(
       details: "op(A)·op(B) is \(m)x\(n) but C is \(c.rows)x\(c.columns)")
   }
   let k = ka
-  for (value, name) in [(a.rows, "rows of A"), (a.columns, "columns of A"),
-    (b.rows, "rows of B"), (b.columns, "columns of B")] {
+  for (value, name) in [
+    (a.rows, "rows of A"), (a.columns, "columns of A"),
+    (b.rows, "rows of B"), (b.columns, "columns of B"),
+  ] {
     _ = try LAPACKInterop.int32(value, name, operation: operation)
   }
   if m == 0 || n == 0 { return }

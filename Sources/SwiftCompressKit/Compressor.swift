@@ -90,7 +90,8 @@ public enum Compressor {
           entry = PlanEntry(tensor: tensor, action: .keep(reason: reason), outputs: unchanged)
         case .transform(let outputs, let note):
           for output in outputs where output.byteCount == nil {
-            throw .passBrokePlan(pass: type(of: pass).identifier, tensor: tensor.name, reason: "output '\(output.name)' has no valid size")
+            throw .passBrokePlan(
+              pass: type(of: pass).identifier, tensor: tensor.name, reason: "output '\(output.name)' has no valid size")
           }
           entry = PlanEntry(tensor: tensor, action: .transform(note: note), outputs: outputs)
         }
@@ -246,7 +247,10 @@ public enum Compressor {
     let before = entries.reduce(0) { $0 + $1.bytesBefore }
     let after = entries.reduce(0) { $0 + $1.bytesAfter }
     let transformed = entries.filter { $0.action == "transformed" }.count
-    let totalMetrics: ErrorMetrics? = measuredAny ? total.metrics : (transformed > 0 && entries.allSatisfy { $0.metrics == nil || $0.metrics == .exact } ? .exact : nil)
+    let totalMetrics: ErrorMetrics? =
+      measuredAny
+      ? total.metrics
+      : (transformed > 0 && entries.allSatisfy { $0.metrics == nil || $0.metrics == .exact } ? .exact : nil)
     let elapsed = seconds(clock.now - start)
     var report = Report(
       tool: Report.Tool(), command: options.command,

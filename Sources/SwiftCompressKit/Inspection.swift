@@ -156,7 +156,9 @@ public struct VerificationReport: Codable, Sendable, Equatable {
     case path, layout, files, tensors, problems, warnings, valid
   }
 
-  public init(path: String, layout: String?, files: Int, tensors: Int, problems: [ValidationProblem], warnings: [String]) {
+  public init(
+    path: String, layout: String?, files: Int, tensors: Int, problems: [ValidationProblem], warnings: [String]
+  ) {
     self.path = path
     self.layout = layout
     self.files = files

@@ -29,7 +29,9 @@ public struct ErrorMetrics: Sendable, Equatable, Codable {
   public static let exact = ErrorMetrics(
     relativeFrobeniusError: 0, sqnrDB: nil, cosineSimilarity: 1, maxAbsError: 0, nonFiniteCount: 0)
 
-  public init(relativeFrobeniusError: Double, sqnrDB: Double?, cosineSimilarity: Double, maxAbsError: Double, nonFiniteCount: Int) {
+  public init(
+    relativeFrobeniusError: Double, sqnrDB: Double?, cosineSimilarity: Double, maxAbsError: Double, nonFiniteCount: Int
+  ) {
     self.relativeFrobeniusError = relativeFrobeniusError
     self.sqnrDB = sqnrDB
     self.cosineSimilarity = cosineSimilarity
@@ -115,7 +117,8 @@ func measure(_ input: TensorInput, against reconstruction: [Float]) -> ErrorAccu
   let count = input.descriptor.elementCount
   reconstruction.withUnsafeBufferPointer { out in
     forEachChunk(of: input, count: count) { start, chunk in
-      accumulator.add(reference: chunk, reconstruction: UnsafeBufferPointer(rebasing: out[start..<(start + chunk.count)]))
+      accumulator.add(
+        reference: chunk, reconstruction: UnsafeBufferPointer(rebasing: out[start..<(start + chunk.count)]))
     }
   }
   return accumulator

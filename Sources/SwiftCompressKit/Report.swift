@@ -190,14 +190,23 @@ public struct Report: Codable, Sendable, Equatable {
     lines.append("# swiftcompress report")
     lines.append("")
     lines.append("- command: `\(command)`, pass `\(pass.identifier)` \(pass.configuration)")
-    lines.append("- input: `\(input.path)` (\(input.layout), \(input.files.count) file(s), \(input.tensorCount) tensors, \(Format.bytes(input.bytes)))")
-    lines.append("- output: `\(output.path)` (\(output.files.count) file(s)\(output.index.map { ", index \($0)" } ?? ""))")
-    if !selection.include.isEmpty { lines.append("- include: \(selection.include.map { "`\($0)`" }.joined(separator: ", "))") }
-    if !selection.exclude.isEmpty { lines.append("- exclude: \(selection.exclude.map { "`\($0)`" }.joined(separator: ", "))") }
+    lines.append(
+      "- input: `\(input.path)` (\(input.layout), \(input.files.count) file(s), \(input.tensorCount) tensors, \(Format.bytes(input.bytes)))"
+    )
+    lines.append(
+      "- output: `\(output.path)` (\(output.files.count) file(s)\(output.index.map { ", index \($0)" } ?? ""))")
+    if !selection.include.isEmpty {
+      lines.append("- include: \(selection.include.map { "`\($0)`" }.joined(separator: ", "))")
+    }
+    if !selection.exclude.isEmpty {
+      lines.append("- exclude: \(selection.exclude.map { "`\($0)`" }.joined(separator: ", "))")
+    }
     lines.append("")
     lines.append("## Totals")
     lines.append("")
-    lines.append("| tensors | transformed | kept | parameters | bytes before | bytes after | bits/weight before | bits/weight after | ratio | rel. error | SQNR dB | cosine | max abs error |")
+    lines.append(
+      "| tensors | transformed | kept | parameters | bytes before | bytes after | bits/weight before | bits/weight after | ratio | rel. error | SQNR dB | cosine | max abs error |"
+    )
     lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     let m = totals.metrics
     lines.append(
@@ -206,7 +215,9 @@ public struct Report: Codable, Sendable, Equatable {
     lines.append("")
     lines.append("## Tensors")
     lines.append("")
-    lines.append("| tensor | dtype | shape | action | bytes before | bytes after | bits/weight | rel. error | SQNR dB | cosine | max abs error | note |")
+    lines.append(
+      "| tensor | dtype | shape | action | bytes before | bytes after | bits/weight | rel. error | SQNR dB | cosine | max abs error | note |"
+    )
     lines.append("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for t in tensors {
       let outDTypes = Set(t.outputs.map(\.dtype)).sorted().joined(separator: "+")
@@ -225,7 +236,8 @@ public struct Report: Codable, Sendable, Equatable {
       lines.append("")
     }
     lines.append(
-      "Time \(Format.fixed(timing.seconds, 3)) s, \(Format.bytes(Int(timing.bytesPerSecond)))/s, peak RSS \(Format.bytes(timing.peakRSSBytes)).")
+      "Time \(Format.fixed(timing.seconds, 3)) s, \(Format.bytes(Int(timing.bytesPerSecond)))/s, peak RSS \(Format.bytes(timing.peakRSSBytes))."
+    )
     return lines.joined(separator: "\n") + "\n"
   }
 }

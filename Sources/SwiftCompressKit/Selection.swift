@@ -22,8 +22,12 @@ public struct TensorSelection: @unchecked Sendable {
   public init(include: [String] = [], exclude: [String] = []) throws(SwiftCompressError) {
     self.include = include
     self.exclude = exclude
-    includeRegexes = try include.map { (p) throws(SwiftCompressError) in try TensorSelection.compile(p, option: "--include") }
-    excludeRegexes = try exclude.map { (p) throws(SwiftCompressError) in try TensorSelection.compile(p, option: "--exclude") }
+    includeRegexes = try include.map { (p) throws(SwiftCompressError) in
+      try TensorSelection.compile(p, option: "--include")
+    }
+    excludeRegexes = try exclude.map { (p) throws(SwiftCompressError) in
+      try TensorSelection.compile(p, option: "--exclude")
+    }
   }
 
   private static func compile(_ pattern: String, option: String) throws(SwiftCompressError) -> Regex<AnyRegexOutput> {

@@ -51,7 +51,11 @@ struct CLITests {
   @Test func verifyListsEveryProblemAsJSON() throws {
     let folder = TemporaryFolder()
     let path = folder.file("two.safetensors")
-    writeRawSafetensors(path, header: #"{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,8]}}"#, data: [UInt8](repeating: 0, count: 8))
+    writeRawSafetensors(
+      path,
+      header:
+        #"{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,8]}}"#,
+      data: [UInt8](repeating: 0, count: 8))
     let result = try swiftcompress("verify", path, "--json")
     #expect(result.status == 65)
     let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any]
@@ -64,7 +68,8 @@ struct CLITests {
     let folder = TemporaryFolder()
     let path = folder.file("nan.safetensors")
     let values: [Float] = [1, .nan, 3, .infinity]
-    let writer = try SafeTensorsWriter(destination: path, tensors: [PlannedTensor(name: "w", dtype: .f32, shape: [2, 2])])
+    let writer = try SafeTensorsWriter(
+      destination: path, tensors: [PlannedTensor(name: "w", dtype: .f32, shape: [2, 2])])
     try values.withUnsafeBytes { try writer.write("w", $0) }
     try writer.finish()
     let result = try swiftcompress("verify", path)
@@ -73,7 +78,10 @@ struct CLITests {
   }
 
   @Test func cleanCheckpointsVerify() throws {
-    for name in ["tiny-llama-f32", "tiny-llama-f16", "tiny-llama-bf16", "tiny-llama-sharded", "tiny-bert", "tiny-bert/model.safetensors"] {
+    for name in [
+      "tiny-llama-f32", "tiny-llama-f16", "tiny-llama-bf16", "tiny-llama-sharded", "tiny-bert",
+      "tiny-bert/model.safetensors",
+    ] {
       let result = try swiftcompress("verify", fixture(name))
       #expect(result.status == 0, "\(name): \(result.stdout)\(result.stderr)")
       #expect(result.stdout.hasPrefix("ok: "))
@@ -106,9 +114,12 @@ struct CLITests {
     #expect(try swiftcompress("inspect", folder.file("missing")).status == 66)
     #expect(try swiftcompress("inspect", folder.path).status == 66)  // a folder without weights
     #expect(try swiftcompress("convert", fixture("tiny-llama-f32")).status == 64)  // missing argument
-    #expect(try swiftcompress("convert", fixture("tiny-llama-f32"), folder.file("o"), "--max-shard-size", "lots").status == 64)
+    #expect(
+      try swiftcompress("convert", fixture("tiny-llama-f32"), folder.file("o"), "--max-shard-size", "lots").status == 64
+    )
     #expect(try swiftcompress("convert", fixture("tiny-llama-f32"), folder.file("o"), "--include", "([").status == 64)
-    #expect(try swiftcompress("convert", fixture("tiny-llama-f32"), folder.file("o"), "--dtype", "F8_E4M3").status == 64)
+    #expect(
+      try swiftcompress("convert", fixture("tiny-llama-f32"), folder.file("o"), "--dtype", "F8_E4M3").status == 64)
     #expect(try swiftcompress("nonsense").status == 64)
     #expect(try swiftcompress("convert", fixture("tiny-llama-f32"), fixture("tiny-llama-f32") + "/inside").status == 73)
     #expect(try swiftcompress("convert", fixture("tiny-llama-f32"), "/nonexistent-parent/out").status == 73)
@@ -130,10 +141,16 @@ struct CLITests {
     #expect(run.status == 0, "\(run.stderr)")
     let report = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
     #expect((report["totals"] as! [String: Any])["transformed"] as? Int == 15)
-    let check = try runProcess(python, [repositoryRoot + "/Tests/Interop/check_safetensors.py", "cast", out + "/model.safetensors", fixture("tiny-llama-f32/model.safetensors"), "BF16"])
+    let check = try runProcess(
+      python,
+      [
+        repositoryRoot + "/Tests/Interop/check_safetensors.py", "cast", out + "/model.safetensors",
+        fixture("tiny-llama-f32/model.safetensors"), "BF16",
+      ])
     #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     // Side files are copied unchanged.
-    #expect(FileManager.default.contentsEqual(atPath: out + "/config.json", andPath: fixture("tiny-llama-f32/config.json")))
+    #expect(
+      FileManager.default.contentsEqual(atPath: out + "/config.json", andPath: fixture("tiny-llama-f32/config.json")))
   }
 
   @Test func progressIsSilentWhenStderrIsNotATerminal() throws {

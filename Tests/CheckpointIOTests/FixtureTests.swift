@@ -14,7 +14,9 @@ struct MalformedCase: Sendable, CustomTestStringConvertible {
     guard let data = FileManager.default.contents(atPath: fixture("malformed/expected.json")),
       let list = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]]
     else { return [] }
-    return list.map { MalformedCase(file: $0["file"] as! String, rule: $0["rule"] as! String, tensor: $0["tensor"] as? String) }
+    return list.map {
+      MalformedCase(file: $0["file"] as! String, rule: $0["rule"] as! String, tensor: $0["tensor"] as? String)
+    }
   }()
 }
 

@@ -20,7 +20,8 @@ struct InteropTests {
     let path = folder.file("written.safetensors")
     // Reverse order and a different layout than the reference writer's, same contents.
     let tensors = source.tensors.reversed().map { PlannedTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
-    let writer = try SafeTensorsWriter(destination: path, tensors: tensors, metadata: ["format": "pt", "by": "swiftcompress"])
+    let writer = try SafeTensorsWriter(
+      destination: path, tensors: tensors, metadata: ["format": "pt", "by": "swiftcompress"])
     for tensor in source.tensors.reversed() { try writer.write(tensor.name, source.bytes(of: tensor)) }
     try writer.finish()
     let result = try runProcess(python, [Self.script, "same-tensors", path, fixture("dtypes/all-dtypes.safetensors")])

@@ -11,7 +11,9 @@ struct BrokenFile: Sendable, CustomTestStringConvertible {
   var bytes: [UInt8]
   var testDescription: String { rule.rawValue }
 
-  static func make(_ rule: ValidationRule, tensor: String? = nil, header: String, data: [UInt8] = [], declared: UInt64? = nil)
+  static func make(
+    _ rule: ValidationRule, tensor: String? = nil, header: String, data: [UInt8] = [], declared: UInt64? = nil
+  )
     -> BrokenFile
   {
     var bytes: [UInt8] = []
@@ -46,14 +48,19 @@ struct BrokenFile: Sendable, CustomTestStringConvertible {
     make(.invalidDataOffsets, tensor: "w", header: "{" + entry("w", "U8", "[1]", "[0]") + "}", data: [0]),
     make(.offsetsReversed, tensor: "w", header: "{" + entry("w", "U8", "[0]", "[1,0]") + "}", data: [0]),
     make(
-      .offsetsGap, tensor: "b", header: "{" + entry("a", "U8", "[1]", "[0,1]") + "," + entry("b", "U8", "[1]", "[2,3]") + "}",
+      .offsetsGap, tensor: "b",
+      header: "{" + entry("a", "U8", "[1]", "[0,1]") + "," + entry("b", "U8", "[1]", "[2,3]") + "}",
       data: [0, 0, 0]),
     make(.offsetsGap, tensor: "a", header: "{" + entry("a", "U8", "[1]", "[1,2]") + "}", data: [0, 0]),
     make(
       .offsetsOverlap, tensor: "b",
       header: "{" + entry("a", "U8", "[2]", "[0,2]") + "," + entry("b", "U8", "[2]", "[1,3]") + "}", data: [0, 0, 0]),
-    make(.sizeOverflow, tensor: "w", header: "{" + entry("w", "F32", "[4611686018427387904,4]", "[0,4]") + "}", data: [0, 0, 0, 0]),
-    make(.sizeOverflow, tensor: "w", header: "{" + entry("w", "F64", "[2305843009213693952]", "[0,4]") + "}", data: [0, 0, 0, 0]),
+    make(
+      .sizeOverflow, tensor: "w", header: "{" + entry("w", "F32", "[4611686018427387904,4]", "[0,4]") + "}",
+      data: [0, 0, 0, 0]),
+    make(
+      .sizeOverflow, tensor: "w", header: "{" + entry("w", "F64", "[2305843009213693952]", "[0,4]") + "}",
+      data: [0, 0, 0, 0]),
     make(.sizeMismatch, tensor: "w", header: "{" + entry("w", "F32", "[2]", "[0,4]") + "}", data: [0, 0, 0, 0]),
     make(.subByteMisaligned, tensor: "w", header: "{" + entry("w", "F4", "[3]", "[0,2]") + "}", data: [0, 0]),
     make(.dataPastEnd, tensor: "w", header: "{" + entry("w", "F32", "[2]", "[0,8]") + "}", data: [0, 0, 0, 0]),
@@ -94,14 +101,17 @@ struct ValidationTests {
 
   @Test func everyFileLevelRuleHasABrokenFile() {
     let covered = Set(BrokenFile.all.map(\.rule))
-    let fileRules = ValidationRule.allCases.filter { !$0.rawValue.hasPrefix("index-") && $0 != .tensorInTwoShards && $0 != .nonFiniteValues }
+    let fileRules = ValidationRule.allCases.filter {
+      !$0.rawValue.hasPrefix("index-") && $0 != .tensorInTwoShards && $0 != .nonFiniteValues
+    }
     #expect(Set(fileRules).subtracting(covered).isEmpty)
   }
 
   @Test func entryProblemsAreAllCollected() throws {
     let folder = TemporaryFolder()
     let path = folder.file("many.safetensors")
-    let header = #"{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,1]},"b":{"shape":[1],"data_offsets":[1,2]},"c":{"dtype":"U8","shape":[1]}}"#
+    let header =
+      #"{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,1]},"b":{"shape":[1],"data_offsets":[1,2]},"c":{"dtype":"U8","shape":[1]}}"#
     writeRawSafetensors(path, header: header, data: [0, 0])
     let (_, problems) = try SafeTensorsFile.validate(path: path)
     #expect(problems.map(\.rule) == [.unknownDType, .missingDType, .missingDataOffsets])

@@ -29,7 +29,10 @@ struct WriterReaderTests {
     let folder = TemporaryFolder()
     let plain = folder.file("empty.safetensors")
     try SafeTensorsWriter(destination: plain, tensors: []).finish()
-    #expect(Array(try Data(contentsOf: URL(fileURLWithPath: plain))) == [8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32])
+    #expect(
+      Array(try Data(contentsOf: URL(fileURLWithPath: plain))) == [
+        8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32,
+      ])
     let withMetadata = folder.file("meta.safetensors")
     try SafeTensorsWriter(destination: withMetadata, tensors: [], metadata: ["framework": "pt"]).finish()
     let expected: [UInt8] = [
@@ -137,7 +140,8 @@ struct WriterReaderTests {
   @Test func readerAcceptsEntriesInAnyHeaderOrderAndReportsFileOrder() throws {
     let folder = TemporaryFolder()
     let path = folder.file("order.safetensors")
-    let header = #"{"b":{"dtype":"U8","shape":[2],"data_offsets":[2,4]},"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}"#
+    let header =
+      #"{"b":{"dtype":"U8","shape":[2],"data_offsets":[2,4]},"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}"#
     writeRawSafetensors(path, header: header, data: [1, 2, 3, 4])
     let file = try SafeTensorsFile(path: path)
     #expect(file.tensors.map(\.name) == ["a", "b"])

@@ -15,11 +15,15 @@ let lengths = [0, 1, 7, 8, 9, 15, 16, 17, 1023, 1024, 1025, 100_003]
 
 func randomFloats(_ count: Int, seed: UInt64, specials: Bool = true) -> [Float] {
   var rng = SplitMix64(seed: seed)
-  let special: [Float] = [0, -0, .infinity, -.infinity, .nan, .leastNonzeroMagnitude, -.leastNormalMagnitude, .greatestFiniteMagnitude, 65504, 65520, 1e-8]
+  let special: [Float] = [
+    0, -0, .infinity, -.infinity, .nan, .leastNonzeroMagnitude, -.leastNormalMagnitude, .greatestFiniteMagnitude, 65504,
+    65520, 1e-8,
+  ]
   return (0..<count).map { i in
     if specials && i % 37 == 5 { return special[i % special.count] }
     let r = rng.next()
-    return r % 3 == 0 ? Float(bitPattern: UInt32(truncatingIfNeeded: r >> 7)) : Float(Double(Int64(bitPattern: r)) / 9.2e18 * 3)
+    return r % 3 == 0
+      ? Float(bitPattern: UInt32(truncatingIfNeeded: r >> 7)) : Float(Double(Int64(bitPattern: r)) / 9.2e18 * 3)
   }
 }
 
@@ -83,7 +87,9 @@ struct KernelsTests {
     for (i, x) in inputs.enumerated() {
       let want = Float16(x)
       if x.isNaN {
-        if !(Float16(bitPattern: portable[i]).isNaN && Float16(bitPattern: portable[i]).sign == x.sign) { mismatches += 1 }
+        if !(Float16(bitPattern: portable[i]).isNaN && Float16(bitPattern: portable[i]).sign == x.sign) {
+          mismatches += 1
+        }
       } else if portable[i] != want.bitPattern {
         mismatches += 1
       }
@@ -200,7 +206,10 @@ struct KernelsTests {
       sck_error_stats_f32(ref, out, n, &s)
       return s
     }
-    for (a, b) in [(portable.ref_sq, dispatched.ref_sq), (portable.out_sq, dispatched.out_sq), (portable.err_sq, dispatched.err_sq), (portable.dot, dispatched.dot)] {
+    for (a, b) in [
+      (portable.ref_sq, dispatched.ref_sq), (portable.out_sq, dispatched.out_sq), (portable.err_sq, dispatched.err_sq),
+      (portable.dot, dispatched.dot),
+    ] {
       #expect(a.bitPattern == b.bitPattern)
     }
     #expect(portable.max_abs_err == dispatched.max_abs_err && portable.nonfinite == dispatched.nonfinite)

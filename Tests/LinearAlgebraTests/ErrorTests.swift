@@ -1,4 +1,5 @@
 import Testing
+
 @testable import LinearAlgebra
 
 @Suite("Error mapping")
@@ -22,10 +23,14 @@ struct ErrorTests {
     }
     var s = symmetricMatrix(4, seed: 401)
     s[1, 3] = -.infinity
-    #expect(throws: LinearAlgebraError.nonFiniteInput(
-      operation: "symmetricEigen", row: 1, column: 3)) { try symmetricEigen(s) }
-    #expect(throws: LinearAlgebraError.nonFiniteInput(
-      operation: "cholesky", row: 1, column: 3)) { try cholesky(s) }
+    #expect(
+      throws: LinearAlgebraError.nonFiniteInput(
+        operation: "symmetricEigen", row: 1, column: 3)
+    ) { try symmetricEigen(s) }
+    #expect(
+      throws: LinearAlgebraError.nonFiniteInput(
+        operation: "cholesky", row: 1, column: 3)
+    ) { try cholesky(s) }
   }
 
   @Test func lapackInfoMapping() {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import LinearAlgebra
 
 @Suite("Matrix")
@@ -57,8 +58,10 @@ struct MatrixTests {
     let b = try a.submatrix(rows: 1..<4, columns: 2..<5)
     #expect(b.rows == 3 && b.columns == 3)
     for i in 0..<3 { for j in 0..<3 { #expect(b[i, j] == a[i + 1, j + 2]) } }
-    #expect(try a.submatrix(rows: 0..<6, columns: 1..<3) == Matrix(
-      rows: 6, columns: 2, columnMajor: a.column(1) + a.column(2)))
+    #expect(
+      try a.submatrix(rows: 0..<6, columns: 1..<3)
+        == Matrix(
+          rows: 6, columns: 2, columnMajor: a.column(1) + a.column(2)))
     #expect(throws: LinearAlgebraError.self) { try a.submatrix(rows: 0..<7, columns: 0..<1) }
   }
 

@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+
 @testable import LinearAlgebra
 
 /// An `rows x columns` matrix of independent standard normal entries.

@@ -69,7 +69,10 @@ struct PassProtocolTests {
       let bottom = try #require(output.tensor(named: entry.name + ".bottom"))
       #expect(Array(output.bytes(of: top)) + Array(output.bytes(of: bottom)) == original)
       #expect(entry.outputs.count == 2)
-      #expect(entry.metrics == ErrorMetrics(relativeFrobeniusError: 0, sqnrDB: nil, cosineSimilarity: 1, maxAbsError: 0, nonFiniteCount: 0))
+      #expect(
+        entry.metrics
+          == ErrorMetrics(
+            relativeFrobeniusError: 0, sqnrDB: nil, cosineSimilarity: 1, maxAbsError: 0, nonFiniteCount: 0))
       #expect(entry.reason == "split")
     }
     #expect(output.tensor(named: "model.norm.weight") != nil)  // kept tensors pass through

@@ -6,7 +6,10 @@ import Testing
 
 @Suite("Pipeline driver")
 struct PipelineTests {
-  func options(_ input: String, _ output: String, include: [String] = [], exclude: [String] = [], maxShard: Int = CompressionOptions.defaultMaxShardSize) throws -> CompressionOptions {
+  func options(
+    _ input: String, _ output: String, include: [String] = [], exclude: [String] = [],
+    maxShard: Int = CompressionOptions.defaultMaxShardSize
+  ) throws -> CompressionOptions {
     CompressionOptions(
       input: input, output: output, selection: try TensorSelection(include: include, exclude: exclude),
       maxShardSize: maxShard, command: "test")
@@ -15,7 +18,8 @@ struct PipelineTests {
   @Test func identityPassReproducesEveryTensorAndCopiesSideFiles() throws {
     let folder = TemporaryFolder()
     let out = folder.file("bert")
-    let report = try Compressor.run(pass: IdentityPass(), options: try options(fixture("tiny-bert"), out, include: [".*"]))
+    let report = try Compressor.run(
+      pass: IdentityPass(), options: try options(fixture("tiny-bert"), out, include: [".*"]))
     let input = try Checkpoint.open(fixture("tiny-bert"))
     let output = try Checkpoint.open(out)
     #expect(output.tensors.map(\.name) == input.tensors.map(\.name))
@@ -26,7 +30,9 @@ struct PipelineTests {
     }
     #expect(output.metadata == input.metadata)
     for relative in input.auxiliaryFiles {
-      #expect(FileManager.default.contentsEqual(atPath: fixture("tiny-bert/" + relative), andPath: out + "/" + relative), "\(relative)")
+      #expect(
+        FileManager.default.contentsEqual(atPath: fixture("tiny-bert/" + relative), andPath: out + "/" + relative),
+        "\(relative)")
     }
     #expect(FileManager.default.fileExists(atPath: out + "/" + Report.jsonFileName))
     #expect(FileManager.default.fileExists(atPath: out + "/" + Report.markdownFileName))
@@ -42,7 +48,8 @@ struct PipelineTests {
   @Test func defaultSelectionKeepsNormsBiasesAndEmbeddingsAndSaysWhy() throws {
     let folder = TemporaryFolder()
     let report = try Compressor.run(
-      pass: try CastPass(configuration: .init(dtype: .bf16)), options: try options(fixture("tiny-llama-f32"), folder.file("o")))
+      pass: try CastPass(configuration: .init(dtype: .bf16)),
+      options: try options(fixture("tiny-llama-f32"), folder.file("o")))
     let byName = Dictionary(uniqueKeysWithValues: report.tensors.map { ($0.name, $0) })
     #expect(byName["model.embed_tokens.weight"]?.action == "kept")
     #expect(byName["model.embed_tokens.weight"]?.reason?.contains("embedding") == true)
@@ -58,10 +65,17 @@ struct PipelineTests {
     let folder = TemporaryFolder()
     let report = try Compressor.run(
       pass: try CastPass(configuration: .init(dtype: .f16)),
-      options: try options(fixture("tiny-llama-f32"), folder.file("o"), include: ["norm", "q_proj"], exclude: ["layers\\.1\\."]))
+      options: try options(
+        fixture("tiny-llama-f32"), folder.file("o"), include: ["norm", "q_proj"], exclude: ["layers\\.1\\."]))
     let transformed = Set(report.tensors.filter { $0.action == "transformed" }.map(\.name))
-    #expect(transformed == ["model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight", "model.layers.0.self_attn.q_proj.weight", "model.norm.weight"])
-    #expect(report.tensors.first { $0.name == "model.layers.1.self_attn.q_proj.weight" }?.reason?.contains("--exclude") == true)
+    #expect(
+      transformed == [
+        "model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
+        "model.layers.0.self_attn.q_proj.weight", "model.norm.weight",
+      ])
+    #expect(
+      report.tensors.first { $0.name == "model.layers.1.self_attn.q_proj.weight" }?.reason?.contains("--exclude")
+        == true)
   }
 
   /// The cast pass's metrics equal a straightforward Double computation over the
@@ -117,26 +131,35 @@ struct PipelineTests {
     let checkpoint = try Checkpoint.open(out)
     #expect(checkpoint.layout == .sharded)
     #expect(checkpoint.files.allSatisfy { $0.dataByteCount <= 200_000 || $0.tensors.count == 1 })
-    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/" + index))) as! [String: Any]
+    let json =
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/" + index)))
+      as! [String: Any]
     let total = (json["metadata"] as! [String: Any])["total_size"] as! Int
     #expect(total == checkpoint.tensorByteCount)
     #expect((json["weight_map"] as! [String: String]).count == checkpoint.tensors.count)
     // Resharding back into one file gives the original bytes.
     let back = folder.file("back")
     _ = try Compressor.run(pass: IdentityPass(), options: try options(out, back))
-    #expect(FileManager.default.contentsEqual(atPath: back + "/model.safetensors", andPath: fixture("tiny-llama-f16/model.safetensors")))
+    #expect(
+      FileManager.default.contentsEqual(
+        atPath: back + "/model.safetensors", andPath: fixture("tiny-llama-f16/model.safetensors")))
   }
 
   @Test func runsAreByteIdentical() throws {
     let folder = TemporaryFolder()
     for name in ["a", "b"] {
       _ = try Compressor.run(
-        pass: try CastPass(configuration: .init(dtype: .f16)), options: try options(fixture("tiny-llama-sharded"), folder.file(name), maxShard: 300_000))
+        pass: try CastPass(configuration: .init(dtype: .f16)),
+        options: try options(fixture("tiny-llama-sharded"), folder.file(name), maxShard: 300_000))
     }
-    let files = try FileManager.default.contentsOfDirectory(atPath: folder.file("a")).filter { !$0.hasPrefix("swiftcompress-report") }
+    let files = try FileManager.default.contentsOfDirectory(atPath: folder.file("a")).filter {
+      !$0.hasPrefix("swiftcompress-report")
+    }
     #expect(files.count > 3)
     for file in files {
-      #expect(FileManager.default.contentsEqual(atPath: folder.file("a/" + file), andPath: folder.file("b/" + file)), "\(file)")
+      #expect(
+        FileManager.default.contentsEqual(atPath: folder.file("a/" + file), andPath: folder.file("b/" + file)),
+        "\(file)")
     }
   }
 
@@ -173,8 +196,11 @@ struct PipelineTests {
   @Test func reportJSONFollowsTheDocumentedSchema() throws {
     let folder = TemporaryFolder()
     let out = folder.file("o")
-    _ = try Compressor.run(pass: try CastPass(configuration: .init(dtype: .bf16)), options: try options(fixture("tiny-llama-f32"), out))
-    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/" + Report.jsonFileName))) as! [String: Any]
+    _ = try Compressor.run(
+      pass: try CastPass(configuration: .init(dtype: .bf16)), options: try options(fixture("tiny-llama-f32"), out))
+    let json =
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/" + Report.jsonFileName)))
+      as! [String: Any]
     #expect(json["schema"] as? String == "swiftcompress-report")
     #expect(json["schema_version"] as? Int == 1)
     for key in ["tool", "command", "input", "output", "pass", "selection", "tensors", "totals", "timing"] {
@@ -188,7 +214,9 @@ struct PipelineTests {
     for key in ["relative_frobenius_error", "sqnr_db", "cosine_similarity", "max_abs_error", "non_finite_count"] {
       #expect(metrics[key] != nil, "missing metrics.\(key)")
     }
-    for key in ["bytes_before", "bytes_after", "bits_per_weight_before", "bits_per_weight_after", "outputs", "shape", "dtype"] {
+    for key in [
+      "bytes_before", "bytes_after", "bits_per_weight_before", "bits_per_weight_after", "outputs", "shape", "dtype",
+    ] {
       #expect(transformed[key] != nil, "missing tensors[].\(key)")
     }
     let totals = json["totals"] as! [String: Any]

@@ -75,7 +75,9 @@ public let referencePython: String? = {
 
 /// Runs a process and returns its exit status, stdout and stderr.
 @discardableResult
-public func runProcess(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+public func runProcess(_ executable: String, _ arguments: [String]) throws -> (
+  status: Int32, stdout: String, stderr: String
+) {
   let process = Process()
   process.executableURL = URL(fileURLWithPath: executable)
   process.arguments = arguments
@@ -120,7 +122,8 @@ public let swiftcompressExecutable: String = {
   if let path = ProcessInfo.processInfo.environment["SWIFTCOMPRESS_BIN"] { return path }
   let candidates = [
     Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("swiftcompress").path,
-    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("swiftcompress").path,
+    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("swiftcompress")
+      .path,
     repositoryRoot + "/.build/debug/swiftcompress",
   ]
   return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[2]

@@ -20,7 +20,9 @@ public struct CastPass: CompressionPass {
     guard Float32Conversion.encodableDTypes.contains(configuration.dtype) else {
       throw .invalidConfiguration(
         pass: Self.identifier,
-        reason: "cannot write \(configuration.dtype.rawValue); choose one of \(Float32Conversion.encodableDTypes.map(\.rawValue).joined(separator: ", "))")
+        reason:
+          "cannot write \(configuration.dtype.rawValue); choose one of \(Float32Conversion.encodableDTypes.map(\.rawValue).joined(separator: ", "))"
+      )
     }
     self.configuration = configuration
   }
@@ -53,7 +55,8 @@ public struct CastPass: CompressionPass {
       decoded.withUnsafeMutableBufferPointer { roundTrip in
         forEachChunk(of: input, count: count) { start, chunk in
           let width = target.bitsPerElement / 8
-          let destination = UnsafeMutableRawBufferPointer(rebasing: out[(start * width)..<((start + chunk.count) * width)])
+          let destination = UnsafeMutableRawBufferPointer(
+            rebasing: out[(start * width)..<((start + chunk.count) * width)])
           Float32Conversion.encode(chunk, as: target, into: destination)
           let back = UnsafeMutableBufferPointer(rebasing: roundTrip[0..<chunk.count])
           Float32Conversion.convert(UnsafeRawBufferPointer(destination), dtype: target, count: chunk.count, into: back)

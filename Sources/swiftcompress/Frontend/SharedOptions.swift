@@ -1,5 +1,6 @@
 import ArgumentParser
 import CheckpointIO
+import Foundation
 import SwiftCompressKit
 
 /// A byte count written as 5GB (10^9), 500MB, 2GiB (2^30), 64KiB or plain bytes.
@@ -41,7 +42,8 @@ struct PipelineOptions: ParsableArguments {
 
   @Option(
     name: .long, parsing: .singleValue,
-    help: ArgumentHelp("Leave tensors whose name matches this regular expression untouched (repeatable).", valueName: "regex"))
+    help: ArgumentHelp(
+      "Leave tensors whose name matches this regular expression untouched (repeatable).", valueName: "regex"))
   var exclude: [String] = []
 
   @Option(name: .long, help: ArgumentHelp("Largest output shard (e.g. 5GB, 500MB, 2GiB).", valueName: "size"))
@@ -69,5 +71,3 @@ extension DType: ExpressibleByArgument {
     self = value
   }
 }
-
-import Foundation

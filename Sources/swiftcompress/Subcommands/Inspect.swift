@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import SwiftCompressKit
 
 extension SwiftCompressCommand {
@@ -31,7 +32,9 @@ enum InspectTable {
     if statistics { header += ["min", "max", "mean", "std", "absmax", "zeros"] }
     var rows: [[String]] = []
     for t in report.tensors {
-      var row = [t.name, t.dtype, "[" + t.shape.map(String.init).joined(separator: ", ") + "]", "\(t.parameters)", "\(t.bytes)"]
+      var row = [
+        t.name, t.dtype, "[" + t.shape.map(String.init).joined(separator: ", ") + "]", "\(t.parameters)", "\(t.bytes)",
+      ]
       if statistics, let s = t.stats {
         row += [
           Format.metric(s.min), Format.metric(s.max), Format.metric(s.mean), Format.metric(s.std),
@@ -46,7 +49,8 @@ enum InspectTable {
       let t = report.totals.byDType[key]!
       return "\(key): \(t.tensors) tensors, \(t.parameters) parameters, \(Format.bytes(t.bytes))"
     }
-    text += "\n\(report.totals.tensors) tensors, \(report.totals.parameters) parameters, \(report.totals.bytes) bytes (\(Format.bytes(report.totals.bytes))) in \(report.files.count) file(s), \(report.layout)\n"
+    text +=
+      "\n\(report.totals.tensors) tensors, \(report.totals.parameters) parameters, \(report.totals.bytes) bytes (\(Format.bytes(report.totals.bytes))) in \(report.files.count) file(s), \(report.layout)\n"
     text += dtypes.joined(separator: "\n") + "\n"
     return text
   }
@@ -71,5 +75,3 @@ enum TextTable {
     return out
   }
 }
-
-import Foundation

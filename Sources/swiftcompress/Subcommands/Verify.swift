@@ -21,7 +21,8 @@ extension SwiftCompressCommand {
         } else {
           for warning in report.warnings { Diagnostics.warning(warning) }
           if report.valid {
-            printResult("ok: \(path): \(report.layout ?? "checkpoint"), \(report.files) file(s), \(report.tensors) tensors\n")
+            printResult(
+              "ok: \(path): \(report.layout ?? "checkpoint"), \(report.files) file(s), \(report.tensors) tensors\n")
           } else {
             printResult("\(report.problems.count) problem(s) in \(path):\n")
             for problem in report.problems {
