@@ -24,6 +24,18 @@ public indirect enum JSONValue: Sendable, Equatable {
     return nil
   }
 
+  /// A copy of this object with `key` set to `value` (replacing every member of that
+  /// name, or appended); nil when this is not an object.
+  public func setting(_ key: String, to value: JSONValue) -> JSONValue? {
+    guard var members else { return nil }
+    if members.contains(where: { $0.key == key }) {
+      members = members.map { $0.key == key ? JSONMember(key, value) : $0 }
+    } else {
+      members.append(JSONMember(key, value))
+    }
+    return .object(members)
+  }
+
   public var arrayValue: [JSONValue]? {
     if case .array(let a) = self { return a }
     return nil
@@ -372,6 +384,54 @@ public enum JSONText {
     }
     out += "\""
     return out
+  }
+
+  /// `value` as Python's `json.dumps(value, indent=2, sort_keys=True)` writes it
+  /// (non-ASCII escaped), plus a newline: the form transformers and llm-compressor
+  /// give config.json. Numbers keep their original text.
+  public static func pretty(_ value: JSONValue) -> String {
+    var out = ""
+    writePretty(value, depth: 0, into: &out)
+    return out + "\n"
+  }
+
+  private static func writePretty(_ value: JSONValue, depth: Int, into out: inout String) {
+    let pad = String(repeating: "  ", count: depth + 1)
+    let closing = String(repeating: "  ", count: depth)
+    switch value {
+    case .null: out += "null"
+    case .bool(let b): out += b ? "true" : "false"
+    case .number(let text): out += text
+    case .string(let s): out += quoted(s, asciiOnly: true)
+    case .array(let items):
+      guard !items.isEmpty else {
+        out += "[]"
+        return
+      }
+      out += "[\n"
+      for (i, item) in items.enumerated() {
+        out += pad
+        writePretty(item, depth: depth + 1, into: &out)
+        out += i + 1 < items.count ? ",\n" : "\n"
+      }
+      out += closing + "]"
+    case .object(let members):
+      guard !members.isEmpty else {
+        out += "{}"
+        return
+      }
+      // Python's sort_keys orders by code point; a later duplicate key wins, as in json.loads.
+      var latest: [String: JSONValue] = [:]
+      for member in members { latest[member.key] = member.value }
+      let keys = latest.keys.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
+      out += "{\n"
+      for (i, key) in keys.enumerated() {
+        out += pad + quoted(key, asciiOnly: true) + ": "
+        writePretty(latest[key]!, depth: depth + 1, into: &out)
+        out += i + 1 < keys.count ? ",\n" : "\n"
+      }
+      out += closing + "}"
+    }
   }
 
   private static func hex4(_ value: UInt32) -> String {

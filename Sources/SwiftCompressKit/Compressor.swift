@@ -133,8 +133,18 @@ public enum Compressor {
     let plan = try plan(checkpoint, pass: pass, options: options)
     let folder = try OutputFolder(destination: options.output, inputs: checkpoint.inputPaths, replace: options.force)
 
+    var editedFiles: [String] = []
+    let outputFloatDTypes = Set(plan.entries.flatMap(\.outputs).map(\.dtype).filter(\.isFloatingPoint))
     for relative in checkpoint.auxiliaryFiles {
-      try folder.copy(from: checkpoint.folder + "/" + relative, to: relative)
+      let source = checkpoint.folder + "/" + relative
+      if relative == "config.json",
+        let edited = try editedConfig(at: source, pass: pass, outputFloatDTypes: outputFloatDTypes)
+      {
+        try folder.write(JSONText.pretty(edited), to: relative)
+        editedFiles.append(relative)
+      } else {
+        try folder.copy(from: source, to: relative)
+      }
     }
 
     let byteCount = checkpoint.tensorByteCount
@@ -260,7 +270,8 @@ public enum Compressor {
         bytes: byteCount),
       output: Report.Output(
         path: options.output, files: plan.layout.shards.map(\.fileName), index: plan.layout.indexFileName,
-        maxShardSize: options.maxShardSize, copiedFiles: checkpoint.auxiliaryFiles,
+        maxShardSize: options.maxShardSize, copiedFiles: checkpoint.auxiliaryFiles.filter { !editedFiles.contains($0) },
+        editedFiles: editedFiles,
         ignoredFiles: checkpoint.ignoredWeightFiles),
       pass: Report.PassInfo(identifier: type(of: pass).identifier, configuration: pass.configurationJSON),
       selection: Report.Selection(include: options.selection.include, exclude: options.selection.exclude),
@@ -279,6 +290,17 @@ public enum Compressor {
     // Timing covers the whole run, including the commit.
     report.timing.seconds = seconds(clock.now - start)
     return report
+  }
+
+  /// The pass's edit of a config.json, nil when it keeps it. A config that is not
+  /// valid JSON is copied unchanged (it is not ours to judge).
+  static func editedConfig(at path: String, pass: any CompressionPass, outputFloatDTypes: Set<DType>) throws
+    -> JSONValue?
+  {
+    guard let data = FileManager.default.contents(atPath: path), let config = try? JSONParser.parse(Array(data)) else {
+      return nil
+    }
+    return pass.editedConfig(config, outputFloatDTypes: outputFloatDTypes)
   }
 
   static func bitsPerWeight(_ bytes: Int, _ parameters: Int) -> Double {

@@ -116,10 +116,16 @@ public protocol CompressionPass: Sendable {
 
   /// `__metadata__` entries to add to every output file.
   var outputMetadata: [String: String] { get }
+
+  /// The pass's edit of the model's `config.json`, or nil to copy it unchanged.
+  /// `outputFloatDTypes` are the dtypes of every floating-point tensor written.
+  func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> JSONValue?
 }
 
 extension CompressionPass {
   public var outputMetadata: [String: String] { [:] }
+
+  public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> JSONValue? { nil }
 
   /// The configuration as JSON, for reports and recipes.
   public var configurationJSON: String {

@@ -45,11 +45,14 @@ public struct Report: Codable, Sendable, Equatable {
     public var index: String?
     public var maxShardSize: Int
     public var copiedFiles: [String]
+    /// Non-weight files a pass rewrote (config.json).
+    public var editedFiles: [String]
     public var ignoredFiles: [String]
     enum CodingKeys: String, CodingKey {
       case path, files, index
       case maxShardSize = "max_shard_size"
       case copiedFiles = "copied_files"
+      case editedFiles = "edited_files"
       case ignoredFiles = "ignored_files"
     }
   }
@@ -229,6 +232,10 @@ public struct Report: Codable, Sendable, Equatable {
     lines.append("")
     if !output.copiedFiles.isEmpty {
       lines.append("Copied unchanged: \(output.copiedFiles.map { "`\($0)`" }.joined(separator: ", ")).")
+      lines.append("")
+    }
+    if !output.editedFiles.isEmpty {
+      lines.append("Edited by the pass: \(output.editedFiles.map { "`\($0)`" }.joined(separator: ", ")).")
       lines.append("")
     }
     if !output.ignoredFiles.isEmpty {

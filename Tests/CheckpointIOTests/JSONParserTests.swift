@@ -1,4 +1,5 @@
 import CheckpointIO
+import Foundation
 import TestSupport
 import Testing
 
@@ -74,5 +75,38 @@ struct JSONParserTests {
         #expect(try parse(text) == .string(string))
       }
     }
+  }
+}
+
+@Suite("Python-compatible JSON output")
+struct PrettyJSONTests {
+  /// Every JSON file of the fixtures was written by Python's json.dumps(indent=2,
+  /// sort_keys=True) + "\n"; parsing and re-writing gives the same bytes.
+  @Test func prettyReproducesPythonOutputByteForByte() throws {
+    let files = [
+      "tiny-llama-f32/config.json", "tiny-llama-f32/generation_config.json",
+      "tiny-llama-sharded/model.safetensors.index.json",
+      "tiny-bert/config.json", "tiny-bert/modules.json", "tiny-bert/1_Pooling/config.json",
+      "tiny-bert/config_sentence_transformers.json",
+    ]
+    for file in files {
+      let data = try #require(FileManager.default.contents(atPath: fixture(file)))
+      let value = try JSONParser.parse(Array(data))
+      #expect(JSONText.pretty(value) == String(decoding: data, as: UTF8.self), "\(file)")
+    }
+  }
+
+  @Test func prettyEscapesNonASCIIAndSortsByCodePoint() throws {
+    let value = try JSONParser.parse(Array(#"{"é": "ü😀", "b": [], "a": {}, "Z": null}"#.utf8))
+    #expect(
+      JSONText.pretty(value)
+        == "{\n  \"Z\": null,\n  \"a\": {},\n  \"b\": [],\n  \"\\u00e9\": \"\\u00fc\\ud83d\\ude00\"\n}\n")
+  }
+
+  @Test func settingReplacesOrAppends() throws {
+    let value = try JSONParser.parse(Array(#"{"a": 1}"#.utf8))
+    #expect(value.setting("a", to: .number("2"))?["a"] == .number("2"))
+    #expect(value.setting("b", to: .null)?.members?.map(\.key) == ["a", "b"])
+    #expect(JSONValue.array([]).setting("a", to: .null) == nil)
   }
 }

@@ -225,3 +225,32 @@ struct PipelineTests {
     }
   }
 }
+
+@Suite("Config edits")
+struct ConfigEditTests {
+  @Test func castUpdatesTorchDTypeOnlyWhenEveryFloatTensorHasTheNewDType() throws {
+    let folder = TemporaryFolder()
+    let all = CompressionOptions(
+      input: fixture("tiny-llama-f32"), output: folder.file("all"), selection: try TensorSelection(include: [".*"]),
+      command: "test")
+    let report = try Compressor.run(pass: try CastPass(configuration: .init(dtype: .bf16)), options: all)
+    #expect(report.output.editedFiles == ["config.json"])
+    #expect(!report.output.copiedFiles.contains("config.json"))
+    let original = try JSONParser.parse(
+      Array(FileManager.default.contents(atPath: fixture("tiny-llama-f32/config.json"))!))
+    let edited = try JSONParser.parse(Array(FileManager.default.contents(atPath: folder.file("all/config.json"))!))
+    #expect(edited["torch_dtype"] == .string("bfloat16"))
+    #expect(edited.members?.count == original.members?.count)
+    for member in original.members! where member.key != "torch_dtype" {
+      #expect(edited[member.key] == member.value, "\(member.key)")
+    }
+
+    let mixed = CompressionOptions(
+      input: fixture("tiny-llama-f32"), output: folder.file("mixed"), selection: try TensorSelection(), command: "test")
+    let mixedReport = try Compressor.run(pass: try CastPass(configuration: .init(dtype: .bf16)), options: mixed)
+    #expect(mixedReport.output.editedFiles.isEmpty)
+    #expect(
+      FileManager.default.contentsEqual(
+        atPath: folder.file("mixed/config.json"), andPath: fixture("tiny-llama-f32/config.json")))
+  }
+}

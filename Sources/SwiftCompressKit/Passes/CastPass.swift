@@ -44,6 +44,22 @@ public struct CastPass: CompressionPass {
       outputs: [PlannedTensor(name: tensor.name, dtype: configuration.dtype, shape: tensor.shape)], note: nil)
   }
 
+  /// When every floating-point tensor written is of the target dtype, `torch_dtype`
+  /// (and `dtype`, its newer name, when present) says so, so that loaders using
+  /// `torch_dtype="auto"` get the new dtype. A mixed checkpoint keeps its config.
+  public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> JSONValue? {
+    guard outputFloatDTypes == [configuration.dtype], let name = CastPass.torchNames[configuration.dtype],
+      config["torch_dtype"] != nil || config["dtype"] != nil
+    else { return nil }
+    var edited = config
+    for key in ["torch_dtype", "dtype"] where config[key] != nil {
+      edited = edited.setting(key, to: .string(name)) ?? edited
+    }
+    return edited == config ? nil : edited
+  }
+
+  static let torchNames: [DType: String] = [.f32: "float32", .f16: "float16", .bf16: "bfloat16", .f64: "float64"]
+
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) -> TransformResult {
     let target = configuration.dtype
     let count = input.descriptor.elementCount
