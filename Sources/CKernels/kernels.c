@@ -234,64 +234,91 @@ static inline double fold8(const double *lanes) {
   return total;
 }
 
-static void stats_portable(const float *x, size_t n, sck_stats *out) {
-  double ls[8] = {0}, lq[8] = {0};
-  float mn = INFINITY, mx = -INFINITY, am = 0;
-  uint64_t zeros = 0, nans = 0, infs = 0;
-  for (size_t i = 0; i < n; i++) {
-    float v = x[i];
-    uint32_t u = f32_bits(v);
-    size_t lane = i & 7;
-    if (!is_finite_bits(u)) {
-      if (u & 0x7FFFFFu) nans++;
-      else infs++;
-      continue;
-    }
-    if (v == 0.0f) zeros++;
-    double d = (double)v;
-    ls[lane] = ls[lane] + d;
-    lq[lane] = lq[lane] + d * d;
-    if (v < mn) mn = v;
-    if (v > mx) mx = v;
-    float a = fabsf(v);
-    if (a > am) am = a;
+// The scalar steps, shared by the portable loops and the vector paths' tails so both
+// perform exactly the same operations on the same lanes.
+typedef struct {
+  double sum[8], sum_sq[8];
+  float min, max, absmax;
+  uint64_t zeros, nans, infs;
+} stats_acc;
+
+static inline void stats_init(stats_acc *a) {
+  memset(a, 0, sizeof *a);
+  a->min = INFINITY;
+  a->max = -INFINITY;
+}
+
+static inline void stats_step(stats_acc *a, float v, size_t i) {
+  uint32_t u = f32_bits(v);
+  if (!is_finite_bits(u)) {
+    if (u & 0x7FFFFFu) a->nans++;
+    else a->infs++;
+    return;
   }
-  out->sum = fold8(ls);
-  out->sum_sq = fold8(lq);
-  out->min = zero_sign(mn);
-  out->max = zero_sign(mx);
-  out->absmax = am;
-  out->zeros = zeros;
-  out->nans = nans;
-  out->infs = infs;
+  if (v == 0.0f) a->zeros++;
+  double d = (double)v;
+  a->sum[i & 7] = a->sum[i & 7] + d;
+  a->sum_sq[i & 7] = a->sum_sq[i & 7] + d * d;
+  if (v < a->min) a->min = v;
+  if (v > a->max) a->max = v;
+  float m = fabsf(v);
+  if (m > a->absmax) a->absmax = m;
+}
+
+static inline void stats_finish(const stats_acc *a, sck_stats *out) {
+  out->sum = fold8(a->sum);
+  out->sum_sq = fold8(a->sum_sq);
+  out->min = zero_sign(a->min);
+  out->max = zero_sign(a->max);
+  out->absmax = a->absmax;
+  out->zeros = a->zeros;
+  out->nans = a->nans;
+  out->infs = a->infs;
+}
+
+static void stats_portable(const float *x, size_t n, sck_stats *out) {
+  stats_acc a;
+  stats_init(&a);
+  for (size_t i = 0; i < n; i++) stats_step(&a, x[i], i);
+  stats_finish(&a, out);
+}
+
+typedef struct {
+  double ref_sq[8], out_sq[8], err_sq[8], dot[8];
+  float max_err;
+  uint64_t nonfinite;
+} error_acc;
+
+static inline void error_step(error_acc *a, float r, float o, size_t i) {
+  if (!is_finite_bits(f32_bits(r)) || !is_finite_bits(f32_bits(o))) {
+    a->nonfinite++;
+    return;
+  }
+  size_t lane = i & 7;
+  double dr = (double)r, dO = (double)o;
+  double e = dr - dO;
+  a->ref_sq[lane] = a->ref_sq[lane] + dr * dr;
+  a->out_sq[lane] = a->out_sq[lane] + dO * dO;
+  a->err_sq[lane] = a->err_sq[lane] + e * e;
+  a->dot[lane] = a->dot[lane] + dr * dO;
+  float m = (float)fabs(e);
+  if (m > a->max_err) a->max_err = m;
+}
+
+static inline void error_finish(const error_acc *a, sck_error_stats *result) {
+  result->ref_sq = fold8(a->ref_sq);
+  result->out_sq = fold8(a->out_sq);
+  result->err_sq = fold8(a->err_sq);
+  result->dot = fold8(a->dot);
+  result->max_abs_err = a->max_err;
+  result->nonfinite = a->nonfinite;
 }
 
 static void error_portable(const float *ref, const float *rec, size_t n, sck_error_stats *result) {
-  double rs[8] = {0}, os[8] = {0}, es[8] = {0}, dp[8] = {0};
-  float max_err = 0;
-  uint64_t nonfinite = 0;
-  for (size_t i = 0; i < n; i++) {
-    float r = ref[i], o = rec[i];
-    size_t lane = i & 7;
-    if (!is_finite_bits(f32_bits(r)) || !is_finite_bits(f32_bits(o))) {
-      nonfinite++;
-      continue;
-    }
-    double dr = (double)r, dO = (double)o;
-    double e = dr - dO;
-    rs[lane] = rs[lane] + dr * dr;
-    os[lane] = os[lane] + dO * dO;
-    es[lane] = es[lane] + e * e;
-    dp[lane] = dp[lane] + dr * dO;
-    float a = (float)fabs(e);
-    if (a > max_err) max_err = a;
-  }
-  result->ref_sq = fold8(rs);
-  result->out_sq = fold8(os);
-  result->err_sq = fold8(es);
-  result->dot = fold8(dp);
-  result->max_abs_err = max_err;
-  result->nonfinite = nonfinite;
+  error_acc a;
+  memset(&a, 0, sizeof a);
+  for (size_t i = 0; i < n; i++) error_step(&a, ref[i], rec[i], i);
+  error_finish(&a, result);
 }
 
 #if SCK_X86
@@ -325,47 +352,28 @@ __attribute__((target("avx2,fma,f16c"))) static void stats_avx2(const float *x, 
     nans += (uint64_t)__builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
     zeros += (uint64_t)__builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_EQ_OQ)));
   }
-  double ls[8], lq[8];
-  _mm256_storeu_pd(ls, s_lo);
-  _mm256_storeu_pd(ls + 4, s_hi);
-  _mm256_storeu_pd(lq, q_lo);
-  _mm256_storeu_pd(lq + 4, q_hi);
+  stats_acc a;
+  _mm256_storeu_pd(a.sum, s_lo);
+  _mm256_storeu_pd(a.sum + 4, s_hi);
+  _mm256_storeu_pd(a.sum_sq, q_lo);
+  _mm256_storeu_pd(a.sum_sq + 4, q_hi);
   float mins[8], maxs[8], abss[8];
   _mm256_storeu_ps(mins, vmin);
   _mm256_storeu_ps(maxs, vmax);
   _mm256_storeu_ps(abss, vabs);
-  float mn = INFINITY, mx = -INFINITY, am = 0;
+  a.min = INFINITY;
+  a.max = -INFINITY;
+  a.absmax = 0;
   for (int j = 0; j < 8; j++) {
-    if (mins[j] < mn) mn = mins[j];
-    if (maxs[j] > mx) mx = maxs[j];
-    if (abss[j] > am) am = abss[j];
+    if (mins[j] < a.min) a.min = mins[j];
+    if (maxs[j] > a.max) a.max = maxs[j];
+    if (abss[j] > a.absmax) a.absmax = abss[j];
   }
-  for (; i < n; i++) {  // tail: same lanes as the portable path
-    float v = x[i];
-    uint32_t u = f32_bits(v);
-    size_t lane = i & 7;
-    if (!is_finite_bits(u)) {
-      nonfinite++;
-      if (u & 0x7FFFFFu) nans++;
-      continue;
-    }
-    if (v == 0.0f) zeros++;
-    double d = (double)v;
-    ls[lane] = ls[lane] + d;
-    lq[lane] = lq[lane] + d * d;
-    if (v < mn) mn = v;
-    if (v > mx) mx = v;
-    float a = fabsf(v);
-    if (a > am) am = a;
-  }
-  out->sum = fold8(ls);
-  out->sum_sq = fold8(lq);
-  out->min = zero_sign(mn);
-  out->max = zero_sign(mx);
-  out->absmax = am;
-  out->zeros = zeros;
-  out->nans = nans;
-  out->infs = nonfinite - nans;
+  a.zeros = zeros;
+  a.nans = nans;
+  a.infs = nonfinite - nans;
+  for (; i < n; i++) stats_step(&a, x[i], i);  // tail: same lanes and operations as the portable path
+  stats_finish(&a, out);
 }
 
 __attribute__((target("avx2,fma,f16c"))) static void error_avx2(const float *ref, const float *rec, size_t n,
@@ -395,44 +403,26 @@ __attribute__((target("avx2,fma,f16c"))) static void error_avx2(const float *ref
     m_lo = _mm256_max_pd(m_lo, _mm256_and_pd(el, abs_mask));
     m_hi = _mm256_max_pd(m_hi, _mm256_and_pd(eh, abs_mask));
   }
-  double lr[8], lo[8], le[8], ld[8], lm[8];
-  _mm256_storeu_pd(lr, r_lo);
-  _mm256_storeu_pd(lr + 4, r_hi);
-  _mm256_storeu_pd(lo, o_lo);
-  _mm256_storeu_pd(lo + 4, o_hi);
-  _mm256_storeu_pd(le, e_lo);
-  _mm256_storeu_pd(le + 4, e_hi);
-  _mm256_storeu_pd(ld, d_lo);
-  _mm256_storeu_pd(ld + 4, d_hi);
+  error_acc a;
+  _mm256_storeu_pd(a.ref_sq, r_lo);
+  _mm256_storeu_pd(a.ref_sq + 4, r_hi);
+  _mm256_storeu_pd(a.out_sq, o_lo);
+  _mm256_storeu_pd(a.out_sq + 4, o_hi);
+  _mm256_storeu_pd(a.err_sq, e_lo);
+  _mm256_storeu_pd(a.err_sq + 4, e_hi);
+  _mm256_storeu_pd(a.dot, d_lo);
+  _mm256_storeu_pd(a.dot + 4, d_hi);
+  double lm[8];
   _mm256_storeu_pd(lm, m_lo);
   _mm256_storeu_pd(lm + 4, m_hi);
-  float max_err = 0;
+  a.max_err = 0;
   for (int j = 0; j < 8; j++) {
-    float a = (float)lm[j];
-    if (a > max_err) max_err = a;
+    float m = (float)lm[j];
+    if (m > a.max_err) a.max_err = m;
   }
-  for (; i < n; i++) {
-    float r = ref[i], o = rec[i];
-    size_t lane = i & 7;
-    if (!is_finite_bits(f32_bits(r)) || !is_finite_bits(f32_bits(o))) {
-      nonfinite++;
-      continue;
-    }
-    double dr = (double)r, dO = (double)o;
-    double e = dr - dO;
-    lr[lane] = lr[lane] + dr * dr;
-    lo[lane] = lo[lane] + dO * dO;
-    le[lane] = le[lane] + e * e;
-    ld[lane] = ld[lane] + dr * dO;
-    float a = (float)fabs(e);
-    if (a > max_err) max_err = a;
-  }
-  result->ref_sq = fold8(lr);
-  result->out_sq = fold8(lo);
-  result->err_sq = fold8(le);
-  result->dot = fold8(ld);
-  result->max_abs_err = max_err;
-  result->nonfinite = nonfinite;
+  a.nonfinite = nonfinite;
+  for (; i < n; i++) error_step(&a, ref[i], rec[i], i);
+  error_finish(&a, result);
 }
 #endif
 

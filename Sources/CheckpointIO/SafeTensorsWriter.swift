@@ -9,7 +9,8 @@ import Foundation
   import Darwin
 #endif
 
-/// A tensor as it will be written: its header entry is known before any data.
+/// A tensor's header entry (name, dtype, shape): a tensor as it will be written, or
+/// as a pass is told about it before its data is read.
 public struct PlannedTensor: Sendable, Equatable, Hashable, Codable {
   public var name: String
   public var dtype: DType
@@ -19,6 +20,11 @@ public struct PlannedTensor: Sendable, Equatable, Hashable, Codable {
     self.name = name
     self.dtype = dtype
     self.shape = shape
+  }
+
+  /// The header entry of a tensor read from a file.
+  public init(_ info: TensorInfo) {
+    self.init(name: info.name, dtype: info.dtype, shape: info.shape)
   }
 
   /// Element count, nil on overflow.

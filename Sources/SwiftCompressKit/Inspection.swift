@@ -38,7 +38,7 @@ public struct TensorStatistics: Codable, Sendable, Equatable {
 
   /// Statistics of a stored tensor, computed chunk by chunk.
   public static func compute(_ input: TensorInput) -> TensorStatistics {
-    let count = input.descriptor.elementCount
+    let count = input.elementCount
     var sum = 0.0
     var sumSquares = 0.0
     var low = Float.infinity

@@ -114,7 +114,7 @@ public struct ErrorAccumulator: Sendable, Equatable {
 /// stored values chunk by chunk so memory stays bounded.
 func measure(_ input: TensorInput, against reconstruction: [Float]) -> ErrorAccumulator {
   var accumulator = ErrorAccumulator()
-  let count = input.descriptor.elementCount
+  let count = input.elementCount
   reconstruction.withUnsafeBufferPointer { out in
     forEachChunk(of: input, count: count) { start, chunk in
       accumulator.add(

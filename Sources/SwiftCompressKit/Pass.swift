@@ -1,25 +1,9 @@
 import CheckpointIO
 import Foundation
 
-/// What a pass is told about a tensor before any of its data is read.
-public struct TensorDescriptor: Sendable, Equatable {
-  public var name: String
-  public var dtype: DType
-  public var shape: [Int]
-
-  public init(name: String, dtype: DType, shape: [Int]) {
-    self.name = name
-    self.dtype = dtype
-    self.shape = shape
-  }
-
-  public init(_ info: TensorInfo) {
-    self.init(name: info.name, dtype: info.dtype, shape: info.shape)
-  }
-
-  public var elementCount: Int { CheckpointIO.elementCount(of: shape) ?? 0 }
-  public var byteCount: Int { dtype.byteCount(elementCount: elementCount) ?? 0 }
-}
+/// What a pass is told about a tensor before any of its data is read: its name,
+/// dtype and shape (the same record as a planned output tensor).
+public typealias TensorDescriptor = PlannedTensor
 
 /// A pass's per-tensor decision, taken from the descriptor alone.
 public enum TensorDecision: Sendable, Equatable {
@@ -40,9 +24,12 @@ public struct TensorInput: @unchecked Sendable {
     self.bytes = bytes
   }
 
+  /// Number of elements (the descriptor comes from a validated file).
+  public var elementCount: Int { descriptor.elementCount ?? 0 }
+
   /// The values as a new Float32 array (exact for every float dtype but F64).
   public func floats() -> [Float] {
-    Float32Conversion.floats(bytes, dtype: descriptor.dtype, count: descriptor.elementCount)
+    Float32Conversion.floats(bytes, dtype: descriptor.dtype, count: elementCount)
   }
 }
 

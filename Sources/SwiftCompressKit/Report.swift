@@ -178,14 +178,7 @@ public struct Report: Codable, Sendable, Equatable {
   }
 
   /// The report as pretty, key-sorted JSON (non-finite numbers as strings).
-  public func jsonText() -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    encoder.nonConformingFloatEncodingStrategy = .convertToString(
-      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    guard let data = try? encoder.encode(self) else { return "{}" }
-    return String(decoding: data, as: UTF8.self) + "\n"
-  }
+  public func jsonText() -> String { Format.json(self) }
 
   /// The report for people, as Markdown.
   public func markdown() -> String {
@@ -256,6 +249,17 @@ public enum SwiftCompressVersion {
 
 /// Number formatting shared by reports and tables.
 public enum Format {
+  /// `value` as pretty, key-sorted JSON with a final newline; non-finite numbers as
+  /// the strings "inf", "-inf", "nan". Used for every JSON this tool prints or writes.
+  public static func json<T: Encodable>(_ value: T) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    guard let data = try? encoder.encode(value) else { return "{}\n" }
+    return String(decoding: data, as: UTF8.self) + "\n"
+  }
+
   /// Bytes with a binary unit: "512 B", "1.50 MiB".
   public static func bytes(_ count: Int) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"]

@@ -62,7 +62,7 @@ public struct CastPass: CompressionPass {
 
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) -> TransformResult {
     let target = configuration.dtype
-    let count = input.descriptor.elementCount
+    let count = input.elementCount
     let outputBytes = target.byteCount(elementCount: count) ?? 0
     var accumulator = ErrorAccumulator()
     var encoded = [UInt8](repeating: 0, count: outputBytes)

@@ -88,13 +88,3 @@ final class ProgressLine: @unchecked Sendable {
 func printResult(_ text: String) {
   FileHandle.standardOutput.write(Data(text.utf8))
 }
-
-/// JSON for scripts: pretty, sorted keys, non-finite numbers as strings.
-func jsonText<T: Encodable>(_ value: T) -> String {
-  let encoder = JSONEncoder()
-  encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-  encoder.nonConformingFloatEncodingStrategy = .convertToString(
-    positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-  guard let data = try? encoder.encode(value) else { return "{}\n" }
-  return String(decoding: data, as: UTF8.self) + "\n"
-}

@@ -19,7 +19,7 @@ extension SwiftCompressCommand {
     func run() throws {
       try Diagnostics.reportingErrors {
         let report = try InspectionReport.inspect(path, statistics: stats)
-        printResult(json ? jsonText(report) : InspectTable.render(report, statistics: stats))
+        printResult(json ? Format.json(report) : InspectTable.render(report, statistics: stats))
       }
     }
   }

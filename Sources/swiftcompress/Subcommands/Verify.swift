@@ -17,7 +17,7 @@ extension SwiftCompressCommand {
       try Diagnostics.reportingErrors {
         let report = try VerificationReport.verify(path)
         if json {
-          printResult(jsonText(report))
+          printResult(Format.json(report))
         } else {
           for warning in report.warnings { Diagnostics.warning(warning) }
           if report.valid {
