@@ -161,3 +161,18 @@ struct CLITests {
     #expect(result.stdout.contains("transformed"))
   }
 }
+
+@Suite("Terminal output")
+struct TerminalTests {
+  /// Under a pseudo-terminal (util-linux `script`), progress is drawn on stderr.
+  @Test func progressIsDrawnOnATerminal() throws {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { return }
+    let folder = TemporaryFolder()
+    let command =
+      "'\(swiftcompressExecutable)' convert '\(fixture("tiny-llama-f32"))' '\(folder.file("o"))' --dtype bf16"
+    let result = try runProcess("/usr/bin/script", ["-qec", command, "/dev/null"])
+    #expect(result.status == 0)
+    #expect(result.stdout.contains("[21/21]"))  // the final progress line
+    #expect(result.stdout.contains("\u{1B}[2K"))  // drawn and cleared in place
+  }
+}

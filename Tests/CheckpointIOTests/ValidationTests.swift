@@ -131,3 +131,45 @@ struct ValidationTests {
     }
   }
 }
+
+@Suite("Corrupted files")
+struct MutationTests {
+  /// 3,000 seeded corruptions of a valid file's first bytes (header length and JSON):
+  /// each either opens (and then every tensor's bytes lie inside the file) or is
+  /// rejected with a rule; nothing traps.
+  @Test func corruptedHeadersNeverCrashTheReader() throws {
+    let original = Array(try Data(contentsOf: URL(fileURLWithPath: fixture("tiny-bert/model.safetensors"))))
+    let headerEnd = 8 + Int(original[0]) + Int(original[1]) << 8 + Int(original[2]) << 16
+    let folder = TemporaryFolder()
+    let path = folder.file("mutant.safetensors")
+    var rng = SplitMix64(seed: 2026)
+    var rejected = 0
+    for _ in 0..<3000 {
+      var bytes = original
+      for _ in 0..<(1 + Int(rng.next() % 4)) {
+        let position = Int(rng.next() % UInt64(min(headerEnd, bytes.count - 1)))
+        switch rng.next() % 4 {
+        case 0: bytes[position] = UInt8(truncatingIfNeeded: rng.next())
+        case 1:
+          let syntax = Array("{}[],:\"0123456789-e.".utf8)
+          bytes[position] = syntax[Int(rng.next() % UInt64(syntax.count))]
+        case 2: bytes.remove(at: position)
+        default: bytes.insert(UInt8(truncatingIfNeeded: rng.next()), at: position)
+        }
+      }
+      if rng.next() % 8 == 0 { bytes.removeLast(Int(rng.next() % 64)) }
+      _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+      let (file, problems) = try SafeTensorsFile.validate(path: path)
+      if let file {
+        #expect(problems.isEmpty)
+        for tensor in file.tensors {
+          #expect(file.fileRange(of: tensor).upperBound <= bytes.count)
+        }
+      } else {
+        #expect(!problems.isEmpty)
+        rejected += 1
+      }
+    }
+    #expect(rejected > 2000)  // almost every corruption is caught
+  }
+}
