@@ -35,7 +35,7 @@ let package = Package(
     ),
     .executableTarget(
       name: "swiftcompress-bench",
-      dependencies: ["SwiftCompressKit", "CheckpointIO", "CKernels"],
+      dependencies: ["CheckpointIO", "CKernels"],
       path: "Benchmarks/swiftcompress-bench"
     ),
     .target(name: "TestSupport", path: "Tests/TestSupport"),
