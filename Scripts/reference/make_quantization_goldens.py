@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Produces the quantization goldens with the real reference, once, on a dev machine.
+
+llm-compressor 0.14.0.1 (`model_free_ptq`) with compressed-tensors 0.20.0 and torch
+2.15.0 on CPU (see ../shared/FORMATS.md for the install; it is ~6 GB, so it never runs
+in CI). For every scheme and for the F32 and BF16 tiny Llama fixtures, it quantizes with
+the same tensor selection swiftcompress uses by default (linear weights: lm_head and the
+embedding ignored; norms are skipped by llm-compressor itself), and dequantizes the
+result with compressed-tensors' own dequantizer to F32. The dequantized tensors are not
+committed (14 x 2 MB): `dequantized.json` records, per tensor, the dtype, shape and the
+SHA-256 of its F32 bytes, which a bit-exact decoder must reproduce.
+
+compressed-tensors 0.20's model-free dequantizer stops on float-quantized (FP8)
+checkpoints that keep 1-D norm weights ("Dependency weight ...input_layernorm.weight_scale
+not found"); for those two schemes the script decodes with the same arithmetic the
+library's decompressor uses (weight.float() * scale, the scale broadcast per row or per
+128x128 block) and records that it did.
+
+usage: .build/ref-venv/bin/python Scripts/reference/make_quantization_goldens.py [OUTDIR]
+Default OUTDIR: Fixtures/golden/quantization. Writes <model>/<scheme>/: the quantized
+checkpoint as the reference writes it, plus dequantized.json.
+"""
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+import torch
+from safetensors.torch import load_file
+from compressed_tensors.entrypoints.convert import CompressedTensorsDequantizer, convert_checkpoint
+from llmcompressor.entrypoints.model_free import model_free_ptq
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCHEMES = ["W8A16", "W4A16", "W4A16_ASYM", "FP8_DYNAMIC", "FP8_BLOCK", "MXFP4A16", "NVFP4A16"]
+MODELS = ["tiny-llama-f32", "tiny-llama-bf16"]
+IGNORE = ["lm_head", "re:.*embed_tokens.*"]
+
+
+def main():
+    out_root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "Fixtures/golden/quantization")
+    for model in MODELS:
+        source = os.path.join(ROOT, "Fixtures", model)
+        for scheme in SCHEMES:
+            out = os.path.join(out_root, model, scheme)
+            dense = out + "-dequantized"
+            for path in (out, dense):
+                shutil.rmtree(path, ignore_errors=True)
+            model_free_ptq(model_stub=source, save_directory=out, scheme=scheme, ignore=IGNORE,
+                           max_workers=1, device="cpu")
+            try:
+                convert_checkpoint(model_stub=out, save_directory=dense,
+                                   converter=CompressedTensorsDequantizer(out, dtype=torch.float32))
+                tensors = {}
+                for name in sorted(os.listdir(dense)):
+                    if name.endswith(".safetensors"):
+                        tensors.update(load_file(os.path.join(dense, name)))
+                method = "compressed_tensors.entrypoints.convert.CompressedTensorsDequantizer(dtype=torch.float32)"
+            except ValueError:
+                tensors = decode_float_quantized(out)
+                method = "weight.float() * scale (broadcast per row / per 128x128 block)"
+            shutil.rmtree(dense, ignore_errors=True)
+            record = {"method": method, "tensors": {
+                name: {"dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape),
+                       "sha256": hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()}
+                for name, t in sorted(tensors.items()) if t.dtype == torch.float32}}
+            with open(os.path.join(out, "dequantized.json"), "w") as f:
+                f.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
+            print(f"{model} {scheme}: done ({method})", file=sys.stderr)
+
+
+def decode_float_quantized(folder):
+    tensors = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".safetensors"):
+            tensors.update(load_file(os.path.join(folder, name)))
+    out = {}
+    for name, t in tensors.items():
+        if name.endswith("_scale"):
+            continue
+        scale = tensors.get(name + "_scale")
+        if scale is None or not name.endswith(".weight"):
+            out[name] = t.float() if t.is_floating_point() else t
+            continue
+        rows, cols = t.shape
+        s = scale.float()
+        if tuple(s.shape) == (rows, 1):  # FP8_DYNAMIC: one scale per output row
+            full = s.expand(rows, cols)
+        else:  # FP8_BLOCK: one scale per 128 x 128 block, the last blocks cropped
+            full = s.repeat_interleave(128, 0).repeat_interleave(128, 1)[:rows, :cols]
+        out[name] = t.float() * full
+    return out
+
+
+if __name__ == "__main__":
+    main()
