@@ -151,6 +151,8 @@ public enum Compressor {
     var entries: [Report.TensorEntry] = []
     var total = ErrorAccumulator()
     var measuredAny = false
+    var unmeasured = false  // a transform whose error is not comparable element-wise
+    let identifier = type(of: pass).identifier
     var writers: [SafeTensorsWriter?] = Array(repeating: nil, count: plan.layout.shards.count)
     var bytesDone = 0
 
@@ -174,7 +176,6 @@ public enum Compressor {
       case .transform:
         result = try pass.transform(input, outputs: entry.outputs)
       }
-      let identifier = type(of: pass).identifier
       guard result.outputs.count == entry.outputs.count else {
         throw SwiftCompressError.passBrokePlan(
           pass: identifier, tensor: tensor.name,
@@ -222,7 +223,9 @@ public enum Compressor {
           total.merge(accumulator)
           measuredAny = true
           metrics = accumulator.metrics
-        case .notApplicable: metrics = nil
+        case .notApplicable:
+          metrics = nil
+          unmeasured = true
         }
       }
       checkpoint.release(tensor)
@@ -253,42 +256,20 @@ public enum Compressor {
       try folder.write(plan.layout.indexJSON(), to: indexName)
     }
 
-    let parameters = entries.reduce(0) { $0 + $1.parameters }
-    let before = entries.reduce(0) { $0 + $1.bytesBefore }
-    let after = entries.reduce(0) { $0 + $1.bytesAfter }
-    let transformed = entries.filter { $0.action == "transformed" }.count
     let totalMetrics: ErrorMetrics? =
-      measuredAny
-      ? total.metrics
-      : (transformed > 0 && entries.allSatisfy { $0.metrics == nil || $0.metrics == .exact } ? .exact : nil)
+      if measuredAny { total.metrics } else if entries.contains(where: { !$0.isKept }) && !unmeasured { .exact } else {
+        nil
+      }
     let elapsed = seconds(clock.now - start)
-    var report = Report(
-      tool: Report.Tool(), command: options.command,
-      input: Report.Input(
-        path: options.input, layout: checkpoint.layout.rawValue,
-        files: checkpoint.files.map { ($0.path as NSString).lastPathComponent }, tensorCount: checkpoint.tensors.count,
-        bytes: byteCount),
-      output: Report.Output(
-        path: options.output, files: plan.layout.shards.map(\.fileName), index: plan.layout.indexFileName,
-        maxShardSize: options.maxShardSize, copiedFiles: checkpoint.auxiliaryFiles.filter { !editedFiles.contains($0) },
-        editedFiles: editedFiles,
-        ignoredFiles: checkpoint.ignoredWeightFiles),
-      pass: Report.PassInfo(identifier: type(of: pass).identifier, configuration: pass.configurationJSON),
-      selection: Report.Selection(include: options.selection.include, exclude: options.selection.exclude),
-      tensors: entries,
-      totals: Report.Totals(
-        tensors: entries.count, transformed: transformed, kept: entries.count - transformed, parameters: parameters,
-        bytesBefore: before, bytesAfter: after, bitsPerWeightBefore: bitsPerWeight(before, parameters),
-        bitsPerWeightAfter: bitsPerWeight(after, parameters),
-        compressionRatio: after > 0 ? Double(before) / Double(after) : 0, metrics: totalMetrics),
+    let report = Report(
+      command: options.command, checkpoint: checkpoint, plan: plan, options: options, pass: pass,
+      tensors: entries, editedFiles: editedFiles, totalMetrics: totalMetrics,
       timing: Report.Timing(
         seconds: elapsed, bytesPerSecond: elapsed > 0 ? Double(byteCount) / elapsed : 0,
         peakRSSBytes: ResourceUsage.peakResidentBytes()))
     try folder.write(report.jsonText(), to: Report.jsonFileName)
     try folder.write(report.markdown(), to: Report.markdownFileName)
     try folder.commit()
-    // Timing covers the whole run, including the commit.
-    report.timing.seconds = seconds(clock.now - start)
     return report
   }
 

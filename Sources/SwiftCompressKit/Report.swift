@@ -93,6 +93,8 @@ public struct Report: Codable, Sendable, Equatable {
     /// nil for kept tensors and transforms whose error is not element-wise comparable.
     public var metrics: ErrorMetrics?
 
+    public var isKept: Bool { action == "kept" }
+
     enum CodingKeys: String, CodingKey {
       case name, dtype, shape, parameters, action, reason, outputs
       case bytesBefore = "bytes_before"
@@ -239,6 +241,39 @@ public struct Report: Codable, Sendable, Equatable {
       "Time \(Format.fixed(timing.seconds, 3)) s, \(Format.bytes(Int(timing.bytesPerSecond)))/s, peak RSS \(Format.bytes(timing.peakRSSBytes))."
     )
     return lines.joined(separator: "\n") + "\n"
+  }
+}
+
+extension Report {
+  /// Assembles the report of a finished run.
+  init(
+    command: String, checkpoint: Checkpoint, plan: CompressionPlan, options: CompressionOptions,
+    pass: any CompressionPass, tensors: [TensorEntry], editedFiles: [String], totalMetrics: ErrorMetrics?,
+    timing: Timing
+  ) {
+    let parameters = tensors.reduce(0) { $0 + $1.parameters }
+    let before = tensors.reduce(0) { $0 + $1.bytesBefore }
+    let after = tensors.reduce(0) { $0 + $1.bytesAfter }
+    let transformed = tensors.filter { !$0.isKept }.count
+    self.init(
+      tool: Tool(), command: command,
+      input: Input(
+        path: options.input, layout: checkpoint.layout.rawValue,
+        files: checkpoint.files.map { ($0.path as NSString).lastPathComponent }, tensorCount: checkpoint.tensors.count,
+        bytes: checkpoint.tensorByteCount),
+      output: Output(
+        path: options.output, files: plan.layout.shards.map(\.fileName), index: plan.layout.indexFileName,
+        maxShardSize: options.maxShardSize, copiedFiles: checkpoint.auxiliaryFiles.filter { !editedFiles.contains($0) },
+        editedFiles: editedFiles, ignoredFiles: checkpoint.ignoredWeightFiles),
+      pass: PassInfo(identifier: type(of: pass).identifier, configuration: pass.configurationJSON),
+      selection: Selection(include: options.selection.include, exclude: options.selection.exclude),
+      tensors: tensors,
+      totals: Totals(
+        tensors: tensors.count, transformed: transformed, kept: tensors.count - transformed, parameters: parameters,
+        bytesBefore: before, bytesAfter: after, bitsPerWeightBefore: Compressor.bitsPerWeight(before, parameters),
+        bitsPerWeightAfter: Compressor.bitsPerWeight(after, parameters),
+        compressionRatio: after > 0 ? Double(before) / Double(after) : 0, metrics: totalMetrics),
+      timing: timing)
   }
 }
 
