@@ -27,7 +27,8 @@ func randomFloats(_ count: Int, seed: UInt64, specials: Bool = true) -> [Float] 
   }
 }
 
-@Suite("C kernels")
+// Serialized: the tests switch the process-wide dispatch between paths.
+@Suite("C kernels", .serialized)
 struct KernelsTests {
   @Test func dispatchReportsItsLevel() {
     sck_force_portable_for_testing(1)
