@@ -387,12 +387,12 @@ public enum JSONText {
   }
 
   /// `value` as Python's `json.dumps(value, indent=2, sort_keys=True)` writes it
-  /// (non-ASCII escaped), plus a newline: the form transformers and llm-compressor
-  /// give config.json. Numbers keep their original text.
-  public static func pretty(_ value: JSONValue) -> String {
+  /// (non-ASCII escaped), with a final newline as transformers writes config.json, or
+  /// without one as llm-compressor does. Numbers keep their original text.
+  public static func pretty(_ value: JSONValue, trailingNewline: Bool = true) -> String {
     var out = ""
     writePretty(value, depth: 0, into: &out)
-    return out + "\n"
+    return trailingNewline ? out + "\n" : out
   }
 
   private static func writePretty(_ value: JSONValue, depth: Int, into out: inout String) {

@@ -140,7 +140,7 @@ public enum Compressor {
       if relative == "config.json",
         let edited = try editedConfig(at: source, pass: pass, outputFloatDTypes: outputFloatDTypes)
       {
-        try folder.write(JSONText.pretty(edited), to: relative)
+        try folder.write(edited, to: relative)
         editedFiles.append(relative)
       } else {
         try folder.copy(from: source, to: relative)
@@ -276,7 +276,7 @@ public enum Compressor {
   /// The pass's edit of a config.json, nil when it keeps it. A config that is not
   /// valid JSON is copied unchanged (it is not ours to judge).
   static func editedConfig(at path: String, pass: any CompressionPass, outputFloatDTypes: Set<DType>) throws
-    -> JSONValue?
+    -> String?
   {
     guard let data = FileManager.default.contents(atPath: path), let config = try? JSONParser.parse(Array(data)) else {
       return nil

@@ -104,15 +104,15 @@ public protocol CompressionPass: Sendable {
   /// `__metadata__` entries to add to every output file.
   var outputMetadata: [String: String] { get }
 
-  /// The pass's edit of the model's `config.json`, or nil to copy it unchanged.
-  /// `outputFloatDTypes` are the dtypes of every floating-point tensor written.
-  func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> JSONValue?
+  /// The text of the model's `config.json` as the pass edits it, or nil to copy it
+  /// unchanged. `outputFloatDTypes` are the dtypes of every floating-point tensor written.
+  func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String?
 }
 
 extension CompressionPass {
   public var outputMetadata: [String: String] { [:] }
 
-  public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> JSONValue? { nil }
+  public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? { nil }
 
   /// The configuration as JSON, for reports and recipes.
   public var configurationJSON: String {
@@ -125,7 +125,7 @@ extension CompressionPass {
 
 /// The passes this build knows, by identifier.
 public enum PassRegistry {
-  public static let passes: [any CompressionPass.Type] = [IdentityPass.self, CastPass.self]
+  public static let passes: [any CompressionPass.Type] = [IdentityPass.self, CastPass.self, QuantizePass.self]
 
   public static var identifiers: [String] { passes.map { $0.identifier } }
 

@@ -47,7 +47,7 @@ public struct CastPass: CompressionPass {
   /// When every floating-point tensor written is of the target dtype, `torch_dtype`
   /// (and `dtype`, its newer name, when present) says so, so that loaders using
   /// `torch_dtype="auto"` get the new dtype. A mixed checkpoint keeps its config.
-  public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> JSONValue? {
+  public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? {
     guard outputFloatDTypes == [configuration.dtype], let name = CastPass.torchNames[configuration.dtype],
       config["torch_dtype"] != nil || config["dtype"] != nil
     else { return nil }
@@ -55,7 +55,7 @@ public struct CastPass: CompressionPass {
     for key in ["torch_dtype", "dtype"] where config[key] != nil {
       edited = edited.setting(key, to: .string(name)) ?? edited
     }
-    return edited == config ? nil : edited
+    return edited == config ? nil : JSONText.pretty(edited)  // as transformers writes it
   }
 
   static let torchNames: [DType: String] = [.f32: "float32", .f16: "float16", .bf16: "bfloat16", .f64: "float64"]

@@ -1,0 +1,330 @@
+import CheckpointIO
+import Foundation
+
+/// Quantization schemes, by llm-compressor's preset names.
+public enum QuantizationScheme: String, CaseIterable, Codable, Sendable {
+  case w8a16 = "W8A16"
+  case w4a16 = "W4A16"
+  case w4a16Asym = "W4A16_ASYM"
+
+  /// Bits per quantized value.
+  public var bits: Int {
+    switch self {
+    case .w8a16: 8
+    case .w4a16, .w4a16Asym: 4
+    }
+  }
+
+  public var symmetric: Bool { self != .w4a16Asym }
+
+  /// The compressed-tensors format name written in `quantization_config`.
+  public var format: String { "pack-quantized" }
+
+  /// Parses a scheme name, case-insensitively.
+  public init?(name: String) {
+    guard let scheme = Self.allCases.first(where: { $0.rawValue.caseInsensitiveCompare(name) == .orderedSame }) else {
+      return nil
+    }
+    self = scheme
+  }
+}
+
+/// Integer group quantization in compressed-tensors' `pack-quantized` layout, bit for
+/// bit as llm-compressor 0.14's `model_free_ptq` with compressed-tensors 0.20 writes it.
+///
+/// For a module M with weight W [out, in] and groups of `g` consecutive inputs:
+/// - `M.weight_packed` I32 [out, in * bits / 32]: q + 2^(bits-1), packed into int32 words
+///   from the least significant bit;
+/// - `M.weight_scale` [out, in / g] in W's dtype;
+/// - `M.weight_zero_point` I32 [out * 4 / 32, in / g] (asymmetric only), packed the same
+///   way along the output dimension;
+/// - `M.weight_shape` I64 [2] = [out, in].
+///
+/// The arithmetic follows the reference step by step in W's dtype (each operation done
+/// in Float32 and rounded to BF16 or F16 when W is), which is what makes the bytes equal:
+/// symmetric s = amax / ((qmax - qmin) / 2); asymmetric s = (max - min) / (qmax - qmin)
+/// and zp = round(clamp(qmin - min / s)); q = round-half-even(clamp(W / s (+ zp))).
+/// A scale of exactly zero (an all-zero group) becomes the dtype's epsilon, as in the
+/// reference.
+public struct QuantizePass: CompressionPass {
+  public struct Configuration: Codable, Sendable, Equatable {
+    public var scheme: QuantizationScheme
+    /// Inputs per group (the row length must be a multiple).
+    public var groupSize: Int
+    /// Modules left unquantized and listed in `quantization_config.ignore`: exact module
+    /// names, or `re:` followed by a regular expression matched from the start of the name.
+    public var ignore: [String]
+
+    public init(scheme: QuantizationScheme, groupSize: Int = 128, ignore: [String] = ["lm_head"]) {
+      self.scheme = scheme
+      self.groupSize = groupSize
+      self.ignore = ignore
+    }
+  }
+
+  public static let identifier = "quantize"
+  public static let summary = "integer group quantization in the compressed-tensors pack-quantized layout"
+  public static let compressedTensorsVersion = "0.20.0"
+  public let configuration: Configuration
+  private let ignoreRules: [IgnoreRule]
+
+  public init(configuration: Configuration) throws(SwiftCompressError) {
+    guard configuration.groupSize > 0, configuration.groupSize % (32 / configuration.scheme.bits) == 0 else {
+      throw .invalidConfiguration(
+        pass: Self.identifier,
+        reason: "group size \(configuration.groupSize) must be a positive multiple of \(32 / configuration.scheme.bits)"
+      )
+    }
+    self.configuration = configuration
+    ignoreRules = try configuration.ignore.map { (entry) throws(SwiftCompressError) in try IgnoreRule(entry) }
+  }
+
+  /// The module a `.weight` tensor belongs to.
+  static func module(of name: String) -> String? {
+    name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : nil
+  }
+
+  public func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
+    guard let module = Self.module(of: tensor.name) else {
+      return .keep(reason: "not a .weight tensor")
+    }
+    if let rule = ignoreRules.first(where: { $0.matches(module) }) {
+      return .keep(reason: "ignored by '\(rule.entry)'")
+    }
+    if TensorSelection.isEmbedding(tensor.name) {
+      return .keep(reason: "embedding table (not a linear layer)")
+    }
+    guard tensor.shape.count == 2 else {
+      return .keep(reason: "\(tensor.shape.count)-D tensor (only 2-D linear weights are quantized)")
+    }
+    guard [.f32, .bf16, .f16].contains(tensor.dtype) else {
+      throw .invalidTensor(
+        name: tensor.name,
+        reason: "\(tensor.dtype.rawValue) weights cannot be quantized; convert the checkpoint to F32, BF16 or F16 first"
+      )
+    }
+    let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+    let group = configuration.groupSize
+    guard columns % group == 0 else {
+      throw .invalidTensor(
+        name: tensor.name,
+        reason:
+          "its rows have \(columns) values, which group size \(group) does not divide; choose a group size that divides \(columns), or --ignore \(module)"
+      )
+    }
+    let bits = configuration.scheme.bits
+    var outputs = [
+      PlannedTensor(name: module + ".weight_packed", dtype: .i32, shape: [rows, columns * bits / 32]),
+      PlannedTensor(name: module + ".weight_scale", dtype: tensor.dtype, shape: [rows, columns / group]),
+    ]
+    if !configuration.scheme.symmetric {
+      outputs.append(
+        PlannedTensor(
+          name: module + ".weight_zero_point", dtype: .i32, shape: [(rows * bits + 31) / 32, columns / group]))
+    }
+    outputs.append(PlannedTensor(name: module + ".weight_shape", dtype: .i64, shape: [2]))
+    return .transform(outputs: outputs, note: "\(configuration.scheme.rawValue), group \(group)")
+  }
+
+  public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
+    let dtype = input.descriptor.dtype
+    let (rows, columns) = (input.descriptor.shape[0], input.descriptor.shape[1])
+    let scheme = configuration.scheme
+    let group = configuration.groupSize
+    let groups = columns / group
+    let bits = scheme.bits
+    let qmin = Float(-(1 << (bits - 1)))
+    let qmax = Float((1 << (bits - 1)) - 1)
+    let round = DTypeRounding(dtype)
+
+    let values = input.floats()
+    if let bad = values.firstIndex(where: { !$0.isFinite }) {
+      throw .invalidTensor(
+        name: input.descriptor.name,
+        reason: "element [\(bad / columns), \(bad % columns)] is \(values[bad]); quantization needs finite weights")
+    }
+    var codes = [UInt32](repeating: 0, count: rows * columns)
+    var scales = [Float](repeating: 0, count: rows * groups)
+    var zeroPoints = [Float](repeating: 0, count: scheme.symmetric ? 0 : rows * groups)
+    var reconstruction = [Float](repeating: 0, count: rows * columns)
+    let offset = Float(1 << (bits - 1))
+
+    for row in 0..<rows {
+      for g in 0..<groups {
+        let start = row * columns + g * group
+        let slice = values[start..<(start + group)]
+        var scale: Float
+        var zeroPoint: Float = 0
+        if scheme.symmetric {
+          let amax = slice.reduce(Float(0)) { max($0, abs($1)) }
+          scale = round(amax / ((qmax - qmin) / 2))
+          if scale == 0 { scale = round.epsilon }
+        } else {
+          let low = min(slice.min() ?? 0, 0)
+          let high = max(slice.max() ?? 0, 0)
+          scale = round(round(high - low) / (qmax - qmin))
+          if scale == 0 {
+            scale = round.epsilon  // an all-zero group: every code is the zero point
+            zeroPoint = 0
+          } else {
+            zeroPoint = (min(max(round(qmin - round(low / scale)), qmin), qmax)).rounded(.toNearestOrEven)
+          }
+          zeroPoints[row * groups + g] = zeroPoint
+        }
+        scales[row * groups + g] = scale
+        for i in start..<(start + group) {
+          var scaled = round(values[i] / scale)
+          if !scheme.symmetric { scaled = round(scaled + zeroPoint) }
+          let q = min(max(scaled, qmin), qmax).rounded(.toNearestOrEven)
+          codes[i] = UInt32(q + offset)
+          reconstruction[i] = round(round(q - zeroPoint) * scale)
+        }
+      }
+    }
+
+    var data: [OutputData] = [
+      .owned(Self.packRows(codes, rows: rows, columns: columns, bits: bits)),
+      .owned(Self.encode(scales, as: dtype)),
+    ]
+    if !scheme.symmetric {
+      // Zero points are packed along the output dimension: pack the transpose.
+      var transposed = [UInt32](repeating: 0, count: rows * groups)
+      for row in 0..<rows {
+        for g in 0..<groups { transposed[g * rows + row] = UInt32(zeroPoints[row * groups + g] + offset) }
+      }
+      let packed = Self.packRows(transposed, rows: groups, columns: rows, bits: bits)
+      let words = (rows * bits + 31) / 32
+      // Transpose the [groups, words] result back to [words, groups].
+      var result = [UInt8](repeating: 0, count: words * groups * 4)
+      packed.withUnsafeBytes { src in
+        result.withUnsafeMutableBytes { dst in
+          for g in 0..<groups {
+            for w in 0..<words {
+              let word = src.loadUnaligned(fromByteOffset: (g * words + w) * 4, as: UInt32.self)
+              dst.storeBytes(of: word, toByteOffset: (w * groups + g) * 4, as: UInt32.self)
+            }
+          }
+        }
+      }
+      data.append(.owned(result))
+    }
+    data.append(.owned([Int64(rows), Int64(columns)].withUnsafeBytes { Array($0) }))
+    return TransformResult(outputs: data, reconstruction: .dense(reconstruction))
+  }
+
+  /// Packs `bits`-bit unsigned codes, row by row, into little-endian int32 words filled
+  /// from the least significant bit; a row's last word is zero-padded.
+  static func packRows(_ codes: [UInt32], rows: Int, columns: Int, bits: Int) -> [UInt8] {
+    let perWord = 32 / bits
+    let words = (columns + perWord - 1) / perWord
+    var out = [UInt8](repeating: 0, count: rows * words * 4)
+    out.withUnsafeMutableBytes { dst in
+      for row in 0..<rows {
+        for w in 0..<words {
+          var word: UInt32 = 0
+          for j in 0..<perWord {
+            let column = w * perWord + j
+            if column < columns { word |= codes[row * columns + column] << UInt32(bits * j) }
+          }
+          dst.storeBytes(of: word.littleEndian, toByteOffset: (row * words + w) * 4, as: UInt32.self)
+        }
+      }
+    }
+    return out
+  }
+
+  /// Float32 values (already representable in `dtype`) stored as `dtype`.
+  static func encode(_ values: [Float], as dtype: DType) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: values.count * dtype.bitsPerElement / 8)
+    values.withUnsafeBufferPointer { src in
+      out.withUnsafeMutableBytes { _ = Float32Conversion.encode(src, as: dtype, into: $0) }
+    }
+    return out
+  }
+
+  /// config.json with `quantization_config`, written as llm-compressor writes it
+  /// (sorted keys, two-space indent, no final newline).
+  public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? {
+    config.setting("quantization_config", to: quantizationConfig).map { JSONText.pretty($0, trailingNewline: false) }
+  }
+
+  /// The `quantization_config` block compressed-tensors 0.20 writes for this scheme.
+  public var quantizationConfig: JSONValue {
+    let scheme = configuration.scheme
+    let weights: JSONValue = .object([
+      JSONMember("dynamic", .bool(false)), JSONMember("group_size", .number(String(configuration.groupSize))),
+      JSONMember("num_bits", .number(String(scheme.bits))), JSONMember("strategy", .string("group")),
+      JSONMember("symmetric", .bool(scheme.symmetric)), JSONMember("type", .string("int")),
+    ])
+    let group: JSONValue = .object([
+      JSONMember("format", .string(scheme.format)), JSONMember("input_activations", .null),
+      JSONMember("output_activations", .null), JSONMember("targets", .array([.string("Linear")])),
+      JSONMember("weights", weights),
+    ])
+    return .object([
+      JSONMember("config_groups", .object([JSONMember(scheme.rawValue, group)])),
+      JSONMember("format", .string(scheme.format)), JSONMember("global_compression_ratio", .null),
+      JSONMember("ignore", .array(configuration.ignore.map { .string($0) })),
+      JSONMember("kv_cache_scheme", .null), JSONMember("moe_sparsity_config", .null),
+      JSONMember("quant_method", .string("compressed-tensors")),
+      JSONMember("quantization_status", .string("compressed")), JSONMember("transform_config", .object([])),
+      JSONMember("version", .string(Self.compressedTensorsVersion)),
+    ])
+  }
+}
+
+/// One entry of compressed-tensors' `ignore` list: an exact module name, or `re:` and a
+/// regular expression matched from the start of the module name (Python's `re.match`).
+struct IgnoreRule: @unchecked Sendable {  // Regex is immutable after init
+  let entry: String
+  private let regex: Regex<AnyRegexOutput>?
+
+  init(_ entry: String) throws(SwiftCompressError) {
+    self.entry = entry
+    if entry.hasPrefix("re:") {
+      do {
+        regex = try Regex(String(entry.dropFirst(3)))
+      } catch {
+        throw .invalidPattern(option: "--ignore", pattern: entry, reason: "\(error)")
+      }
+    } else {
+      regex = nil
+    }
+  }
+
+  func matches(_ module: String) -> Bool {
+    guard let regex else { return module == entry }
+    return (try? regex.prefixMatch(in: module)) != nil
+  }
+}
+
+/// Rounding of a Float32 result to the precision of a stored dtype, to reproduce
+/// arithmetic done in that dtype (PyTorch computes BF16/F16 operations in Float32 and
+/// rounds each result to nearest even).
+struct DTypeRounding {
+  let dtype: DType
+
+  init(_ dtype: DType) {
+    self.dtype = dtype
+  }
+
+  func callAsFunction(_ x: Float) -> Float {
+    switch dtype {
+    case .bf16:
+      let bits = x.bitPattern
+      if x.isNaN { return x }
+      return Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000)
+    case .f16: return Float(Float16(x))
+    default: return x
+    }
+  }
+
+  /// torch.finfo(dtype).eps.
+  var epsilon: Float {
+    switch dtype {
+    case .bf16: 0x1p-7
+    case .f16: 0x1p-10
+    default: Float.ulpOfOne
+    }
+  }
+}

@@ -1,0 +1,55 @@
+import ArgumentParser
+import CheckpointIO
+import SwiftCompressKit
+
+extension QuantizationScheme: ExpressibleByArgument {
+  public init?(argument: String) {
+    self.init(name: argument)
+  }
+}
+
+extension SwiftCompressCommand {
+  struct Quantize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Quantize linear weights into the compressed-tensors layout that vLLM and transformers load.",
+      discussion: """
+        Schemes (llm-compressor's preset names): \(QuantizationScheme.allCases.map(\.rawValue).joined(separator: ", ")). \
+        Linear weights (2-D .weight tensors, not embeddings) are quantized in groups of --group-size \
+        consecutive inputs; modules in --ignore (default: lm_head) are kept and listed in config.json's \
+        quantization_config. The output matches llm-compressor 0.14 model_free_ptq with compressed-tensors \
+        0.20 byte for byte.
+        """)
+
+    @Argument(help: "The input checkpoint: a .safetensors file or a folder.")
+    var input: String
+
+    @Argument(help: "The output folder (must not exist unless --force).")
+    var output: String
+
+    @Option(name: .long, help: "The quantization scheme.")
+    var scheme: QuantizationScheme
+
+    @Option(name: .long, help: "Inputs per quantization group.")
+    var groupSize = 128
+
+    @Option(
+      name: .long, parsing: .singleValue,
+      help: ArgumentHelp(
+        "A module to leave unquantized: an exact name, or re:<regex> matched from the start (repeatable; default lm_head).",
+        valueName: "module"))
+    var ignore: [String] = []
+
+    @OptionGroup var options: PipelineOptions
+
+    func run() throws {
+      try Diagnostics.reportingErrors {
+        let pass = try QuantizePass(
+          configuration: .init(scheme: scheme, groupSize: groupSize, ignore: ignore.isEmpty ? ["lm_head"] : ignore))
+        let options = CompressionOptions(
+          input: input, output: output, selection: try self.options.selection(),
+          maxShardSize: self.options.maxShardSize.bytes, force: self.options.force, command: "quantize")
+        try runPipeline(pass: pass, options: options, shared: self.options)
+      }
+    }
+  }
+}

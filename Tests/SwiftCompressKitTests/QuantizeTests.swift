@@ -1,0 +1,112 @@
+import CheckpointIO
+import Foundation
+import SwiftCompressKit
+import TestSupport
+import Testing
+
+/// Byte-for-byte comparison with the goldens llm-compressor 0.14 / compressed-tensors
+/// 0.20 wrote for the same input (Fixtures/golden/quantization, made by
+/// Scripts/reference/make_quantization_goldens.py).
+@Suite("Quantization against the reference goldens")
+struct QuantizeTests {
+  static let cases: [(String, QuantizationScheme)] = ["tiny-llama-f32", "tiny-llama-bf16"].flatMap { model in
+    QuantizationScheme.allCases.map { (model, $0) }
+  }
+
+  @Test(arguments: cases)
+  func outputIsByteIdenticalToTheReference(_ model: String, _ scheme: QuantizationScheme) throws {
+    let folder = TemporaryFolder()
+    let out = folder.file("q")
+    let pass = try QuantizePass(configuration: .init(scheme: scheme, ignore: ["lm_head", "re:.*embed_tokens.*"]))
+    let report = try Compressor.run(
+      pass: pass,
+      options: CompressionOptions(
+        input: fixture(model), output: out, selection: try TensorSelection(), command: "quantize"))
+    let golden = fixture("golden/quantization/\(model)/\(scheme.rawValue)")
+    let reference = try Checkpoint.open(golden)
+    let ours = try Checkpoint.open(out)
+    #expect(Set(ours.tensors.map(\.name)) == Set(reference.tensors.map(\.name)))
+    var differing: [String] = []
+    for tensor in reference.tensors {
+      guard let mine = ours.tensor(named: tensor.name) else { continue }
+      if mine.info.dtype != tensor.info.dtype || mine.info.shape != tensor.info.shape
+        || Array(ours.bytes(of: mine)) != Array(reference.bytes(of: tensor))
+      {
+        differing.append(tensor.name)
+      }
+    }
+    #expect(differing.isEmpty, "\(differing.count) tensors differ, e.g. \(differing.prefix(3))")
+    #expect(
+      FileManager.default.contentsEqual(atPath: out + "/config.json", andPath: golden + "/config.json"),
+      "config.json differs from the reference")
+    #expect(report.totals.transformed == 14)
+    // 4-bit codes with one 16- or 32-bit scale per 128 values (+ zero points).
+    let expected: Double =
+      switch scheme {
+      case .w8a16: 8
+      case .w4a16, .w4a16Asym: 4
+      }
+    for entry in report.tensors where !entry.isKept {
+      #expect(entry.bitsPerWeightAfter > expected && entry.bitsPerWeightAfter < expected + 0.6)
+      #expect(entry.metrics != nil)
+    }
+  }
+
+  @Test func aRowLengthTheGroupDoesNotDivideIsRejectedBeforeWriting() throws {
+    let folder = TemporaryFolder()
+    let pass = try QuantizePass(configuration: .init(scheme: .w4a16, groupSize: 256))
+    do {
+      _ = try Compressor.run(
+        pass: pass,
+        options: CompressionOptions(
+          input: fixture("tiny-llama-f32"), output: folder.file("q"), selection: try TensorSelection(),
+          command: "quantize"))
+      Issue.record("quantized rows of 128 in groups of 256")
+    } catch let error as SwiftCompressError {
+      #expect(error.category == .invalidInput)
+      #expect(error.errorDescription?.contains("group size 256") == true)
+    }
+    #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).isEmpty)
+  }
+
+  @Test func nonFiniteWeightsAreRejectedNamingTheTensorAndNothingIsWritten() throws {
+    let folder = TemporaryFolder()
+    let input = folder.file("nan.safetensors")
+    var values = [Float](repeating: 0.5, count: 4 * 128)
+    values[130] = .nan
+    let writer = try SafeTensorsWriter(
+      destination: input, tensors: [PlannedTensor(name: "layer.weight", dtype: .f32, shape: [4, 128])])
+    try values.withUnsafeBytes { try writer.write("layer.weight", $0) }
+    try writer.finish()
+    #expect(
+      throws: SwiftCompressError.invalidTensor(
+        name: "layer.weight", reason: "element [1, 2] is nan; quantization needs finite weights")
+    ) {
+      _ = try Compressor.run(
+        pass: try QuantizePass(configuration: .init(scheme: .w8a16)),
+        options: CompressionOptions(
+          input: input, output: folder.file("q"), selection: try TensorSelection(), command: "quantize"))
+    }
+    #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["nan.safetensors"])
+  }
+
+  @Test func ignoreRulesFollowCompressedTensors() throws {
+    let pass = try QuantizePass(configuration: .init(scheme: .w4a16, ignore: ["lm_head", "re:model\\.layers\\.1\\."]))
+    let descriptor = { (name: String) in PlannedTensor(name: name, dtype: .f32, shape: [128, 128]) }
+    #expect(try pass.plan(descriptor("lm_head.weight")) == .keep(reason: "ignored by 'lm_head'"))
+    #expect(
+      try pass.plan(descriptor("model.layers.1.mlp.up_proj.weight"))
+        == .keep(reason: "ignored by 're:model\\.layers\\.1\\.'"))
+    // re: matches from the start of the module name, like Python's re.match.
+    let anchored = try QuantizePass(configuration: .init(scheme: .w4a16, ignore: ["re:mlp"]))
+    if case .keep = try anchored.plan(descriptor("model.layers.0.mlp.up_proj.weight")) {
+      Issue.record("re:mlp matched in the middle of the name")
+    }
+    #expect(throws: SwiftCompressError.self) {
+      _ = try QuantizePass(configuration: .init(scheme: .w4a16, ignore: ["re:(["]))
+    }
+    #expect(throws: SwiftCompressError.self) {
+      _ = try QuantizePass(configuration: .init(scheme: .w4a16, groupSize: 12))
+    }
+  }
+}
