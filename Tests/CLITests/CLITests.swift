@@ -176,3 +176,24 @@ struct TerminalTests {
     #expect(result.stdout.contains("\u{1B}[2K"))  // drawn and cleared in place
   }
 }
+
+@Suite("quantize command")
+struct QuantizeCommandTests {
+  @Test func quantizeWritesTheReferenceLayoutAndRejectsUnknownSchemes() throws {
+    let folder = TemporaryFolder()
+    let out = folder.file("q")
+    let run = try swiftcompress(
+      "quantize", fixture("tiny-llama-f32"), out, "--scheme", "w8a16", "--ignore", "lm_head", "--ignore",
+      "re:.*embed_tokens.*", "--quiet")
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect(
+      FileManager.default.contentsEqual(
+        atPath: out + "/config.json", andPath: fixture("golden/quantization/tiny-llama-f32/W8A16/config.json")))
+    let unknown = try swiftcompress("quantize", fixture("tiny-llama-f32"), folder.file("x"), "--scheme", "W3A16")
+    #expect(unknown.status == 64)
+    #expect(unknown.stderr.contains("W4A16_ASYM"))  // the known schemes are listed
+    let badGroup = try swiftcompress("quantize", fixture("tiny-llama-f32"), folder.file("y"), "--scheme", "W4A16", "--group-size", "256")
+    #expect(badGroup.status == 65)
+    #expect(badGroup.stderr.contains("group size 256"))
+  }
+}
