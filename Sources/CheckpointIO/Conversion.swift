@@ -102,6 +102,31 @@ public enum Float32Conversion {
     }
   }
 
+  /// The F8_E4M3 ("fn") code nearest to `x`, ties to even, as `torch.Tensor.to(float8_e4m3fn)`
+  /// and ml_dtypes round: subnormals down to 2^-9; magnitudes above 448 saturate to 448
+  /// (callers clamp first, as the quantizers do); NaN gives 0x7F with the sign.
+  public static func e4m3Code(_ x: Float) -> UInt8 {
+    let sign: UInt8 = x.sign == .minus ? 0x80 : 0
+    if x.isNaN { return sign | 0x7F }
+    let magnitude = min(abs(x), 448)
+    if magnitude < 0x1p-6 {
+      // Subnormal range: multiples of 2^-9; 8 of them round up to the smallest normal (code 0x08).
+      return sign | UInt8((magnitude * 512).rounded(.toNearestOrEven))
+    }
+    let bits = magnitude.bitPattern
+    var exponent = Int(bits >> 23) - 127 + 7
+    var mantissa = (bits >> 20) & 0x7
+    let remainder = bits & 0xF_FFFF
+    if remainder > 0x8_0000 || (remainder == 0x8_0000 && mantissa & 1 == 1) {
+      mantissa += 1
+      if mantissa == 8 {
+        mantissa = 0
+        exponent += 1
+      }
+    }
+    return sign | UInt8(min(exponent << 3 | Int(mantissa), 0x7E))
+  }
+
   /// The dtypes `encode` can write.
   public static let encodableDTypes: [DType] = [.f32, .f16, .bf16, .f64]
 

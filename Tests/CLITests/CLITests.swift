@@ -192,7 +192,8 @@ struct QuantizeCommandTests {
     let unknown = try swiftcompress("quantize", fixture("tiny-llama-f32"), folder.file("x"), "--scheme", "W3A16")
     #expect(unknown.status == 64)
     #expect(unknown.stderr.contains("W4A16_ASYM"))  // the known schemes are listed
-    let badGroup = try swiftcompress("quantize", fixture("tiny-llama-f32"), folder.file("y"), "--scheme", "W4A16", "--group-size", "256")
+    let badGroup = try swiftcompress(
+      "quantize", fixture("tiny-llama-f32"), folder.file("y"), "--scheme", "W4A16", "--group-size", "256")
     #expect(badGroup.status == 65)
     #expect(badGroup.stderr.contains("group size 256"))
   }

@@ -119,3 +119,27 @@ struct FixtureTests {
     }
   }
 }
+
+@Suite("FP8 encoding")
+struct E4M3EncodingTests {
+  /// Every code decodes and re-encodes to itself; values between two neighbours go to
+  /// the nearer one, ties to the even code; the range saturates at 448.
+  @Test func encodeIsTheInverseOfDecodeAndRoundsToNearestEven() {
+    let table = Float32Conversion.e4m3Table
+    for code in 0..<256 where !table[code].isNaN {
+      #expect(Float32Conversion.e4m3Code(table[code]) == UInt8(code), "code \(code)")
+    }
+    for code in 0..<0x7E {
+      let (low, high) = (table[code], table[code + 1])
+      let middle = (low + high) / 2
+      let even = code % 2 == 0 ? code : code + 1
+      #expect(Float32Conversion.e4m3Code(middle) == UInt8(even), "tie between codes \(code) and \(code + 1)")
+      #expect(Float32Conversion.e4m3Code(middle.nextDown) == UInt8(code))
+      #expect(Float32Conversion.e4m3Code(middle.nextUp) == UInt8(code + 1))
+      #expect(Float32Conversion.e4m3Code(-middle.nextUp) == UInt8(code + 1) | 0x80)
+    }
+    #expect(Float32Conversion.e4m3Code(1000) == 0x7E)
+    #expect(Float32Conversion.e4m3Code(-.infinity) == 0xFE)
+    #expect(Float32Conversion.e4m3Code(.nan) & 0x7F == 0x7F)
+  }
+}

@@ -40,12 +40,8 @@ struct QuantizeTests {
       FileManager.default.contentsEqual(atPath: out + "/config.json", andPath: golden + "/config.json"),
       "config.json differs from the reference")
     #expect(report.totals.transformed == 14)
-    // 4-bit codes with one 16- or 32-bit scale per 128 values (+ zero points).
-    let expected: Double =
-      switch scheme {
-      case .w8a16: 8
-      case .w4a16, .w4a16Asym: 4
-      }
+    // Codes of `bits` bits plus one 16- or 32-bit scale per 128 or more values (+ zero points).
+    let expected = Double(scheme.bits)
     for entry in report.tensors where !entry.isKept {
       #expect(entry.bitsPerWeightAfter > expected && entry.bitsPerWeightAfter < expected + 0.6)
       #expect(entry.metrics != nil)

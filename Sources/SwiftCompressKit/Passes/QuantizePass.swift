@@ -6,19 +6,24 @@ public enum QuantizationScheme: String, CaseIterable, Codable, Sendable {
   case w8a16 = "W8A16"
   case w4a16 = "W4A16"
   case w4a16Asym = "W4A16_ASYM"
+  case fp8Dynamic = "FP8_DYNAMIC"
+  case fp8Block = "FP8_BLOCK"
 
   /// Bits per quantized value.
   public var bits: Int {
     switch self {
-    case .w8a16: 8
+    case .w8a16, .fp8Dynamic, .fp8Block: 8
     case .w4a16, .w4a16Asym: 4
     }
   }
 
   public var symmetric: Bool { self != .w4a16Asym }
 
+  /// FP8 (E4M3) values rather than integers.
+  public var isFloat8: Bool { self == .fp8Dynamic || self == .fp8Block }
+
   /// The compressed-tensors format name written in `quantization_config`.
-  public var format: String { "pack-quantized" }
+  public var format: String { isFloat8 ? "float-quantized" : "pack-quantized" }
 
   /// Parses a scheme name, case-insensitively.
   public init?(name: String) {
@@ -29,9 +34,14 @@ public enum QuantizationScheme: String, CaseIterable, Codable, Sendable {
   }
 }
 
-/// Integer group quantization in compressed-tensors' `pack-quantized` layout, bit for
-/// bit as llm-compressor 0.14's `model_free_ptq` with compressed-tensors 0.20 writes it.
+/// Weight quantization in the compressed-tensors layouts, bit for bit as llm-compressor
+/// 0.14's `model_free_ptq` with compressed-tensors 0.20 writes them.
 ///
+/// FP8 schemes (`float-quantized`): `M.weight` F8_E4M3 [out, in] = e4m3(clamp(W / s, +-448))
+/// and `M.weight_scale` in W's dtype, one per output row (FP8_DYNAMIC, [out, 1],
+/// s = row amax / 448) or per 128 x 128 block (FP8_BLOCK, [ceil(out/128), ceil(in/128)]).
+///
+/// Integer schemes (`pack-quantized`), groups of `g` consecutive inputs:
 /// For a module M with weight W [out, in] and groups of `g` consecutive inputs:
 /// - `M.weight_packed` I32 [out, in * bits / 32]: q + 2^(bits-1), packed into int32 words
 ///   from the least significant bit;
@@ -69,7 +79,9 @@ public struct QuantizePass: CompressionPass {
   private let ignoreRules: [IgnoreRule]
 
   public init(configuration: Configuration) throws(SwiftCompressError) {
-    guard configuration.groupSize > 0, configuration.groupSize % (32 / configuration.scheme.bits) == 0 else {
+    guard configuration.scheme.isFloat8 || configuration.groupSize > 0,
+      configuration.scheme.isFloat8 || configuration.groupSize % (32 / configuration.scheme.bits) == 0
+    else {
       throw .invalidConfiguration(
         pass: Self.identifier,
         reason: "group size \(configuration.groupSize) must be a positive multiple of \(32 / configuration.scheme.bits)"
@@ -104,6 +116,15 @@ public struct QuantizePass: CompressionPass {
       )
     }
     let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+    let scheme = configuration.scheme
+    if scheme.isFloat8 {
+      let scaleShape = scheme == .fp8Dynamic ? [rows, 1] : [(rows + 127) / 128, (columns + 127) / 128]
+      return .transform(
+        outputs: [
+          PlannedTensor(name: module + ".weight", dtype: .f8E4M3, shape: [rows, columns]),
+          PlannedTensor(name: module + ".weight_scale", dtype: tensor.dtype, shape: scaleShape),
+        ], note: scheme == .fp8Dynamic ? "FP8_DYNAMIC, per output channel" : "FP8_BLOCK, 128x128 blocks")
+    }
     let group = configuration.groupSize
     guard columns % group == 0 else {
       throw .invalidTensor(
@@ -142,6 +163,9 @@ public struct QuantizePass: CompressionPass {
       throw .invalidTensor(
         name: input.descriptor.name,
         reason: "element [\(bad / columns), \(bad % columns)] is \(values[bad]); quantization needs finite weights")
+    }
+    if scheme.isFloat8 {
+      return float8(values, rows: rows, columns: columns, round: round, dtype: dtype)
     }
     var codes = [UInt32](repeating: 0, count: rows * columns)
     var scales = [Float](repeating: 0, count: rows * groups)
@@ -212,6 +236,41 @@ public struct QuantizePass: CompressionPass {
     return TransformResult(outputs: data, reconstruction: .dense(reconstruction))
   }
 
+  /// FP8 E4M3 with one scale per row or per 128 x 128 block: s = amax / 448 and
+  /// q = e4m3(clamp(W / s, +-448)), each step in W's dtype.
+  private func float8(_ values: [Float], rows: Int, columns: Int, round: DTypeRounding, dtype: DType)
+    -> TransformResult
+  {
+    let block = configuration.scheme == .fp8Dynamic ? (rows: 1, columns: columns) : (rows: 128, columns: 128)
+    let blockRows = (rows + block.rows - 1) / block.rows
+    let blockColumns = (columns + block.columns - 1) / block.columns
+    var scales = [Float](repeating: 0, count: blockRows * blockColumns)
+    for r in 0..<rows {
+      for c in 0..<columns {
+        let index = (r / block.rows) * blockColumns + c / block.columns
+        scales[index] = max(scales[index], abs(values[r * columns + c]))
+      }
+    }
+    for i in scales.indices {
+      scales[i] = round(scales[i] / 448)
+      if scales[i] == 0 { scales[i] = round.epsilon }
+    }
+    var codes = [UInt8](repeating: 0, count: rows * columns)
+    var reconstruction = [Float](repeating: 0, count: rows * columns)
+    let table = Float32Conversion.e4m3Table
+    for r in 0..<rows {
+      for c in 0..<columns {
+        let i = r * columns + c
+        let scale = scales[(r / block.rows) * blockColumns + c / block.columns]
+        let code = Float32Conversion.e4m3Code(min(max(round(values[i] / scale), -448), 448))
+        codes[i] = code
+        reconstruction[i] = round(table[Int(code)] * scale)
+      }
+    }
+    return TransformResult(
+      outputs: [.owned(codes), .owned(Self.encode(scales, as: dtype))], reconstruction: .dense(reconstruction))
+  }
+
   /// Packs `bits`-bit unsigned codes, row by row, into little-endian int32 words filled
   /// from the least significant bit; a row's last word is zero-padded.
   static func packRows(_ codes: [UInt32], rows: Int, columns: Int, bits: Int) -> [UInt8] {
@@ -251,15 +310,31 @@ public struct QuantizePass: CompressionPass {
   /// The `quantization_config` block compressed-tensors 0.20 writes for this scheme.
   public var quantizationConfig: JSONValue {
     let scheme = configuration.scheme
-    let weights: JSONValue = .object([
-      JSONMember("dynamic", .bool(false)), JSONMember("group_size", .number(String(configuration.groupSize))),
-      JSONMember("num_bits", .number(String(scheme.bits))), JSONMember("strategy", .string("group")),
-      JSONMember("symmetric", .bool(scheme.symmetric)), JSONMember("type", .string("int")),
-    ])
+    var weights: [JSONMember] = [
+      JSONMember("dynamic", .bool(false)),
+      JSONMember("group_size", scheme.isFloat8 ? .null : .number(String(configuration.groupSize))),
+      JSONMember("num_bits", .number(String(scheme.bits))),
+      JSONMember(
+        "strategy", .string(scheme == .fp8Dynamic ? "channel" : scheme == .fp8Block ? "block" : "group")),
+      JSONMember("symmetric", .bool(scheme.symmetric)), JSONMember("type", .string(scheme.isFloat8 ? "float" : "int")),
+    ]
+    if scheme == .fp8Block {
+      weights.append(JSONMember("block_structure", .array([.number("128"), .number("128")])))
+    }
+    // FP8 presets also declare dynamic per-token (or per-group) FP8 activations.
+    let activations: JSONValue =
+      scheme.isFloat8
+      ? .object([
+        JSONMember("dynamic", .bool(true)),
+        JSONMember("group_size", scheme == .fp8Block ? .number("128") : .null),
+        JSONMember("num_bits", .number("8")),
+        JSONMember("strategy", .string(scheme == .fp8Block ? "group" : "token")),
+        JSONMember("symmetric", .bool(true)), JSONMember("type", .string("float")),
+      ]) : .null
     let group: JSONValue = .object([
-      JSONMember("format", .string(scheme.format)), JSONMember("input_activations", .null),
+      JSONMember("format", .string(scheme.format)), JSONMember("input_activations", activations),
       JSONMember("output_activations", .null), JSONMember("targets", .array([.string("Linear")])),
-      JSONMember("weights", weights),
+      JSONMember("weights", .object(weights)),
     ])
     return .object([
       JSONMember("config_groups", .object([JSONMember(scheme.rawValue, group)])),
