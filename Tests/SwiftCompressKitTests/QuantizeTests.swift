@@ -1,8 +1,9 @@
 import CheckpointIO
 import Foundation
-import SwiftCompressKit
 import TestSupport
 import Testing
+
+@testable import SwiftCompressKit
 
 /// Byte-for-byte comparison with the goldens llm-compressor 0.14 / compressed-tensors
 /// 0.20 wrote for the same input (Fixtures/golden/quantization, made by
@@ -104,5 +105,33 @@ struct QuantizeTests {
     #expect(throws: SwiftCompressError.self) {
       _ = try QuantizePass(configuration: .init(scheme: .w4a16, groupSize: 12))
     }
+  }
+}
+
+@Suite("FP4 building blocks")
+struct FP4Tests {
+  /// E2M1 rounding: each grid value maps to its code, midpoints go to the even code,
+  /// and a negative value that rounds to zero keeps its sign (code 8).
+  @Test func e2m1RoundsToNearestEvenOnTheGrid() {
+    let table = Float32Conversion.e2m1Table
+    for code in 0..<16 where code != 8 {
+      #expect(QuantizePass.e2m1Code(table[code]) == UInt8(code))
+    }
+    let ties: [(Float, UInt8)] = [(0.25, 0), (0.75, 2), (1.25, 2), (1.75, 4), (2.5, 4), (3.5, 6), (5, 6)]
+    for (value, code) in ties {
+      #expect(QuantizePass.e2m1Code(value) == code, "\(value)")
+      #expect(QuantizePass.e2m1Code(-value) == code | 8, "\(-value)")
+    }
+    #expect(QuantizePass.e2m1Code(-0.1) == 8)
+  }
+
+  /// The reference's MX exponent: floor(log2(amax)) - 2 + 127, except that a mantissa of
+  /// 1.75 or more rounds amax up to the next power of two first (llama.cpp does not).
+  @Test func mxExponentFollowsTheReferenceRule() {
+    #expect(QuantizePass.mxExponent(6, dtype: .f32) == 127)  // 1.5 x 2^2: 6 / 2^0 = 6
+    #expect(QuantizePass.mxExponent(7, dtype: .f32) == 128)  // 1.75 x 2^2 rounds up to 2^3
+    #expect(QuantizePass.mxExponent(Float(1.75).nextDown * 4, dtype: .f32) == 127)
+    #expect(QuantizePass.mxExponent(1, dtype: .bf16) == 125)
+    #expect(QuantizePass.mxExponent(0, dtype: .f32) == 0)
   }
 }

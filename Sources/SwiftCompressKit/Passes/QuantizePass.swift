@@ -8,12 +8,13 @@ public enum QuantizationScheme: String, CaseIterable, Codable, Sendable {
   case w4a16Asym = "W4A16_ASYM"
   case fp8Dynamic = "FP8_DYNAMIC"
   case fp8Block = "FP8_BLOCK"
+  case mxfp4 = "MXFP4A16"
 
   /// Bits per quantized value.
   public var bits: Int {
     switch self {
     case .w8a16, .fp8Dynamic, .fp8Block: 8
-    case .w4a16, .w4a16Asym: 4
+    case .w4a16, .w4a16Asym, .mxfp4: 4
     }
   }
 
@@ -23,10 +24,20 @@ public enum QuantizationScheme: String, CaseIterable, Codable, Sendable {
   public var isFloat8: Bool { self == .fp8Dynamic || self == .fp8Block }
 
   /// The compressed-tensors format name written in `quantization_config`.
-  public var format: String { isFloat8 ? "float-quantized" : "pack-quantized" }
+  public var format: String {
+    switch self {
+    case .fp8Dynamic, .fp8Block: "float-quantized"
+    case .mxfp4: "mxfp4-pack-quantized"
+    default: "pack-quantized"
+    }
+  }
 
-  /// Parses a scheme name, case-insensitively.
+  /// Parses a scheme name, case-insensitively; MXFP4 is accepted for MXFP4A16.
   public init?(name: String) {
+    if name.caseInsensitiveCompare("MXFP4") == .orderedSame {
+      self = .mxfp4
+      return
+    }
     guard let scheme = Self.allCases.first(where: { $0.rawValue.caseInsensitiveCompare(name) == .orderedSame }) else {
       return nil
     }
@@ -79,8 +90,9 @@ public struct QuantizePass: CompressionPass {
   private let ignoreRules: [IgnoreRule]
 
   public init(configuration: Configuration) throws(SwiftCompressError) {
-    guard configuration.scheme.isFloat8 || configuration.groupSize > 0,
-      configuration.scheme.isFloat8 || configuration.groupSize % (32 / configuration.scheme.bits) == 0
+    let fixedGroups = configuration.scheme.isFloat8 || configuration.scheme == .mxfp4
+    guard fixedGroups || configuration.groupSize > 0,
+      fixedGroups || configuration.groupSize % (32 / configuration.scheme.bits) == 0
     else {
       throw .invalidConfiguration(
         pass: Self.identifier,
@@ -125,13 +137,20 @@ public struct QuantizePass: CompressionPass {
           PlannedTensor(name: module + ".weight_scale", dtype: tensor.dtype, shape: scaleShape),
         ], note: scheme == .fp8Dynamic ? "FP8_DYNAMIC, per output channel" : "FP8_BLOCK, 128x128 blocks")
     }
-    let group = configuration.groupSize
+    let group = scheme == .mxfp4 ? 32 : configuration.groupSize
     guard columns % group == 0 else {
       throw .invalidTensor(
         name: tensor.name,
         reason:
           "its rows have \(columns) values, which group size \(group) does not divide; choose a group size that divides \(columns), or --ignore \(module)"
       )
+    }
+    if scheme == .mxfp4 {
+      return .transform(
+        outputs: [
+          PlannedTensor(name: module + ".weight_packed", dtype: .u8, shape: [rows, columns / 2]),
+          PlannedTensor(name: module + ".weight_scale", dtype: .u8, shape: [rows, columns / 32]),
+        ], note: "MXFP4, E8M0 scale per 32")
     }
     let bits = configuration.scheme.bits
     var outputs = [
@@ -166,6 +185,9 @@ public struct QuantizePass: CompressionPass {
     }
     if scheme.isFloat8 {
       return float8(values, rows: rows, columns: columns, round: round, dtype: dtype)
+    }
+    if scheme == .mxfp4 {
+      return mxfp4(values, rows: rows, columns: columns, round: round)
     }
     var codes = [UInt32](repeating: 0, count: rows * columns)
     var scales = [Float](repeating: 0, count: rows * groups)
@@ -271,6 +293,60 @@ public struct QuantizePass: CompressionPass {
       outputs: [.owned(codes), .owned(Self.encode(scales, as: dtype))], reconstruction: .dense(reconstruction))
   }
 
+  /// MXFP4 (OCP microscaling): per 32 values an E8M0 exponent e = 127 + floor(log2(m)) - 2,
+  /// where m is the group's amax with its mantissa rounded to a power of two as the
+  /// reference does (up when the mantissa is at least 1.75), and E2M1 codes of
+  /// clamp(W / 2^(e-127), +-6) rounded to nearest even; two codes per byte, even element
+  /// in the low nibble.
+  private func mxfp4(_ values: [Float], rows: Int, columns: Int, round: DTypeRounding) -> TransformResult {
+    let groups = columns / 32
+    var exponents = [UInt8](repeating: 0, count: rows * groups)
+    var packed = [UInt8](repeating: 0, count: rows * columns / 2)
+    var reconstruction = [Float](repeating: 0, count: rows * columns)
+    for row in 0..<rows {
+      for g in 0..<groups {
+        let start = row * columns + g * 32
+        let amax = values[start..<(start + 32)].reduce(Float(0)) { max($0, abs($1)) }
+        let e = Self.mxExponent(amax, dtype: round.dtype)
+        exponents[row * groups + g] = e
+        let scale = Float(sign: .plus, exponent: Int(e) - 127, significand: 1)
+        for i in start..<(start + 32) {
+          let code = Self.e2m1Code(min(max(round(values[i] / scale), -6), 6))
+          packed[i / 2] |= i % 2 == 0 ? code : code << 4
+          reconstruction[i] = Float32Conversion.e2m1Table[Int(code)] * scale
+        }
+      }
+    }
+    return TransformResult(outputs: [.owned(packed), .owned(exponents)], reconstruction: .dense(reconstruction))
+  }
+
+  /// The E8M0 exponent of an MXFP4 group with absolute maximum `amax` (stored in `dtype`).
+  static func mxExponent(_ amax: Float, dtype: DType) -> UInt8 {
+    guard amax > 0, amax.isFinite else { return 0 }
+    // The reference adds a quarter of the mantissa range of the scale's dtype and keeps
+    // the exponent: round_to_power_2 with the E2M1 mantissa width of 1.
+    let mantissaBits =
+      switch dtype {
+      case .bf16: 7
+      case .f16: 10
+      default: 23
+      }
+    let fraction = amax.significand - 1  // in [0, 1)
+    let quantum = Float(sign: .plus, exponent: -mantissaBits, significand: 1)
+    let roundsUp = fraction + quantum * Float(1 << (mantissaBits - 2)) >= 1
+    let exponent = Int(amax.exponent) + (roundsUp ? 1 : 0)
+    return UInt8(clamping: min(max(127 + exponent - 2, 0), 254))
+  }
+
+  /// The E2M1 code of `x` (already clamped to +-6), ties to even; the sign is kept for zero.
+  static func e2m1Code(_ x: Float) -> UInt8 {
+    let sign: UInt8 = x.sign == .minus ? 0x8 : 0
+    let a = abs(x)
+    let magnitude: UInt8 =
+      a <= 0.25 ? 0 : a < 0.75 ? 1 : a <= 1.25 ? 2 : a < 1.75 ? 3 : a <= 2.5 ? 4 : a < 3.5 ? 5 : a <= 5 ? 6 : 7
+    return sign | magnitude
+  }
+
   /// Packs `bits`-bit unsigned codes, row by row, into little-endian int32 words filled
   /// from the least significant bit; a row's last word is zero-padded.
   static func packRows(_ codes: [UInt32], rows: Int, columns: Int, bits: Int) -> [UInt8] {
@@ -312,12 +388,17 @@ public struct QuantizePass: CompressionPass {
     let scheme = configuration.scheme
     var weights: [JSONMember] = [
       JSONMember("dynamic", .bool(false)),
-      JSONMember("group_size", scheme.isFloat8 ? .null : .number(String(configuration.groupSize))),
+      JSONMember(
+        "group_size", scheme.isFloat8 ? .null : .number(scheme == .mxfp4 ? "32" : String(configuration.groupSize))),
       JSONMember("num_bits", .number(String(scheme.bits))),
       JSONMember(
         "strategy", .string(scheme == .fp8Dynamic ? "channel" : scheme == .fp8Block ? "block" : "group")),
-      JSONMember("symmetric", .bool(scheme.symmetric)), JSONMember("type", .string(scheme.isFloat8 ? "float" : "int")),
+      JSONMember("symmetric", .bool(scheme.symmetric)),
+      JSONMember("type", .string(scheme.isFloat8 || scheme == .mxfp4 ? "float" : "int")),
     ]
+    if scheme == .mxfp4 {
+      weights.append(JSONMember("scale_dtype", .string("torch.uint8")))
+    }
     if scheme == .fp8Block {
       weights.append(JSONMember("block_structure", .array([.number("128"), .number("128")])))
     }
