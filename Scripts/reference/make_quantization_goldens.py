@@ -12,9 +12,9 @@ SHA-256 of its F32 bytes, which a bit-exact decoder must reproduce.
 
 compressed-tensors 0.20's model-free dequantizer stops on float-quantized (FP8)
 checkpoints that keep 1-D norm weights ("Dependency weight ...input_layernorm.weight_scale
-not found"); for those two schemes the script decodes with the same arithmetic the
-library's decompressor uses (weight.float() * scale, the scale broadcast per row or per
-128x128 block) and records that it did.
+not found"); for those two schemes the script decodes with the arithmetic of the
+library's `_dequantize` (weight.to(scale.dtype) * scale in the scale's dtype, the scale
+broadcast per row or per 128x128 block, then to float32) and records that it did.
 
 usage: .build/ref-venv/bin/python Scripts/reference/make_quantization_goldens.py [OUTDIR]
 Default OUTDIR: Fixtures/golden/quantization. Writes <model>/<scheme>/: the quantized
@@ -58,7 +58,7 @@ def main():
                 method = "compressed_tensors.entrypoints.convert.CompressedTensorsDequantizer(dtype=torch.float32)"
             except ValueError:
                 tensors = decode_float_quantized(out)
-                method = "weight.float() * scale (broadcast per row / per 128x128 block)"
+                method = "(weight.to(scale.dtype) * scale).float(), scale broadcast per row / per 128x128 block"
             shutil.rmtree(dense, ignore_errors=True)
             record = {"method": method, "tensors": {
                 name: {"dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape),
@@ -83,12 +83,12 @@ def decode_float_quantized(folder):
             out[name] = t.float() if t.is_floating_point() else t
             continue
         rows, cols = t.shape
-        s = scale.float()
+        s = scale
         if tuple(s.shape) == (rows, 1):  # FP8_DYNAMIC: one scale per output row
             full = s.expand(rows, cols)
         else:  # FP8_BLOCK: one scale per 128 x 128 block, the last blocks cropped
             full = s.repeat_interleave(128, 0).repeat_interleave(128, 1)[:rows, :cols]
-        out[name] = t.float() * full
+        out[name] = (t.to(scale.dtype) * full.to(scale.dtype)).float()
     return out
 
 
