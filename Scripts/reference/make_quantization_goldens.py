@@ -80,7 +80,7 @@ def decode_float_quantized(folder):
             continue
         scale = tensors.get(name + "_scale")
         if scale is None or not name.endswith(".weight"):
-            out[name] = t.float() if t.is_floating_point() else t
+            out[name] = t  # unquantized tensors keep their dtype, as the dequantizer leaves them
             continue
         rows, cols = t.shape
         s = scale

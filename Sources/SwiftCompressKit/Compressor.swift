@@ -81,7 +81,7 @@ public enum Compressor {
       let descriptor = TensorDescriptor(tensor.info)
       let unchanged = [PlannedTensor(name: tensor.name, dtype: tensor.info.dtype, shape: tensor.info.shape)]
       var entry: PlanEntry
-      switch options.selection.decide(descriptor) {
+      switch options.selection.decide(descriptor, defaults: pass.usesDefaultSelection) {
       case .skipped(let reason):
         entry = PlanEntry(tensor: tensor, action: .keep(reason: reason), outputs: unchanged)
       case .selected:
@@ -130,6 +130,7 @@ public enum Compressor {
       throw SwiftCompressError.invalidOption(option: "--max-shard-size", reason: "must be positive")
     }
     let checkpoint = try Checkpoint.open(options.input)
+    let pass = try pass.prepared(for: checkpoint)
     let plan = try plan(checkpoint, pass: pass, options: options)
     let folder = try OutputFolder(destination: options.output, inputs: checkpoint.inputPaths, replace: options.force)
 
@@ -168,7 +169,11 @@ public enum Compressor {
     for (index, entry) in plan.entries.enumerated() {
       let tensor = entry.tensor
       let bytes = checkpoint.bytes(of: tensor)
-      let input = TensorInput(descriptor: TensorDescriptor(tensor.info), bytes: bytes)
+      let input = TensorInput(descriptor: TensorDescriptor(tensor.info), bytes: bytes) { name in
+        checkpoint.tensor(named: name).map {
+          TensorInput(descriptor: TensorDescriptor($0.info), bytes: checkpoint.bytes(of: $0))
+        }
+      }
       let result: TransformResult
       switch entry.action {
       case .keep:

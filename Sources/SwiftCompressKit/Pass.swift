@@ -18,10 +18,20 @@ public enum TensorDecision: Sendable, Equatable {
 public struct TensorInput: @unchecked Sendable {
   public let descriptor: TensorDescriptor
   public let bytes: UnsafeRawBufferPointer
+  private let lookup: (String) -> TensorInput?
 
-  public init(descriptor: TensorDescriptor, bytes: UnsafeRawBufferPointer) {
+  public init(
+    descriptor: TensorDescriptor, bytes: UnsafeRawBufferPointer,
+    lookup: @escaping (String) -> TensorInput? = { _ in nil }
+  ) {
     self.descriptor = descriptor
     self.bytes = bytes
+    self.lookup = lookup
+  }
+
+  /// Another tensor of the same checkpoint (a quantized weight's scale, say), or nil.
+  public func companion(named name: String) -> TensorInput? {
+    lookup(name)
   }
 
   /// Number of elements (the descriptor comes from a validated file).
@@ -95,6 +105,15 @@ public protocol CompressionPass: Sendable {
   /// Validates `configuration`.
   init(configuration: Configuration) throws(SwiftCompressError)
 
+  /// The pass ready for `checkpoint`, before anything is planned: a pass may read the
+  /// checkpoint's config.json or gather statistics over its tensors here.
+  func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> Self
+
+  /// Whether the default selection (1-D, embedding and integer tensors kept) applies;
+  /// a pass that must see every tensor (decompress) returns false. `--include` and
+  /// `--exclude` always apply.
+  var usesDefaultSelection: Bool { get }
+
   /// Decides, from the descriptor alone, what happens to a selected tensor.
   func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision
 
@@ -112,6 +131,10 @@ public protocol CompressionPass: Sendable {
 extension CompressionPass {
   public var outputMetadata: [String: String] { [:] }
 
+  public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> Self { self }
+
+  public var usesDefaultSelection: Bool { true }
+
   public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? { nil }
 
   /// The configuration as JSON, for reports and recipes.
@@ -125,7 +148,9 @@ extension CompressionPass {
 
 /// The passes this build knows, by identifier.
 public enum PassRegistry {
-  public static let passes: [any CompressionPass.Type] = [IdentityPass.self, CastPass.self, QuantizePass.self]
+  public static let passes: [any CompressionPass.Type] = [
+    IdentityPass.self, CastPass.self, QuantizePass.self, DecompressPass.self,
+  ]
 
   public static var identifiers: [String] { passes.map { $0.identifier } }
 

@@ -46,11 +46,16 @@ public struct TensorSelection: @unchecked Sendable {
     return components.contains { $0.lowercased().contains("embed") || $0 == "wte" || $0 == "wpe" }
   }
 
-  /// Whether `tensor` is offered to the pass, and if not, why.
-  public func decide(_ tensor: TensorDescriptor) -> SelectionDecision {
+  /// Whether `tensor` is offered to the pass, and if not, why. Without `defaults`,
+  /// only the patterns apply.
+  public func decide(_ tensor: TensorDescriptor, defaults: Bool = true) -> SelectionDecision {
     let name = tensor.name
     if let index = excludeRegexes.firstIndex(where: { name.contains($0) }) {
       return .skipped(reason: "matches --exclude '\(exclude[index])'")
+    }
+    if !defaults {
+      if includeRegexes.isEmpty || includeRegexes.contains(where: { name.contains($0) }) { return .selected }
+      return .skipped(reason: "matches no --include pattern")
     }
     guard tensor.dtype.isFloatingPoint else {
       return .skipped(reason: "\(tensor.dtype.rawValue) tensor (not floating point)")

@@ -9,6 +9,9 @@ Usage:
   check_safetensors.py cast WRITTEN SOURCE DTYPE
       every tensor of WRITTEN whose dtype is DTYPE equals the SOURCE tensor converted
       with numpy/ml_dtypes (round to nearest even); the others are byte-identical.
+  check_safetensors.py sha256 WRITTEN RECORD.json
+      every tensor RECORD.json lists (name -> {dtype, shape, sha256} of float32 bytes) is
+      in WRITTEN as F32 with that shape and those bytes.
 Prints one line per failure and exits 1 on any; prints "ok: N tensors" otherwise.
 """
 import sys
@@ -64,10 +67,29 @@ def cast(written, source, dtype):
     return failures, len(a)
 
 
+def sha256(written, record):
+    import hashlib
+    import json
+    a = raw(written)
+    expected = json.load(open(record))["tensors"]
+    failures = []
+    for name, want in expected.items():
+        got = a.get(name)
+        if got is None:
+            failures.append(f"{name}: missing")
+        elif got["dtype"] != "F32" or list(got["shape"]) != want["shape"]:
+            failures.append(f"{name}: {got['dtype']} {got['shape']}, expected F32 {want['shape']}")
+        elif hashlib.sha256(bytes(got["data"])).hexdigest() != want["sha256"]:
+            failures.append(f"{name}: values differ from the reference dequantization")
+    return failures, len(expected)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "same-tensors":
         failures, count = same_tensors(sys.argv[2], sys.argv[3])
+    elif mode == "sha256":
+        failures, count = sha256(sys.argv[2], sys.argv[3])
     elif mode == "cast":
         failures, count = cast(sys.argv[2], sys.argv[3], sys.argv[4])
     else:

@@ -135,3 +135,52 @@ struct FP4Tests {
     #expect(QuantizePass.mxExponent(0, dtype: .f32) == 0)
   }
 }
+
+@Suite("Decompression against the reference dequantizer")
+struct DecompressTests {
+  static let cases = QuantizeTests.cases
+
+  /// Every dequantized weight's F32 bytes hash to what compressed-tensors' dequantizer
+  /// produced (Fixtures/golden/quantization/*/dequantized.json), checked by Python.
+  @Test(arguments: cases)
+  func dequantizedWeightsEqualTheReference(_ model: String, _ scheme: QuantizationScheme) throws {
+    let python = try #require(referencePython, "the reference Python is missing: run `make venv`")
+    let golden = fixture("golden/quantization/\(model)/\(scheme.rawValue)")
+    let folder = TemporaryFolder()
+    let out = folder.file("dense")
+    _ = try Compressor.run(
+      pass: try DecompressPass(configuration: .init(dtype: .f32)),
+      options: CompressionOptions(input: golden, output: out, selection: try TensorSelection(), command: "decompress"))
+    let check = try runProcess(
+      python,
+      [
+        repositoryRoot + "/Tests/Interop/check_safetensors.py", "sha256", out + "/model.safetensors",
+        golden + "/dequantized.json",
+      ])
+    #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+    let dense = try Checkpoint.open(out)
+    #expect(!dense.tensors.contains { $0.name.hasSuffix("_scale") || $0.name.hasSuffix("_packed") })
+    let config = try JSONParser.parse(Array(FileManager.default.contents(atPath: out + "/config.json")!))
+    #expect(config["quantization_config"] == nil)
+    #expect(config["torch_dtype"] == .string("float32"))
+  }
+
+  @Test func defaultDTypeIsTheConfigsAndPlainCheckpointsAreRefused() throws {
+    let folder = TemporaryFolder()
+    let out = folder.file("dense")
+    _ = try Compressor.run(
+      pass: try DecompressPass(),
+      options: CompressionOptions(
+        input: fixture("golden/quantization/tiny-llama-bf16/W4A16"), output: out, selection: try TensorSelection(),
+        command: "decompress"))
+    #expect(try Checkpoint.open(out).tensor(named: "model.layers.0.mlp.up_proj.weight")?.info.dtype == .bf16)
+    #expect(throws: SwiftCompressError.self) {
+      _ = try Compressor.run(
+        pass: try DecompressPass(),
+        options: CompressionOptions(
+          input: fixture("tiny-llama-f32"), output: folder.file("x"), selection: try TensorSelection(),
+          command: "decompress"))
+    }
+    #expect(!FileManager.default.fileExists(atPath: folder.file("x")))
+  }
+}

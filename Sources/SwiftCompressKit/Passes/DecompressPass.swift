@@ -1,0 +1,224 @@
+import CheckpointIO
+import Foundation
+
+/// Turns a compressed-tensors checkpoint (every format `quantize` writes) back into
+/// dense weights, with the reference dequantizer's arithmetic: (q - zp) * s in the
+/// scale's dtype for integer and FP8 formats, code x 2^(e-127) for MXFP4; then stored as
+/// the chosen dtype. `quantization_config` is removed from config.json.
+public struct DecompressPass: CompressionPass {
+  public struct Configuration: Codable, Sendable, Equatable {
+    /// The dtype of the dense weights; nil: the config's `torch_dtype` (F32 when absent).
+    public var dtype: DType?
+    public init(dtype: DType? = nil) {
+      self.dtype = dtype
+    }
+  }
+
+  /// What `prepared(for:)` learns from config.json.
+  struct Format: Sendable, Equatable {
+    enum Kind: Sendable, Equatable {
+      case packed(bits: Int)
+      case float8
+      case mxfp4
+    }
+    var kind: Kind
+    /// FP8 scale block: rows x columns per scale (nil: one scale per row).
+    var block: [Int]?
+    var target: DType
+  }
+
+  public static let identifier = "decompress"
+  public static let summary = "dequantize a compressed-tensors checkpoint back to dense weights"
+  public let configuration: Configuration
+  let format: Format?
+
+  public init(configuration: Configuration = Configuration()) throws(SwiftCompressError) {
+    if let dtype = configuration.dtype, !Float32Conversion.encodableDTypes.contains(dtype) {
+      throw .invalidConfiguration(
+        pass: Self.identifier, reason: "cannot write \(dtype.rawValue); choose F32, BF16, F16 or F64")
+    }
+    self.configuration = configuration
+    format = nil
+  }
+
+  private init(configuration: Configuration, format: Format) {
+    self.configuration = configuration
+    self.format = format
+  }
+
+  public var usesDefaultSelection: Bool { false }
+
+  /// Reads `quantization_config` from the checkpoint's config.json.
+  public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> DecompressPass {
+    let path = checkpoint.folder + "/config.json"
+    guard checkpoint.layout != .file, let data = FileManager.default.contents(atPath: path),
+      let config = try? JSONParser.parse(Array(data)), let quantization = config["quantization_config"]
+    else {
+      throw .invalidTensor(
+        name: "config.json",
+        reason:
+          "\(checkpoint.path) has no config.json with a quantization_config: it is not a compressed-tensors checkpoint")
+    }
+    let formatName = quantization["format"]?.stringValue ?? ""
+    let weights = quantization["config_groups"]?.members?.first?.value["weights"]
+    let bits = weights?["num_bits"]?.uint64Value.map(Int.init) ?? 0
+    let kind: Format.Kind
+    switch formatName {
+    case "pack-quantized" where bits == 4 || bits == 8: kind = .packed(bits: bits)
+    case "float-quantized" where bits == 8: kind = .float8
+    case "mxfp4-pack-quantized": kind = .mxfp4
+    default:
+      throw .invalidTensor(
+        name: "config.json",
+        reason:
+          "quantization format '\(formatName)' with \(bits)-bit weights is not supported; supported: pack-quantized (4 or 8 bits), float-quantized (FP8), mxfp4-pack-quantized"
+      )
+    }
+    let torchDType: DType? =
+      switch config["torch_dtype"]?.stringValue ?? config["dtype"]?.stringValue {
+      case "bfloat16": .bf16
+      case "float16": .f16
+      case "float32": .f32
+      default: nil
+      }
+    return DecompressPass(
+      configuration: configuration,
+      format: Format(
+        kind: kind,
+        block: weights?["block_structure"]?.arrayValue?.compactMap { $0.uint64Value.map(Int.init) },
+        target: configuration.dtype ?? torchDType ?? .f32))
+  }
+
+  static let companionSuffixes = ["_scale", "_zero_point", "_shape", "_global_scale"]
+
+  public func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
+    guard let format else {
+      throw .passBrokePlan(pass: Self.identifier, tensor: tensor.name, reason: "planned before prepared(for:)")
+    }
+    let name = tensor.name
+    if name.hasSuffix(".weight_packed"), tensor.shape.count == 2 {
+      let module = String(name.dropLast(".weight_packed".count))
+      let columns: Int
+      switch format.kind {
+      case .packed(let bits): columns = tensor.shape[1] * 32 / bits
+      case .mxfp4: columns = tensor.shape[1] * 2
+      case .float8: return .keep(reason: "not part of a float-quantized checkpoint")
+      }
+      return .transform(
+        outputs: [PlannedTensor(name: module + ".weight", dtype: format.target, shape: [tensor.shape[0], columns])],
+        note: "dequantized")
+    }
+    if case .float8 = format.kind, name.hasSuffix(".weight"), tensor.dtype == .f8E4M3 {
+      return .transform(
+        outputs: [PlannedTensor(name: name, dtype: format.target, shape: tensor.shape)], note: "dequantized")
+    }
+    if name.range(of: #"\.weight(_scale|_zero_point|_shape|_global_scale)$"#, options: .regularExpression) != nil {
+      return .transform(outputs: [], note: "folded into the dequantized weight")
+    }
+    return .keep(reason: "not quantized")
+  }
+
+  public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
+    guard let format, !outputs.isEmpty else { return TransformResult(outputs: [], reconstruction: .notApplicable) }
+    let name = input.descriptor.name
+    let module = String(name.dropLast(name.hasSuffix(".weight_packed") ? ".weight_packed".count : ".weight".count))
+    let (rows, columns) = (outputs[0].shape[0], outputs[0].shape[1])
+    func companion(_ suffix: String) throws(SwiftCompressError) -> TensorInput {
+      guard let tensor = input.companion(named: module + suffix) else {
+        throw .invalidTensor(name: module + suffix, reason: "missing: \(name) cannot be dequantized without it")
+      }
+      return tensor
+    }
+    let scale = try companion(".weight_scale")
+    let scaleShape = scale.descriptor.shape
+    guard scaleShape.count == 2, scaleShape[0] > 0, scaleShape[1] > 0 else {
+      throw .invalidTensor(name: module + ".weight_scale", reason: "shape \(scaleShape) is not a 2-D grid of scales")
+    }
+    var dense = [Float](repeating: 0, count: rows * columns)
+    switch format.kind {
+    case .packed(let bits):
+      let scales = scale.floats()
+      let round = DTypeRounding(scale.descriptor.dtype)
+      let group = columns / scaleShape[1]
+      var zeroPoints = [Float](repeating: 0, count: scales.count)
+      if let zp = input.companion(named: module + ".weight_zero_point") {
+        let codes = Self.unpack(zp.bytes, rows: zp.descriptor.shape[0], words: zp.descriptor.shape[1], bits: bits)
+        // Packed along the output dimension: [words, groups] holds zero point (row, g) at
+        // word row * bits / 32 of column g.
+        let perWord = 32 / bits
+        for row in 0..<rows {
+          for g in 0..<scaleShape[1] {
+            let code = codes[((row / perWord) * scaleShape[1] + g) * perWord + row % perWord]
+            zeroPoints[row * scaleShape[1] + g] = Float(Int(code) - (1 << (bits - 1)))
+          }
+        }
+      }
+      let codes = Self.unpack(input.bytes, rows: rows, words: input.descriptor.shape[1], bits: bits)
+      for row in 0..<rows {
+        for column in 0..<columns {
+          let index = row * scaleShape[1] + column / group
+          let q = Float(Int(codes[row * columns + column]) - (1 << (bits - 1)))
+          dense[row * columns + column] = round(round(q - zeroPoints[index]) * scales[index])
+        }
+      }
+    case .float8:
+      let scales = scale.floats()
+      let round = DTypeRounding(scale.descriptor.dtype)
+      // Per 128 x 128 block (FP8_BLOCK's block_structure), or one scale per row.
+      let block = format.block.flatMap { $0.count == 2 ? $0 : nil } ?? [1, columns]
+      let (blockRows, blockColumns) = (block[0], block[1])
+      guard (rows + blockRows - 1) / blockRows == scaleShape[0],
+        (columns + blockColumns - 1) / blockColumns == scaleShape[1]
+      else {
+        throw .invalidTensor(
+          name: module + ".weight_scale",
+          reason: "shape \(scaleShape) does not match [\(rows), \(columns)] in blocks of \(block)")
+      }
+      let values = input.floats()
+      for row in 0..<rows {
+        for column in 0..<columns {
+          let s = scales[(row / blockRows) * scaleShape[1] + column / blockColumns]
+          dense[row * columns + column] = round(round(values[row * columns + column]) * s)
+        }
+      }
+    case .mxfp4:
+      let exponents = Array(scale.bytes)
+      let groups = scaleShape[1]
+      let group = columns / groups
+      for row in 0..<rows {
+        for column in 0..<columns {
+          let byte = input.bytes[(row * columns + column) / 2]
+          let code = column % 2 == 0 ? byte & 0xF : byte >> 4
+          let e = Int(exponents[row * groups + column / group])
+          dense[row * columns + column] =
+            Float32Conversion.e2m1Table[Int(code)] * Float(sign: .plus, exponent: e - 127, significand: 1)
+        }
+      }
+    }
+    return TransformResult(
+      outputs: [.owned(QuantizePass.encode(dense, as: outputs[0].dtype))], reconstruction: .notApplicable)
+  }
+
+  /// The `bits`-bit codes of `rows` rows of `words` little-endian int32 words each.
+  static func unpack(_ bytes: UnsafeRawBufferPointer, rows: Int, words: Int, bits: Int) -> [UInt32] {
+    let perWord = 32 / bits
+    let mask: UInt32 = (1 << UInt32(bits)) - 1
+    var codes = [UInt32](repeating: 0, count: rows * words * perWord)
+    for w in 0..<(rows * words) {
+      let word = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: w * 4, as: UInt32.self))
+      for j in 0..<perWord { codes[w * perWord + j] = (word >> UInt32(bits * j)) & mask }
+    }
+    return codes
+  }
+
+  /// config.json without `quantization_config`, and `torch_dtype` set to the dense dtype,
+  /// written as transformers writes it.
+  public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? {
+    guard let members = config.members, let format else { return nil }
+    var edited = JSONValue.object(members.filter { $0.key != "quantization_config" })
+    if let name = CastPass.torchNames[format.target], config["torch_dtype"] != nil {
+      edited = edited.setting("torch_dtype", to: .string(name)) ?? edited
+    }
+    return JSONText.pretty(edited)
+  }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import CheckpointIO
+import SwiftCompressKit
+
+extension SwiftCompressCommand {
+  struct Decompress: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Dequantize a compressed-tensors checkpoint (any format quantize writes) back to dense weights.")
+
+    @Argument(help: "The quantized checkpoint folder (with config.json's quantization_config).")
+    var input: String
+
+    @Argument(help: "The output folder (must not exist unless --force).")
+    var output: String
+
+    @Option(name: .long, help: "The dtype of the dense weights: F32, BF16 or F16 (default: the config's torch_dtype).")
+    var dtype: DType?
+
+    @OptionGroup var options: PipelineOptions
+
+    func run() throws {
+      try Diagnostics.reportingErrors {
+        let pass = try DecompressPass(configuration: .init(dtype: dtype))
+        let options = CompressionOptions(
+          input: input, output: output, selection: try self.options.selection(),
+          maxShardSize: self.options.maxShardSize.bytes, force: self.options.force, command: "decompress")
+        try runPipeline(pass: pass, options: options, shared: self.options)
+      }
+    }
+  }
+}
