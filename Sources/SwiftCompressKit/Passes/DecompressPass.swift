@@ -3,8 +3,9 @@ import Foundation
 
 /// Turns a compressed-tensors checkpoint (every format `quantize` writes) back into
 /// dense weights, with the reference dequantizer's arithmetic: (q - zp) * s in the
-/// scale's dtype for integer and FP8 formats, code x 2^(e-127) for MXFP4; then stored as
-/// the chosen dtype. `quantization_config` is removed from config.json.
+/// scale's dtype for integer and FP8 formats, code x 2^(e-127) for MXFP4, and for NVFP4
+/// code x (scale / g) rounded to BF16 (the reference decompressor's working dtype, even
+/// for an F32 model); then stored as the chosen dtype. `quantization_config` is removed from config.json.
 public struct DecompressPass: CompressionPass {
   public struct Configuration: Codable, Sendable, Equatable {
     /// The dtype of the dense weights; nil: the config's `torch_dtype` (F32 when absent).
@@ -20,6 +21,7 @@ public struct DecompressPass: CompressionPass {
       case packed(bits: Int)
       case float8
       case mxfp4
+      case nvfp4
     }
     var kind: Kind
     /// FP8 scale block: rows x columns per scale (nil: one scale per row).
@@ -67,6 +69,7 @@ public struct DecompressPass: CompressionPass {
     case "pack-quantized" where bits == 4 || bits == 8: kind = .packed(bits: bits)
     case "float-quantized" where bits == 8: kind = .float8
     case "mxfp4-pack-quantized": kind = .mxfp4
+    case "nvfp4-pack-quantized": kind = .nvfp4
     default:
       throw .invalidTensor(
         name: "config.json",
@@ -101,7 +104,7 @@ public struct DecompressPass: CompressionPass {
       let columns: Int
       switch format.kind {
       case .packed(let bits): columns = tensor.shape[1] * 32 / bits
-      case .mxfp4: columns = tensor.shape[1] * 2
+      case .mxfp4, .nvfp4: columns = tensor.shape[1] * 2
       case .float8: return .keep(reason: "not part of a float-quantized checkpoint")
       }
       return .transform(
@@ -192,6 +195,22 @@ public struct DecompressPass: CompressionPass {
           let e = Int(exponents[row * groups + column / group])
           dense[row * columns + column] =
             Float32Conversion.e2m1Table[Int(code)] * Float(sign: .plus, exponent: e - 127, significand: 1)
+        }
+      }
+    case .nvfp4:
+      // As the reference's NVFP4 decompressor: codes x (scale / g) in Float32, rounded
+      // to BF16 (its working dtype), whatever dtype is written.
+      let global = try companion(".weight_global_scale").floats().first ?? 1
+      let scales = scale.floats()
+      let groups = scaleShape[1]
+      let group = columns / groups
+      let toBF16 = DTypeRounding(.bf16)
+      for row in 0..<rows {
+        for column in 0..<columns {
+          let byte = input.bytes[(row * columns + column) / 2]
+          let code = column % 2 == 0 ? byte & 0xF : byte >> 4
+          let effective = scales[row * groups + column / group] / global
+          dense[row * columns + column] = toBF16(Float32Conversion.e2m1Table[Int(code)] * effective)
         }
       }
     }

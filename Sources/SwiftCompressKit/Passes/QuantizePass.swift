@@ -9,12 +9,13 @@ public enum QuantizationScheme: String, CaseIterable, Codable, Sendable {
   case fp8Dynamic = "FP8_DYNAMIC"
   case fp8Block = "FP8_BLOCK"
   case mxfp4 = "MXFP4A16"
+  case nvfp4 = "NVFP4A16"
 
   /// Bits per quantized value.
   public var bits: Int {
     switch self {
     case .w8a16, .fp8Dynamic, .fp8Block: 8
-    case .w4a16, .w4a16Asym, .mxfp4: 4
+    case .w4a16, .w4a16Asym, .mxfp4, .nvfp4: 4
     }
   }
 
@@ -28,14 +29,19 @@ public enum QuantizationScheme: String, CaseIterable, Codable, Sendable {
     switch self {
     case .fp8Dynamic, .fp8Block: "float-quantized"
     case .mxfp4: "mxfp4-pack-quantized"
+    case .nvfp4: "nvfp4-pack-quantized"
     default: "pack-quantized"
     }
   }
 
-  /// Parses a scheme name, case-insensitively; MXFP4 is accepted for MXFP4A16.
+  /// FP4 (E2M1) values with microscaling block scales.
+  public var isFP4: Bool { self == .mxfp4 || self == .nvfp4 }
+
+  /// Parses a scheme name, case-insensitively; MXFP4 and NVFP4 are accepted for the A16 presets.
   public init?(name: String) {
-    if name.caseInsensitiveCompare("MXFP4") == .orderedSame {
-      self = .mxfp4
+    for (alias, scheme) in [("MXFP4", Self.mxfp4), ("NVFP4", Self.nvfp4)]
+    where name.caseInsensitiveCompare(alias) == .orderedSame {
+      self = scheme
       return
     }
     guard let scheme = Self.allCases.first(where: { $0.rawValue.caseInsensitiveCompare(name) == .orderedSame }) else {
@@ -88,9 +94,11 @@ public struct QuantizePass: CompressionPass {
   public static let compressedTensorsVersion = "0.20.0"
   public let configuration: Configuration
   private let ignoreRules: [IgnoreRule]
+  /// NVFP4 global scales by module, from `prepared(for:)`.
+  var globalScales: [String: Float] = [:]
 
   public init(configuration: Configuration) throws(SwiftCompressError) {
-    let fixedGroups = configuration.scheme.isFloat8 || configuration.scheme == .mxfp4
+    let fixedGroups = configuration.scheme.isFloat8 || configuration.scheme.isFP4
     guard fixedGroups || configuration.groupSize > 0,
       fixedGroups || configuration.groupSize % (32 / configuration.scheme.bits) == 0
     else {
@@ -101,6 +109,48 @@ public struct QuantizePass: CompressionPass {
     }
     self.configuration = configuration
     ignoreRules = try configuration.ignore.map { (entry) throws(SwiftCompressError) in try IgnoreRule(entry) }
+  }
+
+  /// NVFP4 needs, before any tensor is written, one global scale per fused set of
+  /// modules (q/k/v projections share one, gate/up share one, as vLLM requires):
+  /// g = 2688 x (1 / amax) over the set, computed as PyTorch does (reciprocal, then
+  /// product, each rounded to the weight's dtype). This reads every weight to be
+  /// quantized once, chunk by chunk. `--include`/`--exclude` are not seen here: an
+  /// excluded partner still counts towards its set's amax.
+  public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> QuantizePass {
+    guard configuration.scheme == .nvfp4 else { return self }
+    var amaxBySet: [String: Float] = [:]
+    var setOf: [String: String] = [:]
+    var dtypeOf: [String: DType] = [:]
+    for tensor in checkpoint.tensors {
+      let descriptor = TensorDescriptor(tensor.info)
+      guard case .transform = try plan(descriptor), let module = Self.module(of: tensor.name) else { continue }
+      let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor))
+      let amax = TensorStatistics.compute(input).absMax.map(Float.init) ?? 0
+      checkpoint.release(tensor)
+      let set = Self.fusedSet(of: module)
+      setOf[module] = set
+      dtypeOf[module] = tensor.info.dtype
+      amaxBySet[set] = max(amaxBySet[set] ?? 0, amax)
+    }
+    var prepared = self
+    for (module, set) in setOf {
+      let round = DTypeRounding(dtypeOf[module] ?? .f32)
+      let amax = max(amaxBySet[set] ?? 0, Float.leastNormalMagnitude)  // the reference clamps to finfo.tiny
+      let scale = round(round(1 / amax) * 2688)
+      prepared.globalScales[module] = scale.isFinite ? scale : 1
+    }
+    return prepared
+  }
+
+  /// The fused set a module's NVFP4 global scale is shared with.
+  static func fusedSet(of module: String) -> String {
+    for (parts, name) in [(["q_proj", "k_proj", "v_proj"], "qkv"), (["gate_proj", "up_proj"], "gate_up")] {
+      for part in parts where module.hasSuffix("." + part) {
+        return String(module.dropLast(part.count)) + name
+      }
+    }
+    return module
   }
 
   /// The module a `.weight` tensor belongs to.
@@ -137,7 +187,7 @@ public struct QuantizePass: CompressionPass {
           PlannedTensor(name: module + ".weight_scale", dtype: tensor.dtype, shape: scaleShape),
         ], note: scheme == .fp8Dynamic ? "FP8_DYNAMIC, per output channel" : "FP8_BLOCK, 128x128 blocks")
     }
-    let group = scheme == .mxfp4 ? 32 : configuration.groupSize
+    let group = scheme == .mxfp4 ? 32 : scheme == .nvfp4 ? 16 : configuration.groupSize
     guard columns % group == 0 else {
       throw .invalidTensor(
         name: tensor.name,
@@ -151,6 +201,14 @@ public struct QuantizePass: CompressionPass {
           PlannedTensor(name: module + ".weight_packed", dtype: .u8, shape: [rows, columns / 2]),
           PlannedTensor(name: module + ".weight_scale", dtype: .u8, shape: [rows, columns / 32]),
         ], note: "MXFP4, E8M0 scale per 32")
+    }
+    if scheme == .nvfp4 {
+      return .transform(
+        outputs: [
+          PlannedTensor(name: module + ".weight_packed", dtype: .u8, shape: [rows, columns / 2]),
+          PlannedTensor(name: module + ".weight_scale", dtype: .f8E4M3, shape: [rows, columns / 16]),
+          PlannedTensor(name: module + ".weight_global_scale", dtype: .f32, shape: [1]),
+        ], note: "NVFP4, E4M3 scale per 16 and a global scale")
     }
     let bits = configuration.scheme.bits
     var outputs = [
@@ -188,6 +246,12 @@ public struct QuantizePass: CompressionPass {
     }
     if scheme == .mxfp4 {
       return mxfp4(values, rows: rows, columns: columns, round: round)
+    }
+    if scheme == .nvfp4 {
+      guard let module = Self.module(of: input.descriptor.name), let global = globalScales[module] else {
+        throw .passBrokePlan(pass: Self.identifier, tensor: input.descriptor.name, reason: "no NVFP4 global scale")
+      }
+      return nvfp4(values, rows: rows, columns: columns, round: round, globalScale: global)
     }
     var codes = [UInt32](repeating: 0, count: rows * columns)
     var scales = [Float](repeating: 0, count: rows * groups)
@@ -320,6 +384,37 @@ public struct QuantizePass: CompressionPass {
     return TransformResult(outputs: [.owned(packed), .owned(exponents)], reconstruction: .dense(reconstruction))
   }
 
+  /// NVFP4: per 16 values an E4M3 scale e4m3(g x r(amax / 6)) (0 becomes 0.125, the
+  /// E4M3 epsilon, as in the reference), and E2M1 codes of clamp(W / (scale / g), +-6),
+  /// the division in Float32; g is stored as F32 [1].
+  private func nvfp4(_ values: [Float], rows: Int, columns: Int, round: DTypeRounding, globalScale: Float)
+    -> TransformResult
+  {
+    let groups = columns / 16
+    var scales = [UInt8](repeating: 0, count: rows * groups)
+    var packed = [UInt8](repeating: 0, count: rows * columns / 2)
+    var reconstruction = [Float](repeating: 0, count: rows * columns)
+    let table = Float32Conversion.e4m3Table
+    for row in 0..<rows {
+      for g in 0..<groups {
+        let start = row * columns + g * 16
+        let amax = values[start..<(start + 16)].reduce(Float(0)) { max($0, abs($1)) }
+        var code = Float32Conversion.e4m3Code(min(max(globalScale * round(amax / 6), -448), 448))
+        if table[Int(code)] == 0 { code = Float32Conversion.e4m3Code(0.125) }
+        scales[row * groups + g] = code
+        let effective = table[Int(code)] / globalScale
+        for i in start..<(start + 16) {
+          let fp4 = Self.e2m1Code(min(max(values[i] / effective, -6), 6))
+          packed[i / 2] |= i % 2 == 0 ? fp4 : fp4 << 4
+          reconstruction[i] = Float32Conversion.e2m1Table[Int(fp4)] * effective
+        }
+      }
+    }
+    let global = [globalScale].withUnsafeBytes { Array($0) }
+    return TransformResult(
+      outputs: [.owned(packed), .owned(scales), .owned(global)], reconstruction: .dense(reconstruction))
+  }
+
   /// The E8M0 exponent of an MXFP4 group with absolute maximum `amax` (stored in `dtype`).
   static func mxExponent(_ amax: Float, dtype: DType) -> UInt8 {
     guard amax > 0, amax.isFinite else { return 0 }
@@ -389,15 +484,24 @@ public struct QuantizePass: CompressionPass {
     var weights: [JSONMember] = [
       JSONMember("dynamic", .bool(false)),
       JSONMember(
-        "group_size", scheme.isFloat8 ? .null : .number(scheme == .mxfp4 ? "32" : String(configuration.groupSize))),
+        "group_size",
+        scheme.isFloat8
+          ? .null
+          : .number(scheme == .mxfp4 ? "32" : scheme == .nvfp4 ? "16" : String(configuration.groupSize))),
       JSONMember("num_bits", .number(String(scheme.bits))),
       JSONMember(
-        "strategy", .string(scheme == .fp8Dynamic ? "channel" : scheme == .fp8Block ? "block" : "group")),
+        "strategy",
+        .string(
+          scheme == .fp8Dynamic
+            ? "channel" : scheme == .fp8Block ? "block" : scheme == .nvfp4 ? "tensor_group" : "group")),
       JSONMember("symmetric", .bool(scheme.symmetric)),
-      JSONMember("type", .string(scheme.isFloat8 || scheme == .mxfp4 ? "float" : "int")),
+      JSONMember("type", .string(scheme.isFloat8 || scheme.isFP4 ? "float" : "int")),
     ]
     if scheme == .mxfp4 {
       weights.append(JSONMember("scale_dtype", .string("torch.uint8")))
+    }
+    if scheme == .nvfp4 {
+      weights.append(JSONMember("scale_dtype", .string("torch.float8_e4m3fn")))
     }
     if scheme == .fp8Block {
       weights.append(JSONMember("block_structure", .array([.number("128"), .number("128")])))
