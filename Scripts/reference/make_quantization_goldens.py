@@ -33,7 +33,7 @@ from llmcompressor.entrypoints.model_free import model_free_ptq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCHEMES = ["W8A16", "W4A16", "W4A16_ASYM", "FP8_DYNAMIC", "FP8_BLOCK", "MXFP4A16", "NVFP4A16"]
-MODELS = ["tiny-llama-f32", "tiny-llama-bf16"]
+MODELS = ["tiny-llama-f32", "tiny-llama-f16", "tiny-llama-bf16"]
 IGNORE = ["lm_head", "re:.*embed_tokens.*"]
 
 

@@ -10,7 +10,8 @@ import Testing
 /// Scripts/reference/make_quantization_goldens.py).
 @Suite("Quantization against the reference goldens")
 struct QuantizeTests {
-  static let cases: [(String, QuantizationScheme)] = ["tiny-llama-f32", "tiny-llama-bf16"].flatMap { model in
+  static let cases: [(String, QuantizationScheme)] = ["tiny-llama-f32", "tiny-llama-f16", "tiny-llama-bf16"].flatMap {
+    model in
     QuantizationScheme.allCases.map { (model, $0) }
   }
 
