@@ -185,3 +185,24 @@ struct DecompressTests {
     #expect(!FileManager.default.fileExists(atPath: folder.file("x")))
   }
 }
+
+@Suite("Quantize refuses quantized input")
+struct AlreadyQuantizedTests {
+  @Test(arguments: [
+    "golden/quantization/tiny-llama-f32/W4A16", "golden/quantization/tiny-llama-f32/W4A16/model.safetensors",
+  ])
+  func alreadyQuantizedInputIsRefused(_ path: String) throws {
+    let folder = TemporaryFolder()
+    do {
+      _ = try Compressor.run(
+        pass: try QuantizePass(configuration: .init(scheme: .w8a16)),
+        options: CompressionOptions(
+          input: fixture(path), output: folder.file("q"), selection: try TensorSelection(), command: "quantize"))
+      Issue.record("quantized an already quantized checkpoint")
+    } catch let error as SwiftCompressError {
+      #expect(error.category == .invalidInput)
+      #expect(error.errorDescription?.contains("decompress") == true)
+    }
+    #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).isEmpty)
+  }
+}

@@ -118,6 +118,7 @@ public struct QuantizePass: CompressionPass {
   /// quantized once, chunk by chunk. `--include`/`--exclude` are not seen here: an
   /// excluded partner still counts towards its set's amax.
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> QuantizePass {
+    try Self.refuseQuantizedInput(checkpoint)
     guard configuration.scheme == .nvfp4 else { return self }
     var amaxBySet: [String: Float] = [:]
     var setOf: [String: String] = [:]
@@ -141,6 +142,28 @@ public struct QuantizePass: CompressionPass {
       prepared.globalScales[module] = scale.isFinite ? scale : 1
     }
     return prepared
+  }
+
+  /// A checkpoint that is already compressed (a `quantization_config`, or packed /
+  /// scale tensors) is refused: quantizing it again would quantize the codes.
+  static func refuseQuantizedInput(_ checkpoint: Checkpoint) throws(SwiftCompressError) {
+    let configPath = checkpoint.folder + "/config.json"
+    if checkpoint.layout != .file, let data = FileManager.default.contents(atPath: configPath),
+      let config = try? JSONParser.parse(Array(data)), config["quantization_config"] != nil
+    {
+      throw .invalidTensor(
+        name: "config.json",
+        reason:
+          "\(checkpoint.path) is already quantized (config.json has a quantization_config); run 'swiftcompress decompress' first"
+      )
+    }
+    if let packed = checkpoint.tensors.first(where: {
+      $0.name.hasSuffix(".weight_packed") || $0.name.hasSuffix(".weight_scale")
+    }) {
+      throw .invalidTensor(
+        name: packed.name,
+        reason: "the checkpoint already holds quantized weights; run 'swiftcompress decompress' first")
+    }
   }
 
   /// The fused set a module's NVFP4 global scale is shared with.
