@@ -258,106 +258,137 @@ public struct QuantizePass: CompressionPass {
     let qmax = Float((1 << (bits - 1)) - 1)
     let round = DTypeRounding(dtype)
 
-    let values = input.floats()
-    if let bad = values.firstIndex(where: { !$0.isFinite }) {
-      throw .invalidTensor(
-        name: input.descriptor.name,
-        reason: "element [\(bad / columns), \(bad % columns)] is \(values[bad]); quantization needs finite weights")
-    }
     if scheme.isFloat8 {
-      return float8(values, rows: rows, columns: columns, round: round, dtype: dtype)
+      return try float8(input, rows: rows, columns: columns, round: round)
     }
     if scheme == .mxfp4 {
-      return mxfp4(values, rows: rows, columns: columns, round: round)
+      return try mxfp4(input, rows: rows, columns: columns, round: round)
     }
     if scheme == .nvfp4 {
       guard let module = Self.module(of: input.descriptor.name), let global = globalScales[module] else {
         throw .passBrokePlan(pass: Self.identifier, tensor: input.descriptor.name, reason: "no NVFP4 global scale")
       }
-      return nvfp4(values, rows: rows, columns: columns, round: round, globalScale: global)
+      return try nvfp4(input, rows: rows, columns: columns, globalScale: global)
     }
-    var codes = [UInt32](repeating: 0, count: rows * columns)
+    let perWord = 32 / bits
+    let words = columns / perWord
+    var packed = [UInt8](repeating: 0, count: rows * words * 4)
     var scales = [Float](repeating: 0, count: rows * groups)
     var zeroPoints = [Float](repeating: 0, count: scheme.symmetric ? 0 : rows * groups)
-    var reconstruction = [Float](repeating: 0, count: rows * columns)
     let offset = Float(1 << (bits - 1))
 
-    for row in 0..<rows {
+    let error = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, reconstruction in
       for g in 0..<groups {
-        let start = row * columns + g * group
-        let slice = values[start..<(start + group)]
+        let start = g * group
         var scale: Float
         var zeroPoint: Float = 0
         if scheme.symmetric {
-          let amax = slice.reduce(Float(0)) { max($0, abs($1)) }
+          var amax: Float = 0
+          for i in start..<(start + group) { amax = max(amax, abs(values[i])) }
           scale = round(amax / ((qmax - qmin) / 2))
           if scale == 0 { scale = round.epsilon }
         } else {
-          let low = min(slice.min() ?? 0, 0)
-          let high = max(slice.max() ?? 0, 0)
+          var low: Float = 0
+          var high: Float = 0
+          for i in start..<(start + group) {
+            low = min(low, values[i])
+            high = max(high, values[i])
+          }
           scale = round(round(high - low) / (qmax - qmin))
           if scale == 0 {
             scale = round.epsilon  // an all-zero group: every code is the zero point
-            zeroPoint = 0
           } else {
             zeroPoint = (min(max(round(qmin - round(low / scale)), qmin), qmax)).rounded(.toNearestOrEven)
           }
           zeroPoints[row * groups + g] = zeroPoint
         }
         scales[row * groups + g] = scale
-        for i in start..<(start + group) {
-          var scaled = round(values[i] / scale)
-          if !scheme.symmetric { scaled = round(scaled + zeroPoint) }
-          let q = min(max(scaled, qmin), qmax).rounded(.toNearestOrEven)
-          codes[i] = UInt32(q + offset)
-          reconstruction[i] = round(round(q - zeroPoint) * scale)
+        for w in (start / perWord)..<((start + group) / perWord) {
+          var word: UInt32 = 0
+          for j in 0..<perWord {
+            let i = w * perWord + j
+            var scaled = round(values[i] / scale)
+            if !scheme.symmetric { scaled = round(scaled + zeroPoint) }
+            let q = min(max(scaled, qmin), qmax).rounded(.toNearestOrEven)
+            word |= UInt32(q + offset) << UInt32(bits * j)
+            reconstruction[i] = round(round(q - zeroPoint) * scale)
+          }
+          packed.withUnsafeMutableBytes {
+            $0.storeBytes(of: word.littleEndian, toByteOffset: (row * words + w) * 4, as: UInt32.self)
+          }
         }
       }
     }
 
-    var data: [OutputData] = [
-      .owned(Self.packRows(codes, rows: rows, columns: columns, bits: bits)),
-      .owned(Self.encode(scales, as: dtype)),
-    ]
+    var data: [OutputData] = [.owned(packed), .owned(Self.encode(scales, as: dtype))]
     if !scheme.symmetric {
-      // Zero points are packed along the output dimension: pack the transpose.
-      var transposed = [UInt32](repeating: 0, count: rows * groups)
-      for row in 0..<rows {
-        for g in 0..<groups { transposed[g * rows + row] = UInt32(zeroPoints[row * groups + g] + offset) }
-      }
-      let packed = Self.packRows(transposed, rows: groups, columns: rows, bits: bits)
-      let words = (rows * bits + 31) / 32
-      // Transpose the [groups, words] result back to [words, groups].
-      var result = [UInt8](repeating: 0, count: words * groups * 4)
-      packed.withUnsafeBytes { src in
-        result.withUnsafeMutableBytes { dst in
+      // Zero points are packed along the output dimension: word w of column g holds the
+      // zero points of rows w * perWord ..< (w + 1) * perWord (the last word zero-padded).
+      let zeroWords = (rows + perWord - 1) / perWord
+      var result = [UInt8](repeating: 0, count: zeroWords * groups * 4)
+      result.withUnsafeMutableBytes { dst in
+        for w in 0..<zeroWords {
           for g in 0..<groups {
-            for w in 0..<words {
-              let word = src.loadUnaligned(fromByteOffset: (g * words + w) * 4, as: UInt32.self)
-              dst.storeBytes(of: word, toByteOffset: (w * groups + g) * 4, as: UInt32.self)
+            var word: UInt32 = 0
+            for j in 0..<perWord where w * perWord + j < rows {
+              word |= UInt32(zeroPoints[(w * perWord + j) * groups + g] + offset) << UInt32(bits * j)
             }
+            dst.storeBytes(of: word.littleEndian, toByteOffset: (w * groups + g) * 4, as: UInt32.self)
           }
         }
       }
       data.append(.owned(result))
     }
     data.append(.owned([Int64(rows), Int64(columns)].withUnsafeBytes { Array($0) }))
-    return TransformResult(outputs: data, reconstruction: .dense(reconstruction))
+    return TransformResult(outputs: data, reconstruction: .measured(error))
+  }
+
+  /// Calls `body` for each row of `input` with its values as Float32 and a buffer for the
+  /// row's reconstruction, and accumulates the error between the two. Rows are decoded
+  /// one at a time, so memory stays at one row beyond the outputs. Non-finite weights are
+  /// rejected, naming the element.
+  static func forEachRow(
+    _ input: TensorInput, rows: Int, columns: Int,
+    _ body: (Int, UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void
+  ) throws(SwiftCompressError) -> ErrorAccumulator {
+    let dtype = input.descriptor.dtype
+    let rowBytes = columns * dtype.bitsPerElement / 8
+    var values = [Float](repeating: 0, count: columns)
+    var reconstruction = [Float](repeating: 0, count: columns)
+    var accumulator = ErrorAccumulator()
+    for row in 0..<rows {
+      try values.withUnsafeMutableBufferPointer { (v) throws(SwiftCompressError) in
+        Float32Conversion.convert(
+          UnsafeRawBufferPointer(rebasing: input.bytes[(row * rowBytes)..<((row + 1) * rowBytes)]), dtype: dtype,
+          count: columns, into: v)
+        if let bad = v.firstIndex(where: { !$0.isFinite }) {
+          throw .invalidTensor(
+            name: input.descriptor.name,
+            reason: "element [\(row), \(bad)] is \(v[bad]); quantization needs finite weights")
+        }
+        reconstruction.withUnsafeMutableBufferPointer { r in
+          body(row, UnsafeBufferPointer(v), r)
+          accumulator.add(reference: UnsafeBufferPointer(v), reconstruction: UnsafeBufferPointer(r))
+        }
+      }
+    }
+    return accumulator
   }
 
   /// FP8 E4M3 with one scale per row or per 128 x 128 block: s = amax / 448 and
   /// q = e4m3(clamp(W / s, +-448)), each step in W's dtype.
-  private func float8(_ values: [Float], rows: Int, columns: Int, round: DTypeRounding, dtype: DType)
+  private func float8(_ input: TensorInput, rows: Int, columns: Int, round: DTypeRounding) throws(SwiftCompressError)
     -> TransformResult
   {
     let block = configuration.scheme == .fp8Dynamic ? (rows: 1, columns: columns) : (rows: 128, columns: 128)
     let blockRows = (rows + block.rows - 1) / block.rows
     let blockColumns = (columns + block.columns - 1) / block.columns
+    // First pass: the amax of every block (FP8_BLOCK blocks span 128 rows).
     var scales = [Float](repeating: 0, count: blockRows * blockColumns)
-    for r in 0..<rows {
+    _ = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, _ in
       for c in 0..<columns {
-        let index = (r / block.rows) * blockColumns + c / block.columns
-        scales[index] = max(scales[index], abs(values[r * columns + c]))
+        let index = (row / block.rows) * blockColumns + c / block.columns
+        scales[index] = max(scales[index], abs(values[c]))
       }
     }
     for i in scales.indices {
@@ -365,19 +396,18 @@ public struct QuantizePass: CompressionPass {
       if scales[i] == 0 { scales[i] = round.epsilon }
     }
     var codes = [UInt8](repeating: 0, count: rows * columns)
-    var reconstruction = [Float](repeating: 0, count: rows * columns)
     let table = Float32Conversion.e4m3Table
-    for r in 0..<rows {
+    let error = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, reconstruction in
       for c in 0..<columns {
-        let i = r * columns + c
-        let scale = scales[(r / block.rows) * blockColumns + c / block.columns]
-        let code = Float32Conversion.e4m3Code(min(max(round(values[i] / scale), -448), 448))
-        codes[i] = code
-        reconstruction[i] = round(table[Int(code)] * scale)
+        let scale = scales[(row / block.rows) * blockColumns + c / block.columns]
+        let code = Float32Conversion.e4m3Code(min(max(round(values[c] / scale), -448), 448))
+        codes[row * columns + c] = code
+        reconstruction[c] = round(table[Int(code)] * scale)
       }
     }
     return TransformResult(
-      outputs: [.owned(codes), .owned(Self.encode(scales, as: dtype))], reconstruction: .dense(reconstruction))
+      outputs: [.owned(codes), .owned(Self.encode(scales, as: input.descriptor.dtype))],
+      reconstruction: .measured(error))
   }
 
   /// MXFP4 (OCP microscaling): per 32 values an E8M0 exponent e = 127 + floor(log2(m)) - 2,
@@ -385,57 +415,57 @@ public struct QuantizePass: CompressionPass {
   /// reference does (up when the mantissa is at least 1.75), and E2M1 codes of
   /// clamp(W / 2^(e-127), +-6) rounded to nearest even; two codes per byte, even element
   /// in the low nibble.
-  private func mxfp4(_ values: [Float], rows: Int, columns: Int, round: DTypeRounding) -> TransformResult {
+  private func mxfp4(_ input: TensorInput, rows: Int, columns: Int, round: DTypeRounding) throws(SwiftCompressError)
+    -> TransformResult
+  {
     let groups = columns / 32
     var exponents = [UInt8](repeating: 0, count: rows * groups)
     var packed = [UInt8](repeating: 0, count: rows * columns / 2)
-    var reconstruction = [Float](repeating: 0, count: rows * columns)
-    for row in 0..<rows {
+    let error = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, reconstruction in
       for g in 0..<groups {
-        let start = row * columns + g * 32
-        let amax = values[start..<(start + 32)].reduce(Float(0)) { max($0, abs($1)) }
+        var amax: Float = 0
+        for i in (g * 32)..<(g * 32 + 32) { amax = max(amax, abs(values[i])) }
         let e = Self.mxExponent(amax, dtype: round.dtype)
         exponents[row * groups + g] = e
         let scale = Float(sign: .plus, exponent: Int(e) - 127, significand: 1)
-        for i in start..<(start + 32) {
+        for i in (g * 32)..<(g * 32 + 32) {
           let code = Self.e2m1Code(min(max(round(values[i] / scale), -6), 6))
-          packed[i / 2] |= i % 2 == 0 ? code : code << 4
+          packed[(row * columns + i) / 2] |= i % 2 == 0 ? code : code << 4
           reconstruction[i] = Float32Conversion.e2m1Table[Int(code)] * scale
         }
       }
     }
-    return TransformResult(outputs: [.owned(packed), .owned(exponents)], reconstruction: .dense(reconstruction))
+    return TransformResult(outputs: [.owned(packed), .owned(exponents)], reconstruction: .measured(error))
   }
 
   /// NVFP4: per 16 values an E4M3 scale e4m3(g x r(amax / 6)) (0 becomes 0.125, the
   /// E4M3 epsilon, as in the reference), and E2M1 codes of clamp(W / (scale / g), +-6),
   /// the division in Float32; g is stored as F32 [1].
-  private func nvfp4(_ values: [Float], rows: Int, columns: Int, round: DTypeRounding, globalScale: Float)
+  private func nvfp4(_ input: TensorInput, rows: Int, columns: Int, globalScale: Float) throws(SwiftCompressError)
     -> TransformResult
   {
+    let round = DTypeRounding(input.descriptor.dtype)
     let groups = columns / 16
     var scales = [UInt8](repeating: 0, count: rows * groups)
     var packed = [UInt8](repeating: 0, count: rows * columns / 2)
-    var reconstruction = [Float](repeating: 0, count: rows * columns)
     let table = Float32Conversion.e4m3Table
-    for row in 0..<rows {
+    let error = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, reconstruction in
       for g in 0..<groups {
-        let start = row * columns + g * 16
-        let amax = values[start..<(start + 16)].reduce(Float(0)) { max($0, abs($1)) }
+        var amax: Float = 0
+        for i in (g * 16)..<(g * 16 + 16) { amax = max(amax, abs(values[i])) }
         var code = Float32Conversion.e4m3Code(min(max(globalScale * round(amax / 6), -448), 448))
         if table[Int(code)] == 0 { code = Float32Conversion.e4m3Code(0.125) }
         scales[row * groups + g] = code
         let effective = table[Int(code)] / globalScale
-        for i in start..<(start + 16) {
+        for i in (g * 16)..<(g * 16 + 16) {
           let fp4 = Self.e2m1Code(min(max(values[i] / effective, -6), 6))
-          packed[i / 2] |= i % 2 == 0 ? fp4 : fp4 << 4
+          packed[(row * columns + i) / 2] |= i % 2 == 0 ? fp4 : fp4 << 4
           reconstruction[i] = Float32Conversion.e2m1Table[Int(fp4)] * effective
         }
       }
     }
     let global = [globalScale].withUnsafeBytes { Array($0) }
-    return TransformResult(
-      outputs: [.owned(packed), .owned(scales), .owned(global)], reconstruction: .dense(reconstruction))
+    return TransformResult(outputs: [.owned(packed), .owned(scales), .owned(global)], reconstruction: .measured(error))
   }
 
   /// The E8M0 exponent of an MXFP4 group with absolute maximum `amax` (stored in `dtype`).
@@ -463,27 +493,6 @@ public struct QuantizePass: CompressionPass {
     let magnitude: UInt8 =
       a <= 0.25 ? 0 : a < 0.75 ? 1 : a <= 1.25 ? 2 : a < 1.75 ? 3 : a <= 2.5 ? 4 : a < 3.5 ? 5 : a <= 5 ? 6 : 7
     return sign | magnitude
-  }
-
-  /// Packs `bits`-bit unsigned codes, row by row, into little-endian int32 words filled
-  /// from the least significant bit; a row's last word is zero-padded.
-  static func packRows(_ codes: [UInt32], rows: Int, columns: Int, bits: Int) -> [UInt8] {
-    let perWord = 32 / bits
-    let words = (columns + perWord - 1) / perWord
-    var out = [UInt8](repeating: 0, count: rows * words * 4)
-    out.withUnsafeMutableBytes { dst in
-      for row in 0..<rows {
-        for w in 0..<words {
-          var word: UInt32 = 0
-          for j in 0..<perWord {
-            let column = w * perWord + j
-            if column < columns { word |= codes[row * columns + column] << UInt32(bits * j) }
-          }
-          dst.storeBytes(of: word.littleEndian, toByteOffset: (row * words + w) * 4, as: UInt32.self)
-        }
-      }
-    }
-    return out
   }
 
   /// Float32 values (already representable in `dtype`) stored as `dtype`.
