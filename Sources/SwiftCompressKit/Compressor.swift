@@ -151,6 +151,7 @@ public enum Compressor {
     let byteCount = checkpoint.tensorByteCount
     var entries: [Report.TensorEntry] = []
     var total = ErrorAccumulator()
+    var baselineTotal: ErrorAccumulator?
     var measuredAny = false
     var unmeasured = false  // a transform whose error is not comparable element-wise
     let identifier = type(of: pass).identifier
@@ -235,6 +236,10 @@ public enum Compressor {
       }
       checkpoint.release(tensor)
 
+      if let baseline = result.baseline {
+        baselineTotal = baselineTotal ?? ErrorAccumulator()
+        baselineTotal?.merge(baseline)
+      }
       let parameters = tensor.info.elementCount
       let after = outputEntries.reduce(0) { $0 + $1.bytes }
       entries.append(
@@ -243,7 +248,8 @@ public enum Compressor {
           action: entry.action.isKeep ? "kept" : "transformed",
           reason: reason, outputs: outputEntries, bytesBefore: tensor.info.byteCount, bytesAfter: after,
           bitsPerWeightBefore: bitsPerWeight(tensor.info.byteCount, parameters),
-          bitsPerWeightAfter: bitsPerWeight(after, parameters), metrics: metrics))
+          bitsPerWeightAfter: bitsPerWeight(after, parameters), metrics: metrics,
+          roundToNearestMetrics: result.baseline?.metrics))
       bytesDone += tensor.info.byteCount
       if let progress {
         let elapsed = clock.now - start
@@ -266,12 +272,13 @@ public enum Compressor {
         nil
       }
     let elapsed = seconds(clock.now - start)
-    let report = Report(
+    var report = Report(
       command: options.command, checkpoint: checkpoint, plan: plan, options: options, pass: pass,
       tensors: entries, editedFiles: editedFiles, totalMetrics: totalMetrics,
       timing: Report.Timing(
         seconds: elapsed, bytesPerSecond: elapsed > 0 ? Double(byteCount) / elapsed : 0,
         peakRSSBytes: ResourceUsage.peakResidentBytes()))
+    report.totals.roundToNearestMetrics = baselineTotal?.metrics
     try folder.write(report.jsonText(), to: Report.jsonFileName)
     try folder.write(report.markdown(), to: Report.markdownFileName)
     try folder.commit()

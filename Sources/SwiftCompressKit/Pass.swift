@@ -80,10 +80,14 @@ public enum Reconstruction: Sendable {
 public struct TransformResult: Sendable {
   public var outputs: [OutputData]
   public var reconstruction: Reconstruction
+  /// When the pass searched for a better encoding (`--scale-search`), the error the
+  /// plain round-to-nearest encoding would have cost, for the report to compare.
+  public var baseline: ErrorAccumulator?
 
-  public init(outputs: [OutputData], reconstruction: Reconstruction) {
+  public init(outputs: [OutputData], reconstruction: Reconstruction, baseline: ErrorAccumulator? = nil) {
     self.outputs = outputs
     self.reconstruction = reconstruction
+    self.baseline = baseline
   }
 }
 

@@ -92,6 +92,8 @@ public struct Report: Codable, Sendable, Equatable {
     public var bitsPerWeightAfter: Double
     /// nil for kept tensors and transforms whose error is not element-wise comparable.
     public var metrics: ErrorMetrics?
+    /// With a scale search: what plain round-to-nearest would have cost.
+    public var roundToNearestMetrics: ErrorMetrics? = nil
 
     public var isKept: Bool { action == "kept" }
 
@@ -102,10 +104,12 @@ public struct Report: Codable, Sendable, Equatable {
       case bitsPerWeightBefore = "bits_per_weight_before"
       case bitsPerWeightAfter = "bits_per_weight_after"
       case metrics
+      case roundToNearestMetrics = "round_to_nearest_metrics"
     }
 
     public func encode(to encoder: any Encoder) throws {
       var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(roundToNearestMetrics, forKey: .roundToNearestMetrics)
       try c.encode(name, forKey: .name)
       try c.encode(dtype, forKey: .dtype)
       try c.encode(shape, forKey: .shape)
@@ -135,6 +139,8 @@ public struct Report: Codable, Sendable, Equatable {
     /// Aggregated over the transformed tensors whose error was measured: the
     /// error energy summed over tensors, relative to their summed energy.
     public var metrics: ErrorMetrics?
+    /// With a scale search: the same aggregate for plain round-to-nearest.
+    public var roundToNearestMetrics: ErrorMetrics? = nil
 
     enum CodingKeys: String, CodingKey {
       case tensors, transformed, kept, parameters
@@ -144,6 +150,7 @@ public struct Report: Codable, Sendable, Equatable {
       case bitsPerWeightAfter = "bits_per_weight_after"
       case compressionRatio = "compression_ratio"
       case metrics
+      case roundToNearestMetrics = "round_to_nearest_metrics"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -158,6 +165,7 @@ public struct Report: Codable, Sendable, Equatable {
       try c.encode(bitsPerWeightAfter, forKey: .bitsPerWeightAfter)
       try c.encode(compressionRatio, forKey: .compressionRatio)
       try c.encode(metrics, forKey: .metrics)
+      try c.encode(roundToNearestMetrics, forKey: .roundToNearestMetrics)
     }
   }
 
@@ -210,6 +218,12 @@ public struct Report: Codable, Sendable, Equatable {
     lines.append(
       "| \(totals.tensors) | \(totals.transformed) | \(totals.kept) | \(totals.parameters) | \(Format.bytes(totals.bytesBefore)) | \(Format.bytes(totals.bytesAfter)) | \(Format.fixed(totals.bitsPerWeightBefore, 3)) | \(Format.fixed(totals.bitsPerWeightAfter, 3)) | \(Format.fixed(totals.compressionRatio, 3)) | \(Format.metric(m?.relativeFrobeniusError)) | \(Format.sqnr(m)) | \(Format.cosine(m?.cosineSimilarity)) | \(Format.metric(m?.maxAbsError)) |"
     )
+    if let rtn = totals.roundToNearestMetrics {
+      lines.append("")
+      lines.append(
+        "Plain round-to-nearest would have cost: relative error \(Format.metric(rtn.relativeFrobeniusError)), SQNR \(Format.sqnr(rtn)) dB (the scale search gave \(Format.metric(m?.relativeFrobeniusError)), \(Format.sqnr(m)) dB)."
+      )
+    }
     lines.append("")
     lines.append("## Tensors")
     lines.append("")

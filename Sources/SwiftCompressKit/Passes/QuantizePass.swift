@@ -1,6 +1,15 @@
 import CheckpointIO
 import Foundation
 
+/// How `quantize` chooses each group's scale.
+public enum ScaleSearch: String, CaseIterable, Codable, Sendable {
+  /// The reference's rule: the scale maps the group's largest magnitude to the largest code.
+  case none
+  /// Per group, the scale (clipping factor, or for MX and NVFP4 the neighbouring scale
+  /// codes) with the least squared error, in the same on-disk format.
+  case mse
+}
+
 /// Quantization schemes, by llm-compressor's preset names.
 public enum QuantizationScheme: String, CaseIterable, Codable, Sendable {
   case w8a16 = "W8A16"
@@ -82,10 +91,17 @@ public struct QuantizePass: CompressionPass {
     /// names, or `re:` followed by a regular expression matched from the start of the name.
     public var ignore: [String]
 
-    public init(scheme: QuantizationScheme, groupSize: Int = 128, ignore: [String] = ["lm_head"]) {
+    /// How scales are chosen: round-to-nearest from the group maximum (the reference's
+    /// rule), or the scale that minimises the group's squared error.
+    public var scaleSearch: ScaleSearch
+
+    public init(
+      scheme: QuantizationScheme, groupSize: Int = 128, ignore: [String] = ["lm_head"], scaleSearch: ScaleSearch = .none
+    ) {
       self.scheme = scheme
       self.groupSize = groupSize
       self.ignore = ignore
+      self.scaleSearch = scaleSearch
     }
   }
 
@@ -277,39 +293,53 @@ public struct QuantizePass: CompressionPass {
     var zeroPoints = [Float](repeating: 0, count: scheme.symmetric ? 0 : rows * groups)
     let offset = Float(1 << (bits - 1))
 
-    let error = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, reconstruction in
+    let searching = configuration.scaleSearch == .mse
+    // The scale and zero point of a group for clipping factor `alpha` (1: the reference's).
+    func parameters(_ values: UnsafeBufferPointer<Float>, _ range: Range<Int>, alpha: Float) -> (Float, Float) {
+      if scheme.symmetric {
+        var amax: Float = 0
+        for i in range { amax = max(amax, abs(values[i])) }
+        let scale = round(alpha * amax / ((qmax - qmin) / 2))
+        return (scale == 0 ? round.epsilon : scale, 0)
+      }
+      var low: Float = 0
+      var high: Float = 0
+      for i in range {
+        low = min(low, values[i])
+        high = max(high, values[i])
+      }
+      (low, high) = (alpha * low, alpha * high)
+      let scale = round(round(high - low) / (qmax - qmin))
+      if scale == 0 { return (round.epsilon, 0) }  // an all-zero group: every code is the zero point
+      return (scale, (min(max(round(qmin - round(low / scale)), qmin), qmax)).rounded(.toNearestOrEven))
+    }
+    @inline(__always) func code(_ value: Float, _ scale: Float, _ zeroPoint: Float) -> Float {
+      var scaled = round(value / scale)
+      if !scheme.symmetric { scaled = round(scaled + zeroPoint) }
+      return min(max(scaled, qmin), qmax).rounded(.toNearestOrEven)
+    }
+
+    let (error, baseline) = try Self.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
+      row, values, reconstruction, alternative in
       for g in 0..<groups {
-        let start = g * group
-        var scale: Float
-        var zeroPoint: Float = 0
-        if scheme.symmetric {
-          var amax: Float = 0
-          for i in start..<(start + group) { amax = max(amax, abs(values[i])) }
-          scale = round(amax / ((qmax - qmin) / 2))
-          if scale == 0 { scale = round.epsilon }
-        } else {
-          var low: Float = 0
-          var high: Float = 0
-          for i in start..<(start + group) {
-            low = min(low, values[i])
-            high = max(high, values[i])
+        let range = (g * group)..<(g * group + group)
+        var (scale, zeroPoint) = parameters(values, range, alpha: 1)
+        if searching {
+          for i in range { alternative[i] = round(round(code(values[i], scale, zeroPoint) - zeroPoint) * scale) }
+          var best = Self.squaredError(values, range) { alternative[$0] }
+          for alpha in Self.clippingFactors.dropFirst() {
+            let (s, z) = parameters(values, range, alpha: alpha)
+            let candidate = Self.squaredError(values, range) { round(round(code(values[$0], s, z) - z) * s) }
+            if candidate < best { (best, scale, zeroPoint) = (candidate, s, z) }
           }
-          scale = round(round(high - low) / (qmax - qmin))
-          if scale == 0 {
-            scale = round.epsilon  // an all-zero group: every code is the zero point
-          } else {
-            zeroPoint = (min(max(round(qmin - round(low / scale)), qmin), qmax)).rounded(.toNearestOrEven)
-          }
-          zeroPoints[row * groups + g] = zeroPoint
         }
         scales[row * groups + g] = scale
-        for w in (start / perWord)..<((start + group) / perWord) {
+        if !scheme.symmetric { zeroPoints[row * groups + g] = zeroPoint }
+        for w in (range.lowerBound / perWord)..<(range.upperBound / perWord) {
           var word: UInt32 = 0
           for j in 0..<perWord {
             let i = w * perWord + j
-            var scaled = round(values[i] / scale)
-            if !scheme.symmetric { scaled = round(scaled + zeroPoint) }
-            let q = min(max(scaled, qmin), qmax).rounded(.toNearestOrEven)
+            let q = code(values[i], scale, zeroPoint)
             word |= UInt32(q + offset) << UInt32(bits * j)
             reconstruction[i] = round(round(q - zeroPoint) * scale)
           }
@@ -340,7 +370,7 @@ public struct QuantizePass: CompressionPass {
       data.append(.owned(result))
     }
     data.append(.owned([Int64(rows), Int64(columns)].withUnsafeBytes { Array($0) }))
-    return TransformResult(outputs: data, reconstruction: .measured(error))
+    return TransformResult(outputs: data, reconstruction: .measured(error), baseline: baseline)
   }
 
   /// Calls `body` for each row of `input` with its values as Float32 and a buffer for the
@@ -348,14 +378,17 @@ public struct QuantizePass: CompressionPass {
   /// one at a time, so memory stays at one row beyond the outputs. Non-finite weights are
   /// rejected, naming the element.
   static func forEachRow(
-    _ input: TensorInput, rows: Int, columns: Int,
-    _ body: (Int, UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void
-  ) throws(SwiftCompressError) -> ErrorAccumulator {
+    _ input: TensorInput, rows: Int, columns: Int, baseline: Bool = false,
+    _ body: (Int, UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) ->
+      Void
+  ) throws(SwiftCompressError) -> (error: ErrorAccumulator, baseline: ErrorAccumulator?) {
     let dtype = input.descriptor.dtype
     let rowBytes = columns * dtype.bitsPerElement / 8
     var values = [Float](repeating: 0, count: columns)
     var reconstruction = [Float](repeating: 0, count: columns)
+    var alternative = [Float](repeating: 0, count: baseline ? columns : 0)
     var accumulator = ErrorAccumulator()
+    var baselineAccumulator = ErrorAccumulator()
     for row in 0..<rows {
       try values.withUnsafeMutableBufferPointer { (v) throws(SwiftCompressError) in
         Float32Conversion.convert(
@@ -367,105 +400,195 @@ public struct QuantizePass: CompressionPass {
             reason: "element [\(row), \(bad)] is \(v[bad]); quantization needs finite weights")
         }
         reconstruction.withUnsafeMutableBufferPointer { r in
-          body(row, UnsafeBufferPointer(v), r)
-          accumulator.add(reference: UnsafeBufferPointer(v), reconstruction: UnsafeBufferPointer(r))
+          alternative.withUnsafeMutableBufferPointer { b in
+            body(row, UnsafeBufferPointer(v), r, b)
+            accumulator.add(reference: UnsafeBufferPointer(v), reconstruction: UnsafeBufferPointer(r))
+            if baseline {
+              baselineAccumulator.add(reference: UnsafeBufferPointer(v), reconstruction: UnsafeBufferPointer(b))
+            }
+          }
         }
       }
     }
-    return accumulator
+    return (accumulator, baseline ? baselineAccumulator : nil)
   }
 
+  /// Squared error of a candidate encoding of `values[range]`, `decode` giving each
+  /// element's reconstruction.
+  @inline(__always)
+  static func squaredError(_ values: UnsafeBufferPointer<Float>, _ range: Range<Int>, _ decode: (Int) -> Float)
+    -> Double
+  {
+    var sum = 0.0
+    for i in range {
+      let d = Double(values[i]) - Double(decode(i))
+      sum += d * d
+    }
+    return sum
+  }
+
+  /// Clipping factors tried by the MSE search for integer and FP8 scales: 1 (the
+  /// reference's scale) down to 0.5 in steps of 0.02. The first, 1, wins ties.
+  static let clippingFactors: [Float] = (0...25).map { 1 - Float($0) * 0.02 }
+
   /// FP8 E4M3 with one scale per row or per 128 x 128 block: s = amax / 448 and
-  /// q = e4m3(clamp(W / s, +-448)), each step in W's dtype.
+  /// q = e4m3(clamp(W / s, +-448)), each step in W's dtype. With the MSE search, the
+  /// block's scale is alpha * amax / 448 for the best clipping factor alpha.
   private func float8(_ input: TensorInput, rows: Int, columns: Int, round: DTypeRounding) throws(SwiftCompressError)
     -> TransformResult
   {
     let block = configuration.scheme == .fp8Dynamic ? (rows: 1, columns: columns) : (rows: 128, columns: 128)
     let blockRows = (rows + block.rows - 1) / block.rows
     let blockColumns = (columns + block.columns - 1) / block.columns
+    let searching = configuration.scaleSearch == .mse
+    let table = Float32Conversion.e4m3Table
+    func blockIndex(_ row: Int, _ column: Int) -> Int { (row / block.rows) * blockColumns + column / block.columns }
+    func scale(_ amax: Float, _ alpha: Float) -> Float {
+      let s = round(alpha * amax / 448)
+      return s == 0 ? round.epsilon : s
+    }
+    func decode(_ value: Float, _ scale: Float) -> (UInt8, Float) {
+      let code = Float32Conversion.e4m3Code(min(max(round(value / scale), -448), 448))
+      return (code, round(table[Int(code)] * scale))
+    }
     // First pass: the amax of every block (FP8_BLOCK blocks span 128 rows).
-    var scales = [Float](repeating: 0, count: blockRows * blockColumns)
-    _ = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, _ in
-      for c in 0..<columns {
-        let index = (row / block.rows) * blockColumns + c / block.columns
-        scales[index] = max(scales[index], abs(values[c]))
+    var amax = [Float](repeating: 0, count: blockRows * blockColumns)
+    _ = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, _, _ in
+      for c in 0..<columns { amax[blockIndex(row, c)] = max(amax[blockIndex(row, c)], abs(values[c])) }
+    }
+    var alphas = [Float](repeating: 1, count: amax.count)
+    if searching {
+      // Second pass: each block's squared error for every clipping factor.
+      let factors = Self.clippingFactors
+      var errors = [Double](repeating: 0, count: amax.count * factors.count)
+      _ = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, _, _ in
+        for c in 0..<columns {
+          let b = blockIndex(row, c)
+          for (k, alpha) in factors.enumerated() {
+            let d = Double(values[c]) - Double(decode(values[c], scale(amax[b], alpha)).1)
+            errors[b * factors.count + k] += d * d
+          }
+        }
+      }
+      for b in amax.indices {
+        var best = 0
+        for k in 1..<factors.count where errors[b * factors.count + k] < errors[b * factors.count + best] { best = k }
+        alphas[b] = factors[best]
       }
     }
-    for i in scales.indices {
-      scales[i] = round(scales[i] / 448)
-      if scales[i] == 0 { scales[i] = round.epsilon }
-    }
+    let scales = amax.indices.map { scale(amax[$0], alphas[$0]) }
     var codes = [UInt8](repeating: 0, count: rows * columns)
-    let table = Float32Conversion.e4m3Table
-    let error = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, reconstruction in
+    let (error, baseline) = try Self.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
+      row, values, reconstruction, alternative in
       for c in 0..<columns {
-        let scale = scales[(row / block.rows) * blockColumns + c / block.columns]
-        let code = Float32Conversion.e4m3Code(min(max(round(values[c] / scale), -448), 448))
+        let b = blockIndex(row, c)
+        let (code, value) = decode(values[c], scales[b])
         codes[row * columns + c] = code
-        reconstruction[c] = round(table[Int(code)] * scale)
+        reconstruction[c] = value
+        if searching { alternative[c] = decode(values[c], scale(amax[b], 1)).1 }
       }
     }
     return TransformResult(
       outputs: [.owned(codes), .owned(Self.encode(scales, as: input.descriptor.dtype))],
-      reconstruction: .measured(error))
+      reconstruction: .measured(error), baseline: baseline)
   }
 
   /// MXFP4 (OCP microscaling): per 32 values an E8M0 exponent e = 127 + floor(log2(m)) - 2,
   /// where m is the group's amax with its mantissa rounded to a power of two as the
   /// reference does (up when the mantissa is at least 1.75), and E2M1 codes of
   /// clamp(W / 2^(e-127), +-6) rounded to nearest even; two codes per byte, even element
-  /// in the low nibble.
+  /// in the low nibble. The MSE search also tries e - 1 and e + 1.
   private func mxfp4(_ input: TensorInput, rows: Int, columns: Int, round: DTypeRounding) throws(SwiftCompressError)
     -> TransformResult
   {
     let groups = columns / 32
+    let searching = configuration.scaleSearch == .mse
     var exponents = [UInt8](repeating: 0, count: rows * groups)
     var packed = [UInt8](repeating: 0, count: rows * columns / 2)
-    let error = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, reconstruction in
+    func power(_ e: Int) -> Float { Float(sign: .plus, exponent: e - 127, significand: 1) }
+    func code(_ value: Float, _ scale: Float) -> UInt8 { Self.e2m1Code(min(max(round(value / scale), -6), 6)) }
+    let (error, baseline) = try Self.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
+      row, values, reconstruction, alternative in
       for g in 0..<groups {
+        let range = (g * 32)..<(g * 32 + 32)
         var amax: Float = 0
-        for i in (g * 32)..<(g * 32 + 32) { amax = max(amax, abs(values[i])) }
-        let e = Self.mxExponent(amax, dtype: round.dtype)
-        exponents[row * groups + g] = e
-        let scale = Float(sign: .plus, exponent: Int(e) - 127, significand: 1)
-        for i in (g * 32)..<(g * 32 + 32) {
-          let code = Self.e2m1Code(min(max(round(values[i] / scale), -6), 6))
-          packed[(row * columns + i) / 2] |= i % 2 == 0 ? code : code << 4
-          reconstruction[i] = Float32Conversion.e2m1Table[Int(code)] * scale
+        for i in range { amax = max(amax, abs(values[i])) }
+        var e = Int(Self.mxExponent(amax, dtype: round.dtype))
+        if searching {
+          let reference = e
+          for i in range {
+            alternative[i] = Float32Conversion.e2m1Table[Int(code(values[i], power(reference)))] * power(reference)
+          }
+          var best = Self.squaredError(values, range) { alternative[$0] }
+          for candidate in [reference - 1, reference + 1] where (0...254).contains(candidate) {
+            let s = power(candidate)
+            let error = Self.squaredError(values, range) { Float32Conversion.e2m1Table[Int(code(values[$0], s))] * s }
+            if error < best { (best, e) = (error, candidate) }
+          }
+        }
+        exponents[row * groups + g] = UInt8(e)
+        let scale = power(e)
+        for i in range {
+          let c = code(values[i], scale)
+          packed[(row * columns + i) / 2] |= i % 2 == 0 ? c : c << 4
+          reconstruction[i] = Float32Conversion.e2m1Table[Int(c)] * scale
         }
       }
     }
-    return TransformResult(outputs: [.owned(packed), .owned(exponents)], reconstruction: .measured(error))
+    return TransformResult(
+      outputs: [.owned(packed), .owned(exponents)], reconstruction: .measured(error), baseline: baseline)
   }
 
   /// NVFP4: per 16 values an E4M3 scale e4m3(g x r(amax / 6)) (0 becomes 0.125, the
   /// E4M3 epsilon, as in the reference), and E2M1 codes of clamp(W / (scale / g), +-6),
-  /// the division in Float32; g is stored as F32 [1].
+  /// the division in Float32; g is stored as F32 [1]. The MSE search also tries the
+  /// three smaller E4M3 scales and the next larger one.
   private func nvfp4(_ input: TensorInput, rows: Int, columns: Int, globalScale: Float) throws(SwiftCompressError)
     -> TransformResult
   {
     let round = DTypeRounding(input.descriptor.dtype)
     let groups = columns / 16
+    let searching = configuration.scaleSearch == .mse
     var scales = [UInt8](repeating: 0, count: rows * groups)
     var packed = [UInt8](repeating: 0, count: rows * columns / 2)
     let table = Float32Conversion.e4m3Table
-    let error = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, reconstruction in
+    func code(_ value: Float, _ effective: Float) -> UInt8 { Self.e2m1Code(min(max(value / effective, -6), 6)) }
+    func decode(_ value: Float, _ effective: Float) -> Float {
+      Float32Conversion.e2m1Table[Int(code(value, effective))] * effective
+    }
+    let (error, baseline) = try Self.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
+      row, values, reconstruction, alternative in
       for g in 0..<groups {
+        let range = (g * 16)..<(g * 16 + 16)
         var amax: Float = 0
-        for i in (g * 16)..<(g * 16 + 16) { amax = max(amax, abs(values[i])) }
-        var code = Float32Conversion.e4m3Code(min(max(globalScale * round(amax / 6), -448), 448))
-        if table[Int(code)] == 0 { code = Float32Conversion.e4m3Code(0.125) }
-        scales[row * groups + g] = code
-        let effective = table[Int(code)] / globalScale
-        for i in (g * 16)..<(g * 16 + 16) {
-          let fp4 = Self.e2m1Code(min(max(values[i] / effective, -6), 6))
+        for i in range { amax = max(amax, abs(values[i])) }
+        var scaleCode = Float32Conversion.e4m3Code(min(max(globalScale * round(amax / 6), -448), 448))
+        if table[Int(scaleCode)] == 0 { scaleCode = Float32Conversion.e4m3Code(0.125) }
+        if searching {
+          let reference = Int(scaleCode)
+          let effective = table[reference] / globalScale
+          for i in range { alternative[i] = decode(values[i], effective) }
+          var best = Self.squaredError(values, range) { alternative[$0] }
+          // Positive E4M3 codes 1...0x7E are ordered by value.
+          for candidate in [reference - 1, reference - 2, reference - 3, reference + 1]
+          where (1...0x7E).contains(candidate) {
+            let e = table[candidate] / globalScale
+            let error = Self.squaredError(values, range) { decode(values[$0], e) }
+            if error < best { (best, scaleCode) = (error, UInt8(candidate)) }
+          }
+        }
+        scales[row * groups + g] = scaleCode
+        let effective = table[Int(scaleCode)] / globalScale
+        for i in range {
+          let fp4 = code(values[i], effective)
           packed[(row * columns + i) / 2] |= i % 2 == 0 ? fp4 : fp4 << 4
           reconstruction[i] = Float32Conversion.e2m1Table[Int(fp4)] * effective
         }
       }
     }
     let global = [globalScale].withUnsafeBytes { Array($0) }
-    return TransformResult(outputs: [.owned(packed), .owned(scales), .owned(global)], reconstruction: .measured(error))
+    return TransformResult(
+      outputs: [.owned(packed), .owned(scales), .owned(global)], reconstruction: .measured(error), baseline: baseline)
   }
 
   /// The E8M0 exponent of an MXFP4 group with absolute maximum `amax` (stored in `dtype`).

@@ -2,6 +2,8 @@ import ArgumentParser
 import CheckpointIO
 import SwiftCompressKit
 
+extension ScaleSearch: ExpressibleByArgument {}
+
 extension QuantizationScheme: ExpressibleByArgument {
   public init?(argument: String) {
     self.init(name: argument)
@@ -33,6 +35,13 @@ extension SwiftCompressCommand {
     var groupSize = 128
 
     @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "none: scales from each group's maximum, as the reference; mse: per group, the scale with the least squared error, in the same format (the report also shows round-to-nearest's error).",
+        valueName: "none|mse"))
+    var scaleSearch: ScaleSearch = .none
+
+    @Option(
       name: .long, parsing: .singleValue,
       help: ArgumentHelp(
         "A module to leave unquantized: an exact name, or re:<regex> matched from the start (repeatable; default lm_head).",
@@ -44,7 +53,9 @@ extension SwiftCompressCommand {
     func run() throws {
       try Diagnostics.reportingErrors {
         let pass = try QuantizePass(
-          configuration: .init(scheme: scheme, groupSize: groupSize, ignore: ignore.isEmpty ? ["lm_head"] : ignore))
+          configuration: .init(
+            scheme: scheme, groupSize: groupSize, ignore: ignore.isEmpty ? ["lm_head"] : ignore,
+            scaleSearch: scaleSearch))
         let options = CompressionOptions(
           input: input, output: output, selection: try self.options.selection(),
           maxShardSize: self.options.maxShardSize.bytes, force: self.options.force, command: "quantize")
