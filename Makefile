@@ -43,11 +43,12 @@ demo: build
 	@echo
 	@cat $(DEMO_OUT)/swiftcompress-report.md
 
-## bench: identity pass over a >=512 MB generated checkpoint vs memcpy bandwidth, peak RSS
+## bench: identity pass and quantize over a >=512 MB generated checkpoint vs memcpy and numpy, peak RSS
 bench: build venv
 	$(SWIFT) build -c release --product swiftcompress-bench
 	@test -f $(BENCH_DIR)/f32/model.safetensors || $(PY) Scripts/make_bench_checkpoint.py $(BENCH_DIR)/f32 --dtype f32
 	.build/release/swiftcompress-bench pipeline --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN)
+	.build/release/swiftcompress-bench quantize --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/quantize_numpy.py
 
 ## fixtures: regenerate Fixtures/ with the Python reference writer
 fixtures: venv

@@ -185,13 +185,68 @@ func pipelineBenchmark(_ arguments: [String]) throws {
   )
 }
 
+/// `swiftcompress quantize` per scheme against the vectorised numpy implementation in
+/// Benchmarks/quantize_numpy.py, run in the same invocation on the same checkpoint.
+func quantizeBenchmark(_ arguments: [String]) throws {
+  guard let checkpointPath = argument("--checkpoint", in: arguments),
+    let binary = argument("--swiftcompress", in: arguments), let python = argument("--python", in: arguments),
+    let script = argument("--numpy-script", in: arguments)
+  else {
+    throw BenchError(
+      description:
+        "usage: swiftcompress-bench quantize --checkpoint DIR --swiftcompress BIN --python PY --numpy-script FILE")
+  }
+  let schemes =
+    (argument("--schemes", in: arguments) ?? "W8A16,W4A16,W4A16_ASYM,FP8_DYNAMIC,FP8_BLOCK,MXFP4A16,NVFP4A16")
+    .split(separator: ",").map(String.init)
+  let checkpoint = try Checkpoint.open(checkpointPath)
+  let largest = checkpoint.tensors.map(\.info.byteCount).max() ?? 0
+  let bandwidth = memcpyBandwidth()
+  print(
+    "checkpoint: \(checkpointPath), \(mib(checkpoint.tensorByteCount)), largest tensor \(mib(largest)); memcpy \(gb(bandwidth))"
+  )
+  let numpy = try runChild(python, [script, checkpointPath, "--schemes", schemes.joined(separator: ",")])
+  var numpyRate: [String: Double] = [:]
+  for line in String(decoding: numpy.stdout, as: UTF8.self).split(separator: "\n") {
+    guard let json = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+      let scheme = json["scheme"] as? String, let seconds = json["seconds"] as? Double,
+      let bytes = json["bytes"] as? Int
+    else { continue }
+    numpyRate[scheme] = Double(bytes) / seconds
+  }
+  let output = (checkpointPath as NSString).deletingLastPathComponent + "/quantize-out"
+  let rssLimit = 2 * largest + (64 << 20)
+  print("")
+  print("scheme        swiftcompress   x numpy   x memcpy   peak RSS (goal < \(mib(rssLimit)))")
+  for scheme in schemes {
+    try? FileManager.default.removeItem(atPath: output)
+    sync()
+    let result = try runChild(binary, ["quantize", checkpointPath, output, "--scheme", scheme, "--json", "--force"])
+    let json = try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any]
+    let timing = json?["timing"] as? [String: Any]
+    let rate = timing?["bytes_per_second"] as? Double ?? 0
+    let rss = timing?["peak_rss_bytes"] as? Int ?? 0
+    let versusNumpy = numpyRate[scheme].map { String(format: "%7.2f", rate / $0) } ?? "      -"
+    let name = scheme.padding(toLength: 12, withPad: " ", startingAt: 0)
+    let speed = gb(rate).padding(toLength: 13, withPad: " ", startingAt: 0)
+    print(
+      "\(name)  \(speed) \(versusNumpy)   \(String(format: "%7.3f", rate / bandwidth))   \(mib(rss)) \(rss < rssLimit ? "(met)" : "(NOT met)")"
+    )
+  }
+  try? FileManager.default.removeItem(atPath: output)
+  print(
+    "numpy (one thread, whole-tensor arrays, load included): "
+      + schemes.map { "\($0) \(gb(numpyRate[$0] ?? 0))" }.joined(separator: ", "))
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 do {
   switch arguments.first {
   case "pipeline": try pipelineBenchmark(Array(arguments.dropFirst()))
+  case "quantize": try quantizeBenchmark(Array(arguments.dropFirst()))
   case "memcpy": print("memcpy (1 thread): \(gb(memcpyBandwidth()))")
   default:
-    print("usage: swiftcompress-bench pipeline --checkpoint DIR --swiftcompress BIN [--runs N] | memcpy")
+    print("usage: swiftcompress-bench pipeline|quantize|memcpy ... (see Benchmarks/swiftcompress-bench/main.swift)")
     exit(64)
   }
 } catch {
