@@ -279,6 +279,7 @@ public enum Compressor {
         seconds: elapsed, bytesPerSecond: elapsed > 0 ? Double(byteCount) / elapsed : 0,
         peakRSSBytes: ResourceUsage.peakResidentBytes()))
     report.totals.roundToNearestMetrics = baselineTotal?.metrics
+    report.warnings = pass.warnings
     try folder.write(report.jsonText(), to: Report.jsonFileName)
     try folder.write(report.markdown(), to: Report.markdownFileName)
     try folder.commit()

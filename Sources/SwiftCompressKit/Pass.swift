@@ -113,6 +113,9 @@ public protocol CompressionPass: Sendable {
   /// checkpoint's config.json or gather statistics over its tensors here.
   func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> Self
 
+  /// Things the user should know about this run (shown on stderr and in the report).
+  var warnings: [String] { get }
+
   /// Whether the default selection (1-D, embedding and integer tensors kept) applies;
   /// a pass that must see every tensor (decompress) returns false. `--include` and
   /// `--exclude` always apply.
@@ -138,6 +141,8 @@ extension CompressionPass {
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> Self { self }
 
   public var usesDefaultSelection: Bool { true }
+
+  public var warnings: [String] { [] }
 
   public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? { nil }
 

@@ -20,6 +20,8 @@ public struct Report: Codable, Sendable, Equatable {
   public var tensors: [TensorEntry]
   public var totals: Totals
   public var timing: Timing
+  /// Things the user should know about this run.
+  public var warnings: [String] = []
 
   public struct Tool: Codable, Sendable, Equatable {
     public var name = "swiftcompress"
@@ -184,7 +186,7 @@ public struct Report: Codable, Sendable, Equatable {
   enum CodingKeys: String, CodingKey {
     case schema
     case schemaVersion = "schema_version"
-    case tool, command, input, output, pass, selection, tensors, totals, timing
+    case tool, command, input, output, pass, selection, tensors, totals, timing, warnings
   }
 
   /// The report as pretty, key-sorted JSON (non-finite numbers as strings).
@@ -207,6 +209,7 @@ public struct Report: Codable, Sendable, Equatable {
     if !selection.exclude.isEmpty {
       lines.append("- exclude: \(selection.exclude.map { "`\($0)`" }.joined(separator: ", "))")
     }
+    for warning in warnings { lines.append("- warning: \(warning)") }
     lines.append("")
     lines.append("## Totals")
     lines.append("")

@@ -250,3 +250,35 @@ struct ScaleSearchTests {
         * searched.relativeFrobeniusError)
   }
 }
+
+@Suite("FP8 input")
+struct FP8InputTests {
+  /// An FP8 checkpoint is dequantized first: quantizing it gives exactly what
+  /// quantizing its decompressed copy gives, and the run says so in a warning.
+  @Test(arguments: ["FP8_DYNAMIC", "FP8_BLOCK"], [QuantizationScheme.w4a16, .nvfp4])
+  func fp8InputIsDequantizedFirst(_ source: String, _ scheme: QuantizationScheme) throws {
+    let folder = TemporaryFolder()
+    let golden = fixture("golden/quantization/tiny-llama-bf16/\(source)")
+    let configuration = QuantizePass.Configuration(scheme: scheme, ignore: ["lm_head", "re:.*embed_tokens.*"])
+    func options(_ input: String, _ output: String) throws -> CompressionOptions {
+      CompressionOptions(input: input, output: output, selection: try TensorSelection(), command: "test")
+    }
+    let direct = try Compressor.run(
+      pass: try QuantizePass(configuration: configuration), options: try options(golden, folder.file("direct")))
+    #expect(direct.warnings.count == 1 && direct.warnings[0].contains("14 FP8 weights"))
+    _ = try Compressor.run(pass: try DecompressPass(), options: try options(golden, folder.file("dense")))
+    _ = try Compressor.run(
+      pass: try QuantizePass(configuration: configuration),
+      options: try options(folder.file("dense"), folder.file("via")))
+    let a = try Checkpoint.open(folder.file("direct"))
+    let b = try Checkpoint.open(folder.file("via"))
+    #expect(a.tensors.map(\.name).sorted() == b.tensors.map(\.name).sorted())
+    for tensor in b.tensors {
+      let other = try #require(a.tensor(named: tensor.name))
+      #expect(Array(a.bytes(of: other)) == Array(b.bytes(of: tensor)), "\(tensor.name)")
+    }
+    #expect(
+      FileManager.default.contentsEqual(
+        atPath: folder.file("direct/config.json"), andPath: folder.file("via/config.json")))
+  }
+}

@@ -165,25 +165,7 @@ public struct DecompressPass: CompressionPass {
         }
       }
     case .float8:
-      let scales = scale.floats()
-      let round = DTypeRounding(scale.descriptor.dtype)
-      // Per 128 x 128 block (FP8_BLOCK's block_structure), or one scale per row.
-      let block = format.block.flatMap { $0.count == 2 ? $0 : nil } ?? [1, columns]
-      let (blockRows, blockColumns) = (block[0], block[1])
-      guard (rows + blockRows - 1) / blockRows == scaleShape[0],
-        (columns + blockColumns - 1) / blockColumns == scaleShape[1]
-      else {
-        throw .invalidTensor(
-          name: module + ".weight_scale",
-          reason: "shape \(scaleShape) does not match [\(rows), \(columns)] in blocks of \(block)")
-      }
-      let values = input.floats()
-      for row in 0..<rows {
-        for column in 0..<columns {
-          let s = scales[(row / blockRows) * scaleShape[1] + column / blockColumns]
-          dense[row * columns + column] = round(round(values[row * columns + column]) * s)
-        }
-      }
+      dense = try Self.dequantizeFloat8(input, scale: scale, block: format.block)
     case .mxfp4:
       let exponents = Array(scale.bytes)
       let groups = scaleShape[1]
@@ -216,6 +198,36 @@ public struct DecompressPass: CompressionPass {
     }
     return TransformResult(
       outputs: [.owned(QuantizePass.encode(dense, as: outputs[0].dtype))], reconstruction: .notApplicable)
+  }
+
+  /// An FP8 (E4M3) weight [rows, columns] times its scale, one per row (FP8_DYNAMIC) or
+  /// per `block` (FP8_BLOCK's block_structure), in the scale's dtype as compressed-tensors'
+  /// `_dequantize` computes it: r(r(q) x s).
+  static func dequantizeFloat8(_ weight: TensorInput, scale: TensorInput, block: [Int]?) throws(SwiftCompressError)
+    -> [Float]
+  {
+    let (rows, columns) = (weight.descriptor.shape[0], weight.descriptor.shape[1])
+    let scaleShape = scale.descriptor.shape
+    let block = block.flatMap { $0.count == 2 && $0[0] > 0 && $0[1] > 0 ? $0 : nil } ?? [1, columns]
+    let (blockRows, blockColumns) = (block[0], block[1])
+    guard scaleShape.count == 2, (rows + blockRows - 1) / blockRows == scaleShape[0],
+      (columns + blockColumns - 1) / blockColumns == scaleShape[1]
+    else {
+      throw .invalidTensor(
+        name: scale.descriptor.name,
+        reason: "shape \(scaleShape) does not match [\(rows), \(columns)] in blocks of \(block)")
+    }
+    let scales = scale.floats()
+    let round = DTypeRounding(scale.descriptor.dtype)
+    let values = weight.floats()
+    var dense = [Float](repeating: 0, count: rows * columns)
+    for row in 0..<rows {
+      for column in 0..<columns {
+        let s = scales[(row / blockRows) * scaleShape[1] + column / blockColumns]
+        dense[row * columns + column] = round(round(values[row * columns + column]) * s)
+      }
+    }
+    return dense
   }
 
   /// The `bits`-bit codes of `rows` rows of `words` little-endian int32 words each.

@@ -112,6 +112,23 @@ public struct QuantizePass: CompressionPass {
   private let ignoreRules: [IgnoreRule]
   /// NVFP4 global scales by module, from `prepared(for:)`.
   var globalScales: [String: Float] = [:]
+  /// FP8 (compressed-tensors `float-quantized`) input weights, by module: they are
+  /// dequantized (weight x scale, in the scale's dtype) before quantizing.
+  var fp8Sources: [String: FP8Source] = [:]
+
+  struct FP8Source: Sendable {
+    var scaleDType: DType
+    /// Scale block (rows, columns), nil for one scale per row.
+    var block: [Int]?
+  }
+
+  public var warnings: [String] {
+    fp8Sources.isEmpty
+      ? []
+      : [
+        "the input holds \(fp8Sources.count) FP8 weights: each is dequantized (weight x scale) before quantizing, and errors are measured against the dequantized values"
+      ]
+  }
 
   public init(configuration: Configuration) throws(SwiftCompressError) {
     let fixedGroups = configuration.scheme.isFloat8 || configuration.scheme.isFP4
@@ -134,7 +151,12 @@ public struct QuantizePass: CompressionPass {
   /// quantized once, chunk by chunk. `--include`/`--exclude` are not seen here: an
   /// excluded partner still counts towards its set's amax.
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> QuantizePass {
-    try Self.refuseQuantizedInput(checkpoint)
+    var pass = self
+    pass.fp8Sources = try Self.fp8Sources(checkpoint)
+    return try pass.withGlobalScales(checkpoint)
+  }
+
+  private func withGlobalScales(_ checkpoint: Checkpoint) throws(SwiftCompressError) -> QuantizePass {
     guard configuration.scheme == .nvfp4 else { return self }
     var amaxBySet: [String: Float] = [:]
     var setOf: [String: String] = [:]
@@ -142,12 +164,21 @@ public struct QuantizePass: CompressionPass {
     for tensor in checkpoint.tensors {
       let descriptor = TensorDescriptor(tensor.info)
       guard case .transform = try plan(descriptor), let module = Self.module(of: tensor.name) else { continue }
-      let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor))
-      let amax = TensorStatistics.compute(input).absMax.map(Float.init) ?? 0
+      let amax: Float
+      if let source = fp8Sources[module], let scale = checkpoint.tensor(named: module + ".weight_scale") {
+        let dense = try DecompressPass.dequantizeFloat8(
+          TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor)),
+          scale: TensorInput(descriptor: TensorDescriptor(scale.info), bytes: checkpoint.bytes(of: scale)),
+          block: source.block)
+        amax = dense.reduce(0) { max($0, abs($1)) }
+      } else {
+        let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor))
+        amax = TensorStatistics.compute(input).absMax.map(Float.init) ?? 0
+      }
       checkpoint.release(tensor)
       let set = Self.fusedSet(of: module)
       setOf[module] = set
-      dtypeOf[module] = tensor.info.dtype
+      dtypeOf[module] = fp8Sources[module]?.scaleDType ?? tensor.info.dtype
       amaxBySet[set] = max(amaxBySet[set] ?? 0, amax)
     }
     var prepared = self
@@ -160,26 +191,45 @@ public struct QuantizePass: CompressionPass {
     return prepared
   }
 
-  /// A checkpoint that is already compressed (a `quantization_config`, or packed /
-  /// scale tensors) is refused: quantizing it again would quantize the codes.
-  static func refuseQuantizedInput(_ checkpoint: Checkpoint) throws(SwiftCompressError) {
+  /// A checkpoint that is already compressed is refused (quantizing it again would
+  /// quantize the codes), except FP8 (`float-quantized`) checkpoints, whose weights are
+  /// dequantized first: their modules are returned.
+  static func fp8Sources(_ checkpoint: Checkpoint) throws(SwiftCompressError) -> [String: FP8Source] {
     let configPath = checkpoint.folder + "/config.json"
+    var quantization: JSONValue?
     if checkpoint.layout != .file, let data = FileManager.default.contents(atPath: configPath),
-      let config = try? JSONParser.parse(Array(data)), config["quantization_config"] != nil
+      let config = try? JSONParser.parse(Array(data))
     {
+      quantization = config["quantization_config"]
+    }
+    let isFloat8 = quantization?["format"]?.stringValue == "float-quantized"
+    if quantization != nil && !isFloat8 {
       throw .invalidTensor(
         name: "config.json",
         reason:
           "\(checkpoint.path) is already quantized (config.json has a quantization_config); run 'swiftcompress decompress' first"
       )
     }
-    if let packed = checkpoint.tensors.first(where: {
-      $0.name.hasSuffix(".weight_packed") || $0.name.hasSuffix(".weight_scale")
-    }) {
+    if let packed = checkpoint.tensors.first(where: { $0.name.hasSuffix(".weight_packed") }) {
       throw .invalidTensor(
         name: packed.name,
         reason: "the checkpoint already holds quantized weights; run 'swiftcompress decompress' first")
     }
+    var sources: [String: FP8Source] = [:]
+    let weights = quantization?["config_groups"]?.members?.first?.value["weights"]
+    let block = weights?["block_structure"]?.arrayValue?.compactMap { $0.uint64Value.map(Int.init) }
+    for tensor in checkpoint.tensors where tensor.info.dtype == .f8E4M3 {
+      guard let module = module(of: tensor.name), let scale = checkpoint.tensor(named: module + ".weight_scale"),
+        isFloat8
+      else {
+        throw .invalidTensor(
+          name: tensor.name,
+          reason:
+            "an FP8 weight without a compressed-tensors weight_scale and quantization_config cannot be dequantized")
+      }
+      sources[module] = FP8Source(scaleDType: scale.info.dtype, block: block)
+    }
+    return sources
   }
 
   /// The fused set a module's NVFP4 global scale is shared with.
@@ -198,6 +248,23 @@ public struct QuantizePass: CompressionPass {
   }
 
   public func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
+    if tensor.name.hasSuffix(".weight_scale"), fp8Sources[String(tensor.name.dropLast(".weight_scale".count))] != nil {
+      return .transform(outputs: [], note: "FP8 scale folded into the dequantized weight")
+    }
+    if let module = Self.module(of: tensor.name), let source = fp8Sources[module], tensor.dtype == .f8E4M3 {
+      // Plan as the dense weight it stands for; a module left unquantized is written dense.
+      let dense = PlannedTensor(name: tensor.name, dtype: source.scaleDType, shape: tensor.shape)
+      switch try planDense(dense) {
+      case .keep(let reason):
+        return .transform(outputs: [dense], note: "FP8 dequantized (\(reason))")
+      case let decision:
+        return decision
+      }
+    }
+    return try planDense(tensor)
+  }
+
+  private func planDense(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
     guard let module = Self.module(of: tensor.name) else {
       return .keep(reason: "not a .weight tensor")
     }
@@ -264,6 +331,35 @@ public struct QuantizePass: CompressionPass {
   }
 
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
+    if outputs.isEmpty {  // an FP8 input scale, folded into its dequantized weight
+      return TransformResult(outputs: [], reconstruction: .notApplicable)
+    }
+    guard let module = Self.module(of: input.descriptor.name), let source = fp8Sources[module],
+      input.descriptor.dtype == .f8E4M3
+    else {
+      return try transformDense(input, outputs: outputs)
+    }
+    guard let scale = input.companion(named: module + ".weight_scale") else {
+      throw .invalidTensor(
+        name: module + ".weight_scale", reason: "missing: \(input.descriptor.name) cannot be dequantized")
+    }
+    let values = try DecompressPass.dequantizeFloat8(input, scale: scale, block: source.block)
+    let bytes = Self.encode(values, as: source.scaleDType)
+    let descriptor = PlannedTensor(name: input.descriptor.name, dtype: source.scaleDType, shape: input.descriptor.shape)
+    if outputs.count == 1, outputs[0].dtype == source.scaleDType, outputs[0].name == input.descriptor.name {
+      return TransformResult(outputs: [.owned(bytes)], reconstruction: .notApplicable)  // left unquantized, written dense
+    }
+    let result: Result<TransformResult, SwiftCompressError> = bytes.withUnsafeBytes { raw in
+      Result { () throws(SwiftCompressError) -> TransformResult in
+        try transformDense(TensorInput(descriptor: descriptor, bytes: raw), outputs: outputs)
+      }
+    }
+    return try result.get()
+  }
+
+  private func transformDense(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError)
+    -> TransformResult
+  {
     let dtype = input.descriptor.dtype
     let (rows, columns) = (input.descriptor.shape[0], input.descriptor.shape[1])
     let scheme = configuration.scheme

@@ -54,6 +54,9 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
   }
   let report = try Compressor.run(pass: pass, options: options, progress: callback)
   progress?.finish()
+  if !shared.quiet {
+    for warning in report.warnings { Diagnostics.warning(warning) }
+  }
   if shared.json {
     printResult(report.jsonText())
   } else if !shared.quiet {
