@@ -347,7 +347,8 @@ public struct QuantizePass: CompressionPass {
     let bytes = Self.encode(values, as: source.scaleDType)
     let descriptor = PlannedTensor(name: input.descriptor.name, dtype: source.scaleDType, shape: input.descriptor.shape)
     if outputs.count == 1, outputs[0].dtype == source.scaleDType, outputs[0].name == input.descriptor.name {
-      return TransformResult(outputs: [.owned(bytes)], reconstruction: .notApplicable)  // left unquantized, written dense
+      // A module left unquantized: written dense.
+      return TransformResult(outputs: [.owned(bytes)], reconstruction: .notApplicable)
     }
     let result: Result<TransformResult, SwiftCompressError> = bytes.withUnsafeBytes { raw in
       Result { () throws(SwiftCompressError) -> TransformResult in
