@@ -29,10 +29,14 @@ import sys
 import torch
 from safetensors.torch import load_file
 from compressed_tensors.entrypoints.convert import CompressedTensorsDequantizer, convert_checkpoint
+from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 from llmcompressor.entrypoints.model_free import model_free_ptq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCHEMES = ["W8A16", "W4A16", "W4A16_ASYM", "FP8_DYNAMIC", "FP8_BLOCK", "MXFP4A16", "NVFP4A16"]
+# Per-channel integer variants (one scale per output row): not presets, so passed as
+# custom schemes; the reference names their config group "config_group_0".
+CHANNEL_SCHEMES = {"W8A16-channel": 8, "W4A16-channel": 4}
 MODELS = ["tiny-llama-f32", "tiny-llama-f16", "tiny-llama-bf16"]
 IGNORE = ["lm_head", "re:.*embed_tokens.*"]
 
@@ -41,12 +45,16 @@ def main():
     out_root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "Fixtures/golden/quantization")
     for model in MODELS:
         source = os.path.join(ROOT, "Fixtures", model)
-        for scheme in SCHEMES:
+        for scheme in SCHEMES + list(CHANNEL_SCHEMES):
             out = os.path.join(out_root, model, scheme)
             dense = out + "-dequantized"
             for path in (out, dense):
                 shutil.rmtree(path, ignore_errors=True)
-            model_free_ptq(model_stub=source, save_directory=out, scheme=scheme, ignore=IGNORE,
+            preset = scheme
+            if scheme in CHANNEL_SCHEMES:
+                preset = QuantizationScheme(targets=["Linear"], weights=QuantizationArgs(
+                    num_bits=CHANNEL_SCHEMES[scheme], type="int", symmetric=True, strategy="channel"))
+            model_free_ptq(model_stub=source, save_directory=out, scheme=preset, ignore=IGNORE,
                            max_workers=1, device="cpu")
             try:
                 convert_checkpoint(model_stub=out, save_directory=dense,

@@ -282,3 +282,43 @@ struct FP8InputTests {
         atPath: folder.file("direct/config.json"), andPath: folder.file("via/config.json")))
   }
 }
+
+@Suite("Per-channel integer quantization")
+struct PerChannelTests {
+  static let cases: [(String, QuantizationScheme)] = ["tiny-llama-f32", "tiny-llama-f16", "tiny-llama-bf16"].flatMap {
+    model in [(model, QuantizationScheme.w8a16), (model, .w4a16)]
+  }
+
+  /// `--group-size 0` (one scale per output row) against the reference's custom
+  /// `channel` scheme: tensors and config.json byte for byte, and decompress's values.
+  @Test(arguments: cases)
+  func perChannelMatchesTheReference(_ model: String, _ scheme: QuantizationScheme) throws {
+    let python = try #require(referencePython, "the reference Python is missing: run `make venv`")
+    let golden = fixture("golden/quantization/\(model)/\(scheme.rawValue)-channel")
+    let folder = TemporaryFolder()
+    let out = folder.file("q")
+    _ = try Compressor.run(
+      pass: try QuantizePass(
+        configuration: .init(scheme: scheme, groupSize: 0, ignore: ["lm_head", "re:.*embed_tokens.*"])),
+      options: CompressionOptions(
+        input: fixture(model), output: out, selection: try TensorSelection(), command: "quantize"))
+    let reference = try Checkpoint.open(golden)
+    let ours = try Checkpoint.open(out)
+    for tensor in reference.tensors {
+      let mine = try #require(ours.tensor(named: tensor.name))
+      #expect(Array(ours.bytes(of: mine)) == Array(reference.bytes(of: tensor)), "\(tensor.name)")
+    }
+    #expect(FileManager.default.contentsEqual(atPath: out + "/config.json", andPath: golden + "/config.json"))
+    let dense = folder.file("dense")
+    _ = try Compressor.run(
+      pass: try DecompressPass(configuration: .init(dtype: .f32)),
+      options: CompressionOptions(input: out, output: dense, selection: try TensorSelection(), command: "decompress"))
+    let check = try runProcess(
+      python,
+      [
+        repositoryRoot + "/Tests/Interop/check_safetensors.py", "sha256", dense + "/model.safetensors",
+        golden + "/dequantized.json",
+      ])
+    #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+  }
+}

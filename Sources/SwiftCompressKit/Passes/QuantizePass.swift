@@ -85,7 +85,8 @@ public enum QuantizationScheme: String, CaseIterable, Codable, Sendable {
 public struct QuantizePass: CompressionPass {
   public struct Configuration: Codable, Sendable, Equatable {
     public var scheme: QuantizationScheme
-    /// Inputs per group (the row length must be a multiple).
+    /// Inputs per group (the row length must be a multiple); 0 for one scale per output
+    /// channel (integer schemes: compressed-tensors' `channel` strategy).
     public var groupSize: Int
     /// Modules left unquantized and listed in `quantization_config.ignore`: exact module
     /// names, or `re:` followed by a regular expression matched from the start of the name.
@@ -132,7 +133,7 @@ public struct QuantizePass: CompressionPass {
 
   public init(configuration: Configuration) throws(SwiftCompressError) {
     let fixedGroups = configuration.scheme.isFloat8 || configuration.scheme.isFP4
-    guard fixedGroups || configuration.groupSize > 0,
+    guard fixedGroups || configuration.groupSize >= 0,
       fixedGroups || configuration.groupSize % (32 / configuration.scheme.bits) == 0
     else {
       throw .invalidConfiguration(
@@ -293,8 +294,9 @@ public struct QuantizePass: CompressionPass {
           PlannedTensor(name: module + ".weight_scale", dtype: tensor.dtype, shape: scaleShape),
         ], note: scheme == .fp8Dynamic ? "FP8_DYNAMIC, per output channel" : "FP8_BLOCK, 128x128 blocks")
     }
-    let group = scheme == .mxfp4 ? 32 : scheme == .nvfp4 ? 16 : configuration.groupSize
-    guard columns % group == 0 else {
+    let group =
+      scheme == .mxfp4 ? 32 : scheme == .nvfp4 ? 16 : configuration.groupSize == 0 ? columns : configuration.groupSize
+    guard columns % group == 0, columns % (32 / scheme.bits) == 0 else {
       throw .invalidTensor(
         name: tensor.name,
         reason:
@@ -327,7 +329,8 @@ public struct QuantizePass: CompressionPass {
           name: module + ".weight_zero_point", dtype: .i32, shape: [(rows * bits + 31) / 32, columns / group]))
     }
     outputs.append(PlannedTensor(name: module + ".weight_shape", dtype: .i64, shape: [2]))
-    return .transform(outputs: outputs, note: "\(configuration.scheme.rawValue), group \(group)")
+    let grouping = configuration.groupSize == 0 ? "per channel" : "group \(group)"
+    return .transform(outputs: outputs, note: "\(configuration.scheme.rawValue), \(grouping)")
   }
 
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
@@ -364,7 +367,7 @@ public struct QuantizePass: CompressionPass {
     let dtype = input.descriptor.dtype
     let (rows, columns) = (input.descriptor.shape[0], input.descriptor.shape[1])
     let scheme = configuration.scheme
-    let group = configuration.groupSize
+    let group = configuration.groupSize == 0 ? columns : configuration.groupSize
     let groups = columns / group
     let bits = scheme.bits
     let qmin = Float(-(1 << (bits - 1)))
@@ -733,18 +736,19 @@ public struct QuantizePass: CompressionPass {
   /// The `quantization_config` block compressed-tensors 0.20 writes for this scheme.
   public var quantizationConfig: JSONValue {
     let scheme = configuration.scheme
+    let perChannelInteger = configuration.groupSize == 0 && !scheme.isFloat8 && !scheme.isFP4
     var weights: [JSONMember] = [
       JSONMember("dynamic", .bool(false)),
       JSONMember(
         "group_size",
-        scheme.isFloat8
+        scheme.isFloat8 || perChannelInteger
           ? .null
           : .number(scheme == .mxfp4 ? "32" : scheme == .nvfp4 ? "16" : String(configuration.groupSize))),
       JSONMember("num_bits", .number(String(scheme.bits))),
       JSONMember(
         "strategy",
         .string(
-          scheme == .fp8Dynamic
+          scheme == .fp8Dynamic || perChannelInteger
             ? "channel" : scheme == .fp8Block ? "block" : scheme == .nvfp4 ? "tensor_group" : "group")),
       JSONMember("symmetric", .bool(scheme.symmetric)),
       JSONMember("type", .string(scheme.isFloat8 || scheme.isFP4 ? "float" : "int")),
@@ -774,7 +778,13 @@ public struct QuantizePass: CompressionPass {
       JSONMember("weights", .object(weights)),
     ])
     return .object([
-      JSONMember("config_groups", .object([JSONMember(scheme.rawValue, group)])),
+      // A per-channel integer scheme is not a preset: the reference names its group config_group_0.
+      JSONMember(
+        "config_groups",
+        .object([
+          JSONMember(
+            perChannelInteger ? "config_group_0" : scheme.rawValue, group)
+        ])),
       JSONMember("format", .string(scheme.format)), JSONMember("global_compression_ratio", .null),
       JSONMember("ignore", .array(configuration.ignore.map { .string($0) })),
       JSONMember("kv_cache_scheme", .null), JSONMember("moe_sparsity_config", .null),

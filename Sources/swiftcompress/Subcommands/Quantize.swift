@@ -31,7 +31,8 @@ extension SwiftCompressCommand {
     @Option(name: .long, help: "The quantization scheme.")
     var scheme: QuantizationScheme
 
-    @Option(name: .long, help: "Inputs per quantization group.")
+    @Option(
+      name: .long, help: "Inputs per quantization group for the integer schemes; 0 for one scale per output channel.")
     var groupSize = 128
 
     @Option(
