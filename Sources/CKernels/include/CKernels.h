@@ -56,6 +56,19 @@ typedef struct {
 /// Accumulated in double (products of floats are exact). Deterministic for a given n.
 void sck_error_stats_f32(const float *ref, const float *out, size_t n, sck_error_stats *result);
 
+// ---- quantization ----
+/// Integer group quantization of one row of `groups * group` values (Float32 values that
+/// are representable in the weight's dtype), exactly as compressed-tensors computes it.
+/// `dtype`: 0 Float32, 1 BFloat16, 2 Float16 (each operation rounded to it). `epsilon`
+/// replaces a zero scale. Writes per element the code q + 2^(bits-1) and the
+/// reconstruction (q - zp) * s, per group the scale and (asymmetric) the zero point.
+void sck_quantize_int_groups(const float *x, size_t groups, size_t group, int bits, int symmetric, int dtype,
+                             float epsilon, uint8_t *codes, float *scales, float *zero_points, float *recon);
+
+/// Packs `n` codes of `bits` bits (n a multiple of 32 / bits) into little-endian 32-bit
+/// words filled from the least significant bit.
+void sck_pack_codes(const uint8_t *codes, size_t n, int bits, uint32_t *words);
+
 // ---- file copy ----
 /// copy_file_range(2) of `length` bytes from `fd_in` at `offset_in` to `fd_out` at its
 /// current offset. Returns the bytes copied (possibly fewer than asked), or -errno

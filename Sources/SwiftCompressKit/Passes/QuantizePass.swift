@@ -1,3 +1,4 @@
+import CKernels
 import CheckpointIO
 import Foundation
 
@@ -419,6 +420,68 @@ public struct QuantizePass: CompressionPass {
       return min(max(scaled, qmin), qmax).rounded(.toNearestOrEven)
     }
 
+    if !searching {
+      // Round-to-nearest: the C kernel (same arithmetic, vectorised where the CPU allows),
+      // over blocks of rows in parallel. Outputs do not depend on the blocking; the error
+      // sums are merged in block order, so they do not depend on the thread count.
+      try Self.checkFinite(input, rows: rows, columns: columns)
+      let dtypeCode: Int32 = dtype == .bf16 ? 1 : dtype == .f16 ? 2 : 0
+      let blockRows = 64
+      let blocks = (rows + blockRows - 1) / blockRows
+      var accumulators = [ErrorAccumulator](repeating: ErrorAccumulator(), count: blocks)
+      let rowBytes = columns * dtype.bitsPerElement / 8
+      let symmetric: Int32 = scheme.symmetric ? 1 : 0
+      let epsilon = round.epsilon
+      packed.withUnsafeMutableBytes { packedOut in
+        scales.withUnsafeMutableBufferPointer { scaleOut in
+          zeroPoints.withUnsafeMutableBufferPointer { zeroOut in
+            accumulators.withUnsafeMutableBufferPointer { errorOut in
+              nonisolated(unsafe) let (packedOut, scaleOut, zeroOut, errorOut) = (
+                packedOut, scaleOut, zeroOut, errorOut
+              )
+              DispatchQueue.concurrentPerform(iterations: blocks) { block in
+                var values = [Float](repeating: 0, count: columns)
+                var reconstruction = [Float](repeating: 0, count: columns)
+                var codes = [UInt8](repeating: 0, count: columns)
+                var rowZeroPoints = [Float](repeating: 0, count: groups)
+                var accumulator = ErrorAccumulator()
+                for row in (block * blockRows)..<min(rows, (block + 1) * blockRows) {
+                  values.withUnsafeMutableBufferPointer { v in
+                    Float32Conversion.convert(
+                      UnsafeRawBufferPointer(rebasing: input.bytes[(row * rowBytes)..<((row + 1) * rowBytes)]),
+                      dtype: dtype, count: columns, into: v)
+                    reconstruction.withUnsafeMutableBufferPointer { r in
+                      codes.withUnsafeMutableBufferPointer { c in
+                        rowZeroPoints.withUnsafeMutableBufferPointer { zp in
+                          sck_quantize_int_groups(
+                            v.baseAddress, groups, group, Int32(bits), symmetric, dtypeCode, epsilon, c.baseAddress,
+                            scaleOut.baseAddress! + row * groups, zp.baseAddress, r.baseAddress)
+                        }
+                        sck_pack_codes(
+                          c.baseAddress, columns, Int32(bits),
+                          (packedOut.baseAddress! + row * words * 4).assumingMemoryBound(to: UInt32.self))
+                      }
+                      accumulator.add(reference: UnsafeBufferPointer(v), reconstruction: UnsafeBufferPointer(r))
+                    }
+                  }
+                  if symmetric == 0 {
+                    for g in 0..<groups { zeroOut[row * groups + g] = rowZeroPoints[g] }
+                  }
+                }
+                errorOut[block] = accumulator
+              }
+            }
+          }
+        }
+      }
+      var error = ErrorAccumulator()
+      for accumulator in accumulators { error.merge(accumulator) }
+      return TransformResult(
+        outputs: intOutputs(
+          packed: packed, scales: scales, zeroPoints: zeroPoints, rows: rows, columns: columns, dtype: dtype),
+        reconstruction: .measured(error))
+    }
+
     let (error, baseline) = try Self.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
       row, values, reconstruction, alternative in
       for g in 0..<groups {
@@ -450,6 +513,22 @@ public struct QuantizePass: CompressionPass {
       }
     }
 
+    return TransformResult(
+      outputs: intOutputs(
+        packed: packed, scales: scales, zeroPoints: zeroPoints, rows: rows, columns: columns, dtype: dtype),
+      reconstruction: .measured(error), baseline: baseline)
+  }
+
+  /// The pack-quantized outputs: packed codes, scales, packed zero points (asymmetric)
+  /// and the shape.
+  private func intOutputs(
+    packed: [UInt8], scales: [Float], zeroPoints: [Float], rows: Int, columns: Int, dtype: DType
+  ) -> [OutputData] {
+    let scheme = configuration.scheme
+    let bits = scheme.bits
+    let perWord = 32 / bits
+    let groups = scales.count / max(rows, 1)
+    let offset = Float(1 << (bits - 1))
     var data: [OutputData] = [.owned(packed), .owned(Self.encode(scales, as: dtype))]
     if !scheme.symmetric {
       // Zero points are packed along the output dimension: word w of column g holds the
@@ -470,7 +549,8 @@ public struct QuantizePass: CompressionPass {
       data.append(.owned(result))
     }
     data.append(.owned([Int64(rows), Int64(columns)].withUnsafeBytes { Array($0) }))
-    return TransformResult(outputs: data, reconstruction: .measured(error), baseline: baseline)
+    return data
+
   }
 
   /// Calls `body` for each row of `input` with its values as Float32 and a buffer for the
@@ -511,6 +591,26 @@ public struct QuantizePass: CompressionPass {
       }
     }
     return (accumulator, baseline ? baselineAccumulator : nil)
+  }
+
+  /// Rejects NaN and infinite weights, naming the first one.
+  static func checkFinite(_ input: TensorInput, rows: Int, columns: Int) throws(SwiftCompressError) {
+    var first: Int?
+    forEachChunk(of: input, count: rows * columns) { start, chunk in
+      guard first == nil, let base = chunk.baseAddress else { return }
+      var stats = sck_stats()
+      sck_stats_f32(base, chunk.count, &stats)
+      if stats.nans + stats.infs > 0 { first = start + (chunk.firstIndex { !$0.isFinite } ?? 0) }
+    }
+    if let first {
+      let value = Float32Conversion.floats(
+        UnsafeRawBufferPointer(
+          rebasing: input.bytes[(first * input.descriptor.dtype.bitsPerElement / 8)...]), dtype: input.descriptor.dtype,
+        count: 1)[0]
+      throw .invalidTensor(
+        name: input.descriptor.name,
+        reason: "element [\(first / columns), \(first % columns)] is \(value); quantization needs finite weights")
+    }
   }
 
   /// Squared error of a candidate encoding of `values[range]`, `decode` giving each
