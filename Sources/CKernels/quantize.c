@@ -93,3 +93,161 @@ void sck_pack_codes(const uint8_t *codes, size_t n, int bits, uint32_t *words) {
     words[w] = word;
   }
 }
+
+// ---- FP8 (E4M3) and FP4 (E2M1) ----
+
+static const float e2m1_values[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+
+// E4M3 ("fn") code nearest to x, ties to even, saturating at 448 (x is finite).
+static inline uint8_t e4m3_code(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  uint8_t sign = (uint8_t)((u >> 24) & 0x80);
+  float a = fminf(fabsf(x), 448.0f);
+  if (a < 0x1p-6f) return sign | (uint8_t)__builtin_roundevenf(a * 512.0f);
+  memcpy(&u, &a, 4);
+  int exponent = (int)(u >> 23) - 127 + 7;
+  uint32_t mantissa = (u >> 20) & 7, rest = u & 0xFFFFF;
+  if (rest > 0x80000 || (rest == 0x80000 && (mantissa & 1))) {
+    mantissa++;
+    if (mantissa == 8) {
+      mantissa = 0;
+      exponent++;
+    }
+  }
+  int code = exponent << 3 | (int)mantissa;
+  return sign | (uint8_t)(code > 0x7E ? 0x7E : code);
+}
+
+// E4M3 values of the finite codes (0x7F and 0xFF, NaN, are never produced here).
+static float e4m3_table[256];
+static int e4m3_ready = 0;
+
+static void e4m3_init(void) {
+  if (__atomic_load_n(&e4m3_ready, __ATOMIC_ACQUIRE)) return;
+  for (int code = 0; code < 256; code++) {
+    int e = (code >> 3) & 0xF, m = code & 7;
+    float v = e == 0 ? (float)m * 0x1p-9f : ldexpf(1.0f + (float)m / 8.0f, e - 7);
+    e4m3_table[code] = (code & 0x80) ? -v : v;
+  }
+  __atomic_store_n(&e4m3_ready, 1, __ATOMIC_RELEASE);  // benign race: every writer stores the same values
+}
+
+static inline float e4m3_value(uint8_t code) { return e4m3_table[code]; }
+
+// E2M1 code of x (clamped to +-6), ties to even; a negative value keeps its sign at 0.
+static inline uint8_t e2m1_code(float x) {
+  float a = fabsf(x);
+  uint8_t m = (uint8_t)((a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.0f));
+  return (uint8_t)(signbit(x) ? 8 : 0) | m;
+}
+
+#define FP8_BODY                                                                                          \
+  for (size_t start = 0; start < n; start += segment) {                                                   \
+    const float s = scales[start / segment];                                                              \
+    const size_t end = start + segment < n ? start + segment : n;                                         \
+    for (size_t i = start; i < end; i++) {                                                                \
+      float v = ROUND(dtype, x[i] / s);                                                                   \
+      uint8_t c = e4m3_code(fminf(fmaxf(v, -448.0f), 448.0f));                                            \
+      codes[i] = c;                                                                                       \
+      recon[i] = ROUND(dtype, e4m3_value(c) * s);                                                         \
+    }                                                                                                     \
+  }
+
+#define MXFP4_BODY                                                                                        \
+  for (size_t g = 0; g < groups; g++) {                                                                   \
+    const float *v = x + g * 32;                                                                          \
+    int e = exponents[g] - 127;                                                                           \
+    float scale = ldexpf(1.0f, e);                                                                        \
+    for (size_t i = 0; i < 32; i += 2) {                                                                  \
+      uint8_t lo = e2m1_code(fminf(fmaxf(ROUND(dtype, v[i] / scale), -6.0f), 6.0f));                      \
+      uint8_t hi = e2m1_code(fminf(fmaxf(ROUND(dtype, v[i + 1] / scale), -6.0f), 6.0f));                  \
+      packed[(g * 32 + i) / 2] = (uint8_t)(lo | (hi << 4));                                               \
+      recon[g * 32 + i] = e2m1_values[lo] * scale;                                                        \
+      recon[g * 32 + i + 1] = e2m1_values[hi] * scale;                                                    \
+    }                                                                                                     \
+  }
+
+#define NVFP4_BODY                                                                                        \
+  for (size_t g = 0; g < groups; g++) {                                                                   \
+    const float *v = x + g * 16;                                                                          \
+    float amax = 0;                                                                                       \
+    for (size_t i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(v[i]));                                    \
+    uint8_t sc = e4m3_code(fminf(fmaxf(global * ROUND(dtype, amax / 6.0f), -448.0f), 448.0f));            \
+    if (e4m3_value(sc) == 0) sc = e4m3_code(0.125f);                                                      \
+    scale_codes[g] = sc;                                                                                  \
+    float effective = e4m3_value(sc) / global;                                                            \
+    for (size_t i = 0; i < 16; i += 2) {                                                                  \
+      uint8_t lo = e2m1_code(fminf(fmaxf(v[i] / effective, -6.0f), 6.0f));                                \
+      uint8_t hi = e2m1_code(fminf(fmaxf(v[i + 1] / effective, -6.0f), 6.0f));                            \
+      packed[(g * 16 + i) / 2] = (uint8_t)(lo | (hi << 4));                                               \
+      recon[g * 16 + i] = e2m1_values[lo] * effective;                                                    \
+      recon[g * 16 + i + 1] = e2m1_values[hi] * effective;                                                \
+    }                                                                                                     \
+  }
+
+static void fp8_portable(const float *x, size_t n, const float *scales, size_t segment, int dtype, uint8_t *codes,
+                         float *recon) {
+  FP8_BODY
+}
+static void mxfp4_portable(const float *x, size_t groups, const uint8_t *exponents, int dtype, uint8_t *packed,
+                           float *recon) {
+  MXFP4_BODY
+}
+static void nvfp4_portable(const float *x, size_t groups, float global, int dtype, uint8_t *scale_codes,
+                           uint8_t *packed, float *recon) {
+  NVFP4_BODY
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2,fma,f16c"))) static void fp8_avx2(const float *x, size_t n, const float *scales,
+                                                             size_t segment, int dtype, uint8_t *codes,
+                                                             float *recon) {
+  FP8_BODY
+}
+__attribute__((target("avx2,fma,f16c"))) static void mxfp4_avx2(const float *x, size_t groups,
+                                                               const uint8_t *exponents, int dtype,
+                                                               uint8_t *packed, float *recon) {
+  MXFP4_BODY
+}
+__attribute__((target("avx2,fma,f16c"))) static void nvfp4_avx2(const float *x, size_t groups, float global,
+                                                               int dtype, uint8_t *scale_codes, uint8_t *packed,
+                                                               float *recon) {
+  NVFP4_BODY
+}
+#endif
+
+void sck_quantize_fp8(const float *x, size_t n, const float *scales, size_t segment, int dtype, uint8_t *codes,
+                      float *recon) {
+  e4m3_init();
+#if defined(__x86_64__) || defined(__i386__)
+  if (sck_simd_level()) {
+    fp8_avx2(x, n, scales, segment, dtype, codes, recon);
+    return;
+  }
+#endif
+  fp8_portable(x, n, scales, segment, dtype, codes, recon);
+}
+
+void sck_quantize_mxfp4(const float *x, size_t groups, const uint8_t *exponents, int dtype, uint8_t *packed,
+                        float *recon) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (sck_simd_level()) {
+    mxfp4_avx2(x, groups, exponents, dtype, packed, recon);
+    return;
+  }
+#endif
+  mxfp4_portable(x, groups, exponents, dtype, packed, recon);
+}
+
+void sck_quantize_nvfp4(const float *x, size_t groups, float global, int dtype, uint8_t *scale_codes,
+                        uint8_t *packed, float *recon) {
+  e4m3_init();
+#if defined(__x86_64__) || defined(__i386__)
+  if (sck_simd_level()) {
+    nvfp4_avx2(x, groups, global, dtype, scale_codes, packed, recon);
+    return;
+  }
+#endif
+  nvfp4_portable(x, groups, global, dtype, scale_codes, packed, recon);
+}

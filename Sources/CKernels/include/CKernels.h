@@ -65,6 +65,22 @@ void sck_error_stats_f32(const float *ref, const float *out, size_t n, sck_error
 void sck_quantize_int_groups(const float *x, size_t groups, size_t group, int bits, int symmetric, int dtype,
                              float epsilon, uint8_t *codes, float *scales, float *zero_points, float *recon);
 
+/// FP8 E4M3 of `n` values, value i scaled by scales[i / segment]: codes e4m3(clamp(x/s,
+/// +-448)) and reconstructions e4m3 x s, each operation rounded to `dtype`.
+void sck_quantize_fp8(const float *x, size_t n, const float *scales, size_t segment, int dtype, uint8_t *codes,
+                      float *recon);
+
+/// MXFP4 of `groups` groups of 32 values with the given E8M0 exponents: packed E2M1
+/// codes (even element in the low nibble) of clamp(x / 2^(e-127), +-6), and reconstructions.
+void sck_quantize_mxfp4(const float *x, size_t groups, const uint8_t *exponents, int dtype, uint8_t *packed,
+                        float *recon);
+
+/// NVFP4 of `groups` groups of 16 values with global scale `global`: E4M3 scale codes
+/// e4m3(global x r(amax / 6)) (0 -> 0.125), packed E2M1 codes of x / (scale / global), and
+/// reconstructions, as compressed-tensors computes them.
+void sck_quantize_nvfp4(const float *x, size_t groups, float global, int dtype, uint8_t *scale_codes,
+                        uint8_t *packed, float *recon);
+
 /// Packs `n` codes of `bits` bits (n a multiple of 32 / bits) into little-endian 32-bit
 /// words filled from the least significant bit.
 void sck_pack_codes(const uint8_t *codes, size_t n, int bits, uint32_t *words);

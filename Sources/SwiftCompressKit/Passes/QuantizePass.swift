@@ -421,61 +421,36 @@ public struct QuantizePass: CompressionPass {
     }
 
     if !searching {
-      // Round-to-nearest: the C kernel (same arithmetic, vectorised where the CPU allows),
-      // over blocks of rows in parallel. Outputs do not depend on the blocking; the error
-      // sums are merged in block order, so they do not depend on the thread count.
-      try Self.checkFinite(input, rows: rows, columns: columns)
-      let dtypeCode: Int32 = dtype == .bf16 ? 1 : dtype == .f16 ? 2 : 0
-      let blockRows = 64
-      let blocks = (rows + blockRows - 1) / blockRows
-      var accumulators = [ErrorAccumulator](repeating: ErrorAccumulator(), count: blocks)
-      let rowBytes = columns * dtype.bitsPerElement / 8
+      // Round-to-nearest: the C kernel (the same arithmetic, vectorised where the CPU
+      // allows), rows in parallel.
+      let dtypeCode = Self.kernelDType(dtype)
       let symmetric: Int32 = scheme.symmetric ? 1 : 0
       let epsilon = round.epsilon
-      packed.withUnsafeMutableBytes { packedOut in
+      try Self.checkFinite(input, rows: rows, columns: columns)
+      let error = packed.withUnsafeMutableBytes { packedOut in
         scales.withUnsafeMutableBufferPointer { scaleOut in
           zeroPoints.withUnsafeMutableBufferPointer { zeroOut in
-            accumulators.withUnsafeMutableBufferPointer { errorOut in
-              nonisolated(unsafe) let (packedOut, scaleOut, zeroOut, errorOut) = (
-                packedOut, scaleOut, zeroOut, errorOut
-              )
-              DispatchQueue.concurrentPerform(iterations: blocks) { block in
-                var values = [Float](repeating: 0, count: columns)
-                var reconstruction = [Float](repeating: 0, count: columns)
-                var codes = [UInt8](repeating: 0, count: columns)
-                var rowZeroPoints = [Float](repeating: 0, count: groups)
-                var accumulator = ErrorAccumulator()
-                for row in (block * blockRows)..<min(rows, (block + 1) * blockRows) {
-                  values.withUnsafeMutableBufferPointer { v in
-                    Float32Conversion.convert(
-                      UnsafeRawBufferPointer(rebasing: input.bytes[(row * rowBytes)..<((row + 1) * rowBytes)]),
-                      dtype: dtype, count: columns, into: v)
-                    reconstruction.withUnsafeMutableBufferPointer { r in
-                      codes.withUnsafeMutableBufferPointer { c in
-                        rowZeroPoints.withUnsafeMutableBufferPointer { zp in
-                          sck_quantize_int_groups(
-                            v.baseAddress, groups, group, Int32(bits), symmetric, dtypeCode, epsilon, c.baseAddress,
-                            scaleOut.baseAddress! + row * groups, zp.baseAddress, r.baseAddress)
-                        }
-                        sck_pack_codes(
-                          c.baseAddress, columns, Int32(bits),
-                          (packedOut.baseAddress! + row * words * 4).assumingMemoryBound(to: UInt32.self))
-                      }
-                      accumulator.add(reference: UnsafeBufferPointer(v), reconstruction: UnsafeBufferPointer(r))
-                    }
-                  }
-                  if symmetric == 0 {
-                    for g in 0..<groups { zeroOut[row * groups + g] = rowZeroPoints[g] }
-                  }
+            nonisolated(unsafe) let (packedOut, scaleOut, zeroOut) = (packedOut, scaleOut, zeroOut)
+            return Self.parallelRows(input, rows: rows, columns: columns) { row, values, reconstruction in
+              var codes = [UInt8](repeating: 0, count: columns)
+              var rowZeroPoints = [Float](repeating: 0, count: groups)
+              codes.withUnsafeMutableBufferPointer { c in
+                rowZeroPoints.withUnsafeMutableBufferPointer { zp in
+                  sck_quantize_int_groups(
+                    values.baseAddress, groups, group, Int32(bits), symmetric, dtypeCode, epsilon, c.baseAddress,
+                    scaleOut.baseAddress! + row * groups, zp.baseAddress, reconstruction.baseAddress)
                 }
-                errorOut[block] = accumulator
+                sck_pack_codes(
+                  c.baseAddress, columns, Int32(bits),
+                  (packedOut.baseAddress! + row * words * 4).assumingMemoryBound(to: UInt32.self))
+              }
+              if symmetric == 0 {
+                for g in 0..<groups { zeroOut[row * groups + g] = rowZeroPoints[g] }
               }
             }
           }
         }
       }
-      var error = ErrorAccumulator()
-      for accumulator in accumulators { error.merge(accumulator) }
       return TransformResult(
         outputs: intOutputs(
           packed: packed, scales: scales, zeroPoints: zeroPoints, rows: rows, columns: columns, dtype: dtype),
@@ -593,6 +568,49 @@ public struct QuantizePass: CompressionPass {
     return (accumulator, baseline ? baselineAccumulator : nil)
   }
 
+  /// The dtype code the C kernels take: 0 Float32, 1 BFloat16, 2 Float16.
+  static func kernelDType(_ dtype: DType) -> Int32 {
+    dtype == .bf16 ? 1 : dtype == .f16 ? 2 : 0
+  }
+
+  /// Calls `body` for every row, in parallel over fixed blocks of 64 rows, with the row's
+  /// Float32 values and a buffer for its reconstruction, and returns the error summed
+  /// in block order (so independent of the thread count). `body` must write only what
+  /// belongs to its row. Callers check the weights are finite first (`checkFinite`).
+  static func parallelRows(
+    _ input: TensorInput, rows: Int, columns: Int, measure: Bool = true,
+    _ body: @Sendable (Int, UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void
+  ) -> ErrorAccumulator {
+    let dtype = input.descriptor.dtype
+    let rowBytes = columns * dtype.bitsPerElement / 8
+    let blockRows = 64
+    let blocks = (rows + blockRows - 1) / blockRows
+    var accumulators = [ErrorAccumulator](repeating: ErrorAccumulator(), count: blocks)
+    accumulators.withUnsafeMutableBufferPointer { errorOut in
+      nonisolated(unsafe) let errorOut = errorOut
+      DispatchQueue.concurrentPerform(iterations: blocks) { block in
+        var values = [Float](repeating: 0, count: columns)
+        var reconstruction = [Float](repeating: 0, count: columns)
+        var accumulator = ErrorAccumulator()
+        for row in (block * blockRows)..<min(rows, (block + 1) * blockRows) {
+          values.withUnsafeMutableBufferPointer { v in
+            Float32Conversion.convert(
+              UnsafeRawBufferPointer(rebasing: input.bytes[(row * rowBytes)..<((row + 1) * rowBytes)]), dtype: dtype,
+              count: columns, into: v)
+            reconstruction.withUnsafeMutableBufferPointer { r in
+              body(row, UnsafeBufferPointer(v), r)
+              if measure { accumulator.add(reference: UnsafeBufferPointer(v), reconstruction: UnsafeBufferPointer(r)) }
+            }
+          }
+        }
+        errorOut[block] = accumulator
+      }
+    }
+    var error = ErrorAccumulator()
+    for accumulator in accumulators { error.merge(accumulator) }
+    return error
+  }
+
   /// Rejects NaN and infinite weights, naming the first one.
   static func checkFinite(_ input: TensorInput, rows: Int, columns: Int) throws(SwiftCompressError) {
     var first: Int?
@@ -651,10 +669,27 @@ public struct QuantizePass: CompressionPass {
       let code = Float32Conversion.e4m3Code(min(max(round(value / scale), -448), 448))
       return (code, round(table[Int(code)] * scale))
     }
-    // First pass: the amax of every block (FP8_BLOCK blocks span 128 rows).
+    // First pass: each row's amax per column block, in parallel; then the amax of every
+    // block (FP8_BLOCK blocks span 128 rows).
+    try Self.checkFinite(input, rows: rows, columns: columns)
+    var rowAmax = [Float](repeating: 0, count: rows * blockColumns)
+    rowAmax.withUnsafeMutableBufferPointer { out in
+      nonisolated(unsafe) let out = out
+      _ = Self.parallelRows(input, rows: rows, columns: columns, measure: false) { row, values, _ in
+        for b in 0..<blockColumns {
+          var stats = sck_stats()
+          let start = b * block.columns
+          sck_stats_f32(values.baseAddress! + start, min(block.columns, columns - start), &stats)
+          out[row * blockColumns + b] = stats.absmax
+        }
+      }
+    }
     var amax = [Float](repeating: 0, count: blockRows * blockColumns)
-    _ = try Self.forEachRow(input, rows: rows, columns: columns) { row, values, _, _ in
-      for c in 0..<columns { amax[blockIndex(row, c)] = max(amax[blockIndex(row, c)], abs(values[c])) }
+    for row in 0..<rows {
+      for b in 0..<blockColumns {
+        amax[(row / block.rows) * blockColumns + b] = max(
+          amax[(row / block.rows) * blockColumns + b], rowAmax[row * blockColumns + b])
+      }
     }
     var alphas = [Float](repeating: 1, count: amax.count)
     if searching {
@@ -678,6 +713,22 @@ public struct QuantizePass: CompressionPass {
     }
     let scales = amax.indices.map { scale(amax[$0], alphas[$0]) }
     var codes = [UInt8](repeating: 0, count: rows * columns)
+    if !searching {
+      let dtypeCode = Self.kernelDType(input.descriptor.dtype)
+      let error = codes.withUnsafeMutableBufferPointer { codeOut in
+        scales.withUnsafeBufferPointer { scaleIn in
+          nonisolated(unsafe) let (codeOut, scaleIn) = (codeOut, scaleIn)
+          return Self.parallelRows(input, rows: rows, columns: columns) { row, values, reconstruction in
+            sck_quantize_fp8(
+              values.baseAddress, columns, scaleIn.baseAddress! + (row / block.rows) * blockColumns, block.columns,
+              dtypeCode, codeOut.baseAddress! + row * columns, reconstruction.baseAddress)
+          }
+        }
+      }
+      return TransformResult(
+        outputs: [.owned(codes), .owned(Self.encode(scales, as: input.descriptor.dtype))],
+        reconstruction: .measured(error))
+    }
     let (error, baseline) = try Self.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
       row, values, reconstruction, alternative in
       for c in 0..<columns {
@@ -707,6 +758,27 @@ public struct QuantizePass: CompressionPass {
     var packed = [UInt8](repeating: 0, count: rows * columns / 2)
     func power(_ e: Int) -> Float { Float(sign: .plus, exponent: e - 127, significand: 1) }
     func code(_ value: Float, _ scale: Float) -> UInt8 { Self.e2m1Code(min(max(round(value / scale), -6), 6)) }
+    if !searching {
+      try Self.checkFinite(input, rows: rows, columns: columns)
+      let dtypeCode = Self.kernelDType(round.dtype)
+      let dtype = round.dtype
+      let error = packed.withUnsafeMutableBufferPointer { packedOut in
+        exponents.withUnsafeMutableBufferPointer { exponentOut in
+          nonisolated(unsafe) let (packedOut, exponentOut) = (packedOut, exponentOut)
+          return Self.parallelRows(input, rows: rows, columns: columns) { row, values, reconstruction in
+            for g in 0..<groups {
+              var amax: Float = 0
+              for i in (g * 32)..<(g * 32 + 32) { amax = max(amax, abs(values[i])) }
+              exponentOut[row * groups + g] = Self.mxExponent(amax, dtype: dtype)
+            }
+            sck_quantize_mxfp4(
+              values.baseAddress, groups, exponentOut.baseAddress! + row * groups, dtypeCode,
+              packedOut.baseAddress! + row * columns / 2, reconstruction.baseAddress)
+          }
+        }
+      }
+      return TransformResult(outputs: [.owned(packed), .owned(exponents)], reconstruction: .measured(error))
+    }
     let (error, baseline) = try Self.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
       row, values, reconstruction, alternative in
       for g in 0..<groups {
@@ -755,6 +827,23 @@ public struct QuantizePass: CompressionPass {
     func code(_ value: Float, _ effective: Float) -> UInt8 { Self.e2m1Code(min(max(value / effective, -6), 6)) }
     func decode(_ value: Float, _ effective: Float) -> Float {
       Float32Conversion.e2m1Table[Int(code(value, effective))] * effective
+    }
+    if !searching {
+      try Self.checkFinite(input, rows: rows, columns: columns)
+      let dtypeCode = Self.kernelDType(input.descriptor.dtype)
+      let error = packed.withUnsafeMutableBufferPointer { packedOut in
+        scales.withUnsafeMutableBufferPointer { scaleOut in
+          nonisolated(unsafe) let (packedOut, scaleOut) = (packedOut, scaleOut)
+          return Self.parallelRows(input, rows: rows, columns: columns) { row, values, reconstruction in
+            sck_quantize_nvfp4(
+              values.baseAddress, groups, globalScale, dtypeCode, scaleOut.baseAddress! + row * groups,
+              packedOut.baseAddress! + row * columns / 2, reconstruction.baseAddress)
+          }
+        }
+      }
+      let global = [globalScale].withUnsafeBytes { Array($0) }
+      return TransformResult(
+        outputs: [.owned(packed), .owned(scales), .owned(global)], reconstruction: .measured(error))
     }
     let (error, baseline) = try Self.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
       row, values, reconstruction, alternative in
