@@ -29,8 +29,7 @@ static inline float bf16_round(float x) {
     const float *v = x + g * group;                                                                       \
     float scale, zp = 0;                                                                                  \
     if (symmetric) {                                                                                      \
-      float amax = 0;                                                                                     \
-      for (size_t i = 0; i < group; i++) amax = fmaxf(amax, fabsf(v[i]));                               \
+      float amax = absmax(v, group);                                                                      \
       scale = ROUND(dtype, amax / ((qmax - qmin) / 2));                                                   \
       if (scale == 0) scale = epsilon;                                                                    \
     } else {                                                                                              \
@@ -60,37 +59,71 @@ static inline float bf16_round(float x) {
     }                                                                                                     \
   }
 
-static void quantize_portable(const float *x, size_t groups, size_t group, int bits, int symmetric, int dtype,
-                              float epsilon, uint8_t *codes, float *scales, float *zero_points, float *recon) {
-  QUANTIZE_BODY
-}
+// max |v[i]| over n values, in 8 independent lanes so the compiler can vectorise it
+// without reassociating anything (max is exact, so the result is the same).
+#define ABSMAX_BODY                                                                                       \
+  float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                              \
+  size_t i = 0;                                                                                           \
+  for (; i + 8 <= n; i += 8)                                                                              \
+    for (int j = 0; j < 8; j++) {                                                                         \
+      float a = fabsf(v[i + j]);                                                                          \
+      lanes[j] = a > lanes[j] ? a : lanes[j];                                                             \
+    }                                                                                                     \
+  float m = 0;                                                                                            \
+  for (; i < n; i++) m = fmaxf(m, fabsf(v[i]));                                                          \
+  for (int j = 0; j < 8; j++) m = fmaxf(m, lanes[j]);                                                    \
+  return m;
 
+// One function per (target, dtype): the dtype is a constant inside, so the rounding
+// branches disappear and the loops vectorise.
+#define DEFINE_QUANTIZE(name, attributes, DTYPE)                                                          \
+  attributes static float name##_absmax(const float *v, size_t n) { ABSMAX_BODY }                         \
+  attributes static void name(const float *x, size_t groups, size_t group, int bits, int symmetric,       \
+                              float epsilon, uint8_t *codes, float *scales, float *zero_points,           \
+                              float *recon) {                                                             \
+    const int dtype = DTYPE;                                                                              \
+    float (*absmax)(const float *, size_t) = name##_absmax;                                              \
+    QUANTIZE_BODY                                                                                         \
+  }
+
+DEFINE_QUANTIZE(quantize_portable_f32, , 0)
+DEFINE_QUANTIZE(quantize_portable_bf16, , 1)
+DEFINE_QUANTIZE(quantize_portable_f16, , 2)
 #if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx2,fma,f16c"))) static void quantize_avx2(const float *x, size_t groups, size_t group,
-                                                                  int bits, int symmetric, int dtype, float epsilon,
-                                                                  uint8_t *codes, float *scales,
-                                                                  float *zero_points, float *recon) {
-  QUANTIZE_BODY
-}
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+DEFINE_QUANTIZE(quantize_avx2_f32, AVX2, 0)
+DEFINE_QUANTIZE(quantize_avx2_bf16, AVX2, 1)
+DEFINE_QUANTIZE(quantize_avx2_f16, AVX2, 2)
 #endif
 
 void sck_quantize_int_groups(const float *x, size_t groups, size_t group, int bits, int symmetric, int dtype,
                              float epsilon, uint8_t *codes, float *scales, float *zero_points, float *recon) {
+  typedef void (*kernel)(const float *, size_t, size_t, int, int, float, uint8_t *, float *, float *, float *);
+  kernel portable[3] = {quantize_portable_f32, quantize_portable_bf16, quantize_portable_f16};
+  kernel chosen = portable[dtype];
 #if defined(__x86_64__) || defined(__i386__)
-  if (sck_simd_level()) {
-    quantize_avx2(x, groups, group, bits, symmetric, dtype, epsilon, codes, scales, zero_points, recon);
-    return;
-  }
+  kernel simd[3] = {quantize_avx2_f32, quantize_avx2_bf16, quantize_avx2_f16};
+  if (sck_simd_level()) chosen = simd[dtype];
 #endif
-  quantize_portable(x, groups, group, bits, symmetric, dtype, epsilon, codes, scales, zero_points, recon);
+  chosen(x, groups, group, bits, symmetric, epsilon, codes, scales, zero_points, recon);
 }
 
 void sck_pack_codes(const uint8_t *codes, size_t n, int bits, uint32_t *words) {
-  const size_t per = 32 / (size_t)bits;
-  for (size_t w = 0; w < n / per; w++) {
-    uint32_t word = 0;
-    for (size_t j = 0; j < per; j++) word |= (uint32_t)codes[w * per + j] << (bits * j);
-    words[w] = word;
+  if (bits == 4) {  // constant widths let the compiler vectorise
+    for (size_t w = 0; w < n / 8; w++) {
+      uint32_t word = 0;
+      for (int j = 0; j < 8; j++) word |= (uint32_t)codes[w * 8 + j] << (4 * j);
+      words[w] = word;
+    }
+  } else if (bits == 8) {
+    memcpy(words, codes, n);  // four bytes per little-endian word, element 0 lowest
+  } else {
+    const size_t per = 32 / (size_t)bits;
+    for (size_t w = 0; w < n / per; w++) {
+      uint32_t word = 0;
+      for (size_t j = 0; j < per; j++) word |= (uint32_t)codes[w * per + j] << (bits * j);
+      words[w] = word;
+    }
   }
 }
 
