@@ -219,68 +219,51 @@ static inline uint8_t e2m1_code(float x) {
     }                                                                                                     \
   }
 
-static void fp8_portable(const float *x, size_t n, const float *scales, size_t segment, int dtype, uint8_t *codes,
-                         float *recon) {
-  FP8_BODY
-}
-static void mxfp4_portable(const float *x, size_t groups, const uint8_t *exponents, int dtype, uint8_t *packed,
-                           float *recon) {
-  MXFP4_BODY
-}
-static void nvfp4_portable(const float *x, size_t groups, float global, int dtype, uint8_t *scale_codes,
-                           uint8_t *packed, float *recon) {
-  NVFP4_BODY
-}
+// One function per (target, dtype), as for the integer kernel.
+#define DEFINE_FP(name, attributes, DTYPE)                                                                \
+  attributes static void name##_fp8(const float *x, size_t n, const float *scales, size_t segment,        \
+                                    uint8_t *codes, float *recon) {                                       \
+    const int dtype = DTYPE;                                                                              \
+    FP8_BODY                                                                                              \
+  }                                                                                                       \
+  attributes static void name##_mxfp4(const float *x, size_t groups, const uint8_t *exponents,            \
+                                      uint8_t *packed, float *recon) {                                    \
+    const int dtype = DTYPE;                                                                              \
+    MXFP4_BODY                                                                                            \
+  }                                                                                                       \
+  attributes static void name##_nvfp4(const float *x, size_t groups, float global, uint8_t *scale_codes,  \
+                                      uint8_t *packed, float *recon) {                                    \
+    const int dtype = DTYPE;                                                                              \
+    NVFP4_BODY                                                                                            \
+  }
 
+DEFINE_FP(portable_f32, , 0)
+DEFINE_FP(portable_bf16, , 1)
+DEFINE_FP(portable_f16, , 2)
 #if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx2,fma,f16c"))) static void fp8_avx2(const float *x, size_t n, const float *scales,
-                                                             size_t segment, int dtype, uint8_t *codes,
-                                                             float *recon) {
-  FP8_BODY
-}
-__attribute__((target("avx2,fma,f16c"))) static void mxfp4_avx2(const float *x, size_t groups,
-                                                               const uint8_t *exponents, int dtype,
-                                                               uint8_t *packed, float *recon) {
-  MXFP4_BODY
-}
-__attribute__((target("avx2,fma,f16c"))) static void nvfp4_avx2(const float *x, size_t groups, float global,
-                                                               int dtype, uint8_t *scale_codes, uint8_t *packed,
-                                                               float *recon) {
-  NVFP4_BODY
-}
+DEFINE_FP(avx2_f32, AVX2, 0)
+DEFINE_FP(avx2_bf16, AVX2, 1)
+DEFINE_FP(avx2_f16, AVX2, 2)
+#define CHOOSE(kind, dtype)                                                                               \
+  (sck_simd_level() ? (dtype == 1 ? avx2_bf16_##kind : dtype == 2 ? avx2_f16_##kind : avx2_f32_##kind)     \
+                    : (dtype == 1 ? portable_bf16_##kind : dtype == 2 ? portable_f16_##kind : portable_f32_##kind))
+#else
+#define CHOOSE(kind, dtype) (dtype == 1 ? portable_bf16_##kind : dtype == 2 ? portable_f16_##kind : portable_f32_##kind)
 #endif
 
 void sck_quantize_fp8(const float *x, size_t n, const float *scales, size_t segment, int dtype, uint8_t *codes,
                       float *recon) {
   e4m3_init();
-#if defined(__x86_64__) || defined(__i386__)
-  if (sck_simd_level()) {
-    fp8_avx2(x, n, scales, segment, dtype, codes, recon);
-    return;
-  }
-#endif
-  fp8_portable(x, n, scales, segment, dtype, codes, recon);
+  CHOOSE(fp8, dtype)(x, n, scales, segment, codes, recon);
 }
 
 void sck_quantize_mxfp4(const float *x, size_t groups, const uint8_t *exponents, int dtype, uint8_t *packed,
                         float *recon) {
-#if defined(__x86_64__) || defined(__i386__)
-  if (sck_simd_level()) {
-    mxfp4_avx2(x, groups, exponents, dtype, packed, recon);
-    return;
-  }
-#endif
-  mxfp4_portable(x, groups, exponents, dtype, packed, recon);
+  CHOOSE(mxfp4, dtype)(x, groups, exponents, packed, recon);
 }
 
 void sck_quantize_nvfp4(const float *x, size_t groups, float global, int dtype, uint8_t *scale_codes,
                         uint8_t *packed, float *recon) {
   e4m3_init();
-#if defined(__x86_64__) || defined(__i386__)
-  if (sck_simd_level()) {
-    nvfp4_avx2(x, groups, global, dtype, scale_codes, packed, recon);
-    return;
-  }
-#endif
-  nvfp4_portable(x, groups, global, dtype, scale_codes, packed, recon);
+  CHOOSE(nvfp4, dtype)(x, groups, global, scale_codes, packed, recon);
 }
