@@ -392,14 +392,17 @@ __attribute__((target("avx2,fma,f16c"))) static void error_avx2(const float *ref
     __m256d rl = _mm256_cvtps_pd(_mm256_castps256_ps128(r)), rh = _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1));
     __m256d ol = _mm256_cvtps_pd(_mm256_castps256_ps128(o)), oh = _mm256_cvtps_pd(_mm256_extractf128_ps(o, 1));
     __m256d el = _mm256_sub_pd(rl, ol), eh = _mm256_sub_pd(rh, oh);
-    r_lo = _mm256_add_pd(r_lo, _mm256_mul_pd(rl, rl));
-    r_hi = _mm256_add_pd(r_hi, _mm256_mul_pd(rh, rh));
-    o_lo = _mm256_add_pd(o_lo, _mm256_mul_pd(ol, ol));
-    o_hi = _mm256_add_pd(o_hi, _mm256_mul_pd(oh, oh));
+    // Products of two floats are exact in double, so a fused multiply-add rounds once,
+    // exactly like the portable path's multiply then add. e = r - o need not be exact,
+    // so e * e is rounded before it is added, as in the portable path.
+    r_lo = _mm256_fmadd_pd(rl, rl, r_lo);
+    r_hi = _mm256_fmadd_pd(rh, rh, r_hi);
+    o_lo = _mm256_fmadd_pd(ol, ol, o_lo);
+    o_hi = _mm256_fmadd_pd(oh, oh, o_hi);
     e_lo = _mm256_add_pd(e_lo, _mm256_mul_pd(el, el));
     e_hi = _mm256_add_pd(e_hi, _mm256_mul_pd(eh, eh));
-    d_lo = _mm256_add_pd(d_lo, _mm256_mul_pd(rl, ol));
-    d_hi = _mm256_add_pd(d_hi, _mm256_mul_pd(rh, oh));
+    d_lo = _mm256_fmadd_pd(rl, ol, d_lo);
+    d_hi = _mm256_fmadd_pd(rh, oh, d_hi);
     m_lo = _mm256_max_pd(m_lo, _mm256_and_pd(el, abs_mask));
     m_hi = _mm256_max_pd(m_hi, _mm256_and_pd(eh, abs_mask));
   }
@@ -444,4 +447,57 @@ void sck_error_stats_f32(const float *ref, const float *out, size_t n, sck_error
   }
 #endif
   error_portable(ref, out, n, result);
+}
+
+// ---- absolute maximum ----
+//
+// On the bit patterns: for finite floats |x| orders like its bits with the sign cleared,
+// so the maximum is an exact integer maximum (the same in both builds).
+
+#define ABSMAX_BODY                                                                                       \
+  uint32_t lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0}, bad[8] = {0, 0, 0, 0, 0, 0, 0, 0};                        \
+  size_t i = 0;                                                                                           \
+  for (; i + 8 <= n; i += 8)                                                                              \
+    for (int j = 0; j < 8; j++) {                                                                         \
+      uint32_t a = f32_bits(x[i + j]) & 0x7FFFFFFFu;                                                      \
+      uint32_t finite = a < 0x7F800000u;                                                                  \
+      uint32_t v = finite ? a : 0;                                                                        \
+      lanes[j] = v > lanes[j] ? v : lanes[j];                                                             \
+      bad[j] += 1u - finite;                                                                              \
+    }                                                                                                     \
+  uint32_t m = 0;                                                                                         \
+  uint64_t count = 0;                                                                                     \
+  for (; i < n; i++) {                                                                                    \
+    uint32_t a = f32_bits(x[i]) & 0x7FFFFFFFu;                                                            \
+    if (a < 0x7F800000u) m = a > m ? a : m;                                                               \
+    else count++;                                                                                         \
+  }                                                                                                       \
+  for (int j = 0; j < 8; j++) {                                                                           \
+    m = lanes[j] > m ? lanes[j] : m;                                                                      \
+    count += bad[j];                                                                                      \
+  }                                                                                                       \
+  *nonfinite += count;                                                                                    \
+  return bits_f32(m);
+
+// n below 2^32 * 8, so the 32-bit lane counters cannot overflow (the caller chunks).
+static float absmax_portable(const float *x, size_t n, uint64_t *nonfinite) { ABSMAX_BODY }
+#if SCK_X86
+__attribute__((target("avx2,fma,f16c"))) static float absmax_avx2(const float *x, size_t n, uint64_t *nonfinite) {
+  ABSMAX_BODY
+}
+#endif
+
+float sck_absmax_f32(const float *x, size_t n, uint64_t *nonfinite) {
+  float m = 0;
+  for (size_t start = 0; start < n; start += (size_t)1 << 30) {
+    size_t count = n - start < ((size_t)1 << 30) ? n - start : ((size_t)1 << 30);
+    float part;
+#if SCK_X86
+    if (use_simd()) part = absmax_avx2(x + start, count, nonfinite);
+    else
+#endif
+      part = absmax_portable(x + start, count, nonfinite);
+    m = part > m ? part : m;
+  }
+  return m;
 }

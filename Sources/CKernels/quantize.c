@@ -129,94 +129,111 @@ void sck_pack_codes(const uint8_t *codes, size_t n, int bits, uint32_t *words) {
 
 // ---- FP8 (E4M3) and FP4 (E2M1) ----
 
-static const float e2m1_values[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
-
-// E4M3 ("fn") code nearest to x, ties to even, saturating at 448 (x is finite).
-static inline uint8_t e4m3_code(float x) {
+static inline uint32_t bits_of(float x) {
   uint32_t u;
   memcpy(&u, &x, 4);
-  uint8_t sign = (uint8_t)((u >> 24) & 0x80);
-  float a = fminf(fabsf(x), 448.0f);
-  if (a < 0x1p-6f) return sign | (uint8_t)__builtin_roundevenf(a * 512.0f);
-  memcpy(&u, &a, 4);
-  int exponent = (int)(u >> 23) - 127 + 7;
-  uint32_t mantissa = (u >> 20) & 7, rest = u & 0xFFFFF;
-  if (rest > 0x80000 || (rest == 0x80000 && (mantissa & 1))) {
-    mantissa++;
-    if (mantissa == 8) {
-      mantissa = 0;
-      exponent++;
-    }
-  }
-  int code = exponent << 3 | (int)mantissa;
-  return sign | (uint8_t)(code > 0x7E ? 0x7E : code);
+  return u;
 }
 
-// E4M3 values of the finite codes (0x7F and 0xFF, NaN, are never produced here).
-static float e4m3_table[256];
-static int e4m3_ready = 0;
-
-static void e4m3_init(void) {
-  if (__atomic_load_n(&e4m3_ready, __ATOMIC_ACQUIRE)) return;
-  for (int code = 0; code < 256; code++) {
-    int e = (code >> 3) & 0xF, m = code & 7;
-    float v = e == 0 ? (float)m * 0x1p-9f : ldexpf(1.0f + (float)m / 8.0f, e - 7);
-    e4m3_table[code] = (code & 0x80) ? -v : v;
-  }
-  __atomic_store_n(&e4m3_ready, 1, __ATOMIC_RELEASE);  // benign race: every writer stores the same values
+static inline float float_of(uint32_t u) {
+  float x;
+  memcpy(&x, &u, 4);
+  return x;
 }
 
-static inline float e4m3_value(uint8_t code) { return e4m3_table[code]; }
+// E4M3 code and value of x (|x| <= 448), ties to even, without branches or tables so the
+// loops vectorise.
+static inline uint8_t e4m3_round(float x, float *value) {
+  uint32_t u = bits_of(x), a = u & 0x7FFFFFFFu;
+  // Normal range: round the Float32 mantissa to 3 bits, ties to even.
+  uint32_t rounded = (a + 0x7FFFFu + ((a >> 20) & 1u)) & 0xFFF00000u;
+  uint32_t normal_code = (rounded >> 20) - (120u << 3);
+  // Subnormal range (|x| < 2^-6): multiples of 2^-9.
+  float steps = __builtin_roundevenf(float_of(a) * 512.0f);
+  int small = a < 0x3C800000u;
+  uint32_t code = small ? (uint32_t)(int)steps : normal_code;
+  float magnitude = small ? steps * 0x1p-9f : float_of(rounded);
+  *value = float_of(bits_of(magnitude) | (u & 0x80000000u));
+  return (uint8_t)(code | ((u >> 24) & 0x80u));
+}
 
-// E2M1 code of x (clamped to +-6), ties to even; a negative value keeps its sign at 0.
-static inline uint8_t e2m1_code(float x) {
+// E2M1 code of x (clamped to +-6), ties to even, and its value; a negative value keeps
+// its sign at 0. Comparisons and selects only, so the loops vectorise.
+static inline uint8_t e2m1_round(float x, float *value) {
   float a = fabsf(x);
-  uint8_t m = (uint8_t)((a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.0f));
-  return (uint8_t)(signbit(x) ? 8 : 0) | m;
+  int c1 = a > 0.25f, c2 = a >= 0.75f, c3 = a > 1.25f, c4 = a >= 1.75f, c5 = a > 2.5f, c6 = a >= 3.5f, c7 = a > 5.0f;
+  float magnitude = 0.5f * (float)(c1 + c2 + c3 + c4) + (float)(c5 + c6) + 2.0f * (float)c7;
+  uint32_t sign = bits_of(x) & 0x80000000u;
+  *value = float_of(bits_of(magnitude) | sign);
+  return (uint8_t)((sign >> 28) | (uint32_t)(c1 + c2 + c3 + c4 + c5 + c6 + c7));
 }
+
+// The E8M0 exponent of an MXFP4 group with absolute maximum `amax`, as the reference
+// computes it: amax's mantissa rounded to a power of two (up from 1.75, which is the
+// same test whatever the weight's dtype) and 2 taken off for E2M1's largest exponent.
+static inline uint8_t mx_exponent(float amax) {
+  uint32_t u = bits_of(amax);
+  if (!(amax > 0) || (u & 0x7F800000u) == 0x7F800000u) return 0;
+  int e = (int)(u >> 23) - 127 + ((u & 0x7FFFFFu) >= 0x600000u ? 1 : 0) + 127 - 2;
+  return (uint8_t)(e < 0 ? 0 : e > 254 ? 254 : e);
+}
+
+// max |v[i]| of a group (exact, so any order gives the same result).
+static inline float group_absmax(const float *v, size_t n) {
+  float m = 0;
+  for (size_t i = 0; i < n; i++) {
+    float a = fabsf(v[i]);
+    m = a > m ? a : m;
+  }
+  return m;
+}
+
+#define MX_DIVIDE(value) ROUND(dtype, (value) / scale)
+#define NV_DIVIDE(value) ((value) / effective)
 
 #define FP8_BODY                                                                                          \
   for (size_t start = 0; start < n; start += segment) {                                                   \
     const float s = scales[start / segment];                                                              \
     const size_t end = start + segment < n ? start + segment : n;                                         \
     for (size_t i = start; i < end; i++) {                                                                \
-      float v = ROUND(dtype, x[i] / s);                                                                   \
-      uint8_t c = e4m3_code(fminf(fmaxf(v, -448.0f), 448.0f));                                            \
-      codes[i] = c;                                                                                       \
-      recon[i] = ROUND(dtype, e4m3_value(c) * s);                                                         \
+      float value;                                                                                        \
+      codes[i] = e4m3_round(fminf(fmaxf(ROUND(dtype, x[i] / s), -448.0f), 448.0f), &value);               \
+      recon[i] = ROUND(dtype, value * s);                                                                 \
     }                                                                                                     \
+  }
+
+// 16 or 32 codes of one group, then packed two per byte (even element low).
+#define FP4_GROUP(size, v, divisor, scale, packed_out, recon_out)                                         \
+  {                                                                                                       \
+    uint8_t c[size];                                                                                      \
+    for (size_t i = 0; i < size; i++) {                                                                   \
+      float value;                                                                                        \
+      c[i] = e2m1_round(fminf(fmaxf(divisor(v[i]), -6.0f), 6.0f), &value);                                \
+      recon_out[i] = value * scale;                                                                       \
+    }                                                                                                     \
+    for (size_t i = 0; i < size / 2; i++) packed_out[i] = (uint8_t)(c[2 * i] | (c[2 * i + 1] << 4));      \
   }
 
 #define MXFP4_BODY                                                                                        \
   for (size_t g = 0; g < groups; g++) {                                                                   \
     const float *v = x + g * 32;                                                                          \
-    int e = exponents[g] - 127;                                                                           \
-    float scale = ldexpf(1.0f, e);                                                                        \
-    for (size_t i = 0; i < 32; i += 2) {                                                                  \
-      uint8_t lo = e2m1_code(fminf(fmaxf(ROUND(dtype, v[i] / scale), -6.0f), 6.0f));                      \
-      uint8_t hi = e2m1_code(fminf(fmaxf(ROUND(dtype, v[i + 1] / scale), -6.0f), 6.0f));                  \
-      packed[(g * 32 + i) / 2] = (uint8_t)(lo | (hi << 4));                                               \
-      recon[g * 32 + i] = e2m1_values[lo] * scale;                                                        \
-      recon[g * 32 + i + 1] = e2m1_values[hi] * scale;                                                    \
-    }                                                                                                     \
+    float amax = group_absmax(v, 32);                                                                     \
+    uint8_t e = mx_exponent(amax);                                                                        \
+    exponents[g] = e;                                                                                     \
+    const float scale = e > 0 ? float_of((uint32_t)e << 23) : 0x1p-127f; /* 2^(e - 127) */                \
+    FP4_GROUP(32, v, MX_DIVIDE, scale, (packed + g * 16), (recon + g * 32))                               \
   }
 
 #define NVFP4_BODY                                                                                        \
   for (size_t g = 0; g < groups; g++) {                                                                   \
     const float *v = x + g * 16;                                                                          \
-    float amax = 0;                                                                                       \
-    for (size_t i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(v[i]));                                    \
-    uint8_t sc = e4m3_code(fminf(fmaxf(global * ROUND(dtype, amax / 6.0f), -448.0f), 448.0f));            \
-    if (e4m3_value(sc) == 0) sc = e4m3_code(0.125f);                                                      \
+    float amax = group_absmax(v, 16);                                                                     \
+    float scale_value;                                                                                    \
+    uint8_t sc = e4m3_round(fminf(fmaxf(global * ROUND(dtype, amax / 6.0f), -448.0f), 448.0f), &scale_value); \
+    if (scale_value == 0) sc = e4m3_round(0.125f, &scale_value); /* the reference's E4M3 epsilon */       \
     scale_codes[g] = sc;                                                                                  \
-    float effective = e4m3_value(sc) / global;                                                            \
-    for (size_t i = 0; i < 16; i += 2) {                                                                  \
-      uint8_t lo = e2m1_code(fminf(fmaxf(v[i] / effective, -6.0f), 6.0f));                                \
-      uint8_t hi = e2m1_code(fminf(fmaxf(v[i + 1] / effective, -6.0f), 6.0f));                            \
-      packed[(g * 16 + i) / 2] = (uint8_t)(lo | (hi << 4));                                               \
-      recon[g * 16 + i] = e2m1_values[lo] * effective;                                                    \
-      recon[g * 16 + i + 1] = e2m1_values[hi] * effective;                                                \
-    }                                                                                                     \
+    const float effective = scale_value / global;                                                         \
+    FP4_GROUP(16, v, NV_DIVIDE, effective, (packed + g * 8), (recon + g * 16))                            \
   }
 
 // One function per (target, dtype), as for the integer kernel.
@@ -226,7 +243,7 @@ static inline uint8_t e2m1_code(float x) {
     const int dtype = DTYPE;                                                                              \
     FP8_BODY                                                                                              \
   }                                                                                                       \
-  attributes static void name##_mxfp4(const float *x, size_t groups, const uint8_t *exponents,            \
+  attributes static void name##_mxfp4(const float *x, size_t groups, uint8_t *exponents,                  \
                                       uint8_t *packed, float *recon) {                                    \
     const int dtype = DTYPE;                                                                              \
     MXFP4_BODY                                                                                            \
@@ -253,17 +270,17 @@ DEFINE_FP(avx2_f16, AVX2, 2)
 
 void sck_quantize_fp8(const float *x, size_t n, const float *scales, size_t segment, int dtype, uint8_t *codes,
                       float *recon) {
-  e4m3_init();
   CHOOSE(fp8, dtype)(x, n, scales, segment, codes, recon);
 }
 
-void sck_quantize_mxfp4(const float *x, size_t groups, const uint8_t *exponents, int dtype, uint8_t *packed,
+void sck_quantize_mxfp4(const float *x, size_t groups, int dtype, uint8_t *exponents, uint8_t *packed,
                         float *recon) {
   CHOOSE(mxfp4, dtype)(x, groups, exponents, packed, recon);
 }
 
+uint8_t sck_mx_exponent(float amax) { return mx_exponent(amax); }
+
 void sck_quantize_nvfp4(const float *x, size_t groups, float global, int dtype, uint8_t *scale_codes,
                         uint8_t *packed, float *recon) {
-  e4m3_init();
   CHOOSE(nvfp4, dtype)(x, groups, global, scale_codes, packed, recon);
 }

@@ -129,11 +129,11 @@ struct FP4Tests {
   /// The reference's MX exponent: floor(log2(amax)) - 2 + 127, except that a mantissa of
   /// 1.75 or more rounds amax up to the next power of two first (llama.cpp does not).
   @Test func mxExponentFollowsTheReferenceRule() {
-    #expect(QuantizePass.mxExponent(6, dtype: .f32) == 127)  // 1.5 x 2^2: 6 / 2^0 = 6
-    #expect(QuantizePass.mxExponent(7, dtype: .f32) == 128)  // 1.75 x 2^2 rounds up to 2^3
-    #expect(QuantizePass.mxExponent(Float(1.75).nextDown * 4, dtype: .f32) == 127)
-    #expect(QuantizePass.mxExponent(1, dtype: .bf16) == 125)
-    #expect(QuantizePass.mxExponent(0, dtype: .f32) == 0)
+    #expect(QuantizePass.mxExponent(6) == 127)  // 1.5 x 2^2: 6 / 2^0 = 6
+    #expect(QuantizePass.mxExponent(7) == 128)  // 1.75 x 2^2 rounds up to 2^3
+    #expect(QuantizePass.mxExponent(Float(1.75).nextDown * 4) == 127)
+    #expect(QuantizePass.mxExponent(1) == 125)
+    #expect(QuantizePass.mxExponent(0) == 0)
   }
 }
 

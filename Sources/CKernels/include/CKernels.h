@@ -70,10 +70,20 @@ void sck_quantize_int_groups(const float *x, size_t groups, size_t group, int bi
 void sck_quantize_fp8(const float *x, size_t n, const float *scales, size_t segment, int dtype, uint8_t *codes,
                       float *recon);
 
-/// MXFP4 of `groups` groups of 32 values with the given E8M0 exponents: packed E2M1
-/// codes (even element in the low nibble) of clamp(x / 2^(e-127), +-6), and reconstructions.
-void sck_quantize_mxfp4(const float *x, size_t groups, const uint8_t *exponents, int dtype, uint8_t *packed,
+/// MXFP4 of `groups` groups of 32 values: per group the E8M0 exponent e of the OCP rule
+/// as the reference computes it, packed E2M1 codes (even element in the low nibble) of
+/// clamp(x / 2^(e-127), +-6), and reconstructions.
+void sck_quantize_mxfp4(const float *x, size_t groups, int dtype, uint8_t *exponents, uint8_t *packed,
                         float *recon);
+
+/// The E8M0 exponent of an MXFP4 group whose absolute maximum is `amax` (0 for zero or
+/// non-finite amax): 127 + floor(log2(amax)) - 2 with amax's mantissa first rounded to a
+/// power of two, up from 1.75, as compressed-tensors' round_to_power_2 does in any dtype.
+uint8_t sck_mx_exponent(float amax);
+
+/// max |x[i]| over the finite values of `x`; the number of NaN and infinite values is
+/// added to *nonfinite.
+float sck_absmax_f32(const float *x, size_t n, uint64_t *nonfinite);
 
 /// NVFP4 of `groups` groups of 16 values with global scale `global`: E4M3 scale codes
 /// e4m3(global x r(amax / 6)) (0 -> 0.125), packed E2M1 codes of x / (scale / global), and

@@ -175,7 +175,7 @@ public struct QuantizePass: CompressionPass {
         amax = dense.reduce(0) { max($0, abs($1)) }
       } else {
         let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor))
-        amax = TensorStatistics.compute(input).absMax.map(Float.init) ?? 0
+        amax = Self.absMax(input)
       }
       checkpoint.release(tensor)
       let set = Self.fusedSet(of: module)
@@ -389,12 +389,13 @@ public struct QuantizePass: CompressionPass {
     }
     let perWord = 32 / bits
     let words = columns / perWord
-    var packed = [UInt8](repeating: 0, count: rows * words * 4)
-    var scales = [Float](repeating: 0, count: rows * groups)
-    var zeroPoints = [Float](repeating: 0, count: scheme.symmetric ? 0 : rows * groups)
+    let searching = configuration.scaleSearch == .mse
+    // Every element of these is written below (the kernel or the search loop).
+    var packed = searching ? [UInt8](repeating: 0, count: rows * words * 4) : Self.uninitialized(rows * words * 4)
+    var scales: [Float] = Self.uninitialized(rows * groups)
+    var zeroPoints: [Float] = Self.uninitialized(scheme.symmetric ? 0 : rows * groups)
     let offset = Float(1 << (bits - 1))
 
-    let searching = configuration.scaleSearch == .mse
     // The scale and zero point of a group for clipping factor `alpha` (1: the reference's).
     func parameters(_ values: UnsafeBufferPointer<Float>, _ range: Range<Int>, alpha: Float) -> (Float, Float) {
       if scheme.symmetric {
@@ -426,31 +427,30 @@ public struct QuantizePass: CompressionPass {
       let dtypeCode = Self.kernelDType(dtype)
       let symmetric: Int32 = scheme.symmetric ? 1 : 0
       let epsilon = round.epsilon
-      try Self.checkFinite(input, rows: rows, columns: columns)
       let error = packed.withUnsafeMutableBytes { packedOut in
         scales.withUnsafeMutableBufferPointer { scaleOut in
           zeroPoints.withUnsafeMutableBufferPointer { zeroOut in
             nonisolated(unsafe) let (packedOut, scaleOut, zeroOut) = (packedOut, scaleOut, zeroOut)
             return Self.parallelRows(input, rows: rows, columns: columns) { row, values, reconstruction in
-              var codes = [UInt8](repeating: 0, count: columns)
-              var rowZeroPoints = [Float](repeating: 0, count: groups)
-              codes.withUnsafeMutableBufferPointer { c in
-                rowZeroPoints.withUnsafeMutableBufferPointer { zp in
-                  sck_quantize_int_groups(
-                    values.baseAddress, groups, group, Int32(bits), symmetric, dtypeCode, epsilon, c.baseAddress,
-                    scaleOut.baseAddress! + row * groups, zp.baseAddress, reconstruction.baseAddress)
-                }
-                sck_pack_codes(
-                  c.baseAddress, columns, Int32(bits),
-                  (packedOut.baseAddress! + row * words * 4).assumingMemoryBound(to: UInt32.self))
-              }
-              if symmetric == 0 {
-                for g in 0..<groups { zeroOut[row * groups + g] = rowZeroPoints[g] }
+              let rowPacked = packedOut.baseAddress! + row * words * 4
+              // 8-bit codes are already the packed bytes; narrower ones are packed after.
+              let codes =
+                bits == 8
+                ? rowPacked.assumingMemoryBound(to: UInt8.self)
+                : UnsafeMutablePointer<UInt8>.allocate(capacity: columns)
+              defer { if bits != 8 { codes.deallocate() } }
+              sck_quantize_int_groups(
+                values.baseAddress, groups, group, Int32(bits), symmetric, dtypeCode, epsilon, codes,
+                scaleOut.baseAddress! + row * groups, symmetric == 0 ? zeroOut.baseAddress! + row * groups : nil,
+                reconstruction.baseAddress)
+              if bits != 8 {
+                sck_pack_codes(codes, columns, Int32(bits), rowPacked.assumingMemoryBound(to: UInt32.self))
               }
             }
           }
         }
       }
+      try Self.rejectNonFinite(error, input, rows: rows, columns: columns)
       return TransformResult(
         outputs: intOutputs(
           packed: packed, scales: scales, zeroPoints: zeroPoints, rows: rows, columns: columns, dtype: dtype),
@@ -576,32 +576,44 @@ public struct QuantizePass: CompressionPass {
   /// Calls `body` for every row, in parallel over fixed blocks of 64 rows, with the row's
   /// Float32 values and a buffer for its reconstruction, and returns the error summed
   /// in block order (so independent of the thread count). `body` must write only what
-  /// belongs to its row. Callers check the weights are finite first (`checkFinite`).
+  /// belongs to its row. Aligned Float32 rows are passed straight from the mapping; other
+  /// dtypes are converted into a buffer per block. Kernels are safe on NaN and infinite
+  /// input (their clamps map them to finite codes), so non-finite weights are found in
+  /// the error sums; callers then reject them with `rejectNonFinite`.
   static func parallelRows(
     _ input: TensorInput, rows: Int, columns: Int, measure: Bool = true,
     _ body: @Sendable (Int, UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void
   ) -> ErrorAccumulator {
     let dtype = input.descriptor.dtype
     let rowBytes = columns * dtype.bitsPerElement / 8
+    nonisolated(unsafe) let base = input.bytes.baseAddress
+    let direct = dtype == .f32 && Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0
     let blockRows = 64
     let blocks = (rows + blockRows - 1) / blockRows
     var accumulators = [ErrorAccumulator](repeating: ErrorAccumulator(), count: blocks)
     accumulators.withUnsafeMutableBufferPointer { errorOut in
       nonisolated(unsafe) let errorOut = errorOut
       DispatchQueue.concurrentPerform(iterations: blocks) { block in
-        var values = [Float](repeating: 0, count: columns)
-        var reconstruction = [Float](repeating: 0, count: columns)
+        let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: direct ? 0 : columns)
+        let reconstruction = UnsafeMutableBufferPointer<Float>.allocate(capacity: columns)
+        defer {
+          values.deallocate()
+          reconstruction.deallocate()
+        }
         var accumulator = ErrorAccumulator()
         for row in (block * blockRows)..<min(rows, (block + 1) * blockRows) {
-          values.withUnsafeMutableBufferPointer { v in
+          let rowValues: UnsafeBufferPointer<Float>
+          if direct, let base {
+            rowValues = UnsafeBufferPointer(
+              start: (base + row * rowBytes).assumingMemoryBound(to: Float.self), count: columns)
+          } else {
             Float32Conversion.convert(
               UnsafeRawBufferPointer(rebasing: input.bytes[(row * rowBytes)..<((row + 1) * rowBytes)]), dtype: dtype,
-              count: columns, into: v)
-            reconstruction.withUnsafeMutableBufferPointer { r in
-              body(row, UnsafeBufferPointer(v), r)
-              if measure { accumulator.add(reference: UnsafeBufferPointer(v), reconstruction: UnsafeBufferPointer(r)) }
-            }
+              count: columns, into: values)
+            rowValues = UnsafeBufferPointer(values)
           }
+          body(row, rowValues, reconstruction)
+          if measure { accumulator.add(reference: rowValues, reconstruction: UnsafeBufferPointer(reconstruction)) }
         }
         errorOut[block] = accumulator
       }
@@ -609,6 +621,48 @@ public struct QuantizePass: CompressionPass {
     var error = ErrorAccumulator()
     for accumulator in accumulators { error.merge(accumulator) }
     return error
+  }
+
+  /// An array of `count` elements left uninitialised, for outputs a kernel fills entirely
+  /// (zero-filling them first costs a pass over memory).
+  static func uninitialized<T: BitwiseCopyable>(_ count: Int) -> [T] {
+    [T](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+  }
+
+  /// Throws when `error` (from `parallelRows`) met non-finite weights, naming the first.
+  static func rejectNonFinite(_ error: ErrorAccumulator, _ input: TensorInput, rows: Int, columns: Int)
+    throws(SwiftCompressError)
+  {
+    if error.nonFinite > 0 { try checkFinite(input, rows: rows, columns: columns) }
+  }
+
+  /// max |w| over the finite weights of `input`, in parallel over chunks.
+  static func absMax(_ input: TensorInput) -> Float {
+    let count = input.elementCount
+    let dtype = input.descriptor.dtype
+    let chunks = (count + chunkElementCount - 1) / chunkElementCount
+    let direct = dtype == .f32 && Int(bitPattern: input.bytes.baseAddress) % MemoryLayout<Float>.alignment == 0
+    var maxima = [Float](repeating: 0, count: chunks)
+    maxima.withUnsafeMutableBufferPointer { out in
+      nonisolated(unsafe) let out = out
+      DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+        let start = chunk * chunkElementCount
+        let n = min(chunkElementCount, count - start)
+        var nonfinite: UInt64 = 0
+        if direct, let base = input.bytes.baseAddress {
+          out[chunk] = sck_absmax_f32(base.assumingMemoryBound(to: Float.self) + start, n, &nonfinite)
+          return
+        }
+        let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
+        defer { scratch.deallocate() }
+        let bits = dtype.bitsPerElement
+        Float32Conversion.convert(
+          UnsafeRawBufferPointer(rebasing: input.bytes[(start * bits / 8)..<((start + n) * bits / 8)]), dtype: dtype,
+          count: n, into: scratch)
+        out[chunk] = sck_absmax_f32(scratch.baseAddress, n, &nonfinite)
+      }
+    }
+    return maxima.max() ?? 0
   }
 
   /// Rejects NaN and infinite weights, naming the first one.
@@ -671,16 +725,16 @@ public struct QuantizePass: CompressionPass {
     }
     // First pass: each row's amax per column block, in parallel; then the amax of every
     // block (FP8_BLOCK blocks span 128 rows).
-    try Self.checkFinite(input, rows: rows, columns: columns)
+    // (Non-finite weights are left out here and rejected by the quantizing pass.)
     var rowAmax = [Float](repeating: 0, count: rows * blockColumns)
     rowAmax.withUnsafeMutableBufferPointer { out in
       nonisolated(unsafe) let out = out
       _ = Self.parallelRows(input, rows: rows, columns: columns, measure: false) { row, values, _ in
+        var nonfinite: UInt64 = 0
         for b in 0..<blockColumns {
-          var stats = sck_stats()
           let start = b * block.columns
-          sck_stats_f32(values.baseAddress! + start, min(block.columns, columns - start), &stats)
-          out[row * blockColumns + b] = stats.absmax
+          out[row * blockColumns + b] = sck_absmax_f32(
+            values.baseAddress! + start, min(block.columns, columns - start), &nonfinite)
         }
       }
     }
@@ -712,7 +766,7 @@ public struct QuantizePass: CompressionPass {
       }
     }
     let scales = amax.indices.map { scale(amax[$0], alphas[$0]) }
-    var codes = [UInt8](repeating: 0, count: rows * columns)
+    var codes: [UInt8] = Self.uninitialized(rows * columns)  // every element written below
     if !searching {
       let dtypeCode = Self.kernelDType(input.descriptor.dtype)
       let error = codes.withUnsafeMutableBufferPointer { codeOut in
@@ -725,6 +779,7 @@ public struct QuantizePass: CompressionPass {
           }
         }
       }
+      try Self.rejectNonFinite(error, input, rows: rows, columns: columns)
       return TransformResult(
         outputs: [.owned(codes), .owned(Self.encode(scales, as: input.descriptor.dtype))],
         reconstruction: .measured(error))
@@ -754,29 +809,24 @@ public struct QuantizePass: CompressionPass {
   {
     let groups = columns / 32
     let searching = configuration.scaleSearch == .mse
-    var exponents = [UInt8](repeating: 0, count: rows * groups)
-    var packed = [UInt8](repeating: 0, count: rows * columns / 2)
+    var exponents: [UInt8] = Self.uninitialized(rows * groups)  // every element written below
+    // The search ORs nibbles in; the kernel writes whole bytes.
+    var packed = searching ? [UInt8](repeating: 0, count: rows * columns / 2) : Self.uninitialized(rows * columns / 2)
     func power(_ e: Int) -> Float { Float(sign: .plus, exponent: e - 127, significand: 1) }
     func code(_ value: Float, _ scale: Float) -> UInt8 { Self.e2m1Code(min(max(round(value / scale), -6), 6)) }
     if !searching {
-      try Self.checkFinite(input, rows: rows, columns: columns)
       let dtypeCode = Self.kernelDType(round.dtype)
-      let dtype = round.dtype
       let error = packed.withUnsafeMutableBufferPointer { packedOut in
         exponents.withUnsafeMutableBufferPointer { exponentOut in
           nonisolated(unsafe) let (packedOut, exponentOut) = (packedOut, exponentOut)
           return Self.parallelRows(input, rows: rows, columns: columns) { row, values, reconstruction in
-            for g in 0..<groups {
-              var amax: Float = 0
-              for i in (g * 32)..<(g * 32 + 32) { amax = max(amax, abs(values[i])) }
-              exponentOut[row * groups + g] = Self.mxExponent(amax, dtype: dtype)
-            }
             sck_quantize_mxfp4(
-              values.baseAddress, groups, exponentOut.baseAddress! + row * groups, dtypeCode,
+              values.baseAddress, groups, dtypeCode, exponentOut.baseAddress! + row * groups,
               packedOut.baseAddress! + row * columns / 2, reconstruction.baseAddress)
           }
         }
       }
+      try Self.rejectNonFinite(error, input, rows: rows, columns: columns)
       return TransformResult(outputs: [.owned(packed), .owned(exponents)], reconstruction: .measured(error))
     }
     let (error, baseline) = try Self.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
@@ -785,7 +835,7 @@ public struct QuantizePass: CompressionPass {
         let range = (g * 32)..<(g * 32 + 32)
         var amax: Float = 0
         for i in range { amax = max(amax, abs(values[i])) }
-        var e = Int(Self.mxExponent(amax, dtype: round.dtype))
+        var e = Int(Self.mxExponent(amax))
         if searching {
           let reference = e
           for i in range {
@@ -821,15 +871,15 @@ public struct QuantizePass: CompressionPass {
     let round = DTypeRounding(input.descriptor.dtype)
     let groups = columns / 16
     let searching = configuration.scaleSearch == .mse
-    var scales = [UInt8](repeating: 0, count: rows * groups)
-    var packed = [UInt8](repeating: 0, count: rows * columns / 2)
+    var scales: [UInt8] = Self.uninitialized(rows * groups)  // every element written below
+    // The search ORs nibbles in; the kernel writes whole bytes.
+    var packed = searching ? [UInt8](repeating: 0, count: rows * columns / 2) : Self.uninitialized(rows * columns / 2)
     let table = Float32Conversion.e4m3Table
     func code(_ value: Float, _ effective: Float) -> UInt8 { Self.e2m1Code(min(max(value / effective, -6), 6)) }
     func decode(_ value: Float, _ effective: Float) -> Float {
       Float32Conversion.e2m1Table[Int(code(value, effective))] * effective
     }
     if !searching {
-      try Self.checkFinite(input, rows: rows, columns: columns)
       let dtypeCode = Self.kernelDType(input.descriptor.dtype)
       let error = packed.withUnsafeMutableBufferPointer { packedOut in
         scales.withUnsafeMutableBufferPointer { scaleOut in
@@ -841,6 +891,7 @@ public struct QuantizePass: CompressionPass {
           }
         }
       }
+      try Self.rejectNonFinite(error, input, rows: rows, columns: columns)
       let global = [globalScale].withUnsafeBytes { Array($0) }
       return TransformResult(
         outputs: [.owned(packed), .owned(scales), .owned(global)], reconstruction: .measured(error))
@@ -880,22 +931,9 @@ public struct QuantizePass: CompressionPass {
       outputs: [.owned(packed), .owned(scales), .owned(global)], reconstruction: .measured(error), baseline: baseline)
   }
 
-  /// The E8M0 exponent of an MXFP4 group with absolute maximum `amax` (stored in `dtype`).
-  static func mxExponent(_ amax: Float, dtype: DType) -> UInt8 {
-    guard amax > 0, amax.isFinite else { return 0 }
-    // The reference adds a quarter of the mantissa range of the scale's dtype and keeps
-    // the exponent: round_to_power_2 with the E2M1 mantissa width of 1.
-    let mantissaBits =
-      switch dtype {
-      case .bf16: 7
-      case .f16: 10
-      default: 23
-      }
-    let fraction = amax.significand - 1  // in [0, 1)
-    let quantum = Float(sign: .plus, exponent: -mantissaBits, significand: 1)
-    let roundsUp = fraction + quantum * Float(1 << (mantissaBits - 2)) >= 1
-    let exponent = Int(amax.exponent) + (roundsUp ? 1 : 0)
-    return UInt8(clamping: min(max(127 + exponent - 2, 0), 254))
+  /// The E8M0 exponent of an MXFP4 group with absolute maximum `amax` (`sck_mx_exponent`).
+  static func mxExponent(_ amax: Float) -> UInt8 {
+    sck_mx_exponent(amax)
   }
 
   /// The E2M1 code of `x` (already clamped to +-6), ties to even; the sign is kept for zero.
