@@ -74,16 +74,36 @@ static inline float bf16_round(float x) {
   for (int j = 0; j < 8; j++) m = fmaxf(m, lanes[j]);                                                    \
   return m;
 
+#define PACK_BODY                                                                                         \
+  if (bits == 4) { /* constant widths let the compiler vectorise */                                       \
+    for (size_t w = 0; w < n / 8; w++) {                                                                  \
+      uint32_t word = 0;                                                                                  \
+      for (int j = 0; j < 8; j++) word |= (uint32_t)codes[w * 8 + j] << (4 * j);                          \
+      words[w] = word;                                                                                    \
+    }                                                                                                     \
+  } else if (bits == 8) {                                                                                 \
+    if ((void *)words != (void *)codes) memcpy(words, codes, n); /* little-endian: element 0 lowest */   \
+  } else {                                                                                                \
+    const size_t per = 32 / (size_t)bits;                                                                 \
+    for (size_t w = 0; w < n / per; w++) {                                                                \
+      uint32_t word = 0;                                                                                  \
+      for (size_t j = 0; j < per; j++) word |= (uint32_t)codes[w * per + j] << (bits * j);                \
+      words[w] = word;                                                                                    \
+    }                                                                                                     \
+  }
+
 // One function per (target, dtype): the dtype is a constant inside, so the rounding
 // branches disappear and the loops vectorise.
 #define DEFINE_QUANTIZE(name, attributes, DTYPE)                                                          \
   attributes static float name##_absmax(const float *v, size_t n) { ABSMAX_BODY }                         \
+  attributes static void name##_pack(const uint8_t *codes, size_t n, int bits, uint32_t *words) { PACK_BODY } \
   attributes static void name(const float *x, size_t groups, size_t group, int bits, int symmetric,       \
-                              float epsilon, uint8_t *codes, float *scales, float *zero_points,           \
-                              float *recon) {                                                             \
+                              float epsilon, uint8_t *codes, uint32_t *words, float *scales,              \
+                              float *zero_points, float *recon) {                                         \
     const int dtype = DTYPE;                                                                              \
     float (*absmax)(const float *, size_t) = name##_absmax;                                              \
     QUANTIZE_BODY                                                                                         \
+    name##_pack(codes, groups * group, bits, words);                                                      \
   }
 
 DEFINE_QUANTIZE(quantize_portable_f32, , 0)
@@ -97,34 +117,17 @@ DEFINE_QUANTIZE(quantize_avx2_f16, AVX2, 2)
 #endif
 
 void sck_quantize_int_groups(const float *x, size_t groups, size_t group, int bits, int symmetric, int dtype,
-                             float epsilon, uint8_t *codes, float *scales, float *zero_points, float *recon) {
-  typedef void (*kernel)(const float *, size_t, size_t, int, int, float, uint8_t *, float *, float *, float *);
+                             float epsilon, uint8_t *codes, uint32_t *words, float *scales, float *zero_points,
+                             float *recon) {
+  typedef void (*kernel)(const float *, size_t, size_t, int, int, float, uint8_t *, uint32_t *, float *, float *,
+                         float *);
   kernel portable[3] = {quantize_portable_f32, quantize_portable_bf16, quantize_portable_f16};
   kernel chosen = portable[dtype];
 #if defined(__x86_64__) || defined(__i386__)
   kernel simd[3] = {quantize_avx2_f32, quantize_avx2_bf16, quantize_avx2_f16};
   if (sck_simd_level()) chosen = simd[dtype];
 #endif
-  chosen(x, groups, group, bits, symmetric, epsilon, codes, scales, zero_points, recon);
-}
-
-void sck_pack_codes(const uint8_t *codes, size_t n, int bits, uint32_t *words) {
-  if (bits == 4) {  // constant widths let the compiler vectorise
-    for (size_t w = 0; w < n / 8; w++) {
-      uint32_t word = 0;
-      for (int j = 0; j < 8; j++) word |= (uint32_t)codes[w * 8 + j] << (4 * j);
-      words[w] = word;
-    }
-  } else if (bits == 8) {
-    memcpy(words, codes, n);  // four bytes per little-endian word, element 0 lowest
-  } else {
-    const size_t per = 32 / (size_t)bits;
-    for (size_t w = 0; w < n / per; w++) {
-      uint32_t word = 0;
-      for (size_t j = 0; j < per; j++) word |= (uint32_t)codes[w * per + j] << (bits * j);
-      words[w] = word;
-    }
-  }
+  chosen(x, groups, group, bits, symmetric, epsilon, codes, words, scales, zero_points, recon);
 }
 
 // ---- FP8 (E4M3) and FP4 (E2M1) ----

@@ -60,10 +60,13 @@ void sck_error_stats_f32(const float *ref, const float *out, size_t n, sck_error
 /// Integer group quantization of one row of `groups * group` values (Float32 values that
 /// are representable in the weight's dtype), exactly as compressed-tensors computes it.
 /// `dtype`: 0 Float32, 1 BFloat16, 2 Float16 (each operation rounded to it). `epsilon`
-/// replaces a zero scale. Writes per element the code q + 2^(bits-1) and the
-/// reconstruction (q - zp) * s, per group the scale and (asymmetric) the zero point.
+/// replaces a zero scale. Writes per element the code q + 2^(bits-1) into `codes` (a
+/// scratch row) and the reconstruction (q - zp) * s, per group the scale and (asymmetric)
+/// the zero point, and finally the codes packed into little-endian 32-bit `words` filled
+/// from the least significant bit (for 8 bits `codes` may be `words` itself).
 void sck_quantize_int_groups(const float *x, size_t groups, size_t group, int bits, int symmetric, int dtype,
-                             float epsilon, uint8_t *codes, float *scales, float *zero_points, float *recon);
+                             float epsilon, uint8_t *codes, uint32_t *words, float *scales, float *zero_points,
+                             float *recon);
 
 /// FP8 E4M3 of `n` values, value i scaled by scales[i / segment]: codes e4m3(clamp(x/s,
 /// +-448)) and reconstructions e4m3 x s, each operation rounded to `dtype`.
@@ -90,10 +93,6 @@ float sck_absmax_f32(const float *x, size_t n, uint64_t *nonfinite);
 /// reconstructions, as compressed-tensors computes them.
 void sck_quantize_nvfp4(const float *x, size_t groups, float global, int dtype, uint8_t *scale_codes,
                         uint8_t *packed, float *recon);
-
-/// Packs `n` codes of `bits` bits (n a multiple of 32 / bits) into little-endian 32-bit
-/// words filled from the least significant bit.
-void sck_pack_codes(const uint8_t *codes, size_t n, int bits, uint32_t *words);
 
 // ---- file copy ----
 /// copy_file_range(2) of `length` bytes from `fd_in` at `offset_in` to `fd_out` at its

@@ -441,11 +441,8 @@ public struct QuantizePass: CompressionPass {
               defer { if bits != 8 { codes.deallocate() } }
               sck_quantize_int_groups(
                 values.baseAddress, groups, group, Int32(bits), symmetric, dtypeCode, epsilon, codes,
-                scaleOut.baseAddress! + row * groups, symmetric == 0 ? zeroOut.baseAddress! + row * groups : nil,
-                reconstruction.baseAddress)
-              if bits != 8 {
-                sck_pack_codes(codes, columns, Int32(bits), rowPacked.assumingMemoryBound(to: UInt32.self))
-              }
+                rowPacked.assumingMemoryBound(to: UInt32.self), scaleOut.baseAddress! + row * groups,
+                symmetric == 0 ? zeroOut.baseAddress! + row * groups : nil, reconstruction.baseAddress)
             }
           }
         }
