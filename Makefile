@@ -47,8 +47,10 @@ demo: build
 bench: build venv
 	$(SWIFT) build -c release --product swiftcompress-bench
 	@test -f $(BENCH_DIR)/f32/model.safetensors || $(PY) Scripts/make_bench_checkpoint.py $(BENCH_DIR)/f32 --dtype f32
+	@test -f $(BENCH_DIR)/bf16/model.safetensors || $(PY) Scripts/make_bench_checkpoint.py $(BENCH_DIR)/bf16 --dtype bf16
 	.build/release/swiftcompress-bench pipeline --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN)
 	.build/release/swiftcompress-bench quantize --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/quantize_numpy.py
+	.build/release/swiftcompress-bench quantize --checkpoint $(BENCH_DIR)/bf16 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/quantize_numpy.py
 
 ## fixtures: regenerate Fixtures/ with the Python reference writer
 fixtures: venv

@@ -249,7 +249,7 @@ public enum Compressor {
           reason: reason, outputs: outputEntries, bytesBefore: tensor.info.byteCount, bytesAfter: after,
           bitsPerWeightBefore: bitsPerWeight(tensor.info.byteCount, parameters),
           bitsPerWeightAfter: bitsPerWeight(after, parameters), metrics: metrics,
-          roundToNearestMetrics: result.baseline?.metrics))
+          roundToNearestMetrics: result.baseline?.metrics, sparsity: result.sparsity))
       bytesDone += tensor.info.byteCount
       if let progress {
         let elapsed = clock.now - start
@@ -279,6 +279,7 @@ public enum Compressor {
         seconds: elapsed, bytesPerSecond: elapsed > 0 ? Double(byteCount) / elapsed : 0,
         peakRSSBytes: ResourceUsage.peakResidentBytes()))
     report.totals.roundToNearestMetrics = baselineTotal?.metrics
+    report.totals.sparsity = SparsityInfo.total(entries.compactMap { entry in entry.sparsity.map { (entry.parameters, $0) } })
     report.warnings = pass.warnings
     try folder.write(report.jsonText(), to: Report.jsonFileName)
     try folder.write(report.markdown(), to: Report.markdownFileName)

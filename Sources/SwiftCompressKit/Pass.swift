@@ -83,11 +83,17 @@ public struct TransformResult: Sendable {
   /// When the pass searched for a better encoding (`--scale-search`), the error the
   /// plain round-to-nearest encoding would have cost, for the report to compare.
   public var baseline: ErrorAccumulator?
+  /// What pruning did to the tensor, for the report.
+  public var sparsity: SparsityInfo?
 
-  public init(outputs: [OutputData], reconstruction: Reconstruction, baseline: ErrorAccumulator? = nil) {
+  public init(
+    outputs: [OutputData], reconstruction: Reconstruction, baseline: ErrorAccumulator? = nil,
+    sparsity: SparsityInfo? = nil
+  ) {
     self.outputs = outputs
     self.reconstruction = reconstruction
     self.baseline = baseline
+    self.sparsity = sparsity
   }
 }
 
@@ -158,7 +164,7 @@ extension CompressionPass {
 /// The passes this build knows, by identifier.
 public enum PassRegistry {
   public static let passes: [any CompressionPass.Type] = [
-    IdentityPass.self, CastPass.self, QuantizePass.self, DecompressPass.self,
+    IdentityPass.self, CastPass.self, QuantizePass.self, PrunePass.self, DecompressPass.self,
   ]
 
   public static var identifiers: [String] { passes.map { $0.identifier } }

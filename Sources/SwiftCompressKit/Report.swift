@@ -96,6 +96,8 @@ public struct Report: Codable, Sendable, Equatable {
     public var metrics: ErrorMetrics?
     /// With a scale search: what plain round-to-nearest would have cost.
     public var roundToNearestMetrics: ErrorMetrics? = nil
+    /// Pruning only: target and achieved sparsity, the N:M check, units removed.
+    public var sparsity: SparsityInfo? = nil
 
     public var isKept: Bool { action == "kept" }
 
@@ -107,11 +109,13 @@ public struct Report: Codable, Sendable, Equatable {
       case bitsPerWeightAfter = "bits_per_weight_after"
       case metrics
       case roundToNearestMetrics = "round_to_nearest_metrics"
+      case sparsity
     }
 
     public func encode(to encoder: any Encoder) throws {
       var c = encoder.container(keyedBy: CodingKeys.self)
       try c.encode(roundToNearestMetrics, forKey: .roundToNearestMetrics)
+      try c.encodeIfPresent(sparsity, forKey: .sparsity)
       try c.encode(name, forKey: .name)
       try c.encode(dtype, forKey: .dtype)
       try c.encode(shape, forKey: .shape)
@@ -143,8 +147,11 @@ public struct Report: Codable, Sendable, Equatable {
     public var metrics: ErrorMetrics?
     /// With a scale search: the same aggregate for plain round-to-nearest.
     public var roundToNearestMetrics: ErrorMetrics? = nil
+    /// Pruning only: over the pruned tensors.
+    public var sparsity: SparsityInfo? = nil
 
     enum CodingKeys: String, CodingKey {
+      case sparsity
       case tensors, transformed, kept, parameters
       case bytesBefore = "bytes_before"
       case bytesAfter = "bytes_after"
@@ -168,6 +175,7 @@ public struct Report: Codable, Sendable, Equatable {
       try c.encode(compressionRatio, forKey: .compressionRatio)
       try c.encode(metrics, forKey: .metrics)
       try c.encode(roundToNearestMetrics, forKey: .roundToNearestMetrics)
+      try c.encodeIfPresent(sparsity, forKey: .sparsity)
     }
   }
 

@@ -94,6 +94,37 @@ float sck_absmax_f32(const float *x, size_t n, uint64_t *nonfinite);
 void sck_quantize_nvfp4(const float *x, size_t groups, float global, int dtype, uint8_t *scale_codes,
                         uint8_t *packed, float *recon);
 
+// ---- pruning ----
+// Scores are non-negative finite floats; among equal scores the lower index is pruned first.
+
+/// Adds to `bins` (65536 counters) the top 16 bits of each score's bit pattern, or, when
+/// `prefix` >= 0, the low 16 bits of the scores whose top 16 bits equal `prefix`.
+void sck_score_histogram(const float *scores, size_t n, int32_t prefix, uint64_t *bins);
+
+/// keep[i] = 1 when scores[i] > threshold, or == threshold once *ties_to_prune has been
+/// used up (each tie pruned decrements it). Returns the number kept.
+size_t sck_threshold_mask(const float *scores, size_t n, float threshold, uint64_t *ties_to_prune, uint8_t *keep);
+
+/// For each group of `m` consecutive scores, keep[i] = 1 for the `keep_n` largest (ties
+/// keep the later element). `count` is a multiple of `m`.
+void sck_nm_mask(const float *scores, size_t count, int keep_n, int m, uint8_t *keep);
+
+/// The k-th smallest (0-based, k < n) of `n` scores; `work` (n floats) is overwritten.
+float sck_select_kth(const float *scores, size_t n, size_t k, float *work);
+
+/// dst[i] = keep[i] ? src[i] : 0 for `n` elements of `element_size` bytes.
+void sck_apply_mask(const void *src, size_t n, size_t element_size, const uint8_t *keep, void *dst);
+
+/// Copies the kept elements to `dst` in order and writes the packed bitmask (bit i % 8
+/// of byte i / 8, (n + 7) / 8 bytes, as numpy.packbits(bitorder="little")). Returns the
+/// number kept.
+size_t sck_gather_kept(const void *src, size_t n, size_t element_size, const uint8_t *keep, void *dst,
+                       uint8_t *bitmask);
+
+/// The inverse of sck_gather_kept: writes `n` dense elements, zeros where the bit is
+/// clear. Returns the number of values consumed.
+size_t sck_scatter_kept(const void *src, size_t n, size_t element_size, const uint8_t *bitmask, void *dst);
+
 // ---- file copy ----
 /// copy_file_range(2) of `length` bytes from `fd_in` at `offset_in` to `fd_out` at its
 /// current offset. Returns the bytes copied (possibly fewer than asked), or -errno

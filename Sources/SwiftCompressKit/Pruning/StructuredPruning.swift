@@ -1,0 +1,373 @@
+import CheckpointIO
+import Foundation
+
+/// The units structured pruning removes.
+public enum StructuredUnit: String, Codable, Sendable, CaseIterable {
+  /// MLP neurons: Llama gate/up rows with the matching down_proj columns; BERT
+  /// intermediate rows (and bias) with the matching output columns.
+  case mlp
+  /// Attention heads: query/key/value rows and output-projection columns per head; with
+  /// grouped key-value heads, a key-value head together with the query heads it serves.
+  case heads
+  /// Output channels (rows) of each selected weight, each weight on its own.
+  case rows
+  /// Input channels (columns) of each selected weight, each weight on its own.
+  case columns
+}
+
+/// How a unit is scored: the L1 or L2 norm of all its weights across the coupled tensors.
+public enum UnitNorm: String, Codable, Sendable, CaseIterable {
+  case l1, l2
+}
+
+/// Structured pruning's decisions, made in `prepared(for:)` from every coupled tensor:
+/// per tensor the rows and columns removed (or zeroed), and the config.json changes.
+struct StructuredPlan: Sendable, Equatable {
+  struct Cut: Sendable, Equatable {
+    var rows: [Int] = []
+    var columns: [Int] = []
+    var unitsRemoved: Int
+    var unitsTotal: Int
+  }
+
+  var cuts: [String: Cut] = [:]
+  /// config.json keys set after --shrink (name, value), in order.
+  var configChanges: [(String, Int)] = []
+  var warnings: [String] = []
+
+  static func == (a: StructuredPlan, b: StructuredPlan) -> Bool {
+    a.cuts == b.cuts && a.configChanges.map(\.0) == b.configChanges.map(\.0)
+      && a.configChanges.map(\.1) == b.configChanges.map(\.1) && a.warnings == b.warnings
+  }
+
+  /// A slice of a tensor that belongs to a unit: rows or columns `range`.
+  private struct Member {
+    var tensor: String
+    var alongRows: Bool
+  }
+
+  init(checkpoint: Checkpoint, pass: PrunePass) throws(SwiftCompressError) {
+    let configuration = pass.configuration
+    guard let unit = configuration.structure, let ratio = configuration.ratio else { return }
+    let config = Self.config(of: checkpoint)
+    let modelType = config?["model_type"]?.stringValue ?? ""
+    let names = Set(checkpoint.tensors.map(\.name))
+    func ignored(_ module: String) -> Bool { pass.ignoreRules.contains { $0.matches(module) } }
+
+    switch unit {
+    case .rows, .columns:
+      if configuration.shrink {
+        throw .invalidOption(
+          option: "--shrink",
+          reason:
+            "cutting the \(unit.rawValue) of one weight alone would break the layer it feeds; shrink with --structure mlp or heads, or prune \(unit.rawValue) without --shrink (zeroed in place)"
+        )
+      }
+      for tensor in checkpoint.tensors {
+        let info = tensor.info
+        guard info.shape.count == 2, let module = QuantizePass.module(of: tensor.name), !ignored(module),
+          !TensorSelection.isEmbedding(tensor.name), [.f32, .bf16, .f16].contains(info.dtype)
+        else { continue }
+        let units = unit == .rows ? info.shape[0] : info.shape[1]
+        let members = [(tensor.name, unit == .rows)]
+        let removed = try Self.choose(
+          members: members, units: units, unitSize: 1, ratio: ratio, norm: configuration.norm, checkpoint: checkpoint,
+          label: tensor.name)
+        cuts[tensor.name] = unit == .rows
+          ? Cut(rows: removed, unitsRemoved: removed.count, unitsTotal: units)
+          : Cut(columns: removed, unitsRemoved: removed.count, unitsTotal: units)
+      }
+    case .mlp:
+      var intermediate: Int?
+      for layer in Self.layers(names, suffix: ".mlp.gate_proj.weight") where !ignored(layer + ".mlp") {
+        let gate = layer + ".mlp.gate_proj", up = layer + ".mlp.up_proj", down = layer + ".mlp.down_proj"
+        guard names.contains(up + ".weight"), names.contains(down + ".weight"),
+          let units = checkpoint.tensor(named: gate + ".weight")?.info.shape.first
+        else { continue }
+        var members = [(gate + ".weight", true), (up + ".weight", true), (down + ".weight", false)]
+        for bias in [gate + ".bias", up + ".bias"] where names.contains(bias) { members.append((bias, true)) }
+        let removed = try Self.choose(
+          members: members, units: units, unitSize: 1, ratio: ratio, norm: configuration.norm, checkpoint: checkpoint,
+          label: layer + ".mlp")
+        record(members, removed: removed, unitSize: 1, units: units)
+        intermediate = units - removed.count
+      }
+      for layer in Self.layers(names, suffix: ".intermediate.dense.weight") where !ignored(layer + ".intermediate") {
+        let inner = layer + ".intermediate.dense", outer = layer + ".output.dense"
+        guard names.contains(outer + ".weight"),
+          let units = checkpoint.tensor(named: inner + ".weight")?.info.shape.first
+        else { continue }
+        var members = [(inner + ".weight", true), (outer + ".weight", false)]
+        if names.contains(inner + ".bias") { members.append((inner + ".bias", true)) }
+        let removed = try Self.choose(
+          members: members, units: units, unitSize: 1, ratio: ratio, norm: configuration.norm, checkpoint: checkpoint,
+          label: layer + ".intermediate")
+        record(members, removed: removed, unitSize: 1, units: units)
+        intermediate = units - removed.count
+      }
+      guard let intermediate else {
+        throw .invalidTensor(
+          name: checkpoint.path,
+          reason:
+            "no MLP found (Llama gate_proj/up_proj/down_proj or BERT intermediate/output dense layers); use --structure rows or columns"
+        )
+      }
+      configChanges = [("intermediate_size", intermediate)]
+    case .heads:
+      guard let config, let heads = config["num_attention_heads"]?.uint64Value.map(Int.init), heads > 0 else {
+        throw .invalidTensor(
+          name: "config.json", reason: "head pruning needs config.json with num_attention_heads next to the weights")
+      }
+      let kvHeads = config["num_key_value_heads"]?.uint64Value.map(Int.init) ?? heads
+      guard kvHeads > 0, heads % kvHeads == 0 else {
+        throw .invalidTensor(
+          name: "config.json", reason: "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
+      }
+      let perGroup = heads / kvHeads
+      var kept: Int?
+      var headDim = 0
+      for layer in Self.layers(names, suffix: ".self_attn.q_proj.weight") where !ignored(layer + ".self_attn") {
+        let p = layer + ".self_attn."
+        guard let q = checkpoint.tensor(named: p + "q_proj.weight")?.info.shape,
+          names.contains(p + "k_proj.weight"), names.contains(p + "v_proj.weight"), names.contains(p + "o_proj.weight")
+        else { continue }
+        headDim = q[0] / heads
+        guard headDim * heads == q[0] else {
+          throw .invalidTensor(
+            name: p + "q_proj.weight", reason: "its \(q[0]) rows are not num_attention_heads \(heads) x a head size")
+        }
+        // A unit is one key-value group: its key and value rows, and the rows of the
+        // query heads it serves with the matching o_proj columns.
+        let removed = try Self.chooseHeads(
+          layer: p, heads: heads, kvHeads: kvHeads, headDim: headDim, ratio: ratio, norm: configuration.norm,
+          names: names, checkpoint: checkpoint)
+        let queryUnits = removed.flatMap { g in (g * perGroup)..<((g + 1) * perGroup) }
+        var queryMembers = [(p + "q_proj.weight", true), (p + "o_proj.weight", false)]
+        if names.contains(p + "q_proj.bias") { queryMembers.append((p + "q_proj.bias", true)) }
+        record(queryMembers, removed: queryUnits, unitSize: headDim, units: heads)
+        var kvMembers = [(p + "k_proj.weight", true), (p + "v_proj.weight", true)]
+        for bias in [p + "k_proj.bias", p + "v_proj.bias"] where names.contains(bias) { kvMembers.append((bias, true)) }
+        record(kvMembers, removed: removed, unitSize: headDim, units: kvHeads)
+        kept = kvHeads - removed.count
+      }
+      for layer in Self.layers(names, suffix: ".attention.self.query.weight") where !ignored(layer + ".attention") {
+        if configuration.shrink {
+          throw .invalidOption(
+            option: "--shrink",
+            reason:
+              "transformers derives BERT's head size from hidden_size / num_attention_heads, so a BERT with fewer heads cannot be described in config.json; prune BERT heads without --shrink (zeroed in place)"
+          )
+        }
+        let p = layer + ".attention."
+        guard let q = checkpoint.tensor(named: p + "self.query.weight")?.info.shape,
+          names.contains(p + "output.dense.weight")
+        else { continue }
+        headDim = q[0] / heads
+        var members = [(p + "self.query.weight", true), (p + "output.dense.weight", false)]
+        for part in ["key", "value"] where names.contains(p + "self.\(part).weight") {
+          members.append((p + "self.\(part).weight", true))
+        }
+        for part in ["query", "key", "value"] where names.contains(p + "self.\(part).bias") {
+          members.append((p + "self.\(part).bias", true))
+        }
+        let removed = try Self.choose(
+          members: members, units: heads, unitSize: headDim, ratio: ratio, norm: configuration.norm,
+          checkpoint: checkpoint, label: p + "self")
+        record(members, removed: removed, unitSize: headDim, units: heads)
+        kept = nil
+      }
+      if let kept {
+        configChanges = [
+          ("num_attention_heads", kept * perGroup), ("num_key_value_heads", kept), ("head_dim", headDim),
+        ]
+      }
+      if cuts.isEmpty {
+        throw .invalidTensor(
+          name: checkpoint.path,
+          reason: "no attention layers found (Llama q/k/v/o_proj or BERT query/key/value with output.dense)")
+      }
+    }
+  }
+
+  /// Records that `removed` units (each `unitSize` rows or columns) go from `members`.
+  private mutating func record(_ members: [(String, Bool)], removed: [Int], unitSize: Int, units: Int) {
+    let indices = removed.flatMap { u in (u * unitSize)..<((u + 1) * unitSize) }
+    for (tensor, alongRows) in members {
+      cuts[tensor] =
+        alongRows
+        ? Cut(rows: indices, unitsRemoved: removed.count, unitsTotal: units)
+        : Cut(columns: indices, unitsRemoved: removed.count, unitsTotal: units)
+    }
+  }
+
+  static func config(of checkpoint: Checkpoint) -> JSONValue? {
+    guard checkpoint.layout != .file,
+      let data = FileManager.default.contents(atPath: checkpoint.folder + "/config.json")
+    else { return nil }
+    return try? JSONParser.parse(Array(data))
+  }
+
+  /// Layer prefixes of tensors named `<prefix><suffix>`, in name order.
+  static func layers(_ names: Set<String>, suffix: String) -> [String] {
+    names.filter { $0.hasSuffix(suffix) }.map { String($0.dropLast(suffix.count)) }.sorted()
+  }
+
+  /// The per-unit sum of |w| (L1) or of w^2 (L2, whose square root orders the same) over
+  /// the members; unit u covers rows or columns u * unitSize ..< (u + 1) * unitSize.
+  static func unitSums(
+    _ members: [(String, Bool)], units: Int, unitSize: Int, norm: UnitNorm, checkpoint: Checkpoint
+  ) throws(SwiftCompressError) -> [Double] {
+    var sums = [Double](repeating: 0, count: units)
+    for (name, alongRows) in members {
+      guard let tensor = checkpoint.tensor(named: name) else { continue }
+      let info = tensor.info
+      guard [.f32, .bf16, .f16].contains(info.dtype) else {
+        throw .invalidTensor(name: name, reason: "\(info.dtype.rawValue) weights cannot be pruned")
+      }
+      let rows = info.shape[0]
+      let columns = info.shape.count > 1 ? info.shape[1] : 1
+      let extent = alongRows ? rows : columns
+      guard extent == units * unitSize else {
+        throw .invalidTensor(
+          name: name,
+          reason:
+            "has \(extent) \(alongRows ? "rows" : "columns"), expected \(units) units of \(unitSize) from the tensors it is coupled with"
+        )
+      }
+      let values = Float32Conversion.floats(checkpoint.bytes(of: tensor), dtype: info.dtype, count: rows * columns)
+      checkpoint.release(tensor)
+      if let bad = values.firstIndex(where: { !$0.isFinite }) {
+        throw .invalidTensor(name: name, reason: "element \(bad) is \(values[bad]); pruning needs finite weights")
+      }
+      for r in 0..<rows {
+        for c in 0..<columns {
+          let v = Double(values[r * columns + c])
+          let unit = (alongRows ? r : c) / unitSize
+          sums[unit] += norm == .l1 ? abs(v) : v * v
+        }
+      }
+    }
+    return sums
+  }
+
+  /// The `floor(ratio x units)` lowest-scoring units (ties: lower index first), sorted.
+  static func choose(
+    members: [(String, Bool)], units: Int, unitSize: Int, ratio: Double, norm: UnitNorm, checkpoint: Checkpoint,
+    label: String
+  ) throws(SwiftCompressError) -> [Int] {
+    let sums = try unitSums(members, units: units, unitSize: unitSize, norm: norm, checkpoint: checkpoint)
+    return try lowest(sums, ratio: ratio, label: label)
+  }
+
+  static func lowest(_ sums: [Double], ratio: Double, label: String) throws(SwiftCompressError) -> [Int] {
+    let count = Int((ratio * Double(sums.count)).rounded(.down))
+    guard count < sums.count else {
+      throw .invalidTensor(
+        name: label, reason: "--ratio \(ratio) would remove all \(sums.count) units; choose a smaller ratio")
+    }
+    let order = sums.indices.sorted { sums[$0] != sums[$1] ? sums[$0] < sums[$1] : $0 < $1 }
+    return order.prefix(count).sorted()
+  }
+
+  /// Key-value groups scored over their key/value rows, their query heads' rows and the
+  /// matching o_proj columns.
+  static func chooseHeads(
+    layer p: String, heads: Int, kvHeads: Int, headDim: Int, ratio: Double, norm: UnitNorm, names: Set<String>,
+    checkpoint: Checkpoint
+  ) throws(SwiftCompressError) -> [Int] {
+    let perGroup = heads / kvHeads
+    var queryMembers = [(p + "q_proj.weight", true), (p + "o_proj.weight", false)]
+    if names.contains(p + "q_proj.bias") { queryMembers.append((p + "q_proj.bias", true)) }
+    var kvMembers = [(p + "k_proj.weight", true), (p + "v_proj.weight", true)]
+    for bias in [p + "k_proj.bias", p + "v_proj.bias"] where names.contains(bias) { kvMembers.append((bias, true)) }
+    let query = try unitSums(queryMembers, units: heads, unitSize: headDim, norm: norm, checkpoint: checkpoint)
+    let kv = try unitSums(kvMembers, units: kvHeads, unitSize: headDim, norm: norm, checkpoint: checkpoint)
+    var groups = kv
+    for h in 0..<heads { groups[h / perGroup] += query[h] }
+    return try lowest(groups, ratio: ratio, label: p + "self_attn")
+  }
+
+  /// config.json with the new sizes.
+  func editedConfig(_ config: JSONValue) -> String? {
+    var edited = config
+    for (key, value) in configChanges {
+      edited = edited.setting(key, to: .number(String(value))) ?? edited
+    }
+    return edited == config ? nil : JSONText.pretty(edited)
+  }
+}
+
+extension PrunePass {
+  public var usesDefaultSelection: Bool { configuration.method != .structured }
+
+  func planStructured(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
+    guard let cut = structuredPlan?.cuts[tensor.name] else {
+      return .keep(reason: "not part of a pruned unit")
+    }
+    var shape = tensor.shape
+    if configuration.shrink {
+      shape[0] -= cut.rows.count
+      if shape.count > 1 { shape[1] -= cut.columns.count }
+    }
+    let what = configuration.structure?.rawValue ?? "units"
+    let verb = configuration.shrink ? "removed" : "zeroed"
+    return .transform(
+      outputs: [PlannedTensor(name: tensor.name, dtype: tensor.dtype, shape: shape)],
+      note: "\(cut.unitsRemoved) of \(cut.unitsTotal) \(what) units \(verb) (\(configuration.norm.rawValue))")
+  }
+
+  func transformStructured(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError)
+    -> TransformResult
+  {
+    guard let cut = structuredPlan?.cuts[input.descriptor.name] else {
+      throw .passBrokePlan(pass: Self.identifier, tensor: input.descriptor.name, reason: "no structured cut")
+    }
+    let shape = input.descriptor.shape
+    let rows = shape[0]
+    let columns = shape.count > 1 ? shape[1] : 1
+    let elementSize = input.descriptor.dtype.bitsPerElement / 8
+    let removedRows = Set(cut.rows)
+    let removedColumns = Set(cut.columns)
+    let values = input.floats()
+    var reconstruction = values
+    var output: [UInt8] = []
+    output.reserveCapacity(outputs[0].byteCount ?? 0)
+    let zero = [UInt8](repeating: 0, count: elementSize)
+    for r in 0..<rows {
+      let rowGone = removedRows.contains(r)
+      if rowGone && configuration.shrink {
+        for c in 0..<columns { reconstruction[r * columns + c] = 0 }
+        continue
+      }
+      for c in 0..<columns {
+        let gone = rowGone || removedColumns.contains(c)
+        if gone { reconstruction[r * columns + c] = 0 }
+        if gone && configuration.shrink { continue }
+        let offset = (r * columns + c) * elementSize
+        if gone {
+          output.append(contentsOf: zero)
+        } else {
+          output.append(contentsOf: input.bytes[offset..<(offset + elementSize)])
+        }
+      }
+    }
+    let accumulator = values.withUnsafeBufferPointer { v in
+      reconstruction.withUnsafeBufferPointer { r in
+        var a = ErrorAccumulator()
+        a.add(reference: v, reconstruction: r)
+        return a
+      }
+    }
+    try QuantizePass.rejectNonFinite(accumulator, input, rows: rows, columns: columns)
+    let keptRows = rows - removedRows.count
+    let keptColumns = columns - removedColumns.count
+    let zeros = reconstruction.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }
+    var info = SparsityInfo(
+      target: nil, achieved: Double(zeros) / Double(max(values.count, 1)), zeros: zeros,
+      pruned: values.count - keptRows * keptColumns)
+    info.unitsRemoved = cut.unitsRemoved
+    info.unitsTotal = cut.unitsTotal
+    info.shapeAfter = outputs[0].shape
+    return TransformResult(outputs: [.owned(output)], reconstruction: .measured(accumulator), sparsity: info)
+  }
+}

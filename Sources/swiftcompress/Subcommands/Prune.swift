@@ -1,0 +1,92 @@
+import ArgumentParser
+import CheckpointIO
+import SwiftCompressKit
+
+extension PruneMethod: ExpressibleByArgument {}
+extension PruneScope: ExpressibleByArgument {}
+extension SparseFormat: ExpressibleByArgument {}
+extension StructuredUnit: ExpressibleByArgument {}
+extension UnitNorm: ExpressibleByArgument {}
+
+extension NMPattern: ExpressibleByArgument {
+  public init?(argument: String) {
+    self.init(argument)
+  }
+}
+
+extension SwiftCompressCommand {
+  struct Prune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Make weights sparse (unstructured, N:M) or remove whole neurons and heads.",
+      discussion: """
+        Methods: magnitude (lowest |w|), nm (N:M by magnitude), wanda (lowest |w_ij| x ||X_j||, from \
+        --calibration statistics), random (seeded baseline), structured (whole units by L1/L2 norm). \
+        magnitude, wanda and random prune --sparsity of each tensor, each row or the whole selection \
+        (--scope), or keep N of every M consecutive inputs (--pattern). Among equal scores the earlier \
+        weight is pruned first. Output is dense with zeros, or with --sparse-format bitmask in \
+        compressed-tensors' sparse-bitmask layout (sparse-24-bitmask for 2:4), which decompress restores.
+        """)
+
+    @Argument(help: "The input checkpoint: a .safetensors file or a folder.")
+    var input: String
+
+    @Argument(help: "The output folder (must not exist unless --force).")
+    var output: String
+
+    @Option(name: .long, help: "magnitude | nm | wanda | random | structured.")
+    var method: PruneMethod
+
+    @Option(name: .long, help: "Fraction of weights to prune, in [0, 1).")
+    var sparsity: Double?
+
+    @Option(name: .long, help: "tensor | row | global (default: row for wanda, tensor otherwise).")
+    var scope: PruneScope?
+
+    @Option(name: .long, help: ArgumentHelp("Keep N of every M consecutive inputs (1 <= N < M <= 32).", valueName: "N:M"))
+    var pattern: NMPattern?
+
+    @Option(name: .long, help: ArgumentHelp("Activation statistics for wanda (see docs/algorithms.md).", valueName: "file"))
+    var calibration: String?
+
+    @Option(name: .long, help: "Seed of the random method.")
+    var seed: UInt64 = 0
+
+    @Option(name: .long, help: "dense (zeros in place) | bitmask (compressed-tensors sparse-bitmask).")
+    var sparseFormat: SparseFormat = .dense
+
+    @Option(name: .long, help: "Structured pruning unit: mlp | heads | rows | columns.")
+    var structure: StructuredUnit?
+
+    @Option(name: .long, help: "Structured pruning: fraction of units removed per layer, in [0, 1).")
+    var ratio: Double?
+
+    @Option(name: .long, help: "Structured pruning: unit score, l1 | l2.")
+    var norm: UnitNorm = .l2
+
+    @Flag(name: .long, help: "Structured pruning: cut the coupled tensors and update config.json (else zero in place).")
+    var shrink = false
+
+    @Option(
+      name: .long, parsing: .singleValue,
+      help: ArgumentHelp(
+        "A module to leave dense: an exact name, or re:<regex> matched from the start (repeatable; default lm_head).",
+        valueName: "module"))
+    var ignore: [String] = []
+
+    @OptionGroup var options: PipelineOptions
+
+    func run() throws {
+      try Diagnostics.reportingErrors {
+        let pass = try PrunePass(
+          configuration: .init(
+            method: method, sparsity: sparsity, scope: scope, pattern: pattern, calibration: calibration, seed: seed,
+            sparseFormat: sparseFormat, ignore: ignore.isEmpty ? ["lm_head"] : ignore, structure: structure,
+            ratio: ratio, norm: norm, shrink: shrink))
+        let options = CompressionOptions(
+          input: input, output: output, selection: try self.options.selection(),
+          maxShardSize: self.options.maxShardSize.bytes, force: self.options.force, command: "prune")
+        try runPipeline(pass: pass, options: options, shared: self.options)
+      }
+    }
+  }
+}
