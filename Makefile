@@ -8,7 +8,7 @@ BENCH_DIR := .build/bench-data
 
 export SWIFTCOMPRESS_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup venv build debug test demo bench fixtures lint format clean
+.PHONY: all setup venv build debug test demo bench interop fixtures lint format clean
 
 all: build
 
@@ -51,6 +51,14 @@ bench: build venv
 	.build/release/swiftcompress-bench pipeline --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN)
 	.build/release/swiftcompress-bench quantize --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/quantize_numpy.py
 	.build/release/swiftcompress-bench quantize --checkpoint $(BENCH_DIR)/bf16 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/quantize_numpy.py
+
+## interop: transformers loads structurally shrunk checkpoints and compressed-tensors decodes our bitmasks
+## (installs torch, transformers and compressed-tensors 0.12 into .build/interop-venv, ~6 GB; not part of make test)
+INTEROP_VENV := .build/interop-venv
+interop: build
+	@test -x $(INTEROP_VENV)/bin/python || (python3 -m venv $(INTEROP_VENV) && \
+	  $(INTEROP_VENV)/bin/pip install --quiet --disable-pip-version-check torch transformers "compressed-tensors==0.12.2" numpy safetensors)
+	$(INTEROP_VENV)/bin/python Tests/Interop/check_pruning.py $(BIN) .build/interop
 
 ## fixtures: regenerate Fixtures/ with the Python reference writer
 fixtures: venv

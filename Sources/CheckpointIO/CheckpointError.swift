@@ -58,6 +58,10 @@ public enum ValidationRule: String, CaseIterable, Sendable, Codable {
   case indexDuplicateTensor = "index-duplicate-tensor"
   // Values.
   case nonFiniteValues = "non-finite-values"
+  case sparsityPattern = "sparsity-pattern"
+
+  /// Rules about tensor values rather than the file's structure (no malformed file breaks them).
+  public var isValueRule: Bool { self == .nonFiniteValues || self == .sparsityPattern }
 
   /// What the rule requires, in a few words.
   public var requirement: String {
@@ -94,6 +98,8 @@ public enum ValidationRule: String, CaseIterable, Sendable, Codable {
     case .indexPathEscape: "shard paths are plain file names inside the checkpoint folder"
     case .indexDuplicateTensor: "the index names each tensor once"
     case .nonFiniteValues: "floating-point weights are finite"
+    case .sparsityPattern:
+      "every group of M consecutive weights of a row holds at most N non-zeros (verify --pattern N:M)"
     }
   }
 
@@ -116,6 +122,8 @@ public enum ValidationRule: String, CaseIterable, Sendable, Codable {
       "Refusing a shard path outside the checkpoint folder; fix the index."
     case .nonFiniteValues:
       "The weights contain NaN or infinity: the checkpoint is probably corrupted or was saved after a diverged training step."
+    case .sparsityPattern:
+      "These weights are not N:M sparse: prune them with 'swiftcompress prune --method nm --pattern N:M' (verify checks every linear weight but embeddings and lm_head)."
     default:
       "The file's header is inconsistent: it was written by a broken tool or corrupted; re-save it with a correct writer."
     }

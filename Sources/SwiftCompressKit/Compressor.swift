@@ -279,7 +279,8 @@ public enum Compressor {
         seconds: elapsed, bytesPerSecond: elapsed > 0 ? Double(byteCount) / elapsed : 0,
         peakRSSBytes: ResourceUsage.peakResidentBytes()))
     report.totals.roundToNearestMetrics = baselineTotal?.metrics
-    report.totals.sparsity = SparsityInfo.total(entries.compactMap { entry in entry.sparsity.map { (entry.parameters, $0) } })
+    report.totals.sparsity = SparsityInfo.total(
+      entries.compactMap { entry in entry.sparsity.map { (entry.parameters, $0) } })
     report.warnings = pass.warnings
     try folder.write(report.jsonText(), to: Report.jsonFileName)
     try folder.write(report.markdown(), to: Report.markdownFileName)

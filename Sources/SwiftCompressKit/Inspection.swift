@@ -150,10 +150,15 @@ public struct VerificationReport: Codable, Sendable, Equatable {
   public var problems: [ValidationProblem]
   /// Facts worth knowing that do not make the checkpoint invalid.
   public var warnings: [String]
+  /// With --pattern N:M: the pattern and the weights checked for it.
+  public var pattern: String? = nil
+  public var patternTensors: Int? = nil
   public var valid: Bool { problems.isEmpty }
 
   enum CodingKeys: String, CodingKey {
     case path, layout, files, tensors, problems, warnings, valid
+    case pattern
+    case patternTensors = "pattern_tensors"
   }
 
   public init(
@@ -175,6 +180,8 @@ public struct VerificationReport: Codable, Sendable, Equatable {
     tensors = try c.decode(Int.self, forKey: .tensors)
     problems = try c.decode([ValidationProblem].self, forKey: .problems)
     warnings = try c.decode([String].self, forKey: .warnings)
+    pattern = try c.decodeIfPresent(String.self, forKey: .pattern)
+    patternTensors = try c.decodeIfPresent(Int.self, forKey: .patternTensors)
   }
 
   public func encode(to encoder: any Encoder) throws {
@@ -186,12 +193,14 @@ public struct VerificationReport: Codable, Sendable, Equatable {
     try c.encode(problems, forKey: .problems)
     try c.encode(warnings, forKey: .warnings)
     try c.encode(valid, forKey: .valid)
+    try c.encodeIfPresent(pattern, forKey: .pattern)
+    try c.encodeIfPresent(patternTensors, forKey: .patternTensors)
   }
 
   /// Runs every validation on `path`: the format rules of every file, the index
   /// against the shards, and the values (NaN and infinity in float tensors).
   /// Throws only when `path` does not exist or is not a checkpoint at all.
-  public static func verify(_ path: String) throws(CheckpointError) -> VerificationReport {
+  public static func verify(_ path: String, pattern: NMPattern? = nil) throws(CheckpointError) -> VerificationReport {
     let (opened, problems) = try Checkpoint.validate(path)
     guard let checkpoint = opened else {
       return VerificationReport(path: path, layout: nil, files: 0, tensors: 0, problems: problems, warnings: [])
@@ -220,9 +229,77 @@ public struct VerificationReport: Codable, Sendable, Equatable {
       warnings.append(
         "not part of the model and ignored: \(checkpoint.ignoredWeightFiles.joined(separator: ", "))")
     }
-    return VerificationReport(
+    var report = VerificationReport(
       path: path, layout: checkpoint.layout.rawValue, files: checkpoint.files.count,
       tensors: checkpoint.tensors.count, problems: found, warnings: warnings)
+    if let pattern {
+      let (checked, violations) = checkPattern(checkpoint, pattern)
+      report.pattern = pattern.description
+      report.patternTensors = checked
+      report.problems += violations
+    }
+    return report
+  }
+
+  /// Checks N:M sparsity on the weights pruning selects by default (2-D float .weight
+  /// tensors, not embeddings, not lm_head) and on bitmask-stored ones (from their masks).
+  static func checkPattern(_ checkpoint: Checkpoint, _ pattern: NMPattern) -> (Int, [ValidationProblem]) {
+    var checked = 0
+    var problems: [ValidationProblem] = []
+    for tensor in checkpoint.tensors {
+      let info = tensor.info
+      let name = tensor.name
+      var nonZero: (Int) -> Bool
+      let rows: Int
+      let columns: Int
+      if name.hasSuffix(".bitmask"), info.shape.count == 2, info.dtype == .u8,
+        let shapeTensor = checkpoint.tensor(named: String(name.dropLast(".bitmask".count)) + ".shape"),
+        shapeTensor.info.dtype == .i64, shapeTensor.info.elementCount == 2
+      {
+        let shapeBytes = checkpoint.bytes(of: shapeTensor)
+        let dims = (0..<2).map { Int(shapeBytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
+        (rows, columns) = (dims[0], dims[1])
+        let bytes = checkpoint.bytes(of: tensor)
+        let rowBytes = info.shape[1]
+        nonZero = { i in bytes[(i / columns) * rowBytes + (i % columns) / 8] >> ((i % columns) % 8) & 1 == 1 }
+      } else if name.hasSuffix(".weight"), info.shape.count == 2, info.dtype.isFloatingPoint,
+        !TensorSelection.isEmbedding(name), !name.hasPrefix("lm_head")
+      {
+        (rows, columns) = (info.shape[0], info.shape[1])
+        let values = Float32Conversion.floats(checkpoint.bytes(of: tensor), dtype: info.dtype, count: rows * columns)
+        nonZero = { values[$0] != 0 }
+      } else {
+        continue
+      }
+      checked += 1
+      guard columns % pattern.m == 0 else {
+        problems.append(
+          ValidationProblem(
+            rule: .sparsityPattern, file: checkpoint.files[tensor.file].path, tensor: name,
+            detail: "rows of \(columns) values cannot be split into groups of \(pattern.m)"))
+        continue
+      }
+      var violations = 0
+      var first: Int?
+      for group in stride(from: 0, to: rows * columns, by: pattern.m) {
+        var count = 0
+        for i in group..<(group + pattern.m) where nonZero(i) { count += 1 }
+        if count > pattern.n {
+          violations += 1
+          if first == nil { first = group }
+        }
+      }
+      checkpoint.release(tensor)
+      if let first {
+        problems.append(
+          ValidationProblem(
+            rule: .sparsityPattern, file: checkpoint.files[tensor.file].path, tensor: name,
+            detail:
+              "\(violations) of \((rows * columns) / pattern.m) groups hold more than \(pattern.n) non-zeros, the first at row \(first / columns), columns \(first % columns)..<\(first % columns + pattern.m)"
+          ))
+      }
+    }
+    return (checked, problems)
   }
 
   private static func declaredTotalSize(_ checkpoint: Checkpoint) -> Int? {

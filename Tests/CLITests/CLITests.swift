@@ -198,3 +198,54 @@ struct QuantizeCommandTests {
     #expect(badGroup.stderr.contains("group size 256"))
   }
 }
+
+@Suite("prune command")
+struct PruneCommandTests {
+  @Test func pruneThenVerifyThePattern() throws {
+    let folder = TemporaryFolder()
+    let out = folder.file("p")
+    let run = try swiftcompress(
+      "prune", fixture("tiny-llama-bf16"), out, "--method", "nm", "--pattern", "2:4", "--json")
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect(run.stdout.contains("\"pattern_holds\" : true"))
+    #expect(try swiftcompress("verify", out, "--pattern", "2:4").status == 0)
+    let wrong = try swiftcompress("verify", out, "--pattern", "1:4")
+    #expect(wrong.status == 65)
+    #expect(wrong.stdout.contains("sparsity-pattern") && wrong.stdout.contains("mlp.down_proj.weight"))
+    #expect(try swiftcompress("verify", fixture("tiny-llama-bf16"), "--pattern", "2:4").status == 65)
+    #expect(try swiftcompress("verify", out, "--pattern", "4:4").status == 64)
+    // The bitmask form is checked from its masks.
+    let sparse = folder.file("s")
+    #expect(
+      try swiftcompress(
+        "prune", fixture("tiny-llama-bf16"), sparse, "--method", "nm", "--pattern", "2:4", "--sparse-format", "bitmask",
+        "-q"
+      ).status == 0)
+    #expect(try swiftcompress("verify", sparse, "--pattern", "2:4").status == 0)
+  }
+
+  @Test func badOptionsExit64AndBadDataExit65WithNothingWritten() throws {
+    let folder = TemporaryFolder()
+    let model = fixture("tiny-llama-f32")
+    let cases: [([String], Int32, String)] = [
+      (["--method", "magnitude", "--sparsity", "1.2"], 64, "outside [0, 1)"),
+      (["--method", "magnitude"], 64, "needs a sparsity"),
+      (["--method", "nm", "--pattern", "3:2"], 64, "1 <= N < M <= 32"),
+      (["--method", "nm", "--pattern", "2:5"], 65, "M = 5"),
+      (["--method", "wanda", "--sparsity", "0.5"], 64, "--calibration"),
+      (
+        ["--method", "wanda", "--sparsity", "0.5", "--calibration", fixture("tiny-bert/model.safetensors")], 65,
+        "no statistics for this layer"
+      ),
+      (["--method", "structured", "--structure", "mlp", "--ratio", "1"], 64, "--ratio"),
+      (["--method", "structured", "--structure", "rows", "--ratio", "0.5", "--shrink"], 64, "--shrink"),
+    ]
+    for (index, (arguments, status, message)) in cases.enumerated() {
+      let out = folder.file("o\(index)")
+      let result = try runProcess(swiftcompressExecutable, ["prune", model, out] + arguments)
+      #expect(result.status == status, "\(arguments): \(result.stderr)")
+      #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+      #expect(!FileManager.default.fileExists(atPath: out))
+    }
+  }
+}

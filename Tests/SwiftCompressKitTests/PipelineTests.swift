@@ -185,7 +185,10 @@ struct PipelineTests {
   @Test func passRegistryBuildsPassesFromJSONAndListsKnownOnes() throws {
     let pass = try PassRegistry.make(identifier: "cast", configurationJSON: #"{"dtype":"F16"}"#)
     #expect((pass as? CastPass)?.configuration.dtype == .f16)
-    #expect(throws: SwiftCompressError.unknownPass("quantise", known: ["identity", "cast", "quantize", "decompress"])) {
+    #expect(
+      throws: SwiftCompressError.unknownPass(
+        "quantise", known: ["identity", "cast", "quantize", "prune", "decompress"])
+    ) {
       _ = try PassRegistry.make(identifier: "quantise", configurationJSON: "{}")
     }
     #expect(throws: SwiftCompressError.self) {

@@ -22,11 +22,15 @@ public struct DecompressPass: CompressionPass {
       case float8
       case mxfp4
       case nvfp4
+      /// compressed-tensors' sparse-bitmask or sparse-24-bitmask (values are exact).
+      case sparseBitmask
     }
     var kind: Kind
     /// FP8 scale block: rows x columns per scale (nil: one scale per row).
     var block: [Int]?
     var target: DType
+    /// Sparse formats: the dense shape of each module, read from `<module>.shape`.
+    var sparseShapes: [String: [Int]] = [:]
   }
 
   public static let identifier = "decompress"
@@ -64,6 +68,19 @@ public struct DecompressPass: CompressionPass {
     let formatName = quantization["format"]?.stringValue ?? ""
     let weights = quantization["config_groups"]?.members?.first?.value["weights"]
     let bits = weights?["num_bits"]?.uint64Value.map(Int.init) ?? 0
+    let sparseFormat = quantization["sparsity_config"]?["format"]?.stringValue ?? ""
+    if ["sparse-bitmask", "sparse-24-bitmask"].contains(sparseFormat) {
+      guard formatName.isEmpty || formatName == "dense" else {
+        throw .invalidTensor(
+          name: "config.json",
+          reason: "sparse weights that are also quantized ('\(formatName)') are not supported by decompress")
+      }
+      return DecompressPass(
+        configuration: configuration,
+        format: Format(
+          kind: .sparseBitmask, block: nil, target: configuration.dtype ?? .f32,
+          sparseShapes: try Self.sparseShapes(checkpoint)))
+    }
     let kind: Format.Kind
     switch formatName {
     case "pack-quantized" where bits == 4 || bits == 8: kind = .packed(bits: bits)
@@ -94,18 +111,49 @@ public struct DecompressPass: CompressionPass {
 
   static let companionSuffixes = ["_scale", "_zero_point", "_shape", "_global_scale"]
 
+  /// The dense shape of every bitmask-stored module, from its `<module>.shape` tensor.
+  static func sparseShapes(_ checkpoint: Checkpoint) throws(SwiftCompressError) -> [String: [Int]] {
+    var shapes: [String: [Int]] = [:]
+    for tensor in checkpoint.tensors where tensor.name.hasSuffix(".shape") {
+      let module = String(tensor.name.dropLast(".shape".count))
+      guard checkpoint.tensor(named: module + ".compressed") != nil else { continue }
+      guard tensor.info.dtype == .i64, tensor.info.elementCount == 2 else {
+        throw .invalidTensor(
+          name: tensor.name, reason: "\(tensor.info.dtype.rawValue) \(tensor.info.shape) is not an I64 pair of sizes")
+      }
+      let bytes = checkpoint.bytes(of: tensor)
+      let dims = (0..<2).map { Int(Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))) }
+      guard dims.allSatisfy({ $0 >= 0 && $0 < 1 << 40 }) else {
+        throw .invalidTensor(name: tensor.name, reason: "holds the impossible shape \(dims)")
+      }
+      shapes[module] = dims
+    }
+    return shapes
+  }
+
   public func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
     guard let format else {
       throw .passBrokePlan(pass: Self.identifier, tensor: tensor.name, reason: "planned before prepared(for:)")
     }
     let name = tensor.name
+    if case .sparseBitmask = format.kind {
+      for suffix in [".compressed", ".bitmask", ".shape", ".row_offsets"] where name.hasSuffix(suffix) {
+        let module = String(name.dropLast(suffix.count))
+        guard let shape = format.sparseShapes[module] else { continue }
+        if suffix != ".compressed" { return .transform(outputs: [], note: "folded into the dense weight") }
+        return .transform(
+          outputs: [PlannedTensor(name: module + ".weight", dtype: configuration.dtype ?? tensor.dtype, shape: shape)],
+          note: "bitmask expanded")
+      }
+      return .keep(reason: "not sparse")
+    }
     if name.hasSuffix(".weight_packed"), tensor.shape.count == 2 {
       let module = String(name.dropLast(".weight_packed".count))
       let columns: Int
       switch format.kind {
       case .packed(let bits): columns = tensor.shape[1] * 32 / bits
       case .mxfp4, .nvfp4: columns = tensor.shape[1] * 2
-      case .float8: return .keep(reason: "not part of a float-quantized checkpoint")
+      case .float8, .sparseBitmask: return .keep(reason: "not part of a float-quantized checkpoint")
       }
       return .transform(
         outputs: [PlannedTensor(name: module + ".weight", dtype: format.target, shape: [tensor.shape[0], columns])],
@@ -124,6 +172,23 @@ public struct DecompressPass: CompressionPass {
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
     guard let format, !outputs.isEmpty else { return TransformResult(outputs: [], reconstruction: .notApplicable) }
     let name = input.descriptor.name
+    if case .sparseBitmask = format.kind {
+      let module = String(name.dropLast(".compressed".count))
+      guard let bitmask = input.companion(named: module + ".bitmask") else {
+        throw .invalidTensor(name: module + ".bitmask", reason: "missing: \(name) cannot be expanded without it")
+      }
+      let dense = try SparseBitmask.decode(
+        name: module + ".weight", values: input, bitmask: bitmask, rows: outputs[0].shape[0],
+        columns: outputs[0].shape[1])
+      if outputs[0].dtype == input.descriptor.dtype {
+        return TransformResult(outputs: [.owned(dense)], reconstruction: .notApplicable)
+      }
+      let floats = dense.withUnsafeBytes {
+        Float32Conversion.floats($0, dtype: input.descriptor.dtype, count: outputs[0].elementCount ?? 0)
+      }
+      return TransformResult(
+        outputs: [.owned(QuantizePass.encode(floats, as: outputs[0].dtype))], reconstruction: .notApplicable)
+    }
     let module = String(name.dropLast(name.hasSuffix(".weight_packed") ? ".weight_packed".count : ".weight".count))
     let (rows, columns) = (outputs[0].shape[0], outputs[0].shape[1])
     func companion(_ suffix: String) throws(SwiftCompressError) -> TensorInput {
@@ -164,6 +229,8 @@ public struct DecompressPass: CompressionPass {
           dense[row * columns + column] = round(round(q - zeroPoints[index]) * scales[index])
         }
       }
+    case .sparseBitmask:
+      break  // handled above
     case .float8:
       dense = try Self.dequantizeFloat8(input, scale: scale, block: format.block)
     case .mxfp4:
@@ -247,6 +314,7 @@ public struct DecompressPass: CompressionPass {
   public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? {
     guard let members = config.members, let format else { return nil }
     var edited = JSONValue.object(members.filter { $0.key != "quantization_config" })
+    if case .sparseBitmask = format.kind, configuration.dtype == nil { return JSONText.pretty(edited) }
     if let name = CastPass.torchNames[format.target], config["torch_dtype"] != nil {
       edited = edited.setting("torch_dtype", to: .string(name)) ?? edited
     }

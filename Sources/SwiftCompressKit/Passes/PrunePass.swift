@@ -105,6 +105,50 @@ public struct PrunePass: CompressionPass {
       self.norm = norm
       self.shrink = shrink
     }
+
+    /// Every key but `method` may be left out (recipes, the pass registry).
+    public init(from decoder: any Decoder) throws {
+      let c = try decoder.container(keyedBy: CodingKeys.self)
+      self.init(
+        method: try c.decode(PruneMethod.self, forKey: .method),
+        sparsity: try c.decodeIfPresent(Double.self, forKey: .sparsity),
+        scope: try c.decodeIfPresent(PruneScope.self, forKey: .scope),
+        pattern: try c.decodeIfPresent(String.self, forKey: .pattern).map { text in
+          guard let pattern = NMPattern(text) else {
+            throw DecodingError.dataCorruptedError(forKey: .pattern, in: c, debugDescription: "'\(text)' is not N:M")
+          }
+          return pattern
+        },
+        calibration: try c.decodeIfPresent(String.self, forKey: .calibration),
+        seed: try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0,
+        sparseFormat: try c.decodeIfPresent(SparseFormat.self, forKey: .sparseFormat) ?? .dense,
+        ignore: try c.decodeIfPresent([String].self, forKey: .ignore) ?? ["lm_head"],
+        structure: try c.decodeIfPresent(StructuredUnit.self, forKey: .structure),
+        ratio: try c.decodeIfPresent(Double.self, forKey: .ratio),
+        norm: try c.decodeIfPresent(UnitNorm.self, forKey: .norm) ?? .l2,
+        shrink: try c.decodeIfPresent(Bool.self, forKey: .shrink) ?? false)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(method, forKey: .method)
+      try c.encodeIfPresent(sparsity, forKey: .sparsity)
+      try c.encode(scope, forKey: .scope)
+      try c.encodeIfPresent(pattern?.description, forKey: .pattern)
+      try c.encodeIfPresent(calibration, forKey: .calibration)
+      try c.encode(seed, forKey: .seed)
+      try c.encode(sparseFormat, forKey: .sparseFormat)
+      try c.encode(ignore, forKey: .ignore)
+      try c.encodeIfPresent(structure, forKey: .structure)
+      try c.encodeIfPresent(ratio, forKey: .ratio)
+      try c.encode(norm, forKey: .norm)
+      try c.encode(shrink, forKey: .shrink)
+    }
+
+    enum CodingKeys: String, CodingKey {
+      case method, sparsity, scope, pattern, calibration, seed, ignore, structure, ratio, norm, shrink
+      case sparseFormat = "sparse_format"
+    }
   }
 
   public static let identifier = "prune"
@@ -145,7 +189,8 @@ public struct PrunePass: CompressionPass {
         throw .invalidOption(option: "--ratio", reason: "structured pruning needs a ratio of units to remove in [0, 1)")
       }
       guard configuration.structure != nil else {
-        throw .invalidOption(option: "--structure", reason: "structured pruning needs a unit: mlp, heads, rows or columns")
+        throw .invalidOption(
+          option: "--structure", reason: "structured pruning needs a unit: mlp, heads, rows or columns")
       }
     } else {
       guard let sparsity = configuration.sparsity else {
@@ -199,7 +244,8 @@ public struct PrunePass: CompressionPass {
     if configuration.method == .wanda, let path = configuration.calibration {
       var modules: [(String, Int)] = []
       for tensor in checkpoint.tensors {
-        guard case .transform = try plan(TensorDescriptor(tensor.info)), let module = QuantizePass.module(of: tensor.name)
+        guard case .transform = try plan(TensorDescriptor(tensor.info)),
+          let module = QuantizePass.module(of: tensor.name)
         else { continue }
         modules.append((module, tensor.info.shape[1]))
       }
@@ -229,14 +275,14 @@ public struct PrunePass: CompressionPass {
   // MARK: Planning
 
   public func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
+    if configuration.method == .structured {
+      return try planStructured(tensor)  // weights and biases, as the structured plan decided
+    }
     guard let module = QuantizePass.module(of: tensor.name) else {
       return .keep(reason: "not a .weight tensor")
     }
     if let rule = ignoreRules.first(where: { $0.matches(module) }) {
       return .keep(reason: "ignored by '\(rule.entry)'")
-    }
-    if configuration.method == .structured {
-      return try planStructured(tensor)
     }
     if TensorSelection.isEmbedding(tensor.name) {
       return .keep(reason: "embedding table (not a linear layer)")
@@ -395,10 +441,11 @@ public struct PrunePass: CompressionPass {
         selection = globalThresholds[input.descriptor.name] ?? GlobalThreshold(threshold: -1, tiesToPrune: 0, pruned: 0)
       } else {
         let prune = Int((sparsity * Double(rows * columns)).rounded(.down))
-        selection = ScoreSelection.threshold(
-          prune: prune, of: [ScoreSource(input: input, module: module, rows: rows, columns: columns)],
-          criterion: criterion
-        ).first ?? GlobalThreshold(threshold: -1, tiesToPrune: 0, pruned: 0)
+        selection =
+          ScoreSelection.threshold(
+            prune: prune, of: [ScoreSource(input: input, module: module, rows: rows, columns: columns)],
+            criterion: criterion
+          ).first ?? GlobalThreshold(threshold: -1, tiesToPrune: 0, pruned: 0)
       }
       applyThreshold(selection, input: input, module: module, rows: rows, columns: columns, mask: mask)
     }

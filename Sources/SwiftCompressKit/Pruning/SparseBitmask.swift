@@ -46,7 +46,8 @@ enum SparseBitmask {
             for row in (block * 64)..<min(rows, (block + 1) * 64) {
               _ = sck_gather_kept(
                 input.bytes.baseAddress! + row * rowBytes, columns, elementSize, mask.baseAddress! + row * columns,
-                valuesOut.baseAddress.map { $0 + rowOffsets[row] * elementSize }, maskOut.baseAddress! + row * maskBytes)
+                valuesOut.baseAddress.map { $0 + rowOffsets[row] * elementSize }, maskOut.baseAddress! + row * maskBytes
+              )
             }
           }
         }

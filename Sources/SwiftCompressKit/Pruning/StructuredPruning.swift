@@ -53,6 +53,19 @@ struct StructuredPlan: Sendable, Equatable {
     let modelType = config?["model_type"]?.stringValue ?? ""
     let names = Set(checkpoint.tensors.map(\.name))
     func ignored(_ module: String) -> Bool { pass.ignoreRules.contains { $0.matches(module) } }
+    /// A unit group is left alone when any of its modules is ignored; with --shrink that
+    /// would leave config.json's single size wrong for that layer, so it is refused.
+    func anyIgnored(_ modules: [String]) throws(SwiftCompressError) -> Bool {
+      guard let module = modules.first(where: ignored) else { return false }
+      if configuration.shrink {
+        throw .invalidOption(
+          option: "--ignore",
+          reason:
+            "'\(module)' is ignored, but --shrink must cut every layer alike (config.json holds one size for all layers); prune it too or drop --shrink"
+        )
+      }
+      return true
+    }
 
     switch unit {
     case .rows, .columns:
@@ -73,14 +86,16 @@ struct StructuredPlan: Sendable, Equatable {
         let removed = try Self.choose(
           members: members, units: units, unitSize: 1, ratio: ratio, norm: configuration.norm, checkpoint: checkpoint,
           label: tensor.name)
-        cuts[tensor.name] = unit == .rows
+        cuts[tensor.name] =
+          unit == .rows
           ? Cut(rows: removed, unitsRemoved: removed.count, unitsTotal: units)
           : Cut(columns: removed, unitsRemoved: removed.count, unitsTotal: units)
       }
     case .mlp:
       var intermediate: Int?
-      for layer in Self.layers(names, suffix: ".mlp.gate_proj.weight") where !ignored(layer + ".mlp") {
+      for layer in Self.layers(names, suffix: ".mlp.gate_proj.weight") {
         let gate = layer + ".mlp.gate_proj", up = layer + ".mlp.up_proj", down = layer + ".mlp.down_proj"
+        if try anyIgnored([gate, up, down]) { continue }
         guard names.contains(up + ".weight"), names.contains(down + ".weight"),
           let units = checkpoint.tensor(named: gate + ".weight")?.info.shape.first
         else { continue }
@@ -92,8 +107,9 @@ struct StructuredPlan: Sendable, Equatable {
         record(members, removed: removed, unitSize: 1, units: units)
         intermediate = units - removed.count
       }
-      for layer in Self.layers(names, suffix: ".intermediate.dense.weight") where !ignored(layer + ".intermediate") {
+      for layer in Self.layers(names, suffix: ".intermediate.dense.weight") {
         let inner = layer + ".intermediate.dense", outer = layer + ".output.dense"
+        if try anyIgnored([inner, outer]) { continue }
         guard names.contains(outer + ".weight"),
           let units = checkpoint.tensor(named: inner + ".weight")?.info.shape.first
         else { continue }
@@ -121,13 +137,15 @@ struct StructuredPlan: Sendable, Equatable {
       let kvHeads = config["num_key_value_heads"]?.uint64Value.map(Int.init) ?? heads
       guard kvHeads > 0, heads % kvHeads == 0 else {
         throw .invalidTensor(
-          name: "config.json", reason: "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
+          name: "config.json",
+          reason: "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
       }
       let perGroup = heads / kvHeads
       var kept: Int?
       var headDim = 0
-      for layer in Self.layers(names, suffix: ".self_attn.q_proj.weight") where !ignored(layer + ".self_attn") {
+      for layer in Self.layers(names, suffix: ".self_attn.q_proj.weight") {
         let p = layer + ".self_attn."
+        if try anyIgnored(["q_proj", "k_proj", "v_proj", "o_proj"].map { p + $0 }) { continue }
         guard let q = checkpoint.tensor(named: p + "q_proj.weight")?.info.shape,
           names.contains(p + "k_proj.weight"), names.contains(p + "v_proj.weight"), names.contains(p + "o_proj.weight")
         else { continue }
@@ -150,7 +168,9 @@ struct StructuredPlan: Sendable, Equatable {
         record(kvMembers, removed: removed, unitSize: headDim, units: kvHeads)
         kept = kvHeads - removed.count
       }
-      for layer in Self.layers(names, suffix: ".attention.self.query.weight") where !ignored(layer + ".attention") {
+      for layer in Self.layers(names, suffix: ".attention.self.query.weight") {
+        let prefix = layer + ".attention."
+        if try anyIgnored(["self.query", "self.key", "self.value", "output.dense"].map { prefix + $0 }) { continue }
         if configuration.shrink {
           throw .invalidOption(
             option: "--shrink",

@@ -42,10 +42,12 @@ extension SwiftCompressCommand {
     @Option(name: .long, help: "tensor | row | global (default: row for wanda, tensor otherwise).")
     var scope: PruneScope?
 
-    @Option(name: .long, help: ArgumentHelp("Keep N of every M consecutive inputs (1 <= N < M <= 32).", valueName: "N:M"))
+    @Option(
+      name: .long, help: ArgumentHelp("Keep N of every M consecutive inputs (1 <= N < M <= 32).", valueName: "N:M"))
     var pattern: NMPattern?
 
-    @Option(name: .long, help: ArgumentHelp("Activation statistics for wanda (see docs/algorithms.md).", valueName: "file"))
+    @Option(
+      name: .long, help: ArgumentHelp("Activation statistics for wanda (see docs/algorithms.md).", valueName: "file"))
     var calibration: String?
 
     @Option(name: .long, help: "Seed of the random method.")

@@ -13,9 +13,22 @@ extension SwiftCompressCommand {
     @Flag(name: .long, help: "Print JSON instead of text.")
     var json = false
 
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "Also check that every linear weight (2-D .weight, not embeddings or lm_head, or a bitmask-stored one) keeps at most N of every M consecutive values.",
+        valueName: "N:M"))
+    var pattern: NMPattern?
+
     func run() throws {
       try Diagnostics.reportingErrors {
-        let report = try VerificationReport.verify(path)
+        if let pattern {
+          guard pattern.n >= 1, pattern.m <= 32, pattern.n < pattern.m else {
+            throw SwiftCompressError.invalidOption(
+              option: "--pattern", reason: "'\(pattern)' must have 1 <= N < M <= 32 (for example 2:4)")
+          }
+        }
+        let report = try VerificationReport.verify(path, pattern: pattern)
         if json {
           printResult(Format.json(report))
         } else {
@@ -23,6 +36,9 @@ extension SwiftCompressCommand {
           if report.valid {
             printResult(
               "ok: \(path): \(report.layout ?? "checkpoint"), \(report.files) file(s), \(report.tensors) tensors\n")
+            if let pattern = report.pattern {
+              printResult("ok: \(pattern) sparsity holds in all \(report.patternTensors ?? 0) linear weights\n")
+            }
           } else {
             printResult("\(report.problems.count) problem(s) in \(path):\n")
             for problem in report.problems {
