@@ -45,7 +45,7 @@ public final class SafeTensorsWriter {
   public let tensors: [PlannedTensor]
   private let sizes: [Int]
   private let temporaryPath: String
-  private var fd: Int32
+  fileprivate var fd: Int32
   private var current = 0
   private var writtenInCurrent = 0
   private var finished = false
@@ -229,6 +229,7 @@ public final class SafeTensorsWriter {
 
   private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(CheckpointError) {
     guard var pointer = bytes.baseAddress else { return }
+    if bytes.count >= Self.parallelWriteThreshold, try writeInParallel(bytes) { return }
     var remaining = bytes.count
     while remaining > 0 {
       let n = systemWrite(fd, pointer, min(remaining, 1 << 30))
@@ -241,6 +242,52 @@ public final class SafeTensorsWriter {
       pointer += n
       remaining -= n
     }
+  }
+}
+
+extension SafeTensorsWriter {
+  /// Writes of at least this many bytes are split across the cores.
+  static let parallelWriteThreshold = 16 << 20
+
+  /// Writes `bytes` at the current offset as one slice per core with pwrite(2), then
+  /// moves the offset past them. Copying into the page cache is most of a large write's
+  /// cost, and it runs on every core this way; the bytes on disk are the same. Returns
+  /// false (nothing written) when the offset cannot be read.
+  fileprivate func writeInParallel(_ bytes: UnsafeRawBufferPointer) throws(CheckpointError) -> Bool {
+    let start = lseek(fd, 0, SEEK_CUR)
+    guard start >= 0, let base = bytes.baseAddress else { return false }
+    let slices = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
+    let sliceSize = (bytes.count + slices - 1) / slices
+    var failures = [Int32](repeating: 0, count: slices)
+    let descriptor = fd
+    let count = bytes.count
+    failures.withUnsafeMutableBufferPointer { out in
+      nonisolated(unsafe) let (out, base) = (out, base)
+      DispatchQueue.concurrentPerform(iterations: slices) { slice in
+        var offset = slice * sliceSize
+        let end = min(count, offset + sliceSize)
+        while offset < end {
+          let n = pwrite(descriptor, base + offset, min(end - offset, 1 << 30), off_t(start) + off_t(offset))
+          if n < 0 {
+            if errno == EINTR { continue }
+            out[slice] = errno
+            return
+          }
+          offset += n
+        }
+      }
+    }
+    if let failure = failures.first(where: { $0 != 0 }) {
+      let reason = errnoDescription(failure)
+      abandon()
+      throw .cannotCreateOutput(path: destination, reason: reason)
+    }
+    guard lseek(fd, start + off_t(bytes.count), SEEK_SET) >= 0 else {
+      let reason = errnoDescription()
+      abandon()
+      throw .cannotCreateOutput(path: destination, reason: reason)
+    }
+    return true
   }
 }
 

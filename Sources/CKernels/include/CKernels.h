@@ -112,8 +112,18 @@ void sck_nm_mask(const float *scores, size_t count, int keep_n, int m, uint8_t *
 /// The k-th smallest (0-based, k < n) of `n` scores; `work` (n floats) is overwritten.
 float sck_select_kth(const float *scores, size_t n, size_t k, float *work);
 
+/// Adds to *below and *equal the number of scores below and equal to `threshold`.
+void sck_count_below_equal(const float *scores, size_t n, float threshold, uint64_t *below, uint64_t *equal);
+
 /// dst[i] = keep[i] ? src[i] : 0 for `n` elements of `element_size` bytes.
 void sck_apply_mask(const void *src, size_t n, size_t element_size, const uint8_t *keep, void *dst);
+
+/// recon[i] = keep[i] ? values[i] : 0; returns the number kept and sets *zeros to the
+/// number of zeros in recon (pruned, or kept but zero already).
+size_t sck_mask_row(const float *values, const uint8_t *keep, size_t n, float *recon, size_t *zeros);
+
+/// The number of groups of `m` consecutive values holding more than `keep_n` non-zeros.
+size_t sck_groups_over(const float *values, size_t n, int keep_n, int m);
 
 /// Copies the kept elements to `dst` in order and writes the packed bitmask (bit i % 8
 /// of byte i / 8, (n + 7) / 8 bytes, as numpy.packbits(bitorder="little")). Returns the

@@ -361,37 +361,53 @@ public struct PrunePass: CompressionPass {
     try keep.withUnsafeMutableBufferPointer { (mask) throws(SwiftCompressError) in
       try computeMask(input, module: module, rows: rows, columns: columns, into: mask)
     }
-    // 2. The outputs and the error, rows in parallel.
+    // 2. The outputs, the error, the zeros and the N:M check, rows in parallel.
     let elementSize = input.descriptor.dtype.bitsPerElement / 8
     let rowBytes = columns * elementSize
     var rowKept = [Int](repeating: 0, count: rows)
+    var rowZeros = [Int](repeating: 0, count: rows)
+    var rowOver = [Int](repeating: 0, count: rows)
     let writeDense = configuration.sparseFormat == .dense
     var dense: [UInt8] = writeDense ? QuantizePass.uninitialized(count * elementSize) : []
+    let pattern = configuration.pattern
     let error = keep.withUnsafeBufferPointer { mask in
       dense.withUnsafeMutableBytes { denseOut in
         rowKept.withUnsafeMutableBufferPointer { keptOut in
-          nonisolated(unsafe) let (mask, denseOut, keptOut) = (mask, denseOut, keptOut)
-          return QuantizePass.parallelRows(input, rows: rows, columns: columns) { row, values, reconstruction in
-            let rowMask = mask.baseAddress! + row * columns
-            var kept = 0
-            for i in 0..<columns {
-              let k = rowMask[i] != 0
-              reconstruction[i] = k ? values[i] : 0
-              kept += k ? 1 : 0
-            }
-            keptOut[row] = kept
-            if writeDense {
-              sck_apply_mask(
-                input.bytes.baseAddress! + row * rowBytes, columns, elementSize, rowMask,
-                denseOut.baseAddress! + row * rowBytes)
+          rowZeros.withUnsafeMutableBufferPointer { zerosOut in
+            rowOver.withUnsafeMutableBufferPointer { overOut in
+              nonisolated(unsafe) let (mask, denseOut, keptOut, zerosOut, overOut) = (
+                mask, denseOut, keptOut, zerosOut, overOut
+              )
+              return QuantizePass.parallelRows(input, rows: rows, columns: columns) { row, values, reconstruction in
+                let rowMask = mask.baseAddress! + row * columns
+                var zeros = 0
+                keptOut[row] = sck_mask_row(values.baseAddress, rowMask, columns, reconstruction.baseAddress, &zeros)
+                zerosOut[row] = zeros
+                if let pattern {
+                  overOut[row] = sck_groups_over(
+                    reconstruction.baseAddress, columns, Int32(pattern.n), Int32(pattern.m))
+                }
+                if writeDense {
+                  sck_apply_mask(
+                    input.bytes.baseAddress! + row * rowBytes, columns, elementSize, rowMask,
+                    denseOut.baseAddress! + row * rowBytes)
+                }
+              }
             }
           }
         }
       }
     }
     try QuantizePass.rejectNonFinite(error, input, rows: rows, columns: columns)
-    let zeros = countZeros(input: input, keep: keep, rows: rows, columns: columns)
-    let sparsity = sparsityInfo(rows: rows, columns: columns, keep: keep, zeros: zeros)
+    let kept = rowKept.reduce(0, +)
+    var sparsity = SparsityInfo(
+      target: pattern.map { 1 - Double($0.n) / Double($0.m) } ?? configuration.sparsity,
+      achieved: count > 0 ? Double(rowZeros.reduce(0, +)) / Double(count) : 0, zeros: rowZeros.reduce(0, +),
+      pruned: count - kept)
+    if let pattern {
+      sparsity.pattern = pattern.description
+      sparsity.patternHolds = rowOver.allSatisfy { $0 == 0 }
+    }
     if configuration.sparseFormat == .dense {
       return TransformResult(outputs: [.owned(dense)], reconstruction: .measured(error), sparsity: sparsity)
     }
@@ -430,9 +446,10 @@ public struct PrunePass: CompressionPass {
         // The prune-th smallest score is the first kept one; everything below it goes,
         // and of the scores equal to it, the earliest (prune - below).
         let threshold = sck_select_kth(scores.baseAddress, columns, prune - 1, work)
-        var below = 0
-        for i in 0..<columns where scores[i].bitPattern < threshold.bitPattern { below += 1 }
-        var ties = UInt64(prune - below)
+        var below: UInt64 = 0
+        var equal: UInt64 = 0
+        sck_count_below_equal(scores.baseAddress, columns, threshold, &below, &equal)
+        var ties = UInt64(prune) - below
         _ = sck_threshold_mask(scores.baseAddress, columns, threshold, &ties, out)
       }
     case .tensor, .global:
@@ -471,9 +488,10 @@ public struct PrunePass: CompressionPass {
         criterion.scores(module: module, row: row, values: values, into: scores)
         var none: UInt64 = 0  // keep every tie here; the first ones are pruned below, in order
         _ = sck_threshold_mask(scores.baseAddress, columns, threshold, &none, mask.baseAddress! + row * columns)
-        var ties = 0
-        for i in 0..<columns where scores[i].bitPattern == threshold.bitPattern { ties += 1 }
-        tiesOut[row] = ties
+        var below: UInt64 = 0
+        var ties: UInt64 = 0
+        sck_count_below_equal(scores.baseAddress, columns, threshold, &below, &ties)
+        tiesOut[row] = Int(ties)
       }
     }
     var remaining = selection.tiesToPrune
@@ -494,39 +512,6 @@ public struct PrunePass: CompressionPass {
         }
       }
     }
-  }
-
-  private func countZeros(input: TensorInput, keep: [UInt8], rows: Int, columns: Int) -> Int {
-    // Pruned weights, plus kept weights that were zero already.
-    var zeros = 0
-    let dtype = input.descriptor.dtype
-    let elementSize = dtype.bitsPerElement / 8
-    let signless: UInt32 = elementSize == 4 ? 0x7FFF_FFFF : 0x7FFF
-    for i in 0..<(rows * columns) {
-      if keep[i] == 0 {
-        zeros += 1
-        continue
-      }
-      let bits: UInt32 =
-        elementSize == 4
-        ? input.bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)
-        : UInt32(input.bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
-      if bits & signless == 0 { zeros += 1 }
-    }
-    return zeros
-  }
-
-  private func sparsityInfo(rows: Int, columns: Int, keep: [UInt8], zeros: Int) -> SparsityInfo {
-    let count = rows * columns
-    var info = SparsityInfo(
-      target: configuration.pattern.map { 1 - Double($0.n) / Double($0.m) } ?? configuration.sparsity,
-      achieved: count > 0 ? Double(zeros) / Double(count) : 0, zeros: zeros,
-      pruned: keep.reduce(0) { $0 + ($1 == 0 ? 1 : 0) })
-    if let pattern = configuration.pattern {
-      info.pattern = pattern.description
-      info.patternHolds = SparsityInfo.holds(keep: keep, pattern: pattern)
-    }
-    return info
   }
 
   // MARK: Global threshold

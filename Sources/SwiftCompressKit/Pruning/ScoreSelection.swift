@@ -35,10 +35,14 @@ enum ScoreSelection {
     let (prefix, belowPrefix) = locate(target, in: high)
     var low = [UInt64](repeating: 0, count: 1 << 16)
     for source in sources { histogram(source, prefix: Int32(prefix), criterion: criterion, into: &low) }
-    let (suffix, _) = locate(target - belowPrefix, in: low)
+    let (suffix, belowSuffix) = locate(target - belowPrefix, in: low)
     let threshold = Float(bitPattern: UInt32(prefix) << 16 | UInt32(suffix))
-    // Per source: scores below and equal to the threshold.
-    let counts = sources.map { countBelowAndEqual($0, threshold: threshold, criterion: criterion) }
+    // Per source: scores below and equal to the threshold (for one source, the
+    // histograms already say).
+    let counts =
+      sources.count == 1
+      ? [(below: belowPrefix + belowSuffix, equal: Int(low[suffix]))]
+      : sources.map { countBelowAndEqual($0, threshold: threshold, criterion: criterion) }
     let below = counts.reduce(0) { $0 + $1.below }
     var ties = prune - below
     return counts.map { count in
@@ -88,7 +92,6 @@ enum ScoreSelection {
   private static func countBelowAndEqual(_ source: ScoreSource, threshold: Float, criterion: any PruningCriterion)
     -> (below: Int, equal: Int)
   {
-    let t = threshold.bitPattern
     let blocks = min(source.rows, 8)
     guard blocks > 0 else { return (0, 0) }
     let rowsPerBlock = (source.rows + blocks - 1) / blocks
@@ -96,17 +99,13 @@ enum ScoreSelection {
     partial.withUnsafeMutableBufferPointer { out in
       nonisolated(unsafe) let out = out
       DispatchQueue.concurrentPerform(iterations: blocks) { block in
-        var below = 0
-        var equal = 0
+        var below: UInt64 = 0
+        var equal: UInt64 = 0
         let rows = (block * rowsPerBlock)..<min(source.rows, (block + 1) * rowsPerBlock)
         forEachScoreRow(source, rows: rows, criterion: criterion) { _, scores in
-          for s in scores {
-            let b = s.bitPattern
-            below += b < t ? 1 : 0
-            equal += b == t ? 1 : 0
-          }
+          sck_count_below_equal(scores.baseAddress, scores.count, threshold, &below, &equal)
         }
-        out[block] = (below, equal)
+        out[block] = (Int(below), Int(equal))
       }
     }
     source.release()
@@ -127,11 +126,21 @@ enum ScoreSelection {
       values.deallocate()
       scores.deallocate()
     }
+    // Aligned Float32 rows are read in place; other dtypes are converted first.
+    let base = source.input.bytes.baseAddress
+    let direct = dtype == .f32 && Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0
     for row in rows {
-      Float32Conversion.convert(
-        UnsafeRawBufferPointer(rebasing: source.input.bytes[(row * rowBytes)..<((row + 1) * rowBytes)]),
-        dtype: dtype, count: columns, into: values)
-      criterion.scores(module: source.module, row: row, values: UnsafeBufferPointer(values), into: scores)
+      let rowValues: UnsafeBufferPointer<Float>
+      if direct, let base {
+        rowValues = UnsafeBufferPointer(
+          start: (base + row * rowBytes).assumingMemoryBound(to: Float.self), count: columns)
+      } else {
+        Float32Conversion.convert(
+          UnsafeRawBufferPointer(rebasing: source.input.bytes[(row * rowBytes)..<((row + 1) * rowBytes)]),
+          dtype: dtype, count: columns, into: values)
+        rowValues = UnsafeBufferPointer(values)
+      }
+      criterion.scores(module: source.module, row: row, values: rowValues, into: scores)
       body(row, UnsafeBufferPointer(scores))
     }
   }
@@ -184,17 +193,5 @@ public struct SparsityInfo: Codable, Sendable, Equatable {
       total.unitsTotal = parts.reduce(0) { $0 + ($1.1.unitsTotal ?? 0) }
     }
     return total
-  }
-
-  /// Whether every group of `pattern.m` consecutive weights keeps at most `pattern.n`.
-  static func holds(keep: [UInt8], pattern: NMPattern) -> Bool {
-    var start = 0
-    while start + pattern.m <= keep.count {
-      var kept = 0
-      for i in start..<(start + pattern.m) where keep[i] != 0 { kept += 1 }
-      if kept > pattern.n { return false }
-      start += pattern.m
-    }
-    return true
   }
 }

@@ -139,7 +139,10 @@ public enum CalibrationStatistics {
             "its calibration statistics in \(path) are \(tensor.info.dtype.rawValue) \(tensor.info.shape); the layer has \(channels) input channels, so a 1-D float tensor of \(channels) values is needed"
         )
       }
-      let norms = Float32Conversion.floats(file.bytes(of: tensor), dtype: tensor.info.dtype, count: channels)
+      // (-0 becomes +0: scores must be non-negative bit patterns.)
+      let norms = Float32Conversion.floats(file.bytes(of: tensor), dtype: tensor.info.dtype, count: channels).map {
+        $0 == 0 ? 0 : $0
+      }
       if let bad = norms.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
         throw .invalidTensor(
           name: module,
