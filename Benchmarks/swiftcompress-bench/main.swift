@@ -245,14 +245,86 @@ func quantizeBenchmark(_ arguments: [String]) throws {
       + schemes.map { "\($0) \(gb(numpyRate[$0] ?? 0))" }.joined(separator: ", "))
 }
 
+/// `swiftcompress prune` on the benchmark checkpoint, each method against
+/// Benchmarks/prune_numpy.py (the same job: read, choose the mask, write the pruned dense
+/// checkpoint) timed in the same invocation; best of --repeats for both.
+func pruneBenchmark(_ arguments: [String]) throws {
+  guard let checkpointPath = argument("--checkpoint", in: arguments),
+    let binary = argument("--swiftcompress", in: arguments), let python = argument("--python", in: arguments),
+    let script = argument("--numpy-script", in: arguments)
+  else {
+    throw BenchError(
+      description:
+        "usage: swiftcompress-bench prune --checkpoint DIR --swiftcompress BIN --python PY --numpy-script FILE")
+  }
+  let repeats = Int(argument("--repeats", in: arguments) ?? "3") ?? 3
+  let parent = (checkpointPath as NSString).deletingLastPathComponent
+  let calibration = checkpointPath + "-calibration.safetensors"
+  if !FileManager.default.fileExists(atPath: calibration) {
+    _ = try runChild(python, [script, checkpointPath, "--write-calibration", calibration])
+  }
+  let methods: [(String, [String])] = [
+    ("magnitude-tensor", ["--method", "magnitude", "--sparsity", "0.5"]),
+    ("magnitude-global", ["--method", "magnitude", "--sparsity", "0.5", "--scope", "global"]),
+    ("2:4", ["--method", "nm", "--pattern", "2:4"]),
+    ("wanda", ["--method", "wanda", "--sparsity", "0.5", "--calibration", calibration]),
+  ]
+  let checkpoint = try Checkpoint.open(checkpointPath)
+  let largest = checkpoint.tensors.map(\.info.byteCount).max() ?? 0
+  let bandwidth = memcpyBandwidth()
+  print(
+    "checkpoint: \(checkpointPath), \(mib(checkpoint.tensorByteCount)), largest tensor \(mib(largest)); memcpy \(gb(bandwidth))"
+  )
+  let numpy = try runChild(
+    python,
+    [
+      script, checkpointPath, parent + "/prune-numpy-out", "--calibration", calibration, "--methods",
+      methods.map(\.0).joined(separator: ","), "--repeats", String(repeats),
+    ])
+  var numpyRate: [String: Double] = [:]
+  for line in String(decoding: numpy.stdout, as: UTF8.self).split(separator: "\n") {
+    guard let json = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+      let method = json["method"] as? String, let seconds = json["seconds"] as? Double,
+      let bytes = json["bytes"] as? Int
+    else { continue }
+    numpyRate[method] = Double(bytes) / seconds
+  }
+  let output = parent + "/prune-out"
+  print("")
+  print("method              swiftcompress   x numpy   x memcpy   peak RSS      best of \(repeats)")
+  for (name, options) in methods {
+    var rate = 0.0
+    var rss = 0
+    for _ in 0..<repeats {
+      try? FileManager.default.removeItem(atPath: output)
+      sync()
+      let result = try runChild(binary, ["prune", checkpointPath, output] + options + ["--json", "--force"])
+      let json = try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any]
+      let timing = json?["timing"] as? [String: Any]
+      rate = max(rate, timing?["bytes_per_second"] as? Double ?? 0)
+      rss = max(rss, timing?["peak_rss_bytes"] as? Int ?? 0)
+    }
+    let versusNumpy = numpyRate[name].map { String(format: "%7.2f", rate / $0) } ?? "      -"
+    print(
+      "\(name.padding(toLength: 18, withPad: " ", startingAt: 0))  \(gb(rate).padding(toLength: 13, withPad: " ", startingAt: 0)) \(versusNumpy)   \(String(format: "%7.3f", rate / bandwidth))   \(mib(rss))"
+    )
+  }
+  try? FileManager.default.removeItem(atPath: output)
+  print(
+    "numpy (one thread, whole arrays, load and save included, best of \(repeats)): "
+      + methods.map { "\($0.0) \(gb(numpyRate[$0.0] ?? 0))" }.joined(separator: ", "))
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 do {
   switch arguments.first {
   case "pipeline": try pipelineBenchmark(Array(arguments.dropFirst()))
   case "quantize": try quantizeBenchmark(Array(arguments.dropFirst()))
+  case "prune": try pruneBenchmark(Array(arguments.dropFirst()))
   case "memcpy": print("memcpy (1 thread): \(gb(memcpyBandwidth()))")
   default:
-    print("usage: swiftcompress-bench pipeline|quantize|memcpy ... (see Benchmarks/swiftcompress-bench/main.swift)")
+    print(
+      "usage: swiftcompress-bench pipeline|quantize|prune|memcpy ... (see Benchmarks/swiftcompress-bench/main.swift)")
     exit(64)
   }
 } catch {

@@ -229,6 +229,10 @@ public struct Report: Codable, Sendable, Equatable {
     lines.append(
       "| \(totals.tensors) | \(totals.transformed) | \(totals.kept) | \(totals.parameters) | \(Format.bytes(totals.bytesBefore)) | \(Format.bytes(totals.bytesAfter)) | \(Format.fixed(totals.bitsPerWeightBefore, 3)) | \(Format.fixed(totals.bitsPerWeightAfter, 3)) | \(Format.fixed(totals.compressionRatio, 3)) | \(Format.metric(m?.relativeFrobeniusError)) | \(Format.sqnr(m)) | \(Format.cosine(m?.cosineSimilarity)) | \(Format.metric(m?.maxAbsError)) |"
     )
+    if let sparsity = totals.sparsity {
+      lines.append("")
+      lines.append(Format.sparsitySummary(sparsity) + ".")
+    }
     if let rtn = totals.roundToNearestMetrics {
       lines.append("")
       lines.append(
@@ -246,7 +250,7 @@ public struct Report: Codable, Sendable, Equatable {
       let outDTypes = Set(t.outputs.map(\.dtype)).sorted().joined(separator: "+")
       let dtype = t.action == "transformed" && outDTypes != t.dtype ? "\(t.dtype) -> \(outDTypes)" : t.dtype
       lines.append(
-        "| `\(t.name)` | \(dtype) | \(t.shape.map(String.init).joined(separator: "x")) | \(t.action) | \(t.bytesBefore) | \(t.bytesAfter) | \(Format.fixed(t.bitsPerWeightAfter, 3)) | \(Format.metric(t.metrics?.relativeFrobeniusError)) | \(Format.sqnr(t.metrics)) | \(Format.cosine(t.metrics?.cosineSimilarity)) | \(Format.metric(t.metrics?.maxAbsError)) | \(t.reason ?? "") |"
+        "| `\(t.name)` | \(dtype) | \(t.shape.map(String.init).joined(separator: "x")) | \(t.action) | \(t.bytesBefore) | \(t.bytesAfter) | \(Format.fixed(t.bitsPerWeightAfter, 3)) | \(Format.metric(t.metrics?.relativeFrobeniusError)) | \(Format.sqnr(t.metrics)) | \(Format.cosine(t.metrics?.cosineSimilarity)) | \(Format.metric(t.metrics?.maxAbsError)) | \([t.reason, t.sparsity.map { "sparsity \(Format.fixed($0.achieved * 100, 1))%" }].compactMap { $0 }.joined(separator: "; ")) |"
       )
     }
     lines.append("")
@@ -309,6 +313,18 @@ public enum SwiftCompressVersion {
 
 /// Number formatting shared by reports and tables.
 public enum Format {
+  /// "sparsity 50.0% (target 50%), 196608 weights pruned; 2:4 holds in every group".
+  public static func sparsitySummary(_ s: SparsityInfo) -> String {
+    var text = "sparsity \(fixed(s.achieved * 100, 1))%"
+    if let target = s.target { text += " (target \(String(format: "%g", target * 100))%)" }
+    text += ", \(s.pruned) weights pruned"
+    if let removed = s.unitsRemoved, let total = s.unitsTotal { text += ", \(removed) of \(total) units" }
+    if let pattern = s.pattern {
+      text += s.patternHolds == true ? "; \(pattern) holds in every group" : "; \(pattern) does NOT hold"
+    }
+    return text
+  }
+
   /// `value` as pretty, key-sorted JSON with a final newline; non-finite numbers as
   /// the strings "inf", "-inf", "nan". Used for every JSON this tool prints or writes.
   public static func json<T: Encodable>(_ value: T) -> String {

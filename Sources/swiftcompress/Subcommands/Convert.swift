@@ -68,28 +68,35 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
 enum SummaryTable {
   static func render(_ report: Report) -> String {
     let t = report.totals
+    let pruning = t.sparsity != nil
     var rows: [[String]] = []
     for entry in report.tensors where entry.action == "transformed" {
       let m = entry.metrics
-      rows.append([
+      var row = [
         entry.name, entry.dtype + " -> " + Set(entry.outputs.map(\.dtype)).sorted().joined(separator: "+"),
         "\(entry.bytesBefore)", "\(entry.bytesAfter)", Format.fixed(entry.bitsPerWeightAfter, 2),
+      ]
+      if pruning { row.append(entry.sparsity.map { Format.fixed($0.achieved * 100, 1) + "%" } ?? "-") }
+      row += [
         Format.metric(m?.relativeFrobeniusError), Format.sqnr(m), Format.cosine(m?.cosineSimilarity),
         Format.metric(m?.maxAbsError),
-      ])
+      ]
+      rows.append(row)
     }
     var text = ""
     if !rows.isEmpty {
-      text += TextTable.render(
-        header: [
-          "tensor", "dtype", "bytes before", "bytes after", "bits/w", "rel. error", "SQNR dB", "cosine", "max abs err",
-        ],
-        rows: rows, rightAligned: Set(2..<9))
+      let header =
+        ["tensor", "dtype", "bytes before", "bytes after", "bits/w"] + (pruning ? ["sparsity"] : [])
+        + ["rel. error", "SQNR dB", "cosine", "max abs err"]
+      text += TextTable.render(header: header, rows: rows, rightAligned: Set(2..<header.count))
       text += "\n"
     }
     let m = t.metrics
     text +=
       "\(t.transformed) of \(t.tensors) tensors transformed, \(t.kept) kept; \(Format.bytes(t.bytesBefore)) -> \(Format.bytes(t.bytesAfter)) (ratio \(Format.fixed(t.compressionRatio, 3)), \(Format.fixed(t.bitsPerWeightBefore, 2)) -> \(Format.fixed(t.bitsPerWeightAfter, 2)) bits/weight)\n"
+    if let sparsity = t.sparsity {
+      text += Format.sparsitySummary(sparsity) + "\n"
+    }
     if let m {
       text +=
         "error: relative \(Format.metric(m.relativeFrobeniusError)), SQNR \(Format.sqnr(m)) dB, cosine \(Format.cosine(m.cosineSimilarity)), max abs \(Format.metric(m.maxAbsError))\n"
