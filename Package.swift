@@ -29,7 +29,7 @@ let package = Package(
     .executableTarget(
       name: "swiftcompress",
       dependencies: [
-        "SwiftCompressKit", "CheckpointIO",
+        "SwiftCompressKit", "CheckpointIO", "CKernels",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),

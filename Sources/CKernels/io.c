@@ -19,3 +19,18 @@ long long sck_copy_file_range(int fd_in, long long offset_in, int fd_out, size_t
   return -ENOSYS;
 #endif
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+void sck_keep_large_allocations(void) {
+#if defined(__GLIBC__)
+  // glibc serves allocations above a (dynamic, at most 32 MiB) threshold with a fresh
+  // mmap and unmaps them on free, so every tensor-sized buffer is page-faulted and zeroed
+  // by the kernel again. Serving them from the heap and keeping freed memory lets the
+  // next tensor reuse pages that are already mapped; peak memory is unchanged.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}

@@ -33,11 +33,8 @@ static inline float bf16_round(float x) {
       scale = ROUND(dtype, amax / ((qmax - qmin) / 2));                                                   \
       if (scale == 0) scale = epsilon;                                                                    \
     } else {                                                                                              \
-      float low = 0, high = 0;                                                                            \
-      for (size_t i = 0; i < group; i++) {                                                               \
-        low = fminf(low, v[i]);                                                                           \
-        high = fmaxf(high, v[i]);                                                                         \
-      }                                                                                                   \
+      float low, high;                                                                                    \
+      minmax(v, group, &low, &high);                                                                      \
       scale = ROUND(dtype, ROUND(dtype, high - low) / (qmax - qmin));                                     \
       if (scale == 0) {                                                                                   \
         scale = epsilon;                                                                                  \
@@ -92,16 +89,41 @@ static inline float bf16_round(float x) {
     }                                                                                                     \
   }
 
+// min(0, v) and max(0, v) over n values in 8 lanes (compares, so they vectorise; a NaN
+// is skipped like fminf/fmaxf skip it, and min/max are exact in any order).
+#define MINMAX_BODY                                                                                       \
+  float lo[8] = {0, 0, 0, 0, 0, 0, 0, 0}, hi[8] = {0, 0, 0, 0, 0, 0, 0, 0};                               \
+  size_t i = 0;                                                                                           \
+  for (; i + 8 <= n; i += 8)                                                                              \
+    for (int j = 0; j < 8; j++) {                                                                         \
+      float x = v[i + j];                                                                                 \
+      lo[j] = x < lo[j] ? x : lo[j];                                                                      \
+      hi[j] = x > hi[j] ? x : hi[j];                                                                      \
+    }                                                                                                     \
+  float l = 0, h = 0;                                                                                     \
+  for (; i < n; i++) {                                                                                    \
+    l = v[i] < l ? v[i] : l;                                                                              \
+    h = v[i] > h ? v[i] : h;                                                                              \
+  }                                                                                                       \
+  for (int j = 0; j < 8; j++) {                                                                           \
+    l = lo[j] < l ? lo[j] : l;                                                                            \
+    h = hi[j] > h ? hi[j] : h;                                                                            \
+  }                                                                                                       \
+  *low = l;                                                                                               \
+  *high = h;
+
 // One function per (target, dtype): the dtype is a constant inside, so the rounding
 // branches disappear and the loops vectorise.
 #define DEFINE_QUANTIZE(name, attributes, DTYPE)                                                          \
   attributes static float name##_absmax(const float *v, size_t n) { ABSMAX_BODY }                         \
+  attributes static void name##_minmax(const float *v, size_t n, float *low, float *high) { MINMAX_BODY }  \
   attributes static void name##_pack(const uint8_t *codes, size_t n, int bits, uint32_t *words) { PACK_BODY } \
   attributes static void name(const float *x, size_t groups, size_t group, int bits, int symmetric,       \
                               float epsilon, uint8_t *codes, uint32_t *words, float *scales,              \
                               float *zero_points, float *recon) {                                         \
     const int dtype = DTYPE;                                                                              \
     float (*absmax)(const float *, size_t) = name##_absmax;                                              \
+    void (*minmax)(const float *, size_t, float *, float *) = name##_minmax;                             \
     QUANTIZE_BODY                                                                                         \
     name##_pack(codes, groups * group, bits, words);                                                      \
   }

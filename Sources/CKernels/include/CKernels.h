@@ -141,6 +141,10 @@ size_t sck_scatter_kept(const void *src, size_t n, size_t element_size, const ui
 /// (-ENOSYS where the call does not exist; -EXDEV across file systems on old kernels).
 long long sck_copy_file_range(int fd_in, long long offset_in, int fd_out, size_t length);
 
+/// Tunes the C allocator to keep tensor-sized buffers mapped between uses (glibc; a no-op
+/// elsewhere). Called once by the command-line tool before a pipeline runs.
+void sck_keep_large_allocations(void);
+
 // ---- testing only ----
 /// Forces the portable paths (1) or restores the dispatch (0), so tests can compare
 /// both paths in one process.

@@ -712,13 +712,35 @@ public struct QuantizePass: CompressionPass {
     let searching = configuration.scaleSearch == .mse
     let table = Float32Conversion.e4m3Table
     func blockIndex(_ row: Int, _ column: Int) -> Int { (row / block.rows) * blockColumns + column / block.columns }
-    func scale(_ amax: Float, _ alpha: Float) -> Float {
+    @Sendable func scale(_ amax: Float, _ alpha: Float) -> Float {
       let s = round(alpha * amax / 448)
       return s == 0 ? round.epsilon : s
     }
     func decode(_ value: Float, _ scale: Float) -> (UInt8, Float) {
       let code = Float32Conversion.e4m3Code(min(max(round(value / scale), -448), 448))
       return (code, round(table[Int(code)] * scale))
+    }
+    if configuration.scheme == .fp8Dynamic && !searching {
+      // One scale per row: each row's amax, scale and codes in a single pass.
+      var codes: [UInt8] = Self.uninitialized(rows * columns)
+      var scales: [Float] = Self.uninitialized(rows)
+      let dtypeCode = Self.kernelDType(input.descriptor.dtype)
+      let error = codes.withUnsafeMutableBufferPointer { codeOut in
+        scales.withUnsafeMutableBufferPointer { scaleOut in
+          nonisolated(unsafe) let (codeOut, scaleOut) = (codeOut, scaleOut)
+          return Self.parallelRows(input, rows: rows, columns: columns) { row, values, reconstruction in
+            var nonfinite: UInt64 = 0
+            scaleOut[row] = scale(sck_absmax_f32(values.baseAddress, columns, &nonfinite), 1)
+            sck_quantize_fp8(
+              values.baseAddress, columns, scaleOut.baseAddress! + row, columns, dtypeCode,
+              codeOut.baseAddress! + row * columns, reconstruction.baseAddress)
+          }
+        }
+      }
+      try Self.rejectNonFinite(error, input, rows: rows, columns: columns)
+      return TransformResult(
+        outputs: [.owned(codes), .owned(Self.encode(scales, as: input.descriptor.dtype))],
+        reconstruction: .measured(error))
     }
     // First pass: each row's amax per column block, in parallel; then the amax of every
     // block (FP8_BLOCK blocks span 128 rows).
@@ -1047,7 +1069,7 @@ struct IgnoreRule: @unchecked Sendable {  // Regex is immutable after init
 /// Rounding of a Float32 result to the precision of a stored dtype, to reproduce
 /// arithmetic done in that dtype (PyTorch computes BF16/F16 operations in Float32 and
 /// rounds each result to nearest even).
-struct DTypeRounding {
+struct DTypeRounding: Sendable {
   let dtype: DType
 
   init(_ dtype: DType) {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CKernels
 import CheckpointIO
 import SwiftCompressKit
 
@@ -47,6 +48,7 @@ extension SwiftCompressCommand {
 
 /// Runs a pass with progress on a terminal and prints the result.
 func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared: PipelineOptions) throws {
+  sck_keep_large_allocations()
   let progress = Diagnostics.isTerminal && !shared.quiet ? ProgressLine() : nil
   var callback: (@Sendable (ProgressUpdate) -> Void)?
   if let progress {
