@@ -254,18 +254,27 @@ struct StructuredPlan: Sendable, Equatable {
             "has \(extent) \(alongRows ? "rows" : "columns"), expected \(units) units of \(unitSize) from the tensors it is coupled with"
         )
       }
-      let values = Float32Conversion.floats(checkpoint.bytes(of: tensor), dtype: info.dtype, count: rows * columns)
-      checkpoint.release(tensor)
-      if let bad = values.firstIndex(where: { !$0.isFinite }) {
-        throw .invalidTensor(name: name, reason: "element \(bad) is \(values[bad]); pruning needs finite weights")
-      }
+      // Row by row, so memory stays at one row.
+      let bytes = checkpoint.bytes(of: tensor)
+      let rowBytes = columns * info.dtype.bitsPerElement / 8
+      var row = [Float](repeating: 0, count: columns)
       for r in 0..<rows {
+        row.withUnsafeMutableBufferPointer { out in
+          Float32Conversion.convert(
+            UnsafeRawBufferPointer(rebasing: bytes[(r * rowBytes)..<((r + 1) * rowBytes)]), dtype: info.dtype,
+            count: columns, into: out)
+        }
+        if let bad = row.firstIndex(where: { !$0.isFinite }) {
+          checkpoint.release(tensor)
+          throw .invalidTensor(
+            name: name, reason: "element [\(r), \(bad)] is \(row[bad]); pruning needs finite weights")
+        }
         for c in 0..<columns {
-          let v = Double(values[r * columns + c])
-          let unit = (alongRows ? r : c) / unitSize
-          sums[unit] += norm == .l1 ? abs(v) : v * v
+          let v = Double(row[c])
+          sums[(alongRows ? r : c) / unitSize] += norm == .l1 ? abs(v) : v * v
         }
       }
+      checkpoint.release(tensor)
     }
     return sums
   }
@@ -345,49 +354,68 @@ extension PrunePass {
     let shape = input.descriptor.shape
     let rows = shape[0]
     let columns = shape.count > 1 ? shape[1] : 1
-    let elementSize = input.descriptor.dtype.bitsPerElement / 8
+    let dtype = input.descriptor.dtype
+    let elementSize = dtype.bitsPerElement / 8
+    let rowBytes = columns * elementSize
     let removedRows = Set(cut.rows)
     let removedColumns = Set(cut.columns)
-    let values = input.floats()
-    var reconstruction = values
-    var output: [UInt8] = []
-    output.reserveCapacity(outputs[0].byteCount ?? 0)
-    let zero = [UInt8](repeating: 0, count: elementSize)
-    for r in 0..<rows {
-      let rowGone = removedRows.contains(r)
-      if rowGone && configuration.shrink {
-        for c in 0..<columns { reconstruction[r * columns + c] = 0 }
+    // Runs of kept columns, copied as whole byte ranges.
+    var keptRuns: [Range<Int>] = []
+    var c = 0
+    while c < columns {
+      if removedColumns.contains(c) {
+        c += 1
         continue
       }
-      for c in 0..<columns {
-        let gone = rowGone || removedColumns.contains(c)
-        if gone { reconstruction[r * columns + c] = 0 }
-        if gone && configuration.shrink { continue }
-        let offset = (r * columns + c) * elementSize
-        if gone {
-          output.append(contentsOf: zero)
+      let start = c
+      while c < columns && !removedColumns.contains(c) { c += 1 }
+      keptRuns.append(start..<c)
+    }
+    var output: [UInt8] = QuantizePass.uninitialized(outputs[0].byteCount ?? 0)
+    var accumulator = ErrorAccumulator()
+    var values = [Float](repeating: 0, count: columns)
+    var reconstruction = [Float](repeating: 0, count: columns)
+    var written = 0
+    var zeros = 0
+    output.withUnsafeMutableBytes { out in
+      for r in 0..<rows {
+        let source = UnsafeRawBufferPointer(rebasing: input.bytes[(r * rowBytes)..<((r + 1) * rowBytes)])
+        values.withUnsafeMutableBufferPointer { v in
+          Float32Conversion.convert(source, dtype: dtype, count: columns, into: v)
+        }
+        let rowGone = removedRows.contains(r)
+        for i in 0..<columns { reconstruction[i] = rowGone || removedColumns.contains(i) ? 0 : values[i] }
+        for v in reconstruction where v == 0 { zeros += 1 }
+        values.withUnsafeBufferPointer { v in
+          reconstruction.withUnsafeBufferPointer { accumulator.add(reference: v, reconstruction: $0) }
+        }
+        if configuration.shrink {
+          guard !rowGone else { continue }
+          for run in keptRuns {
+            let bytes = run.count * elementSize
+            out.baseAddress!.advanced(by: written).copyMemory(
+              from: source.baseAddress!.advanced(by: run.lowerBound * elementSize), byteCount: bytes)
+            written += bytes
+          }
         } else {
-          output.append(contentsOf: input.bytes[offset..<(offset + elementSize)])
+          let target = out.baseAddress!.advanced(by: written)
+          target.copyMemory(from: source.baseAddress!, byteCount: rowBytes)
+          for i in 0..<columns where rowGone || removedColumns.contains(i) {
+            target.advanced(by: i * elementSize).initializeMemory(as: UInt8.self, repeating: 0, count: elementSize)
+          }
+          written += rowBytes
         }
       }
     }
-    let accumulator = values.withUnsafeBufferPointer { v in
-      reconstruction.withUnsafeBufferPointer { r in
-        var a = ErrorAccumulator()
-        a.add(reference: v, reconstruction: r)
-        return a
-      }
-    }
     try QuantizePass.rejectNonFinite(accumulator, input, rows: rows, columns: columns)
-    let keptRows = rows - removedRows.count
-    let keptColumns = columns - removedColumns.count
-    let zeros = reconstruction.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }
+    let count = rows * columns
     var info = SparsityInfo(
-      target: nil, achieved: Double(zeros) / Double(max(values.count, 1)), zeros: zeros,
-      pruned: values.count - keptRows * keptColumns)
+      target: nil, achieved: Double(zeros) / Double(max(count, 1)), zeros: zeros,
+      pruned: count - (rows - removedRows.count) * (columns - removedColumns.count))
     info.unitsRemoved = cut.unitsRemoved
     info.unitsTotal = cut.unitsTotal
     info.shapeAfter = outputs[0].shape
     return TransformResult(outputs: [.owned(output)], reconstruction: .measured(accumulator), sparsity: info)
   }
+
 }
