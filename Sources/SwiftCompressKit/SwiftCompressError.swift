@@ -6,6 +6,9 @@ import Foundation
 public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedError {
   /// A pass identifier the registry does not know.
   case unknownPass(String, known: [String])
+  /// A quantization scheme name this tool does not know (invalid input, exit 65, as the
+  /// quantization issue specifies).
+  case unknownScheme(String, known: [String])
   /// A pass configuration that cannot be decoded or is out of range.
   case invalidConfiguration(pass: String, reason: String)
   /// A regular expression given for tensor selection does not compile.
@@ -22,7 +25,7 @@ public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedErr
   public var category: ErrorCategory {
     switch self {
     case .unknownPass, .invalidConfiguration, .invalidPattern, .invalidOption: .usage
-    case .invalidTensor, .outputNameClash: .invalidInput
+    case .invalidTensor, .outputNameClash, .unknownScheme: .invalidInput
     case .passBrokePlan: .other
     }
   }
@@ -31,6 +34,8 @@ public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedErr
     switch self {
     case .unknownPass(let name, let known):
       "unknown pass '\(name)'. Known passes: \(known.joined(separator: ", "))."
+    case .unknownScheme(let name, let known):
+      "unknown quantization scheme '\(name)'. Known schemes: \(known.joined(separator: ", ")) (MXFP4 and NVFP4 are accepted for the A16 ones)."
     case .invalidConfiguration(let pass, let reason):
       "pass '\(pass)': invalid configuration: \(reason)."
     case .invalidPattern(let option, let pattern, let reason):

@@ -4,11 +4,6 @@ import SwiftCompressKit
 
 extension ScaleSearch: ExpressibleByArgument {}
 
-extension QuantizationScheme: ExpressibleByArgument {
-  public init?(argument: String) {
-    self.init(name: argument)
-  }
-}
 
 extension SwiftCompressCommand {
   struct Quantize: ParsableCommand {
@@ -28,8 +23,12 @@ extension SwiftCompressCommand {
     @Argument(help: "The output folder (must not exist unless --force).")
     var output: String
 
-    @Option(name: .long, help: "The quantization scheme.")
-    var scheme: QuantizationScheme
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "The quantization scheme: \(QuantizationScheme.allCases.map(\.rawValue).joined(separator: ", ")).",
+        valueName: "scheme"))
+    var scheme: String
 
     @Option(
       name: .long, help: "Inputs per quantization group for the integer schemes; 0 for one scale per output channel.")
@@ -53,6 +52,9 @@ extension SwiftCompressCommand {
 
     func run() throws {
       try Diagnostics.reportingErrors {
+        guard let scheme = QuantizationScheme(name: scheme) else {
+          throw SwiftCompressError.unknownScheme(scheme, known: QuantizationScheme.allCases.map(\.rawValue))
+        }
         let pass = try QuantizePass(
           configuration: .init(
             scheme: scheme, groupSize: groupSize, ignore: ignore.isEmpty ? ["lm_head"] : ignore,
