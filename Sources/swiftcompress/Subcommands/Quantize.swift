@@ -4,7 +4,6 @@ import SwiftCompressKit
 
 extension ScaleSearch: ExpressibleByArgument {}
 
-
 extension SwiftCompressCommand {
   struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
