@@ -110,6 +110,19 @@ func fileCopySeconds(_ path: String, to destination: String) throws -> Double {
   return now() - start
 }
 
+/// Bytes per second by name from the JSON lines a numpy reference script prints
+/// ({key: name, "seconds": ..., "bytes": ...}).
+func numpyRates(_ stdout: Data, key: String) throws -> [String: Double] {
+  var rates: [String: Double] = [:]
+  for line in String(decoding: stdout, as: UTF8.self).split(separator: "\n") {
+    guard let json = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+      let name = json[key] as? String, let seconds = json["seconds"] as? Double, let bytes = json["bytes"] as? Int
+    else { continue }
+    rates[name] = Double(bytes) / seconds
+  }
+  return rates
+}
+
 func gb(_ bytesPerSecond: Double) -> String { String(format: "%.2f GB/s", bytesPerSecond / 1e9) }
 func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
 
@@ -208,14 +221,7 @@ func quantizeBenchmark(_ arguments: [String]) throws {
   let repeats = Int(argument("--repeats", in: arguments) ?? "3") ?? 3
   let numpy = try runChild(
     python, [script, checkpointPath, "--schemes", schemes.joined(separator: ","), "--repeats", String(repeats)])
-  var numpyRate: [String: Double] = [:]
-  for line in String(decoding: numpy.stdout, as: UTF8.self).split(separator: "\n") {
-    guard let json = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-      let scheme = json["scheme"] as? String, let seconds = json["seconds"] as? Double,
-      let bytes = json["bytes"] as? Int
-    else { continue }
-    numpyRate[scheme] = Double(bytes) / seconds
-  }
+  let numpyRate = try numpyRates(numpy.stdout, key: "scheme")
   let output = (checkpointPath as NSString).deletingLastPathComponent + "/quantize-out"
   let rssLimit = 2 * largest + (64 << 20)
   print("")
@@ -281,14 +287,7 @@ func pruneBenchmark(_ arguments: [String]) throws {
       script, checkpointPath, parent + "/prune-numpy-out", "--calibration", calibration, "--methods",
       methods.map(\.0).joined(separator: ","), "--repeats", String(repeats),
     ])
-  var numpyRate: [String: Double] = [:]
-  for line in String(decoding: numpy.stdout, as: UTF8.self).split(separator: "\n") {
-    guard let json = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-      let method = json["method"] as? String, let seconds = json["seconds"] as? Double,
-      let bytes = json["bytes"] as? Int
-    else { continue }
-    numpyRate[method] = Double(bytes) / seconds
-  }
+  let numpyRate = try numpyRates(numpy.stdout, key: "method")
   let output = parent + "/prune-out"
   print("")
   print("method              swiftcompress   x numpy   x memcpy   peak RSS      best of \(repeats)")

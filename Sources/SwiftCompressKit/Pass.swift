@@ -41,6 +41,24 @@ public struct TensorInput: @unchecked Sendable {
   public func floats() -> [Float] {
     Float32Conversion.floats(bytes, dtype: descriptor.dtype, count: elementCount)
   }
+
+  /// Whether Float32 rows can be read in place (aligned Float32 storage).
+  var rowsReadInPlace: Bool {
+    descriptor.dtype == .f32 && Int(bitPattern: bytes.baseAddress) % MemoryLayout<Float>.alignment == 0
+  }
+
+  /// Row `row` of `columns` values as Float32: straight from the mapping when
+  /// `rowsReadInPlace`, else converted into `scratch` (at least `columns` long).
+  func float32Row(_ row: Int, columns: Int, scratch: UnsafeMutableBufferPointer<Float>) -> UnsafeBufferPointer<Float> {
+    let rowBytes = columns * descriptor.dtype.bitsPerElement / 8
+    if rowsReadInPlace, let base = bytes.baseAddress {
+      return UnsafeBufferPointer(start: (base + row * rowBytes).assumingMemoryBound(to: Float.self), count: columns)
+    }
+    Float32Conversion.convert(
+      UnsafeRawBufferPointer(rebasing: bytes[(row * rowBytes)..<((row + 1) * rowBytes)]), dtype: descriptor.dtype,
+      count: columns, into: scratch)
+    return UnsafeBufferPointer(rebasing: scratch[0..<columns])
+  }
 }
 
 /// The data of one output tensor.

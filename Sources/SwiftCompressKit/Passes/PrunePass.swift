@@ -278,22 +278,10 @@ public struct PrunePass: CompressionPass {
     if configuration.method == .structured {
       return try planStructured(tensor)  // weights and biases, as the structured plan decided
     }
-    guard let module = QuantizePass.module(of: tensor.name) else {
-      return .keep(reason: "not a .weight tensor")
-    }
-    if let rule = ignoreRules.first(where: { $0.matches(module) }) {
-      return .keep(reason: "ignored by '\(rule.entry)'")
-    }
-    if TensorSelection.isEmbedding(tensor.name) {
-      return .keep(reason: "embedding table (not a linear layer)")
-    }
-    guard tensor.shape.count == 2 else {
-      return .keep(reason: "\(tensor.shape.count)-D tensor (only 2-D linear weights are pruned)")
-    }
-    guard [.f32, .bf16, .f16].contains(tensor.dtype) else {
-      throw .invalidTensor(
-        name: tensor.name,
-        reason: "\(tensor.dtype.rawValue) weights cannot be pruned; convert the checkpoint to F32, BF16 or F16 first")
+    let module: String
+    switch try LinearWeights.select(tensor, ignoring: ignoreRules, verb: "pruned") {
+    case .keep(let reason): return .keep(reason: reason)
+    case .module(let name): module = name
     }
     let (rows, columns) = (tensor.shape[0], tensor.shape[1])
     if let pattern = configuration.pattern, columns % pattern.m != 0 {
@@ -497,14 +485,11 @@ public struct PrunePass: CompressionPass {
     var remaining = selection.tiesToPrune
     var scores = [Float](repeating: 0, count: columns)
     var values = [Float](repeating: 0, count: columns)
-    let rowBytes = columns * input.descriptor.dtype.bitsPerElement / 8
     for row in 0..<rows where remaining > 0 && rowTies[row] > 0 {
-      values.withUnsafeMutableBufferPointer { v in
-        Float32Conversion.convert(
-          UnsafeRawBufferPointer(rebasing: input.bytes[(row * rowBytes)..<((row + 1) * rowBytes)]),
-          dtype: input.descriptor.dtype, count: columns, into: v)
+      values.withUnsafeMutableBufferPointer { scratch in
+        let rowValues = input.float32Row(row, columns: columns, scratch: scratch)
         scores.withUnsafeMutableBufferPointer { s in
-          criterion.scores(module: module, row: row, values: UnsafeBufferPointer(v), into: s)
+          criterion.scores(module: module, row: row, values: rowValues, into: s)
           for i in 0..<columns where remaining > 0 && s[i].bitPattern == threshold.bitPattern {
             mask[row * columns + i] = 0
             remaining -= 1

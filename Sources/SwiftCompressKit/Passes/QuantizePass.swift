@@ -267,23 +267,10 @@ public struct QuantizePass: CompressionPass {
   }
 
   private func planDense(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
-    guard let module = Self.module(of: tensor.name) else {
-      return .keep(reason: "not a .weight tensor")
-    }
-    if let rule = ignoreRules.first(where: { $0.matches(module) }) {
-      return .keep(reason: "ignored by '\(rule.entry)'")
-    }
-    if TensorSelection.isEmbedding(tensor.name) {
-      return .keep(reason: "embedding table (not a linear layer)")
-    }
-    guard tensor.shape.count == 2 else {
-      return .keep(reason: "\(tensor.shape.count)-D tensor (only 2-D linear weights are quantized)")
-    }
-    guard [.f32, .bf16, .f16].contains(tensor.dtype) else {
-      throw .invalidTensor(
-        name: tensor.name,
-        reason: "\(tensor.dtype.rawValue) weights cannot be quantized; convert the checkpoint to F32, BF16 or F16 first"
-      )
+    let module: String
+    switch try LinearWeights.select(tensor, ignoring: ignoreRules, verb: "quantized") {
+    case .keep(let reason): return .keep(reason: reason)
+    case .module(let name): module = name
     }
     let (rows, columns) = (tensor.shape[0], tensor.shape[1])
     let scheme = configuration.scheme
@@ -581,10 +568,7 @@ public struct QuantizePass: CompressionPass {
     _ input: TensorInput, rows: Int, columns: Int, measure: Bool = true,
     _ body: @Sendable (Int, UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void
   ) -> ErrorAccumulator {
-    let dtype = input.descriptor.dtype
-    let rowBytes = columns * dtype.bitsPerElement / 8
-    nonisolated(unsafe) let base = input.bytes.baseAddress
-    let direct = dtype == .f32 && Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0
+    let direct = input.rowsReadInPlace
     let blockRows = 64
     let blocks = (rows + blockRows - 1) / blockRows
     var accumulators = [ErrorAccumulator](repeating: ErrorAccumulator(), count: blocks)
@@ -599,16 +583,7 @@ public struct QuantizePass: CompressionPass {
         }
         var accumulator = ErrorAccumulator()
         for row in (block * blockRows)..<min(rows, (block + 1) * blockRows) {
-          let rowValues: UnsafeBufferPointer<Float>
-          if direct, let base {
-            rowValues = UnsafeBufferPointer(
-              start: (base + row * rowBytes).assumingMemoryBound(to: Float.self), count: columns)
-          } else {
-            Float32Conversion.convert(
-              UnsafeRawBufferPointer(rebasing: input.bytes[(row * rowBytes)..<((row + 1) * rowBytes)]), dtype: dtype,
-              count: columns, into: values)
-            rowValues = UnsafeBufferPointer(values)
-          }
+          let rowValues = input.float32Row(row, columns: columns, scratch: values)
           body(row, rowValues, reconstruction)
           if measure { accumulator.add(reference: rowValues, reconstruction: UnsafeBufferPointer(reconstruction)) }
         }
@@ -1043,6 +1018,34 @@ public struct QuantizePass: CompressionPass {
 
 /// One entry of compressed-tensors' `ignore` list: an exact module name, or `re:` and a
 /// regular expression matched from the start of the module name (Python's `re.match`).
+/// The selection quantize and prune share: 2-D float `.weight` tensors of linear layers,
+/// not embeddings, not in the ignore list.
+enum LinearWeights {
+  enum Selection {
+    case module(String)
+    case keep(String)
+  }
+
+  /// The module of `tensor` when it is a selected linear weight, or why it is kept.
+  /// Throws for a linear weight whose dtype cannot be processed.
+  static func select(_ tensor: TensorDescriptor, ignoring rules: [IgnoreRule], verb: String)
+    throws(SwiftCompressError) -> Selection
+  {
+    guard let module = QuantizePass.module(of: tensor.name) else { return .keep("not a .weight tensor") }
+    if let rule = rules.first(where: { $0.matches(module) }) { return .keep("ignored by '\(rule.entry)'") }
+    if TensorSelection.isEmbedding(tensor.name) { return .keep("embedding table (not a linear layer)") }
+    guard tensor.shape.count == 2 else {
+      return .keep("\(tensor.shape.count)-D tensor (only 2-D linear weights are \(verb))")
+    }
+    guard [.f32, .bf16, .f16].contains(tensor.dtype) else {
+      throw .invalidTensor(
+        name: tensor.name,
+        reason: "\(tensor.dtype.rawValue) weights cannot be \(verb); convert the checkpoint to F32, BF16 or F16 first")
+    }
+    return .module(module)
+  }
+}
+
 struct IgnoreRule: @unchecked Sendable {  // Regex is immutable after init
   let entry: String
   private let regex: Regex<AnyRegexOutput>?

@@ -118,28 +118,14 @@ enum ScoreSelection {
     _ body: (Int, UnsafeBufferPointer<Float>) -> Void
   ) {
     let columns = source.columns
-    let dtype = source.input.descriptor.dtype
-    let rowBytes = columns * dtype.bitsPerElement / 8
     let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: columns)
     let scores = UnsafeMutableBufferPointer<Float>.allocate(capacity: columns)
     defer {
       values.deallocate()
       scores.deallocate()
     }
-    // Aligned Float32 rows are read in place; other dtypes are converted first.
-    let base = source.input.bytes.baseAddress
-    let direct = dtype == .f32 && Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0
     for row in rows {
-      let rowValues: UnsafeBufferPointer<Float>
-      if direct, let base {
-        rowValues = UnsafeBufferPointer(
-          start: (base + row * rowBytes).assumingMemoryBound(to: Float.self), count: columns)
-      } else {
-        Float32Conversion.convert(
-          UnsafeRawBufferPointer(rebasing: source.input.bytes[(row * rowBytes)..<((row + 1) * rowBytes)]),
-          dtype: dtype, count: columns, into: values)
-        rowValues = UnsafeBufferPointer(values)
-      }
+      let rowValues = source.input.float32Row(row, columns: columns, scratch: values)
       criterion.scores(module: source.module, row: row, values: rowValues, into: scores)
       body(row, UnsafeBufferPointer(scores))
     }
