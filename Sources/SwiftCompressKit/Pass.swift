@@ -182,7 +182,7 @@ extension CompressionPass {
 /// The passes this build knows, by identifier.
 public enum PassRegistry {
   public static let passes: [any CompressionPass.Type] = [
-    IdentityPass.self, CastPass.self, QuantizePass.self, PrunePass.self, DecompressPass.self,
+    IdentityPass.self, CastPass.self, QuantizePass.self, PrunePass.self, FactorizePass.self, DecompressPass.self,
   ]
 
   public static var identifiers: [String] { passes.map { $0.identifier } }

@@ -11,6 +11,6 @@ struct SwiftCompressCommand: ParsableCommand {
       73 cannot create output, 1 anything else.
       """,
     version: SwiftCompressVersion.current,
-    subcommands: [Inspect.self, Verify.self, Convert.self, Quantize.self, Prune.self, Decompress.self]
+    subcommands: [Inspect.self, Verify.self, Convert.self, Quantize.self, Prune.self, Factorize.self, Decompress.self]
   )
 }

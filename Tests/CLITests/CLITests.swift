@@ -250,3 +250,27 @@ struct PruneCommandTests {
     }
   }
 }
+
+@Suite("factorize command")
+struct FactorizeCommandTests {
+  @Test func factorizeAndItsUsageErrors() throws {
+    let folder = TemporaryFolder()
+    let model = fixture("tiny-llama-f32")
+    let ok = try swiftcompress("factorize", model, folder.file("f"), "--method", "rsvd", "--energy", "0.9", "--json")
+    #expect(ok.status == 0, "\(ok.stderr)")
+    #expect(ok.stdout.contains("weight_a"))
+    let cases: [([String], Int32, String)] = [
+      (["--rank", "8", "--ratio", "0.5"], 64, "exactly one"),
+      (["--energy", "1.5"], 64, "outside (0, 1]"),
+      (["--rank", "500"], 65, "above min(out, in)"),
+      (["--method", "qr", "--rank", "8"], 64, "qr"),
+    ]
+    for (index, (arguments, status, message)) in cases.enumerated() {
+      let out = folder.file("o\(index)")
+      let result = try runProcess(swiftcompressExecutable, ["factorize", model, out] + arguments)
+      #expect(result.status == status, "\(arguments): \(result.stderr)")
+      #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+      #expect(!FileManager.default.fileExists(atPath: out))
+    }
+  }
+}

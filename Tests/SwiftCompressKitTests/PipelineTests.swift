@@ -187,7 +187,7 @@ struct PipelineTests {
     #expect((pass as? CastPass)?.configuration.dtype == .f16)
     #expect(
       throws: SwiftCompressError.unknownPass(
-        "quantise", known: ["identity", "cast", "quantize", "prune", "decompress"])
+        "quantise", known: ["identity", "cast", "quantize", "prune", "factorize", "decompress"])
     ) {
       _ = try PassRegistry.make(identifier: "quantise", configurationJSON: "{}")
     }

@@ -24,6 +24,8 @@ public struct DecompressPass: CompressionPass {
       case nvfp4
       /// compressed-tensors' sparse-bitmask or sparse-24-bitmask (values are exact).
       case sparseBitmask
+      /// factorize's weight_a x weight_b.
+      case lowRank
     }
     var kind: Kind
     /// FP8 scale block: rows x columns per scale (nil: one scale per row).
@@ -32,6 +34,9 @@ public struct DecompressPass: CompressionPass {
     /// Sparse formats: the dense shape of each module, read from `<module>.shape`.
     var sparseShapes: [String: [Int]] = [:]
   }
+
+  /// factorize output: each module's input width, from its weight_b.
+  var lowRankColumns: [String: Int] = [:]
 
   public static let identifier = "decompress"
   public static let summary = "dequantize a compressed-tensors checkpoint back to dense weights"
@@ -57,6 +62,17 @@ public struct DecompressPass: CompressionPass {
   /// Reads `quantization_config` from the checkpoint's config.json.
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> DecompressPass {
     let path = checkpoint.folder + "/config.json"
+    if checkpoint.layout != .file, let data = FileManager.default.contents(atPath: path),
+      let config = try? JSONParser.parse(Array(data)), config[FactorizePass.configKey] != nil,
+      config["quantization_config"] == nil
+    {
+      var pass = DecompressPass(
+        configuration: configuration, format: Format(kind: .lowRank, block: nil, target: configuration.dtype ?? .f32))
+      for tensor in checkpoint.tensors where tensor.name.hasSuffix(".weight_b") && tensor.info.shape.count == 2 {
+        pass.lowRankColumns[String(tensor.name.dropLast(".weight_b".count))] = tensor.info.shape[1]
+      }
+      return pass
+    }
     guard checkpoint.layout != .file, let data = FileManager.default.contents(atPath: path),
       let config = try? JSONParser.parse(Array(data)), let quantization = config["quantization_config"]
     else {
@@ -136,6 +152,19 @@ public struct DecompressPass: CompressionPass {
       throw .passBrokePlan(pass: Self.identifier, tensor: tensor.name, reason: "planned before prepared(for:)")
     }
     let name = tensor.name
+    if case .lowRank = format.kind {
+      if name.hasSuffix(".weight_b") { return .transform(outputs: [], note: "folded into the dense weight") }
+      guard name.hasSuffix(".weight_a"), tensor.shape.count == 2 else { return .keep(reason: "not factorized") }
+      let module = String(name.dropLast(".weight_a".count))
+      guard let columns = lowRankColumns[module] else {
+        throw .invalidTensor(name: module + ".weight_b", reason: "missing: \(name) cannot be multiplied out without it")
+      }
+      return .transform(
+        outputs: [
+          PlannedTensor(
+            name: module + ".weight", dtype: configuration.dtype ?? tensor.dtype, shape: [tensor.shape[0], columns])
+        ], note: "weight_a x weight_b")
+    }
     if case .sparseBitmask = format.kind {
       for suffix in [".compressed", ".bitmask", ".shape", ".row_offsets"] where name.hasSuffix(suffix) {
         let module = String(name.dropLast(suffix.count))
@@ -153,7 +182,7 @@ public struct DecompressPass: CompressionPass {
       switch format.kind {
       case .packed(let bits): columns = tensor.shape[1] * 32 / bits
       case .mxfp4, .nvfp4: columns = tensor.shape[1] * 2
-      case .float8, .sparseBitmask: return .keep(reason: "not part of a float-quantized checkpoint")
+      case .float8, .sparseBitmask, .lowRank: return .keep(reason: "not part of a float-quantized checkpoint")
       }
       return .transform(
         outputs: [PlannedTensor(name: module + ".weight", dtype: format.target, shape: [tensor.shape[0], columns])],
@@ -172,6 +201,26 @@ public struct DecompressPass: CompressionPass {
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
     guard let format, !outputs.isEmpty else { return TransformResult(outputs: [], reconstruction: .notApplicable) }
     let name = input.descriptor.name
+    if case .lowRank = format.kind {
+      let module = String(name.dropLast(".weight_a".count))
+      guard let b = input.companion(named: module + ".weight_b") else {
+        throw .invalidTensor(name: module + ".weight_b", reason: "missing: \(name) cannot be multiplied out without it")
+      }
+      let (rows, k) = (input.descriptor.shape[0], input.descriptor.shape[1])
+      guard b.descriptor.shape.count == 2, b.descriptor.shape[0] == k else {
+        throw .invalidTensor(
+          name: module + ".weight_b", reason: "shape \(b.descriptor.shape) does not follow weight_a's \([rows, k])")
+      }
+      let dense: [Float]
+      do {
+        dense = try FactorizePass.product(
+          a: input.floats(), b: b.floats(), rows: rows, rank: k, columns: b.descriptor.shape[1])
+      } catch {
+        throw .invalidTensor(name: name, reason: "BLAS failed: \(error)")
+      }
+      return TransformResult(
+        outputs: [.owned(QuantizePass.encode(dense, as: outputs[0].dtype))], reconstruction: .notApplicable)
+    }
     if case .sparseBitmask = format.kind {
       let module = String(name.dropLast(".compressed".count))
       guard let bitmask = input.companion(named: module + ".bitmask") else {
@@ -229,7 +278,7 @@ public struct DecompressPass: CompressionPass {
           dense[row * columns + column] = round(round(q - zeroPoints[index]) * scales[index])
         }
       }
-    case .sparseBitmask:
+    case .sparseBitmask, .lowRank:
       break  // handled above
     case .float8:
       dense = try Self.dequantizeFloat8(input, scale: scale, block: format.block)
@@ -314,6 +363,10 @@ public struct DecompressPass: CompressionPass {
   public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? {
     guard let members = config.members, let format else { return nil }
     var edited = JSONValue.object(members.filter { $0.key != "quantization_config" })
+    if case .lowRank = format.kind {
+      let plain = JSONValue.object(members.filter { $0.key != FactorizePass.configKey })
+      return JSONText.pretty(plain)
+    }
     if case .sparseBitmask = format.kind, configuration.dtype == nil { return JSONText.pretty(edited) }
     if let name = CastPass.torchNames[format.target], config["torch_dtype"] != nil {
       edited = edited.setting("torch_dtype", to: .string(name)) ?? edited

@@ -1,0 +1,356 @@
+import CheckpointIO
+import Foundation
+import LinearAlgebra
+
+/// How the two factors are computed.
+public enum FactorizationMethod: String, Codable, Sendable, CaseIterable {
+  /// Truncated SVD (sgesdd, sgesvd when it fails to converge): the optimum.
+  case svd
+  /// Randomized SVD (Halko, Martinsson, Tropp 2011), seeded.
+  case rsvd
+  /// Column-pivoted QR of W^T (sgeqp3), i.e. a row-pivoted LQ of W: cheaper, not optimal.
+  case lq
+}
+
+/// How the rank of each factorized weight is chosen.
+public enum RankRule: Codable, Sendable, Equatable {
+  /// A fixed rank k.
+  case rank(Int)
+  /// The smallest k keeping a fraction e of the squared singular values.
+  case energy(Double)
+  /// The smallest k with relative Frobenius error at most eps (from the singular values).
+  case maxError(Double)
+  /// Keep a fraction r of the weight's parameters: k = floor(r x out x in / (out + in)).
+  case ratio(Double)
+
+  enum CodingKeys: String, CodingKey {
+    case rank, energy, ratio
+    case maxError = "max_error"
+  }
+
+  /// One key, as in a recipe: {"rank": 64}, {"energy": 0.9}, {"max_error": 0.1}, {"ratio": 0.5}.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    guard c.allKeys.count == 1, let key = c.allKeys.first else {
+      throw DecodingError.dataCorrupted(
+        .init(codingPath: c.codingPath, debugDescription: "give exactly one of rank, energy, max_error, ratio"))
+    }
+    switch key {
+    case .rank: self = .rank(try c.decode(Int.self, forKey: .rank))
+    case .energy: self = .energy(try c.decode(Double.self, forKey: .energy))
+    case .maxError: self = .maxError(try c.decode(Double.self, forKey: .maxError))
+    case .ratio: self = .ratio(try c.decode(Double.self, forKey: .ratio))
+    }
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    switch self {
+    case .rank(let k): try c.encode(k, forKey: .rank)
+    case .energy(let e): try c.encode(e, forKey: .energy)
+    case .maxError(let e): try c.encode(e, forKey: .maxError)
+    case .ratio(let r): try c.encode(r, forKey: .ratio)
+    }
+  }
+}
+
+/// Replaces selected weights W (out x in) by two factors A (out x k) and B (k x in), written
+/// as `<module>.weight_a` and `<module>.weight_b` in the weight's dtype. See
+/// docs/algorithms.md#factorize.
+public struct FactorizePass: CompressionPass {
+  public struct Configuration: Codable, Sendable, Equatable {
+    public var method: FactorizationMethod
+    public var rank: RankRule
+    /// Modules left dense (exact names or re:<regex>); default lm_head.
+    public var ignore: [String]
+    /// rsvd: oversampling, power iterations and seed.
+    public var oversampling: Int
+    public var powerIterations: Int
+    public var seed: UInt64
+
+    public init(
+      method: FactorizationMethod, rank: RankRule, ignore: [String] = ["lm_head"], oversampling: Int = 10,
+      powerIterations: Int = 2, seed: UInt64 = 0
+    ) {
+      self.method = method
+      self.rank = rank
+      self.ignore = ignore
+      self.oversampling = oversampling
+      self.powerIterations = powerIterations
+      self.seed = seed
+    }
+  }
+
+  public static let identifier = "factorize"
+  public static let summary = "low-rank factorization W ~ A B by truncated, randomized SVD or pivoted LQ"
+  public let configuration: Configuration
+  let ignoreRules: [IgnoreRule]
+
+  public init(configuration: Configuration) throws(SwiftCompressError) {
+    switch configuration.rank {
+    case .rank(let k):
+      guard k >= 1 else { throw .invalidOption(option: "--rank", reason: "\(k) must be at least 1") }
+    case .energy(let e):
+      guard e > 0, e <= 1 else { throw .invalidOption(option: "--energy", reason: "\(e) is outside (0, 1]") }
+    case .maxError(let e):
+      guard e > 0, e <= 1 else { throw .invalidOption(option: "--max-error", reason: "\(e) is outside (0, 1]") }
+    case .ratio(let r):
+      guard r > 0, r <= 1 else { throw .invalidOption(option: "--ratio", reason: "\(r) is outside (0, 1]") }
+    }
+    guard configuration.oversampling >= 0, configuration.powerIterations >= 0 else {
+      throw .invalidOption(option: "--oversampling", reason: "oversampling and power iterations must be non-negative")
+    }
+    self.configuration = configuration
+    ignoreRules = try configuration.ignore.map { (entry) throws(SwiftCompressError) in try IgnoreRule(entry) }
+  }
+
+  public func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
+    let module: String
+    switch try LinearWeights.select(tensor, ignoring: ignoreRules, verb: "factorized") {
+    case .keep(let reason): return .keep(reason: reason)
+    case .module(let name): module = name
+    }
+    let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+    if case .rank(let k) = configuration.rank, k > min(rows, columns) {
+      throw .invalidTensor(
+        name: tensor.name,
+        reason: "--rank \(k) is above min(out, in) = \(min(rows, columns)) for its shape \(tensor.shape)")
+    }
+    // The rank may depend on the singular values, which are not known yet, so the
+    // plan is made per tensor when the data is read... except that outputs must be
+    // planned now: the rank is computed here from the shape when the rule allows it,
+    // otherwise in `prepared(for:)`.
+    guard let k = plannedRanks[tensor.name] ?? shapeRank(rows: rows, columns: columns) else {
+      throw .passBrokePlan(pass: Self.identifier, tensor: tensor.name, reason: "rank not computed")
+    }
+    if k * (rows + columns) >= rows * columns {
+      return .keep(
+        reason:
+          "rank \(k) factors would hold \(k * (rows + columns)) parameters, not fewer than the \(rows * columns) of the matrix"
+      )
+    }
+    return .transform(
+      outputs: [
+        PlannedTensor(name: module + ".weight_a", dtype: tensor.dtype, shape: [rows, k]),
+        PlannedTensor(name: module + ".weight_b", dtype: tensor.dtype, shape: [k, columns]),
+      ], note: "\(configuration.method.rawValue), rank \(k)")
+  }
+
+  /// Ranks chosen from singular values (energy, max-error), by tensor name.
+  var plannedRanks: [String: Int] = [:]
+
+  private func shapeRank(rows: Int, columns: Int) -> Int? {
+    switch configuration.rank {
+    case .rank(let k): return k
+    case .ratio(let r): return max(1, Int((r * Double(rows * columns) / Double(rows + columns)).rounded(.down)))
+    case .energy, .maxError: return nil
+    }
+  }
+
+  /// The rank of every selected weight: from its shape (rank, ratio rules) or from its
+  /// singular values (energy, max-error: sgesdd without vectors, streaming).
+  public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> FactorizePass {
+    try PrunePass.refuseCompressed(checkpoint)
+    var pass = self
+    for tensor in checkpoint.tensors {
+      let descriptor = TensorDescriptor(tensor.info)
+      guard case .module(let module) = try LinearWeights.select(descriptor, ignoring: ignoreRules, verb: "factorized")
+      else { continue }
+      let (rows, columns) = (descriptor.shape[0], descriptor.shape[1])
+      var k = shapeRank(rows: rows, columns: columns)
+      if k == nil {
+        let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor))
+        let sigma = try Self.singularValues(input)
+        checkpoint.release(tensor)
+        k = Self.rank(for: configuration.rank, singularValues: sigma)
+      }
+      guard let k else { continue }
+      pass.plannedRanks[tensor.name] = k
+      if k <= min(rows, columns), k * (rows + columns) < rows * columns { pass.factorized[module] = k }
+    }
+    return pass
+  }
+
+  /// Modules that will be factorized, with their ranks (for config.json).
+  var factorized: [String: Int] = [:]
+
+  /// config.json records the factorized modules and their ranks, which `decompress`
+  /// and loaders need to rebuild each weight as weight_a x weight_b.
+  public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? {
+    let modules = factorized.keys.sorted().map { JSONMember($0, .number(String(factorized[$0]!))) }
+    let block: JSONValue = .object([
+      JSONMember("format", .string("low-rank")),
+      JSONMember("method", .string(configuration.method.rawValue)),
+      JSONMember("modules", .object(modules)),
+      JSONMember("product", .string("weight = weight_a @ weight_b")),
+    ])
+    guard let edited = config.setting(Self.configKey, to: block) else { return nil }
+    return JSONText.pretty(edited)
+  }
+
+  /// The config.json key of the factorization record.
+  public static let configKey = "swiftcompress_factorization"
+
+  /// The smallest rank meeting an energy or error rule, from singular values.
+  static func rank(for rule: RankRule, singularValues sigma: [Float]) -> Int {
+    let squares = sigma.map { Double($0) * Double($0) }
+    let total = squares.reduce(0, +)
+    guard total > 0 else { return 1 }
+    var kept = 0.0
+    for (i, s) in squares.enumerated() {
+      kept += s
+      switch rule {
+      case .energy(let e): if kept >= e * total - 1e-12 * total { return i + 1 }
+      case .maxError(let eps): if ((total - kept) / total).squareRoot() <= eps { return i + 1 }
+      default: return i + 1
+      }
+    }
+    return max(1, sigma.count)
+  }
+
+  static func matrix(_ input: TensorInput) throws(SwiftCompressError) -> Matrix {
+    let values = input.floats()
+    if let bad = values.firstIndex(where: { !$0.isFinite }) {
+      let columns = input.descriptor.shape[1]
+      throw .invalidTensor(
+        name: input.descriptor.name,
+        reason: "element [\(bad / columns), \(bad % columns)] is \(values[bad]); factorization needs finite weights")
+    }
+    // The row-major bytes of W read column-major are W^T (in x out): no copy.
+    do {
+      return try Matrix.transposeOfRowMajor(values, rows: input.descriptor.shape[0], columns: input.descriptor.shape[1])
+    } catch {
+      throw .invalidTensor(name: input.descriptor.name, reason: error.localizedDescription)
+    }
+  }
+
+  static func singularValues(_ input: TensorInput) throws(SwiftCompressError) -> [Float] {
+    let wt = try matrix(input)
+    do {
+      return try LinearAlgebra.singularValues(wt)
+    } catch {
+      throw .invalidTensor(name: input.descriptor.name, reason: "LAPACK failed: \(error.localizedDescription)")
+    }
+  }
+
+  public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
+    let name = input.descriptor.name
+    let (rows, columns) = (input.descriptor.shape[0], input.descriptor.shape[1])
+    let k = outputs[0].shape[1]
+    let wt = try Self.matrix(input)  // in x out
+    let factors: (a: [Float], b: [Float], optimum: Double?)
+    do {
+      switch configuration.method {
+      case .svd:
+        let t = try svd(wt).truncated(rank: k)
+        factors = Self.svdFactors(u: t.u, singularValues: t.singularValues, vt: t.vt, rows: rows)
+      case .rsvd:
+        let t = try randomizedSVD(
+          wt, rank: k, oversampling: configuration.oversampling, powerIterations: configuration.powerIterations,
+          seed: configuration.seed ^ RandomCriterion.fnv1a(name))
+        factors = Self.svdFactors(u: t.u, singularValues: t.singularValues, vt: t.vt, rows: rows)
+      case .lq:
+        factors = try Self.lqFactors(wt, rank: k, rows: rows, columns: columns)
+      }
+    } catch let error as LinearAlgebraError {
+      throw .invalidTensor(name: name, reason: "LAPACK failed: \(error.localizedDescription)")
+    } catch {
+      throw .invalidTensor(name: name, reason: "\(error)")
+    }
+    // Stored in the weight's dtype; the error is measured for the stored factors.
+    let aBytes = QuantizePass.encode(factors.a, as: outputs[0].dtype)
+    let bBytes = QuantizePass.encode(factors.b, as: outputs[1].dtype)
+    let a = aBytes.withUnsafeBytes { Float32Conversion.floats($0, dtype: outputs[0].dtype, count: rows * k) }
+    let b = bBytes.withUnsafeBytes { Float32Conversion.floats($0, dtype: outputs[1].dtype, count: k * columns) }
+    let dense: [Float]
+    do {
+      dense = try Self.product(a: a, b: b, rows: rows, rank: k, columns: columns)
+    } catch {
+      throw .invalidTensor(name: name, reason: "BLAS failed: \(error.localizedDescription)")
+    }
+    return TransformResult(outputs: [.owned(aBytes), .owned(bBytes)], reconstruction: .dense(dense))
+  }
+
+  /// Row-major A (out x k) = U_k sqrt(S_k) and B (k x in) = sqrt(S_k) V_k^T from the SVD of
+  /// W^T = V S U^T (`u` is V, `vt` is U^T).
+  static func svdFactors(u: Matrix, singularValues: [Float], vt: Matrix, rows: Int) -> (
+    a: [Float], b: [Float], optimum: Double?
+  ) {
+    let k = singularValues.count
+    let roots = singularValues.map { Float(Double($0).squareRoot()) }
+    // Row-major A (out x k) is the column-major storage of A^T = sqrt(S) U^T (k x out).
+    var a = vt.storage
+    for j in 0..<rows { for i in 0..<k { a[i + j * k] *= roots[i] } }
+    // Row-major B (k x in) is the column-major storage of B^T = V sqrt(S) (in x k).
+    var b = u.storage
+    let inputs = u.rows
+    for i in 0..<k { for r in 0..<inputs { b[r + i * inputs] *= roots[i] } }
+    return (a, b, nil)
+  }
+
+  /// W^T P = Q R (sgeqp3) gives W = P R^T Q^T: A = P R_k^T (out x k), B = Q_k^T (k x in),
+  /// whose rows are orthonormal.
+  static func lqFactors(_ wt: Matrix, rank k: Int, rows: Int, columns: Int) throws -> (
+    a: [Float], b: [Float], optimum: Double?
+  ) {
+    let f = try pivotedQR(wt)
+    // Row-major B (k x in) is the column-major storage of Q_k (in x k).
+    let b = Array(f.q.storage.prefix(columns * k))
+    // Row-major A (out x k): row perm[j] of A is column j of R_k (k x out).
+    var a = [Float](repeating: 0, count: rows * k)
+    for j in 0..<rows {
+      for i in 0..<k { a[f.permutation[j] * k + i] = f.r[i, j] }
+    }
+    return (a, b, nil)
+  }
+
+  /// Row-major A B (out x in), computed as the column-major B^T A^T (in x out).
+  static func product(a: [Float], b: [Float], rows: Int, rank k: Int, columns: Int) throws -> [Float] {
+    let at = try Matrix(rows: k, columns: rows, columnMajor: a)
+    let bt = try Matrix(rows: columns, columns: k, columnMajor: b)
+    var c = try Matrix(rows: columns, columns: rows)
+    try gemm(bt, at, into: &c)
+    return c.storage
+  }
+}
+
+/// A randomized SVD of `x` at rank `k` (Halko, Martinsson and Tropp, *Finding structure
+/// with randomness*, 2011, algorithms 4.4 and 5.1): a seeded Gaussian test matrix with
+/// `oversampling` extra columns, `powerIterations` rounds of x (x^T Y) re-orthonormalised
+/// by QR, then the SVD of the small projection.
+func randomizedSVD(_ x: Matrix, rank k: Int, oversampling: Int, powerIterations: Int, seed: UInt64) throws -> (
+  u: Matrix, singularValues: [Float], vt: Matrix
+) {
+  let (m, n) = (x.rows, x.columns)
+  let l = min(k + oversampling, min(m, n))
+  var state = seed
+  func gaussian() -> Float {
+    // Box-Muller on two SplitMix64 uniforms in (0, 1].
+    func uniform() -> Double {
+      state &+= 0x9E37_79B9_7F4A_7C15
+      var z = state
+      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+      z ^= z >> 31
+      return (Double(z >> 11) + 1) * 0x1p-53
+    }
+    return Float((-2 * log(uniform())).squareRoot() * cos(2 * Double.pi * uniform()))
+  }
+  let omega = try Matrix(rows: n, columns: l, columnMajor: (0..<(n * l)).map { _ in gaussian() })
+  var y = try Matrix(rows: m, columns: l)
+  try gemm(x, omega, into: &y)
+  var q = try qr(y).q
+  for _ in 0..<powerIterations {
+    var z = try Matrix(rows: n, columns: l)
+    try gemm(x, q, transposeA: true, into: &z)
+    let qz = try qr(z).q
+    try gemm(x, qz, into: &y)
+    q = try qr(y).q
+  }
+  var small = try Matrix(rows: l, columns: n)
+  try gemm(q, x, transposeA: true, into: &small)
+  let s = try svd(small).truncated(rank: min(k, l))
+  var u = try Matrix(rows: m, columns: s.u.columns)
+  try gemm(q, s.u, into: &u)
+  return (u, s.singularValues, s.vt)
+}

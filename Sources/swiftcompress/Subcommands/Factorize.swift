@@ -1,0 +1,79 @@
+import ArgumentParser
+import CheckpointIO
+import SwiftCompressKit
+
+extension FactorizationMethod: ExpressibleByArgument {}
+
+extension SwiftCompressCommand {
+  struct Factorize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Replace linear weights W (out x in) by two factors A (out x k) and B (k x in).",
+      discussion: """
+        Methods: svd (truncated SVD, the optimum), rsvd (randomized SVD, seeded), lq (column-pivoted QR of \
+        W^T: cheaper, not optimal). Give exactly one rank rule: --rank, --energy, --max-error or --ratio. \
+        A weight whose factors would not be smaller than the matrix stays dense. Each factorized \
+        <module>.weight becomes <module>.weight_a and <module>.weight_b in the weight's dtype, and \
+        config.json records the ranks; decompress multiplies them out.
+        """)
+
+    @Argument(help: "The input checkpoint: a .safetensors file or a folder.")
+    var input: String
+
+    @Argument(help: "The output folder (must not exist unless --force).")
+    var output: String
+
+    @Option(name: .long, help: "svd | rsvd | lq.")
+    var method: FactorizationMethod = .svd
+
+    @Option(name: .long, help: "A fixed rank k.")
+    var rank: Int?
+
+    @Option(name: .long, help: "The smallest rank keeping this fraction of the squared singular values, in (0, 1].")
+    var energy: Double?
+
+    @Option(name: .long, help: "The smallest rank with at most this relative Frobenius error, in (0, 1].")
+    var maxError: Double?
+
+    @Option(name: .long, help: "Keep this fraction of each weight's parameters, in (0, 1].")
+    var ratio: Double?
+
+    @Option(name: .long, help: "rsvd: extra random columns.")
+    var oversampling = 10
+
+    @Option(name: .long, help: "rsvd: power iterations.")
+    var powerIterations = 2
+
+    @Option(name: .long, help: "rsvd: seed.")
+    var seed: UInt64 = 0
+
+    @Option(
+      name: .long, parsing: .singleValue,
+      help: ArgumentHelp(
+        "A module to leave dense: an exact name, or re:<regex> matched from the start (repeatable; default lm_head).",
+        valueName: "module"))
+    var ignore: [String] = []
+
+    @OptionGroup var options: PipelineOptions
+
+    func run() throws {
+      try Diagnostics.reportingErrors {
+        let rules: [RankRule] = [
+          rank.map(RankRule.rank), energy.map(RankRule.energy), maxError.map(RankRule.maxError),
+          ratio.map(RankRule.ratio),
+        ].compactMap { $0 }
+        guard rules.count == 1 else {
+          throw SwiftCompressError.invalidOption(
+            option: "--rank", reason: "give exactly one of --rank, --energy, --max-error and --ratio")
+        }
+        let pass = try FactorizePass(
+          configuration: .init(
+            method: method, rank: rules[0], ignore: ignore.isEmpty ? ["lm_head"] : ignore, oversampling: oversampling,
+            powerIterations: powerIterations, seed: seed))
+        let options = CompressionOptions(
+          input: input, output: output, selection: try self.options.selection(),
+          maxShardSize: self.options.maxShardSize.bytes, force: self.options.force, command: "factorize")
+        try runPipeline(pass: pass, options: options, shared: self.options)
+      }
+    }
+  }
+}

@@ -1,0 +1,172 @@
+import CheckpointIO
+import Foundation
+import LinearAlgebra
+import TestSupport
+import Testing
+
+@testable import SwiftCompressKit
+
+func factorize(
+  _ model: String, _ configuration: FactorizePass.Configuration, into folder: TemporaryFolder, name: String
+)
+  throws -> (report: Report, output: Checkpoint)
+{
+  let out = folder.file(name)
+  let report = try Compressor.run(
+    pass: try FactorizePass(configuration: configuration),
+    options: CompressionOptions(
+      input: fixture(model), output: out, selection: try TensorSelection(), command: "factorize"))
+  return (report, try Checkpoint.open(out))
+}
+
+/// The singular values of a weight, from LAPACK directly (sgesdd without vectors).
+func singularValuesOf(_ checkpoint: Checkpoint, _ name: String) throws -> [Float] {
+  let tensor = try #require(checkpoint.tensor(named: name))
+  let values = Float32Conversion.floats(
+    checkpoint.bytes(of: tensor), dtype: tensor.info.dtype, count: tensor.info.elementCount)
+  return try singularValues(Matrix(rows: tensor.info.shape[0], columns: tensor.info.shape[1], rowMajor: values))
+}
+
+@Suite("Low-rank factorization")
+struct FactorizeTests {
+  /// Truncated SVD reaches the Eckart-Young optimum: relative error
+  /// sqrt(sum of discarded sigma^2) / ||W||_F, within Float32 tolerance (1e-4 relative).
+  @Test(arguments: [8, 32, 60])
+  func svdErrorIsTheEckartYoungOptimum(_ rank: Int) throws {
+    let folder = TemporaryFolder()
+    let input = try Checkpoint.open(fixture("tiny-llama-f32"))
+    let (report, output) = try factorize(
+      "tiny-llama-f32", .init(method: .svd, rank: .rank(rank)), into: folder, name: "s")
+    for entry in report.tensors where !entry.isKept {
+      let sigma = try singularValuesOf(input, entry.name)
+      let squares = sigma.map { Double($0) * Double($0) }
+      let optimum = (squares.dropFirst(rank).reduce(0, +) / squares.reduce(0, +)).squareRoot()
+      let measured = try #require(entry.metrics?.relativeFrobeniusError)
+      #expect(abs(measured - optimum) <= 1e-4 * optimum, "\(entry.name): \(measured) vs \(optimum)")
+      let module = String(entry.name.dropLast(".weight".count))
+      let shape = entry.shape
+      #expect(output.tensor(named: module + ".weight_a")?.info.shape == [shape[0], rank])
+      #expect(output.tensor(named: module + ".weight_b")?.info.shape == [rank, shape[1]])
+      #expect(output.tensor(named: entry.name) == nil)
+    }
+  }
+
+  @Test func rsvdIsCloseToTheOptimumAndSeededAndLQIsWorse() throws {
+    let folder = TemporaryFolder()
+    let model = "tiny-llama-f32"
+    let svd = try factorize(model, .init(method: .svd, rank: .rank(16)), into: folder, name: "svd").report
+    let r1 = try factorize(model, .init(method: .rsvd, rank: .rank(16), seed: 3), into: folder, name: "r1")
+    let r2 = try factorize(model, .init(method: .rsvd, rank: .rank(16), seed: 3), into: folder, name: "r2")
+    let lq = try factorize(model, .init(method: .lq, rank: .rank(16)), into: folder, name: "lq").report
+    let optimum = try #require(svd.totals.metrics?.relativeFrobeniusError)
+    let randomized = try #require(r1.report.totals.metrics?.relativeFrobeniusError)
+    let pivoted = try #require(lq.totals.metrics?.relativeFrobeniusError)
+    #expect(randomized >= optimum * (1 - 1e-5) && randomized <= optimum * 1.05, "\(randomized) vs \(optimum)")
+    #expect(pivoted > optimum && pivoted < 1.5 * optimum, "\(pivoted) vs \(optimum)")
+    let name = "model.layers.0.mlp.up_proj.weight_a"
+    #expect(
+      Array(r1.output.bytes(of: try #require(r1.output.tensor(named: name))))
+        == Array(r2.output.bytes(of: try #require(r2.output.tensor(named: name)))))
+  }
+
+  @Test func rankRulesPickTheSmallestSufficientRank() throws {
+    let folder = TemporaryFolder()
+    let input = try Checkpoint.open(fixture("tiny-llama-f32"))
+    let name = "model.layers.0.self_attn.q_proj.weight"  // 128 x 128
+    let sigma = try singularValuesOf(input, name).map { Double($0) * Double($0) }
+    let total = sigma.reduce(0, +)
+    func kept(_ k: Int) -> Double { sigma.prefix(k).reduce(0, +) / total }
+    let (energyReport, _) = try factorize(
+      "tiny-llama-f32", .init(method: .svd, rank: .energy(0.5)), into: folder, name: "e")
+    let energyRank = try #require(energyReport.tensors.first { $0.name == name }?.outputs.first?.shape[1])
+    #expect(kept(energyRank) >= 0.5 - 1e-9 && kept(energyRank - 1) < 0.5)
+    let (errorReport, _) = try factorize(
+      "tiny-llama-f32", .init(method: .svd, rank: .maxError(0.6)), into: folder, name: "m")
+    let errorEntry = try #require(errorReport.tensors.first { $0.name == name })
+    let errorRank = try #require(errorEntry.outputs.first?.shape[1])
+    #expect((1 - kept(errorRank)).squareRoot() <= 0.6 && (1 - kept(errorRank - 1)).squareRoot() > 0.6)
+    #expect(try #require(errorEntry.metrics?.relativeFrobeniusError) <= 0.6 + 1e-5)
+    let (ratioReport, _) = try factorize(
+      "tiny-llama-f32", .init(method: .svd, rank: .ratio(0.25)), into: folder, name: "r")
+    // floor(0.25 x 128 x 128 / 256) = 16
+    #expect(ratioReport.tensors.first { $0.name == name }?.outputs.first?.shape[1] == 16)
+  }
+
+  @Test func weightsWhoseFactorsWouldNotBeSmallerStayDense() throws {
+    let folder = TemporaryFolder()
+    // k (out + in) >= out x in: for 64 x 128 (k/v_proj) from k = 43 on.
+    let (report, output) = try factorize(
+      "tiny-llama-f32", .init(method: .svd, rank: .rank(50)), into: folder, name: "d")
+    let kept = try #require(report.tensors.first { $0.name == "model.layers.0.self_attn.k_proj.weight" })
+    #expect(kept.isKept && kept.reason?.contains("not fewer than") == true)
+    #expect(output.tensor(named: "model.layers.0.self_attn.k_proj.weight") != nil)
+    #expect(output.tensor(named: "model.layers.0.mlp.up_proj.weight_a") != nil)
+  }
+
+  @Test func decompressMultipliesTheFactorsBack() throws {
+    let folder = TemporaryFolder()
+    let (report, _) = try factorize("tiny-llama-bf16", .init(method: .svd, rank: .rank(24)), into: folder, name: "f")
+    let restored = folder.file("back")
+    _ = try Compressor.run(
+      pass: try DecompressPass(),
+      options: CompressionOptions(
+        input: folder.file("f"), output: restored, selection: try TensorSelection(), command: "decompress"))
+    let back = try Checkpoint.open(restored)
+    let original = try Checkpoint.open(fixture("tiny-llama-bf16"))
+    #expect(Set(back.tensors.map(\.name)) == Set(original.tensors.map(\.name)))
+    for entry in report.tensors where !entry.isKept {
+      let tensor = try #require(back.tensor(named: entry.name))
+      #expect(tensor.info.dtype == .bf16 && tensor.info.shape == entry.shape)
+      // Its error against the original is the one the report measured (up to BF16 rounding of the product).
+      let w = values(original, entry.name)
+      let w2 = values(back, entry.name)
+      var error = 0.0
+      var energy = 0.0
+      for i in w.indices {
+        error += Double(w[i] - w2[i]) * Double(w[i] - w2[i])
+        energy += Double(w[i]) * Double(w[i])
+      }
+      let measured = try #require(entry.metrics?.relativeFrobeniusError)
+      #expect(abs((error / energy).squareRoot() - measured) < 0.01 * measured)
+    }
+    let config = try String(contentsOfFile: restored + "/config.json", encoding: .utf8)
+    #expect(!config.contains(FactorizePass.configKey))
+  }
+
+  @Test func badOptionsAndRanksAreRejected() throws {
+    let folder = TemporaryFolder()
+    #expect(throws: SwiftCompressError.self) { try FactorizePass(configuration: .init(method: .svd, rank: .energy(0))) }
+    #expect(throws: SwiftCompressError.self) {
+      try FactorizePass(configuration: .init(method: .svd, rank: .maxError(1.5)))
+    }
+    #expect(throws: SwiftCompressError.self) { try FactorizePass(configuration: .init(method: .svd, rank: .rank(0))) }
+    do {
+      _ = try factorize("tiny-llama-f32", .init(method: .svd, rank: .rank(129)), into: folder, name: "x")
+      Issue.record("a rank above min(out, in) was accepted")
+    } catch let error as SwiftCompressError {
+      #expect(error.category == .invalidInput)
+      #expect(error.localizedDescription.contains("--rank 129") && error.localizedDescription.contains("model.layers"))
+    }
+    #expect(!FileManager.default.fileExists(atPath: folder.file("x")))
+  }
+}
+
+@Suite("Factorize configuration")
+struct FactorizeConfigurationTests {
+  @Test func rankRulesRoundTripAsOneKey() throws {
+    let pass = try PassRegistry.make(
+      identifier: "factorize",
+      configurationJSON:
+        #"{"method":"lq","rank":{"max_error":0.2},"ignore":["lm_head"],"oversampling":10,"powerIterations":2,"seed":0}"#
+    )
+    let factorize = try #require(pass as? FactorizePass)
+    #expect(factorize.configuration.rank == .maxError(0.2))
+    #expect(factorize.configurationJSON.contains(#""rank":{"max_error":0.2}"#))
+    #expect(throws: SwiftCompressError.self) {
+      _ = try PassRegistry.make(
+        identifier: "factorize",
+        configurationJSON:
+          #"{"method":"svd","rank":{"rank":4,"ratio":0.5},"ignore":[],"oversampling":10,"powerIterations":2,"seed":0}"#)
+    }
+  }
+}
