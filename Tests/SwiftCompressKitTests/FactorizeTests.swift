@@ -170,3 +170,58 @@ struct FactorizeConfigurationTests {
     }
   }
 }
+
+@Suite("Low-rank budget")
+struct FactorizeBudgetTests {
+  /// The greedy allocation's total squared error is not above that of any uniform rank
+  /// whose factors fit the same budget (errors from LAPACK's singular values directly).
+  @Test(arguments: [0.1, 0.25, 0.4])
+  func budgetBeatsEveryUniformRankWithTheSameBudget(_ modelRatio: Double) throws {
+    let folder = TemporaryFolder()
+    let input = try Checkpoint.open(fixture("tiny-llama-f32"))
+    let (report, _) = try factorize(
+      "tiny-llama-f32", .init(method: .svd, rank: .modelRatio(modelRatio)), into: folder, name: "b")
+    var weights: [(shape: [Int], squares: [Double])] = []
+    for entry in report.tensors where entry.shape.count == 2 && entry.name.contains("layers") {
+      weights.append((entry.shape, try singularValuesOf(input, entry.name).map { Double($0) * Double($0) }))
+    }
+    let parameters = weights.reduce(0) { $0 + $1.shape[0] * $1.shape[1] }
+    let budget = Int((modelRatio * Double(parameters)).rounded(.down))
+    // What the run spent and the error it reached.
+    var spent = 0
+    var greedyError = 0.0
+    for entry in report.tensors where entry.shape.count == 2 && entry.name.contains("layers") {
+      let k = try #require(entry.outputs.first { $0.name.hasSuffix("weight_a") }?.shape[1])
+      spent += k * (entry.shape[0] + entry.shape[1])
+      greedyError += try singularValuesOf(input, entry.name).dropFirst(k).map { Double($0) * Double($0) }.reduce(0, +)
+    }
+    #expect(spent <= budget)
+    var comparisons = 0
+    for k in 1...128 {
+      let cost = weights.reduce(0) { $0 + k * ($1.shape[0] + $1.shape[1]) }
+      guard cost <= budget else { break }
+      let uniform = weights.reduce(0.0) { $0 + $1.squares.dropFirst(k).reduce(0, +) }
+      #expect(greedyError <= uniform * (1 + 1e-9), "rank \(k): uniform \(uniform) < greedy \(greedyError)")
+      comparisons += 1
+    }
+    #expect(comparisons > 0)
+    // The measured total error agrees with the singular values.
+    let total = weights.reduce(0.0) { $0 + $1.squares.reduce(0, +) }
+    let measured = try #require(report.totals.metrics?.relativeFrobeniusError)
+    #expect(abs(measured - (greedyError / total).squareRoot()) < 1e-4 * measured)
+  }
+
+  @Test func budgetsOutsideTheModelAreRejected() throws {
+    let folder = TemporaryFolder()
+    #expect(throws: SwiftCompressError.self) { try FactorizePass(configuration: .init(method: .svd, rank: .budget(-5))) }
+    for rule in [RankRule.budget(10), .budget(10_000_000)] {
+      do {
+        _ = try factorize("tiny-llama-f32", .init(method: .svd, rank: rule), into: folder, name: "x")
+        Issue.record("\(rule) accepted")
+      } catch let error as SwiftCompressError {
+        #expect(error.localizedDescription.contains("--budget"))
+      }
+      #expect(!FileManager.default.fileExists(atPath: folder.file("x")))
+    }
+  }
+}

@@ -22,10 +22,16 @@ public enum RankRule: Codable, Sendable, Equatable {
   case maxError(Double)
   /// Keep a fraction r of the weight's parameters: k = floor(r x out x in / (out + in)).
   case ratio(Double)
+  /// One budget of factor parameters for the whole selection, spent where it removes
+  /// the most squared error per parameter.
+  case budget(Int)
+  /// The same, as a fraction of the selected weights' parameters.
+  case modelRatio(Double)
 
   enum CodingKeys: String, CodingKey {
-    case rank, energy, ratio
+    case rank, energy, ratio, budget
     case maxError = "max_error"
+    case modelRatio = "model_ratio"
   }
 
   /// One key, as in a recipe: {"rank": 64}, {"energy": 0.9}, {"max_error": 0.1}, {"ratio": 0.5}.
@@ -40,6 +46,8 @@ public enum RankRule: Codable, Sendable, Equatable {
     case .energy: self = .energy(try c.decode(Double.self, forKey: .energy))
     case .maxError: self = .maxError(try c.decode(Double.self, forKey: .maxError))
     case .ratio: self = .ratio(try c.decode(Double.self, forKey: .ratio))
+    case .budget: self = .budget(try c.decode(Int.self, forKey: .budget))
+    case .modelRatio: self = .modelRatio(try c.decode(Double.self, forKey: .modelRatio))
     }
   }
 
@@ -50,6 +58,8 @@ public enum RankRule: Codable, Sendable, Equatable {
     case .energy(let e): try c.encode(e, forKey: .energy)
     case .maxError(let e): try c.encode(e, forKey: .maxError)
     case .ratio(let r): try c.encode(r, forKey: .ratio)
+    case .budget(let p): try c.encode(p, forKey: .budget)
+    case .modelRatio(let r): try c.encode(r, forKey: .modelRatio)
     }
   }
 }
@@ -96,6 +106,10 @@ public struct FactorizePass: CompressionPass {
       guard e > 0, e <= 1 else { throw .invalidOption(option: "--max-error", reason: "\(e) is outside (0, 1]") }
     case .ratio(let r):
       guard r > 0, r <= 1 else { throw .invalidOption(option: "--ratio", reason: "\(r) is outside (0, 1]") }
+    case .budget(let p):
+      guard p > 0 else { throw .invalidOption(option: "--budget", reason: "\(p) parameters must be positive") }
+    case .modelRatio(let r):
+      guard r > 0, r <= 1 else { throw .invalidOption(option: "--model-ratio", reason: "\(r) is outside (0, 1]") }
     }
     guard configuration.oversampling >= 0, configuration.powerIterations >= 0 else {
       throw .invalidOption(option: "--oversampling", reason: "oversampling and power iterations must be non-negative")
@@ -116,12 +130,10 @@ public struct FactorizePass: CompressionPass {
         name: tensor.name,
         reason: "--rank \(k) is above min(out, in) = \(min(rows, columns)) for its shape \(tensor.shape)")
     }
-    // The rank may depend on the singular values, which are not known yet, so the
-    // plan is made per tensor when the data is read... except that outputs must be
-    // planned now: the rank is computed here from the shape when the rule allows it,
-    // otherwise in `prepared(for:)`.
+    // Ranks from singular values or a budget were chosen in `prepared(for:)`; a budget
+    // leaves out weights whose rank-1 factors would not be smaller than the matrix.
     guard let k = plannedRanks[tensor.name] ?? shapeRank(rows: rows, columns: columns) else {
-      throw .passBrokePlan(pass: Self.identifier, tensor: tensor.name, reason: "rank not computed")
+      return .keep(reason: "rank-1 factors would not be smaller than the matrix")
     }
     if k * (rows + columns) >= rows * columns {
       return .keep(
@@ -143,7 +155,7 @@ public struct FactorizePass: CompressionPass {
     switch configuration.rank {
     case .rank(let k): return k
     case .ratio(let r): return max(1, Int((r * Double(rows * columns) / Double(rows + columns)).rounded(.down)))
-    case .energy, .maxError: return nil
+    case .energy, .maxError, .budget, .modelRatio: return nil
     }
   }
 
@@ -152,6 +164,10 @@ public struct FactorizePass: CompressionPass {
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> FactorizePass {
     try PrunePass.refuseCompressed(checkpoint)
     var pass = self
+    switch configuration.rank {
+    case .budget, .modelRatio: return try pass.withBudget(checkpoint)
+    default: break
+    }
     for tensor in checkpoint.tensors {
       let descriptor = TensorDescriptor(tensor.info)
       guard case .module(let module) = try LinearWeights.select(descriptor, ignoring: ignoreRules, verb: "factorized")
@@ -167,6 +183,81 @@ public struct FactorizePass: CompressionPass {
       guard let k else { continue }
       pass.plannedRanks[tensor.name] = k
       if k <= min(rows, columns), k * (rows + columns) < rows * columns { pass.factorized[module] = k }
+    }
+    return pass
+  }
+
+  /// One parameter budget for every selected weight. Each weight starts at rank 1; then
+  /// rank units are added greedily by the squared error they remove per parameter,
+  /// sigma_i^2 / (out + in), largest first (ties: tensor order, then index), while the
+  /// budget lasts and the factors stay smaller than the matrix. Because each weight's
+  /// sigma_i^2 decrease, this takes every weight's singular triplets in order.
+  private func withBudget(_ checkpoint: Checkpoint) throws(SwiftCompressError) -> FactorizePass {
+    struct Weight {
+      var name: String
+      var module: String
+      var rows: Int
+      var columns: Int
+      var squares: [Double]
+      var cap: Int
+    }
+    var weights: [Weight] = []
+    for tensor in checkpoint.tensors {
+      let descriptor = TensorDescriptor(tensor.info)
+      guard case .module(let module) = try LinearWeights.select(descriptor, ignoring: ignoreRules, verb: "factorized")
+      else { continue }
+      let (rows, columns) = (descriptor.shape[0], descriptor.shape[1])
+      let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor))
+      let sigma = try Self.singularValues(input)
+      checkpoint.release(tensor)
+      let cap = min(min(rows, columns), (rows * columns - 1) / (rows + columns))
+      guard cap >= 1 else { continue }
+      weights.append(
+        Weight(
+          name: tensor.name, module: module, rows: rows, columns: columns,
+          squares: sigma.map { Double($0) * Double($0) }, cap: cap))
+    }
+    let parameters = weights.reduce(0) { $0 + $1.rows * $1.columns }
+    let budget: Int
+    switch configuration.rank {
+    case .budget(let p): budget = p
+    case .modelRatio(let r): budget = Int((r * Double(parameters)).rounded(.down))
+    default: budget = 0
+    }
+    guard budget <= parameters else {
+      throw .invalidOption(
+        option: "--budget",
+        reason: "\(budget) parameters is more than the \(parameters) of the \(weights.count) selected weights")
+    }
+    let minimum = weights.reduce(0) { $0 + $1.rows + $1.columns }
+    guard budget >= minimum else {
+      throw .invalidOption(
+        option: "--budget",
+        reason:
+          "\(budget) parameters cannot give every one of the \(weights.count) selected weights rank 1 (\(minimum) needed); raise it or --ignore some"
+      )
+    }
+    var ranks = [Int](repeating: 1, count: weights.count)
+    var spent = minimum
+    var candidates: [(gain: Double, weight: Int, index: Int)] = []
+    for (w, weight) in weights.enumerated() {
+      for i in 1..<weight.cap where i < weight.squares.count {
+        candidates.append((weight.squares[i] / Double(weight.rows + weight.columns), w, i))
+      }
+    }
+    candidates.sort { $0.gain != $1.gain ? $0.gain > $1.gain : ($0.weight, $0.index) < ($1.weight, $1.index) }
+    for candidate in candidates {
+      let weight = weights[candidate.weight]
+      let cost = weight.rows + weight.columns
+      // Triplets of one weight are taken in order (their gains decrease).
+      guard candidate.index == ranks[candidate.weight], spent + cost <= budget else { continue }
+      ranks[candidate.weight] += 1
+      spent += cost
+    }
+    var pass = self
+    for (w, weight) in weights.enumerated() {
+      pass.plannedRanks[weight.name] = ranks[w]
+      pass.factorized[weight.module] = ranks[w]
     }
     return pass
   }
@@ -202,7 +293,7 @@ public struct FactorizePass: CompressionPass {
       switch rule {
       case .energy(let e): if kept >= e * total - 1e-12 * total { return i + 1 }
       case .maxError(let eps): if ((total - kept) / total).squareRoot() <= eps { return i + 1 }
-      default: return i + 1
+      case .rank, .ratio, .budget, .modelRatio: return i + 1
       }
     }
     return max(1, sigma.count)

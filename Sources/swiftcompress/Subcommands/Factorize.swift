@@ -37,6 +37,12 @@ extension SwiftCompressCommand {
     @Option(name: .long, help: "Keep this fraction of each weight's parameters, in (0, 1].")
     var ratio: Double?
 
+    @Option(name: .long, help: "One budget of factor parameters for the whole selection, allocated to minimise the total error.")
+    var budget: Int?
+
+    @Option(name: .long, help: "The same budget as a fraction of the selected weights' parameters, in (0, 1].")
+    var modelRatio: Double?
+
     @Option(name: .long, help: "rsvd: extra random columns.")
     var oversampling = 10
 
@@ -63,7 +69,8 @@ extension SwiftCompressCommand {
         ].compactMap { $0 }
         guard rules.count == 1 else {
           throw SwiftCompressError.invalidOption(
-            option: "--rank", reason: "give exactly one of --rank, --energy, --max-error and --ratio")
+            option: "--rank",
+            reason: "give exactly one of --rank, --energy, --max-error, --ratio, --budget and --model-ratio")
         }
         let pass = try FactorizePass(
           configuration: .init(
