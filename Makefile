@@ -43,7 +43,7 @@ demo: build
 	@echo
 	@cat $(DEMO_OUT)/swiftcompress-report.md
 
-## bench: identity pass, quantize and prune over a >=512 MB generated checkpoint vs memcpy and numpy, peak RSS
+## bench: identity pass, quantize, prune and factorize over a >=512 MB generated checkpoint vs memcpy and numpy, peak RSS
 bench: build venv
 	$(SWIFT) build -c release --product swiftcompress-bench
 	@test -f $(BENCH_DIR)/f32/model.safetensors || $(PY) Scripts/make_bench_checkpoint.py $(BENCH_DIR)/f32 --dtype f32
@@ -52,6 +52,7 @@ bench: build venv
 	.build/release/swiftcompress-bench quantize --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/quantize_numpy.py
 	.build/release/swiftcompress-bench quantize --checkpoint $(BENCH_DIR)/bf16 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/quantize_numpy.py
 	.build/release/swiftcompress-bench prune --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/prune_numpy.py
+	.build/release/swiftcompress-bench factorize --python $(PY) --numpy-script Benchmarks/factorize_numpy.py --work $(BENCH_DIR)/factorize
 
 ## interop: transformers loads structurally shrunk checkpoints and compressed-tensors decodes our bitmasks
 ## (installs torch, transformers and compressed-tensors 0.12 into .build/interop-venv, ~6 GB; not part of make test)

@@ -35,7 +35,7 @@ let package = Package(
     ),
     .executableTarget(
       name: "swiftcompress-bench",
-      dependencies: ["CheckpointIO", "CKernels"],
+      dependencies: ["CheckpointIO", "CKernels", "LinearAlgebra", "SwiftCompressKit"],
       path: "Benchmarks/swiftcompress-bench"
     ),
     .target(name: "TestSupport", path: "Tests/TestSupport"),

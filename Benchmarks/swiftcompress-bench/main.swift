@@ -11,6 +11,8 @@
 import CKernels
 import CheckpointIO
 import Foundation
+import LinearAlgebra
+import SwiftCompressKit
 
 #if canImport(Glibc)
   import Glibc
@@ -314,16 +316,107 @@ func pruneBenchmark(_ arguments: [String]) throws {
       + methods.map { "\($0.0) \(gb(numpyRate[$0.0] ?? 0))" }.joined(separator: ", "))
 }
 
+/// A seeded Student-t (df = 4) matrix, row-major, like trained weights' heavy tails.
+func studentT(rows: Int, columns: Int, seed: UInt64) -> [Float] {
+  var state = seed
+  func uniform() -> Double {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    z ^= z >> 31
+    return (Double(z >> 11) + 1) * 0x1p-53
+  }
+  func gaussian() -> Double { (-2 * log(uniform())).squareRoot() * cos(2 * Double.pi * uniform()) }
+  return (0..<(rows * columns)).map { _ in
+    let chi = (0..<4).reduce(0.0) { sum, _ in
+      let g = gaussian(); return sum + g * g
+    }
+    return Float(gaussian() / (chi / 4).squareRoot() * 0.02)
+  }
+}
+
+/// Writes a row-major Float32 matrix as a .npy file.
+func writeNumpy(_ values: [Float], rows: Int, columns: Int, to path: String) throws {
+  var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows), \(columns)), }"
+  while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+  header += "\n"
+  var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
+  data.append(contentsOf: [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
+  data.append(contentsOf: Array(header.utf8))
+  values.withUnsafeBytes { data.append(contentsOf: $0) }
+  try data.write(to: URL(fileURLWithPath: path))
+}
+
+/// Truncated SVD (sgesdd) against numpy.linalg.svd on the same matrix and the same
+/// LAPACK routine, and randomized SVD against both, at several ranks.
+func factorizeBenchmark(_ arguments: [String]) throws {
+  guard let python = argument("--python", in: arguments), let script = argument("--numpy-script", in: arguments),
+    let work = argument("--work", in: arguments)
+  else {
+    throw BenchError(description: "usage: swiftcompress-bench factorize --python PY --numpy-script FILE --work DIR")
+  }
+  let ranks = [64, 256, 1024]
+  try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+  print("shape          rank   svd s (ours / numpy = ratio)   rsvd s   svd/rsvd   rsvd error / optimum (numpy rsvd)")
+  for (rows, columns) in [(4096, 4096), (4096, 11008)] {
+    let w = studentT(rows: rows, columns: columns, seed: 11)
+    let path = work + "/w-\(rows)x\(columns).npy"
+    try writeNumpy(w, rows: rows, columns: columns, to: path)
+    let wt = try Matrix.transposeOfRowMajor(w, rows: rows, columns: columns)  // W^T, no copy
+    var norm = 0.0
+    for v in w { norm += Double(v) * Double(v) }
+    norm = norm.squareRoot()
+    let start = now()
+    let full = try svd(wt)
+    let svdSeconds = now() - start
+    let numpy = try runChild(python, [script, path, ranks.map(String.init).joined(separator: ",")])
+    var numpyResults: [String: (Double, Double)] = [:]
+    for line in String(decoding: numpy.stdout, as: UTF8.self).split(separator: "\n") {
+      guard let json = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        let method = json["method"] as? String, let rank = json["rank"] as? Int,
+        let seconds = json["seconds"] as? Double, let error = json["error"] as? Double
+      else { continue }
+      numpyResults["\(method)-\(rank)"] = (seconds, error)
+    }
+    for k in ranks {
+      let optimum = Double(full.truncationError(keeping: k)) / norm
+      let t0 = now()
+      let r = try randomizedSVD(wt, rank: k, oversampling: 10, powerIterations: 2, seed: 1)
+      let rsvdSeconds = now() - t0
+      // ||W^T - U S V^T|| / ||W||
+      var scaled = r.u.storage
+      for i in 0..<k { for row in 0..<r.u.rows { scaled[row + i * r.u.rows] *= r.singularValues[i] } }
+      var product = try Matrix(rows: r.u.rows, columns: r.vt.columns)
+      try gemm(try Matrix(rows: r.u.rows, columns: k, columnMajor: scaled), r.vt, into: &product)
+      var error = 0.0
+      for (a, b) in zip(product.storage, wt.storage) { error += Double(a - b) * Double(a - b) }
+      let relative = error.squareRoot() / norm
+      let numpySVD = numpyResults["svd-\(k)"]?.0 ?? 0
+      let numpyRSVD = numpyResults["rsvd-\(k)"]
+      print(
+        String(
+          format: "%-13@  %4d   %6.2f / %6.2f = %5.2f        %6.2f   %7.1f    %.4f (numpy %.4f)",
+          "\(rows)x\(columns)" as NSString,
+          k, svdSeconds, numpySVD, numpySVD > 0 ? svdSeconds / numpySVD : 0, rsvdSeconds, svdSeconds / rsvdSeconds,
+          relative / optimum, (numpyRSVD?.1 ?? 0) / optimum))
+    }
+    try? FileManager.default.removeItem(atPath: path)
+  }
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 do {
   switch arguments.first {
   case "pipeline": try pipelineBenchmark(Array(arguments.dropFirst()))
   case "quantize": try quantizeBenchmark(Array(arguments.dropFirst()))
   case "prune": try pruneBenchmark(Array(arguments.dropFirst()))
+  case "factorize": try factorizeBenchmark(Array(arguments.dropFirst()))
   case "memcpy": print("memcpy (1 thread): \(gb(memcpyBandwidth()))")
   default:
     print(
-      "usage: swiftcompress-bench pipeline|quantize|prune|memcpy ... (see Benchmarks/swiftcompress-bench/main.swift)")
+      "usage: swiftcompress-bench pipeline|quantize|prune|factorize|memcpy ... (see Benchmarks/swiftcompress-bench/main.swift)"
+    )
     exit(64)
   }
 } catch {

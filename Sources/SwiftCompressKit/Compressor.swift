@@ -249,7 +249,8 @@ public enum Compressor {
           reason: reason, outputs: outputEntries, bytesBefore: tensor.info.byteCount, bytesAfter: after,
           bitsPerWeightBefore: bitsPerWeight(tensor.info.byteCount, parameters),
           bitsPerWeightAfter: bitsPerWeight(after, parameters), metrics: metrics,
-          roundToNearestMetrics: result.baseline?.metrics, sparsity: result.sparsity))
+          roundToNearestMetrics: result.baseline?.metrics, sparsity: result.sparsity,
+          svdOptimumError: result.optimalError))
       bytesDone += tensor.info.byteCount
       if let progress {
         let elapsed = clock.now - start

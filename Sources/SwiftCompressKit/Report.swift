@@ -98,6 +98,8 @@ public struct Report: Codable, Sendable, Equatable {
     public var roundToNearestMetrics: ErrorMetrics? = nil
     /// Pruning only: target and achieved sparsity, the N:M check, units removed.
     public var sparsity: SparsityInfo? = nil
+    /// factorize with rsvd or lq: the truncated SVD's relative error at the same rank.
+    public var svdOptimumError: Double? = nil
 
     public var isKept: Bool { action == "kept" }
 
@@ -110,12 +112,14 @@ public struct Report: Codable, Sendable, Equatable {
       case metrics
       case roundToNearestMetrics = "round_to_nearest_metrics"
       case sparsity
+      case svdOptimumError = "svd_optimum_relative_error"
     }
 
     public func encode(to encoder: any Encoder) throws {
       var c = encoder.container(keyedBy: CodingKeys.self)
       try c.encode(roundToNearestMetrics, forKey: .roundToNearestMetrics)
       try c.encodeIfPresent(sparsity, forKey: .sparsity)
+      try c.encodeIfPresent(svdOptimumError, forKey: .svdOptimumError)
       try c.encode(name, forKey: .name)
       try c.encode(dtype, forKey: .dtype)
       try c.encode(shape, forKey: .shape)

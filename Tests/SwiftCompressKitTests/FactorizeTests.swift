@@ -63,6 +63,15 @@ struct FactorizeTests {
     let pivoted = try #require(lq.totals.metrics?.relativeFrobeniusError)
     #expect(randomized >= optimum * (1 - 1e-5) && randomized <= optimum * 1.05, "\(randomized) vs \(optimum)")
     #expect(pivoted > optimum && pivoted < 1.5 * optimum, "\(pivoted) vs \(optimum)")
+    // rsvd and lq report the SVD optimum at the same rank next to their own error.
+    for entry in lq.tensors where !entry.isKept {
+      let optimumHere = try #require(entry.svdOptimumError)
+      let own = try #require(entry.metrics?.relativeFrobeniusError)
+      let svdEntry = try #require(svd.tensors.first { $0.name == entry.name })
+      #expect(abs(optimumHere - (svdEntry.metrics?.relativeFrobeniusError ?? 0)) < 1e-4 * optimumHere)
+      #expect(own > optimumHere)
+    }
+    #expect(svd.tensors.allSatisfy { $0.svdOptimumError == nil })
     let name = "model.layers.0.mlp.up_proj.weight_a"
     #expect(
       Array(r1.output.bytes(of: try #require(r1.output.tensor(named: name))))
@@ -213,7 +222,9 @@ struct FactorizeBudgetTests {
 
   @Test func budgetsOutsideTheModelAreRejected() throws {
     let folder = TemporaryFolder()
-    #expect(throws: SwiftCompressError.self) { try FactorizePass(configuration: .init(method: .svd, rank: .budget(-5))) }
+    #expect(throws: SwiftCompressError.self) {
+      try FactorizePass(configuration: .init(method: .svd, rank: .budget(-5)))
+    }
     for rule in [RankRule.budget(10), .budget(10_000_000)] {
       do {
         _ = try factorize("tiny-llama-f32", .init(method: .svd, rank: rule), into: folder, name: "x")
@@ -223,5 +234,48 @@ struct FactorizeBudgetTests {
       }
       #expect(!FileManager.default.fileExists(atPath: folder.file("x")))
     }
+  }
+}
+
+@Suite("Activation-aware factorization")
+struct ActivationAwareFactorizeTests {
+  /// ||(W - A B) diag(s)||_F for the factors of `module` in `output`.
+  static func weightedError(_ input: Checkpoint, _ output: Checkpoint, _ module: String, _ s: [Float]) throws -> Double
+  {
+    let w = values(input, module + ".weight")
+    let a = values(output, module + ".weight_a")
+    let b = values(output, module + ".weight_b")
+    let shape = try #require(input.tensor(named: module + ".weight")?.info.shape)
+    let k = a.count / shape[0]
+    var sum = 0.0
+    for i in 0..<shape[0] {
+      for j in 0..<shape[1] {
+        var p = 0.0
+        for r in 0..<k { p += Double(a[i * k + r]) * Double(b[r * shape[1] + j]) }
+        let d = (Double(w[i * shape[1] + j]) - p) * Double(s[j])
+        sum += d * d
+      }
+    }
+    return sum.squareRoot()
+  }
+
+  @Test func activationWeightedErrorIsLowerThanPlainSVDAtTheSameRank() throws {
+    let folder = TemporaryFolder()
+    let calibration = fixture("golden/pruning/tiny-llama-calibration.safetensors")
+    let input = try Checkpoint.open(fixture("tiny-llama-f32"))
+    let stats = try Checkpoint.open(calibration)
+    let (_, plain) = try factorize("tiny-llama-f32", .init(method: .svd, rank: .rank(16)), into: folder, name: "p")
+    let (report, aware) = try factorize(
+      "tiny-llama-f32", .init(method: .svd, rank: .rank(16), calibration: calibration), into: folder, name: "a")
+    var improved = 0
+    for entry in report.tensors where !entry.isKept {
+      let module = String(entry.name.dropLast(".weight".count))
+      let s = values(stats, module)
+      let plainError = try Self.weightedError(input, plain, module, s)
+      let awareError = try Self.weightedError(input, aware, module, s)
+      #expect(awareError < plainError, "\(module): \(awareError) vs \(plainError)")
+      if awareError < 0.9 * plainError { improved += 1 }
+    }
+    #expect(improved > 0)
   }
 }

@@ -77,10 +77,12 @@ public struct FactorizePass: CompressionPass {
     public var oversampling: Int
     public var powerIterations: Int
     public var seed: UInt64
+    /// Activation-aware: per-input-channel activation norms (the pruning calibration file).
+    public var calibration: String?
 
     public init(
       method: FactorizationMethod, rank: RankRule, ignore: [String] = ["lm_head"], oversampling: Int = 10,
-      powerIterations: Int = 2, seed: UInt64 = 0
+      powerIterations: Int = 2, seed: UInt64 = 0, calibration: String? = nil
     ) {
       self.method = method
       self.rank = rank
@@ -88,6 +90,7 @@ public struct FactorizePass: CompressionPass {
       self.oversampling = oversampling
       self.powerIterations = powerIterations
       self.seed = seed
+      self.calibration = calibration
     }
   }
 
@@ -164,8 +167,19 @@ public struct FactorizePass: CompressionPass {
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> FactorizePass {
     try PrunePass.refuseCompressed(checkpoint)
     var pass = self
+    if let path = configuration.calibration {
+      var modules: [(String, Int)] = []
+      for tensor in checkpoint.tensors {
+        guard
+          case .module(let module) = try LinearWeights.select(
+            TensorDescriptor(tensor.info), ignoring: ignoreRules, verb: "factorized")
+        else { continue }
+        modules.append((module, tensor.info.shape[1]))
+      }
+      pass.activationScales = try CalibrationStatistics.load(path, modules: modules)
+    }
     switch configuration.rank {
-    case .budget, .modelRatio: return try pass.withBudget(checkpoint)
+    case .budget, .modelRatio: return try pass.withBudget(checkpoint, scales: pass.activationScales)
     default: break
     }
     for tensor in checkpoint.tensors {
@@ -176,7 +190,7 @@ public struct FactorizePass: CompressionPass {
       var k = shapeRank(rows: rows, columns: columns)
       if k == nil {
         let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor))
-        let sigma = try Self.singularValues(input)
+        let sigma = try Self.singularValues(input, scales: pass.activationScales[module])
         checkpoint.release(tensor)
         k = Self.rank(for: configuration.rank, singularValues: sigma)
       }
@@ -192,7 +206,9 @@ public struct FactorizePass: CompressionPass {
   /// sigma_i^2 / (out + in), largest first (ties: tensor order, then index), while the
   /// budget lasts and the factors stay smaller than the matrix. Because each weight's
   /// sigma_i^2 decrease, this takes every weight's singular triplets in order.
-  private func withBudget(_ checkpoint: Checkpoint) throws(SwiftCompressError) -> FactorizePass {
+  private func withBudget(_ checkpoint: Checkpoint, scales: [String: [Float]]) throws(SwiftCompressError)
+    -> FactorizePass
+  {
     struct Weight {
       var name: String
       var module: String
@@ -208,7 +224,7 @@ public struct FactorizePass: CompressionPass {
       else { continue }
       let (rows, columns) = (descriptor.shape[0], descriptor.shape[1])
       let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor))
-      let sigma = try Self.singularValues(input)
+      let sigma = try Self.singularValues(input, scales: scales[module])
       checkpoint.release(tensor)
       let cap = min(min(rows, columns), (rows * columns - 1) / (rows + columns))
       guard cap >= 1 else { continue }
@@ -262,6 +278,9 @@ public struct FactorizePass: CompressionPass {
     return pass
   }
 
+  /// Activation norms by module, with --calibration.
+  var activationScales: [String: [Float]] = [:]
+
   /// Modules that will be factorized, with their ranks (for config.json).
   var factorized: [String: Int] = [:]
 
@@ -299,8 +318,13 @@ public struct FactorizePass: CompressionPass {
     return max(1, sigma.count)
   }
 
-  static func matrix(_ input: TensorInput) throws(SwiftCompressError) -> Matrix {
-    let values = input.floats()
+  /// W^T (in x out), with W's columns scaled by `scales` when given (activation-aware).
+  static func matrix(_ input: TensorInput, scales: [Float]? = nil) throws(SwiftCompressError) -> Matrix {
+    var values = input.floats()
+    if let scales {
+      let columns = input.descriptor.shape[1]
+      for i in values.indices { values[i] *= scales[i % columns] }
+    }
     if let bad = values.firstIndex(where: { !$0.isFinite }) {
       let columns = input.descriptor.shape[1]
       throw .invalidTensor(
@@ -315,8 +339,8 @@ public struct FactorizePass: CompressionPass {
     }
   }
 
-  static func singularValues(_ input: TensorInput) throws(SwiftCompressError) -> [Float] {
-    let wt = try matrix(input)
+  static func singularValues(_ input: TensorInput, scales: [Float]? = nil) throws(SwiftCompressError) -> [Float] {
+    let wt = try matrix(input, scales: scales)
     do {
       return try LinearAlgebra.singularValues(wt)
     } catch {
@@ -328,8 +352,10 @@ public struct FactorizePass: CompressionPass {
     let name = input.descriptor.name
     let (rows, columns) = (input.descriptor.shape[0], input.descriptor.shape[1])
     let k = outputs[0].shape[1]
-    let wt = try Self.matrix(input)  // in x out
-    let factors: (a: [Float], b: [Float], optimum: Double?)
+    let module = String(name.dropLast(".weight".count))
+    let scales = activationScales[module]
+    let wt = try Self.matrix(input, scales: scales)  // in x out (W diag(s) with --calibration)
+    var factors: (a: [Float], b: [Float], optimum: Double?)
     do {
       switch configuration.method {
       case .svd:
@@ -348,6 +374,12 @@ public struct FactorizePass: CompressionPass {
     } catch {
       throw .invalidTensor(name: name, reason: "\(error)")
     }
+    if let scales {
+      // W diag(s) ~ A B'  =>  W ~ A (B' diag(1/s)); a channel never active (s = 0) gets 0.
+      for r in 0..<k {
+        for j in 0..<columns { factors.b[r * columns + j] = scales[j] > 0 ? factors.b[r * columns + j] / scales[j] : 0 }
+      }
+    }
     // Stored in the weight's dtype; the error is measured for the stored factors.
     let aBytes = QuantizePass.encode(factors.a, as: outputs[0].dtype)
     let bBytes = QuantizePass.encode(factors.b, as: outputs[1].dtype)
@@ -359,7 +391,14 @@ public struct FactorizePass: CompressionPass {
     } catch {
       throw .invalidTensor(name: name, reason: "BLAS failed: \(error.localizedDescription)")
     }
-    return TransformResult(outputs: [.owned(aBytes), .owned(bBytes)], reconstruction: .dense(dense))
+    var result = TransformResult(outputs: [.owned(aBytes), .owned(bBytes)], reconstruction: .dense(dense))
+    if configuration.method != .svd && scales == nil {
+      // The Eckart-Young optimum at this rank, from the singular values alone.
+      let sigma = try Self.singularValues(input).map { Double($0) * Double($0) }
+      let total = sigma.reduce(0, +)
+      result.optimalError = total > 0 ? (sigma.dropFirst(k).reduce(0, +) / total).squareRoot() : 0
+    }
+    return result
   }
 
   /// Row-major A (out x k) = U_k sqrt(S_k) and B (k x in) = sqrt(S_k) V_k^T from the SVD of
@@ -409,7 +448,7 @@ public struct FactorizePass: CompressionPass {
 /// with randomness*, 2011, algorithms 4.4 and 5.1): a seeded Gaussian test matrix with
 /// `oversampling` extra columns, `powerIterations` rounds of x (x^T Y) re-orthonormalised
 /// by QR, then the SVD of the small projection.
-func randomizedSVD(_ x: Matrix, rank k: Int, oversampling: Int, powerIterations: Int, seed: UInt64) throws -> (
+public func randomizedSVD(_ x: Matrix, rank k: Int, oversampling: Int, powerIterations: Int, seed: UInt64) throws -> (
   u: Matrix, singularValues: [Float], vt: Matrix
 ) {
   let (m, n) = (x.rows, x.columns)

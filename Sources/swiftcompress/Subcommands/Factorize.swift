@@ -37,11 +37,20 @@ extension SwiftCompressCommand {
     @Option(name: .long, help: "Keep this fraction of each weight's parameters, in (0, 1].")
     var ratio: Double?
 
-    @Option(name: .long, help: "One budget of factor parameters for the whole selection, allocated to minimise the total error.")
+    @Option(
+      name: .long,
+      help: "One budget of factor parameters for the whole selection, allocated to minimise the total error.")
     var budget: Int?
 
     @Option(name: .long, help: "The same budget as a fraction of the selected weights' parameters, in (0, 1].")
     var modelRatio: Double?
+
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "Activation-aware: factorize W diag(s) with s the per-input-channel activation norms of this file (the format prune --method wanda reads), then fold 1/s into B.",
+        valueName: "file"))
+    var calibration: String?
 
     @Option(name: .long, help: "rsvd: extra random columns.")
     var oversampling = 10
@@ -75,7 +84,7 @@ extension SwiftCompressCommand {
         let pass = try FactorizePass(
           configuration: .init(
             method: method, rank: rules[0], ignore: ignore.isEmpty ? ["lm_head"] : ignore, oversampling: oversampling,
-            powerIterations: powerIterations, seed: seed))
+            powerIterations: powerIterations, seed: seed, calibration: calibration))
         let options = CompressionOptions(
           input: input, output: output, selection: try self.options.selection(),
           maxShardSize: self.options.maxShardSize.bytes, force: self.options.force, command: "factorize")
