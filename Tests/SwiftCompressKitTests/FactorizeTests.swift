@@ -279,3 +279,38 @@ struct ActivationAwareFactorizeTests {
     #expect(improved > 0)
   }
 }
+
+@Suite("Factorize records and bad weights")
+struct FactorizeRecordTests {
+  @Test func metadataAndConfigRecordTheRanks() throws {
+    let folder = TemporaryFolder()
+    let (_, output) = try factorize("tiny-llama-f32", .init(method: .lq, rank: .rank(8)), into: folder, name: "f")
+    let record = try #require(output.metadata?[FactorizePass.configKey])
+    let json = try JSONParser.parse(Array(record.utf8))
+    #expect(json["method"]?.stringValue == "lq")
+    #expect(json["modules"]?["model.layers.1.mlp.down_proj"]?.uint64Value == 8)
+    #expect(json["modules"]?.members?.count == 14)
+    let config = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: folder.file("f/config.json")))))
+    #expect(config[FactorizePass.configKey]?["modules"]?["model.layers.0.self_attn.q_proj"]?.uint64Value == 8)
+  }
+
+  @Test func nonFiniteWeightsAreRejectedNamingTheElement() throws {
+    let folder = TemporaryFolder()
+    let path = folder.file("nan.safetensors")
+    var weights = [Float](repeating: 0.5, count: 32 * 32)
+    weights[3 * 32 + 7] = .nan
+    try writeTensors([("layer.weight", .f32, [32, 32], weights.withUnsafeBytes { Array($0) })], to: path)
+    for rule in [RankRule.rank(4), .energy(0.9)] {
+      let out = folder.file("o")
+      do {
+        _ = try Compressor.run(
+          pass: try FactorizePass(configuration: .init(method: .svd, rank: rule)),
+          options: CompressionOptions(input: path, output: out, selection: try TensorSelection(), command: "factorize"))
+        Issue.record("NaN accepted with \(rule)")
+      } catch let error as SwiftCompressError {
+        #expect(error.localizedDescription.contains("layer.weight") && error.localizedDescription.contains("[3, 7]"))
+      }
+      #expect(!FileManager.default.fileExists(atPath: out))
+    }
+  }
+}

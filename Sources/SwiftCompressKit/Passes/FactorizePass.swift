@@ -298,6 +298,14 @@ public struct FactorizePass: CompressionPass {
     return JSONText.pretty(edited)
   }
 
+  /// Every output file's `__metadata__` records the same: the factorized modules and ranks
+  /// as a JSON object string (safetensors metadata values are strings).
+  public var outputMetadata: [String: String] {
+    guard !factorized.isEmpty else { return [:] }
+    let modules = factorized.keys.sorted().map { "\"\($0)\":\(factorized[$0]!)" }.joined(separator: ",")
+    return [Self.configKey: "{\"method\":\"\(configuration.method.rawValue)\",\"modules\":{\(modules)}}"]
+  }
+
   /// The config.json key of the factorization record.
   public static let configKey = "swiftcompress_factorization"
 
