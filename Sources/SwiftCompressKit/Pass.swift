@@ -103,7 +103,7 @@ public struct TransformResult: Sendable {
   public var baseline: ErrorAccumulator?
   /// What pruning did to the tensor, for the report.
   public var sparsity: SparsityInfo?
-  /// Factorization by a non-optimal method: the relative error the truncated SVD would
+  /// Factorization by pivoted LQ: the relative error the truncated SVD would
   /// reach at the same rank (Eckart-Young), for the report to compare.
   public var optimalError: Double?
 

@@ -98,7 +98,7 @@ public struct Report: Codable, Sendable, Equatable {
     public var roundToNearestMetrics: ErrorMetrics? = nil
     /// Pruning only: target and achieved sparsity, the N:M check, units removed.
     public var sparsity: SparsityInfo? = nil
-    /// factorize with rsvd or lq: the truncated SVD's relative error at the same rank.
+    /// factorize with lq: the truncated SVD's relative error at the same rank.
     public var svdOptimumError: Double? = nil
 
     public var isKept: Bool { action == "kept" }

@@ -63,7 +63,7 @@ struct FactorizeTests {
     let pivoted = try #require(lq.totals.metrics?.relativeFrobeniusError)
     #expect(randomized >= optimum * (1 - 1e-5) && randomized <= optimum * 1.05, "\(randomized) vs \(optimum)")
     #expect(pivoted > optimum && pivoted < 1.5 * optimum, "\(pivoted) vs \(optimum)")
-    // rsvd and lq report the SVD optimum at the same rank next to their own error.
+    // lq reports the SVD optimum at the same rank next to its own error.
     for entry in lq.tensors where !entry.isKept {
       let optimumHere = try #require(entry.svdOptimumError)
       let own = try #require(entry.metrics?.relativeFrobeniusError)

@@ -400,7 +400,7 @@ public struct FactorizePass: CompressionPass {
       throw .invalidTensor(name: name, reason: "BLAS failed: \(error.localizedDescription)")
     }
     var result = TransformResult(outputs: [.owned(aBytes), .owned(bBytes)], reconstruction: .dense(dense))
-    if configuration.method != .svd && scales == nil {
+    if configuration.method == .lq && scales == nil {
       // The Eckart-Young optimum at this rank, from the singular values alone.
       let sigma = try Self.singularValues(input).map { Double($0) * Double($0) }
       let total = sigma.reduce(0, +)
