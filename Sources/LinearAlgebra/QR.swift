@@ -119,9 +119,17 @@ public func lqViaTransposedQR(_ a: Matrix) throws(LinearAlgebraError) -> LQFacto
 /// Column-pivoted thin QR through `sgeqp3` followed by `sorgqr`: `A · P = Q · R`,
 /// with the columns chosen greedily by remaining norm, so `|diag(R)|` is
 /// non-increasing and reveals the numerical rank.
-public func pivotedQR(_ a: Matrix) throws(LinearAlgebraError) -> PivotedQRFactorization {
+///
+/// With `keeping: r`, only the first `r` columns of `Q` and rows of `R` are formed (the
+/// pivoting still sees the whole matrix): what a rank-`r` truncation needs, at a fraction
+/// of the cost of forming all of `Q`.
+public func pivotedQR(_ a: Matrix, keeping rank: Int? = nil) throws(LinearAlgebraError) -> PivotedQRFactorization {
   let (m, n) = try LAPACKInterop.prepare(a, operation: "pivotedQR")
   let k = min(m, n)
+  if let rank, rank < 0 || rank > Int(k) {
+    throw .invalidArgument(operation: "pivotedQR", details: "rank \(rank) outside 0...\(k)")
+  }
+  let kept = Int32(rank ?? Int(k))
   var packed = a.storage
   var jpvt = [Int32](repeating: 0, count: Int(n))  // 0 = every column is free
   var tau = [Float](repeating: 0, count: Int(k))
@@ -142,8 +150,8 @@ public func pivotedQR(_ a: Matrix) throws(LinearAlgebraError) -> PivotedQRFactor
   }
   // LAPACK permutations are 1-based; with k == 0 jpvt is untouched (identity).
   let permutation = k > 0 ? jpvt.map { Int($0) - 1 } : Array(0..<Int(n))
-  let r = upperTriangle(packed, rows: Int(m), columns: Int(n), keepRows: Int(k))
-  let q = try orgqr(&packed, m: m, k: k, tau: tau)
+  let r = upperTriangle(packed, rows: Int(m), columns: Int(n), keepRows: Int(kept))
+  let q = try orgqr(&packed, m: m, k: kept, tau: Array(tau.prefix(Int(kept))))
   return PivotedQRFactorization(q: q, r: r, permutation: permutation)
 }
 

@@ -72,6 +72,20 @@ struct QRTests {
     }
   }
 
+  /// Keeping r columns gives the leading part of the full factorization (R exactly; Q up
+  /// to rounding, sorgqr blocks differently for fewer columns: 1e-5).
+  @Test func pivotedQRKeepingARankFormsTheLeadingColumns() throws {
+    let a = gaussianMatrix(40, 24, seed: 203)
+    let full = try pivotedQR(a)
+    let part = try pivotedQR(a, keeping: 7)
+    #expect(part.permutation == full.permutation)
+    #expect(part.q.rows == 40 && part.q.columns == 7 && part.r.rows == 7 && part.r.columns == 24)
+    let qDifference = zip(part.q.storage, full.q.storage.prefix(40 * 7)).map { abs($0 - $1) }.max() ?? 1
+    #expect(qDifference <= 1e-5)
+    for j in 0..<24 { for i in 0..<7 { #expect(part.r[i, j] == full.r[i, j]) } }
+    #expect(throws: LinearAlgebraError.self) { _ = try pivotedQR(a, keeping: 25) }
+  }
+
   @Test func pivotedQRRevealsRank() throws {
     // Rank 6 matrix, 80x50.
     let a = try gemm(gaussianMatrix(80, 6, seed: 203), gaussianMatrix(6, 50, seed: 204))

@@ -431,7 +431,7 @@ public struct FactorizePass: CompressionPass {
   static func lqFactors(_ wt: Matrix, rank k: Int, rows: Int, columns: Int) throws -> (
     a: [Float], b: [Float], optimum: Double?
   ) {
-    let f = try pivotedQR(wt)
+    let f = try pivotedQR(wt, keeping: k)
     // Row-major B (k x in) is the column-major storage of Q_k (in x k).
     let b = Array(f.q.storage.prefix(columns * k))
     // Row-major A (out x k): row perm[j] of A is column j of R_k (k x out).
