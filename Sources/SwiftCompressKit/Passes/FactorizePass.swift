@@ -363,7 +363,7 @@ public struct FactorizePass: CompressionPass {
     let module = String(name.dropLast(".weight".count))
     let scales = activationScales[module]
     let wt = try Self.matrix(input, scales: scales)  // in x out (W diag(s) with --calibration)
-    var factors: (a: [Float], b: [Float], optimum: Double?)
+    var factors: (a: [Float], b: [Float])
     do {
       switch configuration.method {
       case .svd:
@@ -412,7 +412,7 @@ public struct FactorizePass: CompressionPass {
   /// Row-major A (out x k) = U_k sqrt(S_k) and B (k x in) = sqrt(S_k) V_k^T from the SVD of
   /// W^T = V S U^T (`u` is V, `vt` is U^T).
   static func svdFactors(u: Matrix, singularValues: [Float], vt: Matrix, rows: Int) -> (
-    a: [Float], b: [Float], optimum: Double?
+    a: [Float], b: [Float]
   ) {
     let k = singularValues.count
     let roots = singularValues.map { Float(Double($0).squareRoot()) }
@@ -423,13 +423,13 @@ public struct FactorizePass: CompressionPass {
     var b = u.storage
     let inputs = u.rows
     for i in 0..<k { for r in 0..<inputs { b[r + i * inputs] *= roots[i] } }
-    return (a, b, nil)
+    return (a, b)
   }
 
   /// W^T P = Q R (sgeqp3) gives W = P R^T Q^T: A = P R_k^T (out x k), B = Q_k^T (k x in),
   /// whose rows are orthonormal.
   static func lqFactors(_ wt: Matrix, rank k: Int, rows: Int, columns: Int) throws -> (
-    a: [Float], b: [Float], optimum: Double?
+    a: [Float], b: [Float]
   ) {
     let f = try pivotedQR(wt, keeping: k)
     // Row-major B (k x in) is the column-major storage of Q_k (in x k).
@@ -439,7 +439,7 @@ public struct FactorizePass: CompressionPass {
     for j in 0..<rows {
       for i in 0..<k { a[f.permutation[j] * k + i] = f.r[i, j] }
     }
-    return (a, b, nil)
+    return (a, b)
   }
 
   /// Row-major A B (out x in), computed as the column-major B^T A^T (in x out).
