@@ -292,6 +292,19 @@ struct FactorizeRecordTests {
     #expect(json["modules"]?.members?.count == 14)
     let config = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: folder.file("f/config.json")))))
     #expect(config[FactorizePass.configKey]?["modules"]?["model.layers.0.self_attn.q_proj"]?.uint64Value == 8)
+    // A model without config.json: decompress finds the record in __metadata__.
+    let single = folder.file("single")
+    _ = try Compressor.run(
+      pass: try FactorizePass(configuration: .init(method: .svd, rank: .rank(8))),
+      options: CompressionOptions(
+        input: fixture("tiny-llama-f32/model.safetensors"), output: single, selection: try TensorSelection(),
+        command: "factorize"))
+    #expect(!FileManager.default.fileExists(atPath: single + "/config.json"))
+    let back = folder.file("back")
+    _ = try Compressor.run(
+      pass: try DecompressPass(),
+      options: CompressionOptions(input: single, output: back, selection: try TensorSelection(), command: "decompress"))
+    #expect(try Checkpoint.open(back).tensor(named: "model.layers.0.mlp.up_proj.weight")?.info.shape == [384, 128])
   }
 
   @Test func nonFiniteWeightsAreRejectedNamingTheElement() throws {

@@ -62,9 +62,15 @@ public struct DecompressPass: CompressionPass {
   /// Reads `quantization_config` from the checkpoint's config.json.
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> DecompressPass {
     let path = checkpoint.folder + "/config.json"
-    if checkpoint.layout != .file, let data = FileManager.default.contents(atPath: path),
-      let config = try? JSONParser.parse(Array(data)), config[FactorizePass.configKey] != nil,
-      config["quantization_config"] == nil
+    let config =
+      checkpoint.layout != .file
+      ? FileManager.default.contents(atPath: path).flatMap {
+        try? JSONParser.parse(Array($0))
+      } : nil
+    // factorize output: recorded in config.json, or in the weights' __metadata__ when the
+    // model came without a config.json.
+    if config?["quantization_config"] == nil,
+      config?[FactorizePass.configKey] != nil || checkpoint.metadata?[FactorizePass.configKey] != nil
     {
       var pass = DecompressPass(
         configuration: configuration, format: Format(kind: .lowRank, block: nil, target: configuration.dtype ?? .f32))
