@@ -259,8 +259,13 @@ struct FactorizeCommandTests {
     let ok = try swiftcompress("factorize", model, folder.file("f"), "--method", "rsvd", "--energy", "0.9", "--json")
     #expect(ok.status == 0, "\(ok.stderr)")
     #expect(ok.stdout.contains("weight_a"))
+    let budget = try swiftcompress("factorize", model, folder.file("b"), "--model-ratio", "0.3", "--json")
+    #expect(budget.status == 0, "\(budget.stderr)")
+    #expect(budget.stdout.contains("weight_a"))
     let cases: [([String], Int32, String)] = [
       (["--rank", "8", "--ratio", "0.5"], 64, "exactly one"),
+      (["--budget", "100"], 64, "cannot give every one"),
+      (["--model-ratio", "0"], 64, "outside (0, 1]"),
       (["--energy", "1.5"], 64, "outside (0, 1]"),
       (["--rank", "500"], 65, "above min(out, in)"),
       (["--method", "qr", "--rank", "8"], 64, "qr"),

@@ -74,7 +74,7 @@ extension SwiftCompressCommand {
       try Diagnostics.reportingErrors {
         let rules: [RankRule] = [
           rank.map(RankRule.rank), energy.map(RankRule.energy), maxError.map(RankRule.maxError),
-          ratio.map(RankRule.ratio),
+          ratio.map(RankRule.ratio), budget.map(RankRule.budget), modelRatio.map(RankRule.modelRatio),
         ].compactMap { $0 }
         guard rules.count == 1 else {
           throw SwiftCompressError.invalidOption(
