@@ -318,21 +318,12 @@ func pruneBenchmark(_ arguments: [String]) throws {
 
 /// A seeded Student-t (df = 4) matrix, row-major, like trained weights' heavy tails.
 func studentT(rows: Int, columns: Int, seed: UInt64) -> [Float] {
-  var state = seed
-  func uniform() -> Double {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    z ^= z >> 31
-    return (Double(z >> 11) + 1) * 0x1p-53
-  }
-  func gaussian() -> Double { (-2 * log(uniform())).squareRoot() * cos(2 * Double.pi * uniform()) }
+  var random = SeededGaussian(seed: seed)
   return (0..<(rows * columns)).map { _ in
     let chi = (0..<4).reduce(0.0) { sum, _ in
-      let g = gaussian(); return sum + g * g
+      let g = random.next(); return sum + g * g
     }
-    return Float(gaussian() / (chi / 4).squareRoot() * 0.02)
+    return Float(random.next() / (chi / 4).squareRoot() * 0.02)
   }
 }
 

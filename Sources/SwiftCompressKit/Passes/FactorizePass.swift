@@ -461,20 +461,8 @@ public func randomizedSVD(_ x: Matrix, rank k: Int, oversampling: Int, powerIter
 ) {
   let (m, n) = (x.rows, x.columns)
   let l = min(k + oversampling, min(m, n))
-  var state = seed
-  func gaussian() -> Float {
-    // Box-Muller on two SplitMix64 uniforms in (0, 1].
-    func uniform() -> Double {
-      state &+= 0x9E37_79B9_7F4A_7C15
-      var z = state
-      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-      z ^= z >> 31
-      return (Double(z >> 11) + 1) * 0x1p-53
-    }
-    return Float((-2 * log(uniform())).squareRoot() * cos(2 * Double.pi * uniform()))
-  }
-  let omega = try Matrix(rows: n, columns: l, columnMajor: (0..<(n * l)).map { _ in gaussian() })
+  var random = SeededGaussian(seed: seed)
+  let omega = try Matrix(rows: n, columns: l, columnMajor: (0..<(n * l)).map { _ in Float(random.next()) })
   var y = try Matrix(rows: m, columns: l)
   try gemm(x, omega, into: &y)
   var q = try qr(y).q
@@ -491,4 +479,27 @@ public func randomizedSVD(_ x: Matrix, rank k: Int, oversampling: Int, powerIter
   var u = try Matrix(rows: m, columns: s.u.columns)
   try gemm(q, s.u, into: &u)
   return (u, s.singularValues, s.vt)
+}
+
+/// Standard normal numbers from a seed: Box-Muller on SplitMix64 uniforms in (0, 1].
+/// The same seed gives the same sequence on every machine.
+public struct SeededGaussian: Sendable {
+  private var state: UInt64
+
+  public init(seed: UInt64) {
+    state = seed
+  }
+
+  public mutating func uniform() -> Double {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    z ^= z >> 31
+    return (Double(z >> 11) + 1) * 0x1p-53
+  }
+
+  public mutating func next() -> Double {
+    (-2 * log(uniform())).squareRoot() * cos(2 * Double.pi * uniform())
+  }
 }

@@ -31,6 +31,19 @@ struct ByteSize: ExpressibleByArgument, Sendable {
   static var defaultValueDescription: String { "5GB" }
 }
 
+/// `--ignore`, shared by the passes that change linear weights (quantize, prune, factorize).
+struct IgnoreOptions: ParsableArguments {
+  @Option(
+    name: .long, parsing: .singleValue,
+    help: ArgumentHelp(
+      "A module to leave as it is: an exact name, or re:<regex> matched from the start (repeatable; default lm_head).",
+      valueName: "module"))
+  var ignore: [String] = []
+
+  /// The modules to leave alone: those given, or lm_head.
+  var modules: [String] { ignore.isEmpty ? ["lm_head"] : ignore }
+}
+
 /// Options every compressing subcommand shares.
 struct PipelineOptions: ParsableArguments {
   @Option(

@@ -61,12 +61,7 @@ extension SwiftCompressCommand {
     @Option(name: .long, help: "rsvd: seed.")
     var seed: UInt64 = 0
 
-    @Option(
-      name: .long, parsing: .singleValue,
-      help: ArgumentHelp(
-        "A module to leave dense: an exact name, or re:<regex> matched from the start (repeatable; default lm_head).",
-        valueName: "module"))
-    var ignore: [String] = []
+    @OptionGroup var ignoring: IgnoreOptions
 
     @OptionGroup var options: PipelineOptions
 
@@ -83,7 +78,7 @@ extension SwiftCompressCommand {
         }
         let pass = try FactorizePass(
           configuration: .init(
-            method: method, rank: rules[0], ignore: ignore.isEmpty ? ["lm_head"] : ignore, oversampling: oversampling,
+            method: method, rank: rules[0], ignore: ignoring.modules, oversampling: oversampling,
             powerIterations: powerIterations, seed: seed, calibration: calibration))
         let options = CompressionOptions(
           input: input, output: output, selection: try self.options.selection(),

@@ -68,12 +68,7 @@ extension SwiftCompressCommand {
     @Flag(name: .long, help: "Structured pruning: cut the coupled tensors and update config.json (else zero in place).")
     var shrink = false
 
-    @Option(
-      name: .long, parsing: .singleValue,
-      help: ArgumentHelp(
-        "A module to leave dense: an exact name, or re:<regex> matched from the start (repeatable; default lm_head).",
-        valueName: "module"))
-    var ignore: [String] = []
+    @OptionGroup var ignoring: IgnoreOptions
 
     @OptionGroup var options: PipelineOptions
 
@@ -82,7 +77,7 @@ extension SwiftCompressCommand {
         let pass = try PrunePass(
           configuration: .init(
             method: method, sparsity: sparsity, scope: scope, pattern: pattern, calibration: calibration, seed: seed,
-            sparseFormat: sparseFormat, ignore: ignore.isEmpty ? ["lm_head"] : ignore, structure: structure,
+            sparseFormat: sparseFormat, ignore: ignoring.modules, structure: structure,
             ratio: ratio, norm: norm, shrink: shrink))
         let options = CompressionOptions(
           input: input, output: output, selection: try self.options.selection(),

@@ -40,12 +40,7 @@ extension SwiftCompressCommand {
         valueName: "none|mse"))
     var scaleSearch: ScaleSearch = .none
 
-    @Option(
-      name: .long, parsing: .singleValue,
-      help: ArgumentHelp(
-        "A module to leave unquantized: an exact name, or re:<regex> matched from the start (repeatable; default lm_head).",
-        valueName: "module"))
-    var ignore: [String] = []
+    @OptionGroup var ignoring: IgnoreOptions
 
     @OptionGroup var options: PipelineOptions
 
@@ -56,7 +51,7 @@ extension SwiftCompressCommand {
         }
         let pass = try QuantizePass(
           configuration: .init(
-            scheme: scheme, groupSize: groupSize, ignore: ignore.isEmpty ? ["lm_head"] : ignore,
+            scheme: scheme, groupSize: groupSize, ignore: ignoring.modules,
             scaleSearch: scaleSearch))
         let options = CompressionOptions(
           input: input, output: output, selection: try self.options.selection(),
