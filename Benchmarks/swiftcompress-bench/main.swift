@@ -200,17 +200,51 @@ func pipelineBenchmark(_ arguments: [String]) throws {
   )
 }
 
+/// The options every tool-against-numpy benchmark takes.
+struct ToolAndReference {
+  var checkpoint: String
+  var binary: String
+  var python: String
+  var script: String
+  var repeats: Int
+
+  init(_ arguments: [String], command: String) throws {
+    guard let checkpoint = argument("--checkpoint", in: arguments),
+      let binary = argument("--swiftcompress", in: arguments), let python = argument("--python", in: arguments),
+      let script = argument("--numpy-script", in: arguments)
+    else {
+      throw BenchError(
+        description:
+          "usage: swiftcompress-bench \(command) --checkpoint DIR --swiftcompress BIN --python PY --numpy-script FILE [--repeats N]"
+      )
+    }
+    (self.checkpoint, self.binary, self.python, self.script) = (checkpoint, binary, python, script)
+    repeats = Int(argument("--repeats", in: arguments) ?? "3") ?? 3
+  }
+
+  /// The best throughput and the highest peak RSS of `repeats` runs of the tool writing
+  /// into `output` (flushed to disk before each run, outside the timing).
+  func bestRun(_ toolArguments: [String], output: String) throws -> (rate: Double, rss: Int) {
+    var rate = 0.0
+    var rss = 0
+    for _ in 0..<repeats {
+      try? FileManager.default.removeItem(atPath: output)
+      sync()
+      let result = try runChild(binary, toolArguments + ["--json", "--force"])
+      let json = try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any]
+      let timing = json?["timing"] as? [String: Any]
+      rate = max(rate, timing?["bytes_per_second"] as? Double ?? 0)
+      rss = max(rss, timing?["peak_rss_bytes"] as? Int ?? 0)
+    }
+    return (rate, rss)
+  }
+}
+
 /// `swiftcompress quantize` per scheme against the vectorised numpy implementation in
 /// Benchmarks/quantize_numpy.py, run in the same invocation on the same checkpoint.
 func quantizeBenchmark(_ arguments: [String]) throws {
-  guard let checkpointPath = argument("--checkpoint", in: arguments),
-    let binary = argument("--swiftcompress", in: arguments), let python = argument("--python", in: arguments),
-    let script = argument("--numpy-script", in: arguments)
-  else {
-    throw BenchError(
-      description:
-        "usage: swiftcompress-bench quantize --checkpoint DIR --swiftcompress BIN --python PY --numpy-script FILE")
-  }
+  let bench = try ToolAndReference(arguments, command: "quantize")
+  let (checkpointPath, python, script) = (bench.checkpoint, bench.python, bench.script)
   let schemes =
     (argument("--schemes", in: arguments) ?? "W8A16,W4A16,W4A16_ASYM,FP8_DYNAMIC,FP8_BLOCK,MXFP4A16,NVFP4A16")
     .split(separator: ",").map(String.init)
@@ -220,7 +254,7 @@ func quantizeBenchmark(_ arguments: [String]) throws {
   print(
     "checkpoint: \(checkpointPath), \(mib(checkpoint.tensorByteCount)), largest tensor \(mib(largest)); memcpy \(gb(bandwidth))"
   )
-  let repeats = Int(argument("--repeats", in: arguments) ?? "3") ?? 3
+  let repeats = bench.repeats
   let numpy = try runChild(
     python, [script, checkpointPath, "--schemes", schemes.joined(separator: ","), "--repeats", String(repeats)])
   let numpyRate = try numpyRates(numpy.stdout, key: "scheme")
@@ -229,17 +263,7 @@ func quantizeBenchmark(_ arguments: [String]) throws {
   print("")
   print("scheme        swiftcompress   x numpy   x memcpy   peak RSS (goal < \(mib(rssLimit)))   best of \(repeats)")
   for scheme in schemes {
-    var rate = 0.0
-    var rss = 0
-    for _ in 0..<repeats {
-      try? FileManager.default.removeItem(atPath: output)
-      sync()
-      let result = try runChild(binary, ["quantize", checkpointPath, output, "--scheme", scheme, "--json", "--force"])
-      let json = try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any]
-      let timing = json?["timing"] as? [String: Any]
-      rate = max(rate, timing?["bytes_per_second"] as? Double ?? 0)
-      rss = max(rss, timing?["peak_rss_bytes"] as? Int ?? 0)
-    }
+    let (rate, rss) = try bench.bestRun(["quantize", checkpointPath, output, "--scheme", scheme], output: output)
     let versusNumpy = numpyRate[scheme].map { String(format: "%7.2f", rate / $0) } ?? "      -"
     let name = scheme.padding(toLength: 12, withPad: " ", startingAt: 0)
     let speed = gb(rate).padding(toLength: 13, withPad: " ", startingAt: 0)
@@ -257,15 +281,8 @@ func quantizeBenchmark(_ arguments: [String]) throws {
 /// Benchmarks/prune_numpy.py (the same job: read, choose the mask, write the pruned dense
 /// checkpoint) timed in the same invocation; best of --repeats for both.
 func pruneBenchmark(_ arguments: [String]) throws {
-  guard let checkpointPath = argument("--checkpoint", in: arguments),
-    let binary = argument("--swiftcompress", in: arguments), let python = argument("--python", in: arguments),
-    let script = argument("--numpy-script", in: arguments)
-  else {
-    throw BenchError(
-      description:
-        "usage: swiftcompress-bench prune --checkpoint DIR --swiftcompress BIN --python PY --numpy-script FILE")
-  }
-  let repeats = Int(argument("--repeats", in: arguments) ?? "3") ?? 3
+  let bench = try ToolAndReference(arguments, command: "prune")
+  let (checkpointPath, python, script, repeats) = (bench.checkpoint, bench.python, bench.script, bench.repeats)
   let parent = (checkpointPath as NSString).deletingLastPathComponent
   let calibration = checkpointPath + "-calibration.safetensors"
   if !FileManager.default.fileExists(atPath: calibration) {
@@ -294,17 +311,7 @@ func pruneBenchmark(_ arguments: [String]) throws {
   print("")
   print("method              swiftcompress   x numpy   x memcpy   peak RSS      best of \(repeats)")
   for (name, options) in methods {
-    var rate = 0.0
-    var rss = 0
-    for _ in 0..<repeats {
-      try? FileManager.default.removeItem(atPath: output)
-      sync()
-      let result = try runChild(binary, ["prune", checkpointPath, output] + options + ["--json", "--force"])
-      let json = try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any]
-      let timing = json?["timing"] as? [String: Any]
-      rate = max(rate, timing?["bytes_per_second"] as? Double ?? 0)
-      rss = max(rss, timing?["peak_rss_bytes"] as? Int ?? 0)
-    }
+    let (rate, rss) = try bench.bestRun(["prune", checkpointPath, output] + options, output: output)
     let versusNumpy = numpyRate[name].map { String(format: "%7.2f", rate / $0) } ?? "      -"
     print(
       "\(name.padding(toLength: 18, withPad: " ", startingAt: 0))  \(gb(rate).padding(toLength: 13, withPad: " ", startingAt: 0)) \(versusNumpy)   \(String(format: "%7.3f", rate / bandwidth))   \(mib(rss))"

@@ -79,9 +79,7 @@ public struct DecompressPass: CompressionPass {
       }
       return pass
     }
-    guard checkpoint.layout != .file, let data = FileManager.default.contents(atPath: path),
-      let config = try? JSONParser.parse(Array(data)), let quantization = config["quantization_config"]
-    else {
+    guard let config, let quantization = config["quantization_config"] else {
       throw .invalidTensor(
         name: "config.json",
         reason:

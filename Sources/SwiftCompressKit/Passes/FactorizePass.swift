@@ -151,7 +151,7 @@ public struct FactorizePass: CompressionPass {
       ], note: "\(configuration.method.rawValue), rank \(k)")
   }
 
-  /// Ranks chosen from singular values (energy, max-error), by tensor name.
+  /// The rank of each selected weight, by tensor name, from `prepared(for:)`.
   var plannedRanks: [String: Int] = [:]
 
   private func shapeRank(rows: Int, columns: Int) -> Int? {

@@ -230,8 +230,6 @@ public struct PrunePass: CompressionPass {
     structuredPlan = pass.structuredPlan
   }
 
-  public static func == (a: PrunePass, b: PrunePass) -> Bool { a.configuration == b.configuration }
-
   // MARK: Preparation
 
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> PrunePass {

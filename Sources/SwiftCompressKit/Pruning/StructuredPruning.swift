@@ -50,7 +50,6 @@ struct StructuredPlan: Sendable, Equatable {
     let configuration = pass.configuration
     guard let unit = configuration.structure, let ratio = configuration.ratio else { return }
     let config = Self.config(of: checkpoint)
-    let modelType = config?["model_type"]?.stringValue ?? ""
     let names = Set(checkpoint.tensors.map(\.name))
     func ignored(_ module: String) -> Bool { pass.ignoreRules.contains { $0.matches(module) } }
     /// A unit group is left alone when any of its modules is ignored; with --shrink that
