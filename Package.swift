@@ -11,7 +11,9 @@ let package = Package(
     .library(name: "LinearAlgebra", targets: ["LinearAlgebra"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    // Recipes are YAML; Yams keeps each node's line and column for error messages.
+    .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
   ],
   targets: [
     // cblas + lapacke from OpenBLAS, found through pkg-config.
@@ -25,7 +27,9 @@ let package = Package(
     .target(name: "CKernels"),
     .target(name: "LinearAlgebra", dependencies: ["CLapack"]),
     .target(name: "CheckpointIO", dependencies: ["CKernels"]),
-    .target(name: "SwiftCompressKit", dependencies: ["CheckpointIO", "CKernels", "LinearAlgebra"]),
+    .target(
+      name: "SwiftCompressKit",
+      dependencies: ["CheckpointIO", "CKernels", "LinearAlgebra", .product(name: "Yams", package: "Yams")]),
     .executableTarget(
       name: "swiftcompress",
       dependencies: [

@@ -12,12 +12,16 @@ public struct CompressionOptions: Sendable {
   public var force: Bool
   /// The subcommand, recorded in the report.
   public var command: String
+  /// Limits checked against the totals; the report records the outcome.
+  public var gates: QualityGates
+  /// The effective recipe, written into the output folder as `swiftcompress-recipe.yaml`.
+  public var recipe: Recipe?
 
   public static let defaultMaxShardSize = 5_000_000_000
 
   public init(
     input: String, output: String, selection: TensorSelection, maxShardSize: Int = defaultMaxShardSize,
-    force: Bool = false, command: String
+    force: Bool = false, command: String, gates: QualityGates = QualityGates(), recipe: Recipe? = nil
   ) {
     self.input = input
     self.output = output
@@ -25,6 +29,8 @@ public struct CompressionOptions: Sendable {
     self.maxShardSize = maxShardSize
     self.force = force
     self.command = command
+    self.gates = gates
+    self.recipe = recipe
   }
 }
 
@@ -53,6 +59,8 @@ public struct CompressionPlan: Sendable {
   /// Output shard of every output tensor name.
   public var shardOfOutput: [String: Int]
   public var metadata: [String: String]?
+  /// The pass as planned (`CompressionPass.planned(transforming:)`), which the run uses.
+  public var pass: any CompressionPass
 }
 
 /// Progress of a run, reported after each tensor.
@@ -63,6 +71,8 @@ public struct ProgressUpdate: Sendable {
   public var byteCount: Int
   public var elapsed: Double
   public var currentTensor: String
+  /// The report entry of the tensor just finished.
+  public var entry: Report.TensorEntry
 }
 
 /// The pipeline driver: plans every tensor, then streams them one at a time (read,
@@ -110,12 +120,14 @@ public enum Compressor {
     for (i, shard) in layout.shards.enumerated() {
       for tensor in shard.tensors { shardOfOutput[tensor.name] = i }
     }
+    let pass = pass.planned(transforming: entries.filter { !$0.action.isKeep }.map { TensorDescriptor($0.tensor.info) })
     var metadata = checkpoint.metadata
     let extra = pass.outputMetadata
     if !extra.isEmpty {
       metadata = (metadata ?? [:]).merging(extra) { _, new in new }
     }
-    return CompressionPlan(entries: entries, layout: layout, shardOfOutput: shardOfOutput, metadata: metadata)
+    return CompressionPlan(
+      entries: entries, layout: layout, shardOfOutput: shardOfOutput, metadata: metadata, pass: pass)
   }
 
   /// Runs `pass` from `options.input` to `options.output` and returns the report,
@@ -130,8 +142,8 @@ public enum Compressor {
       throw SwiftCompressError.invalidOption(option: "--max-shard-size", reason: "must be positive")
     }
     let checkpoint = try Checkpoint.open(options.input)
-    let pass = try pass.prepared(for: checkpoint)
-    let plan = try plan(checkpoint, pass: pass, options: options)
+    let plan = try plan(checkpoint, pass: try pass.prepared(for: checkpoint), options: options)
+    let pass = plan.pass
     let folder = try OutputFolder(destination: options.output, inputs: checkpoint.inputPaths, replace: options.force)
 
     var editedFiles: [String] = []
@@ -257,7 +269,7 @@ public enum Compressor {
         progress(
           ProgressUpdate(
             tensorsDone: index + 1, tensorCount: plan.entries.count, bytesDone: bytesDone, byteCount: byteCount,
-            elapsed: seconds(elapsed), currentTensor: tensor.name))
+            elapsed: seconds(elapsed), currentTensor: tensor.name, entry: entries[entries.count - 1]))
       }
     }
     // Shards with no tensors (an empty model) still get a valid file.
@@ -283,10 +295,85 @@ public enum Compressor {
     report.totals.sparsity = SparsityInfo.total(
       entries.compactMap { entry in entry.sparsity.map { (entry.parameters, $0) } })
     report.warnings = pass.warnings
+    report.gates = options.gates.check(report.totals)
+    if let recipe = options.recipe {
+      try folder.write(recipe.yamlText(), to: Recipe.fileName)
+    }
     try folder.write(report.jsonText(), to: Report.jsonFileName)
     try folder.write(report.markdown(), to: Report.markdownFileName)
     try folder.commit()
     return report
+  }
+
+  /// Plans `pass` over `options.input` as `run` would, and writes nothing: the per-tensor
+  /// outputs with their sizes, the totals, and the size gates (the error gates need a run).
+  public static func dryRun(pass: any CompressionPass, options: CompressionOptions) throws -> PlanReport {
+    guard options.maxShardSize > 0 else {
+      throw SwiftCompressError.invalidOption(option: "--max-shard-size", reason: "must be positive")
+    }
+    let checkpoint = try Checkpoint.open(options.input)
+    let plan = try plan(checkpoint, pass: try pass.prepared(for: checkpoint), options: options)
+    var entries: [Report.TensorEntry] = []
+    for entry in plan.entries {
+      let info = entry.tensor.info
+      let outputs = entry.outputs.map { planned in
+        Report.OutputTensor(
+          name: planned.name, dtype: planned.dtype.rawValue, shape: planned.shape, bytes: planned.byteCount ?? 0,
+          file: plan.layout.shards[plan.shardOfOutput[planned.name] ?? 0].fileName)
+      }
+      let after = outputs.reduce(0) { $0 + $1.bytes }
+      let reason: String? =
+        switch entry.action {
+        case .keep(let why): why
+        case .transform(let note): note
+        }
+      entries.append(
+        Report.TensorEntry(
+          name: entry.tensor.name, dtype: info.dtype.rawValue, shape: info.shape, parameters: info.elementCount,
+          action: entry.action.isKeep ? "kept" : "transformed", reason: reason, outputs: outputs,
+          bytesBefore: info.byteCount, bytesAfter: after,
+          bitsPerWeightBefore: bitsPerWeight(info.byteCount, info.elementCount),
+          bitsPerWeightAfter: bitsPerWeight(after, info.elementCount), metrics: nil))
+    }
+    let totals = Report.Totals(tensors: entries, metrics: nil)
+    var sizeGates = options.gates
+    sizeGates.maxError = nil
+    sizeGates.minSQNR = nil
+    return PlanReport(
+      command: options.command, input: options.input, output: options.output, files: plan.layout.shards.map(\.fileName),
+      tensors: entries, totals: totals, gates: sizeGates.check(totals), warnings: plan.pass.warnings)
+  }
+
+  /// For `--explain`: per input tensor, how the selection and the pass (each recipe
+  /// stage, each override) decided.
+  public static func explain(pass: any CompressionPass, options: CompressionOptions) throws -> [(
+    tensor: String, lines: [String]
+  )] {
+    let checkpoint = try Checkpoint.open(options.input)
+    let pass = try pass.prepared(for: checkpoint)
+    var result: [(String, [String])] = []
+    for tensor in checkpoint.tensors {
+      let descriptor = TensorDescriptor(tensor.info)
+      var lines: [String] = []
+      switch options.selection.decide(descriptor, defaults: pass.usesDefaultSelection) {
+      case .skipped(let reason):
+        lines.append("not selected: \(reason)")
+      case .selected:
+        if let recipe = pass as? RecipePass {
+          lines = try recipe.explanation(for: descriptor)
+        } else {
+          let patterns = options.selection.include.isEmpty ? "default selection" : "matches --include"
+          switch try pass.plan(descriptor) {
+          case .keep(let reason): lines.append("\(patterns); \(type(of: pass).identifier) keeps it: \(reason)")
+          case .transform(let outputs, let note):
+            let shown = outputs.map { "\($0.name) \($0.dtype.rawValue)\($0.shape)" }.joined(separator: ", ")
+            lines.append("\(patterns); \(type(of: pass).identifier) -> \(shown)\(note.map { " (\($0))" } ?? "")")
+          }
+        }
+      }
+      result.append((tensor.name, lines))
+    }
+    return result
   }
 
   /// The pass's edit of a config.json, nil when it keeps it. A config that is not

@@ -154,6 +154,11 @@ public protocol CompressionPass: Sendable {
   /// Produces the planned outputs' data.
   func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult
 
+  /// The pass once the plan is made: `tensors` are the input tensors it will transform
+  /// (after `--include`/`--exclude` and recipe targets). A pass that records in
+  /// config.json what it did keeps only these.
+  func planned(transforming tensors: [TensorDescriptor]) -> Self
+
   /// `__metadata__` entries to add to every output file.
   var outputMetadata: [String: String] { get }
 
@@ -164,6 +169,8 @@ public protocol CompressionPass: Sendable {
 
 extension CompressionPass {
   public var outputMetadata: [String: String] { [:] }
+
+  public func planned(transforming tensors: [TensorDescriptor]) -> Self { self }
 
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> Self { self }
 
@@ -186,6 +193,7 @@ extension CompressionPass {
 public enum PassRegistry {
   public static let passes: [any CompressionPass.Type] = [
     IdentityPass.self, CastPass.self, QuantizePass.self, PrunePass.self, FactorizePass.self, DecompressPass.self,
+    LowRankResidualPass.self, RecipePass.self,
   ]
 
   public static var identifiers: [String] { passes.map { $0.identifier } }

@@ -22,6 +22,11 @@ public struct Report: Codable, Sendable, Equatable {
   public var timing: Timing
   /// Things the user should know about this run.
   public var warnings: [String] = []
+  /// The quality gates checked against the totals (empty when none was set).
+  public var gates: [GateResult] = []
+
+  /// Whether every gate passed.
+  public var gatesPassed: Bool { gates.allSatisfy(\.passed) }
 
   public struct Tool: Codable, Sendable, Equatable {
     public var name = "swiftcompress"
@@ -198,7 +203,7 @@ public struct Report: Codable, Sendable, Equatable {
   enum CodingKeys: String, CodingKey {
     case schema
     case schemaVersion = "schema_version"
-    case tool, command, input, output, pass, selection, tensors, totals, timing, warnings
+    case tool, command, input, output, pass, selection, tensors, totals, timing, warnings, gates
   }
 
   /// The report as pretty, key-sorted JSON (non-finite numbers as strings).
@@ -236,6 +241,10 @@ public struct Report: Codable, Sendable, Equatable {
     if let sparsity = totals.sparsity {
       lines.append("")
       lines.append(Format.sparsitySummary(sparsity) + ".")
+    }
+    if !gates.isEmpty {
+      lines.append("")
+      lines.append("Quality gates: " + gates.map(\.summary).joined(separator: "; ") + ".")
     }
     if let rtn = totals.roundToNearestMetrics {
       lines.append("")
@@ -284,10 +293,6 @@ extension Report {
     pass: any CompressionPass, tensors: [TensorEntry], editedFiles: [String], totalMetrics: ErrorMetrics?,
     timing: Timing
   ) {
-    let parameters = tensors.reduce(0) { $0 + $1.parameters }
-    let before = tensors.reduce(0) { $0 + $1.bytesBefore }
-    let after = tensors.reduce(0) { $0 + $1.bytesAfter }
-    let transformed = tensors.filter { !$0.isKept }.count
     self.init(
       tool: Tool(), command: command,
       input: Input(
@@ -301,13 +306,61 @@ extension Report {
       pass: PassInfo(identifier: type(of: pass).identifier, configuration: pass.configurationJSON),
       selection: Selection(include: options.selection.include, exclude: options.selection.exclude),
       tensors: tensors,
-      totals: Totals(
-        tensors: tensors.count, transformed: transformed, kept: tensors.count - transformed, parameters: parameters,
-        bytesBefore: before, bytesAfter: after, bitsPerWeightBefore: Compressor.bitsPerWeight(before, parameters),
-        bitsPerWeightAfter: Compressor.bitsPerWeight(after, parameters),
-        compressionRatio: after > 0 ? Double(before) / Double(after) : 0, metrics: totalMetrics),
+      totals: Totals(tensors: tensors, metrics: totalMetrics),
       timing: timing)
   }
+}
+
+extension Report {
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    schema = try c.decode(String.self, forKey: .schema)
+    schemaVersion = try c.decode(Int.self, forKey: .schemaVersion)
+    tool = try c.decode(Tool.self, forKey: .tool)
+    command = try c.decode(String.self, forKey: .command)
+    input = try c.decode(Input.self, forKey: .input)
+    output = try c.decode(Output.self, forKey: .output)
+    pass = try c.decode(PassInfo.self, forKey: .pass)
+    selection = try c.decode(Selection.self, forKey: .selection)
+    tensors = try c.decode([TensorEntry].self, forKey: .tensors)
+    totals = try c.decode(Totals.self, forKey: .totals)
+    timing = try c.decode(Timing.self, forKey: .timing)
+    warnings = try c.decodeIfPresent([String].self, forKey: .warnings) ?? []
+    gates = try c.decodeIfPresent([GateResult].self, forKey: .gates) ?? []
+  }
+}
+
+extension Report.Totals {
+  /// The sums over `tensors`.
+  init(tensors: [Report.TensorEntry], metrics: ErrorMetrics?) {
+    let parameters = tensors.reduce(0) { $0 + $1.parameters }
+    let before = tensors.reduce(0) { $0 + $1.bytesBefore }
+    let after = tensors.reduce(0) { $0 + $1.bytesAfter }
+    let transformed = tensors.filter { !$0.isKept }.count
+    self.init(
+      tensors: tensors.count, transformed: transformed, kept: tensors.count - transformed, parameters: parameters,
+      bytesBefore: before, bytesAfter: after, bitsPerWeightBefore: Compressor.bitsPerWeight(before, parameters),
+      bitsPerWeightAfter: Compressor.bitsPerWeight(after, parameters),
+      compressionRatio: after > 0 ? Double(before) / Double(after) : 0, metrics: metrics)
+  }
+}
+
+/// What `--dry-run` prints: the plan of a run, nothing written.
+public struct PlanReport: Codable, Sendable, Equatable {
+  public var schema = "swiftcompress-plan"
+  public var command: String
+  public var input: String
+  public var output: String
+  /// The weight files the run would write.
+  public var files: [String]
+  /// Per input tensor: action, outputs with dtypes, shapes and bytes; no metrics.
+  public var tensors: [Report.TensorEntry]
+  public var totals: Report.Totals
+  /// The size gates (max_bpw, min_ratio) checked against the plan.
+  public var gates: [GateResult]
+  public var warnings: [String]
+
+  public func jsonText() -> String { Format.json(self) }
 }
 
 /// The tool's version, recorded in reports and printed by `--version`.

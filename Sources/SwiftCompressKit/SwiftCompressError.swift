@@ -21,10 +21,16 @@ public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedErr
   case outputNameClash(name: String, first: String, second: String)
   /// A pass broke its own plan (a bug).
   case passBrokePlan(pass: String, tensor: String, reason: String)
+  /// A recipe that cannot be read or is wrong, with where (line 0 when unknown) and
+  /// which key.
+  case invalidRecipe(file: String, line: Int, key: String?, reason: String)
+  /// A recipe file that does not exist.
+  case recipeNotFound(String)
 
   public var category: ErrorCategory {
     switch self {
-    case .unknownPass, .invalidConfiguration, .invalidPattern, .invalidOption: .usage
+    case .unknownPass, .invalidConfiguration, .invalidPattern, .invalidOption, .invalidRecipe: .usage
+    case .recipeNotFound: .inputNotFound
     case .invalidTensor, .outputNameClash, .unknownScheme: .invalidInput
     case .passBrokePlan: .other
     }
@@ -46,6 +52,10 @@ public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedErr
       "tensor '\(name)': \(reason)."
     case .outputNameClash(let name, let first, let second):
       "output tensor '\(name)' would be written for both '\(first)' and '\(second)'. Exclude one of them."
+    case .invalidRecipe(let file, let line, let key, let reason):
+      "\(file)\(line > 0 ? ":\(line)" : "")\(key.map { ": '\($0)'" } ?? ""): \(reason)."
+    case .recipeNotFound(let path):
+      "recipe '\(path)' does not exist. Give the path of a YAML recipe (see docs/recipes.md)."
     case .passBrokePlan(let pass, let tensor, let reason):
       "internal error: pass '\(pass)' broke its plan for '\(tensor)': \(reason). Please report this bug."
     }

@@ -1,5 +1,6 @@
 import CheckpointIO
 import Foundation
+import SwiftCompressKit
 import TestSupport
 import Testing
 
@@ -277,5 +278,115 @@ struct FactorizeCommandTests {
       #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
       #expect(!FileManager.default.fileExists(atPath: out))
     }
+  }
+}
+
+@Suite("run command, dry runs, explain and gates")
+struct RunCommandTests {
+  let model = fixture("tiny-llama-f32")
+
+  func writeRecipe(_ folder: TemporaryFolder, _ text: String, name: String = "recipe.yaml") -> String {
+    let path = folder.file(name)
+    FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+    return path
+  }
+
+  /// A failed gate exits 3, after the output and report are written; it names the gate.
+  @Test func failedGateExits3WithOutputWritten() throws {
+    let folder = TemporaryFolder()
+    let recipe = writeRecipe(
+      folder,
+      "stages:\n  - prune: {method: nm, pattern: '2:4'}\n  - quantize: {scheme: NVFP4}\ngates:\n  max_error: 0.01\n")
+    let failed = try swiftcompress("run", recipe, model, folder.file("a"))
+    #expect(failed.status == 3, "\(failed.stderr)")
+    #expect(failed.stderr.contains("quality gate failed: max_error"))
+    for file in ["model.safetensors", "swiftcompress-report.json", Recipe.fileName] {
+      #expect(FileManager.default.fileExists(atPath: folder.file("a/" + file)), "\(file)")
+    }
+    // The command line's gate replaces the recipe's.
+    let passed = try swiftcompress("run", recipe, model, folder.file("b"), "--max-error", "0.5", "--quiet")
+    #expect(passed.status == 0, "\(passed.stderr)")
+    #expect(passed.stdout.isEmpty && passed.stderr.isEmpty)
+    // Single-pass commands take the same gates.
+    let quantize = try swiftcompress(
+      "quantize", model, folder.file("c"), "--scheme", "W4A16", "--min-ratio", "10", "--max-bpw", "8")
+    #expect(quantize.status == 3)
+    #expect(quantize.stdout.contains("gate min_ratio 10: measured"))
+    #expect(quantize.stdout.contains("gate max_bpw 8: measured"))
+    let factorize = try swiftcompress(
+      "factorize", model, folder.file("d"), "--max-error", "0.9", "--gate-max-error", "0.001", "--json")
+    #expect(factorize.status == 3)
+    #expect(factorize.stdout.contains("\"gate\" : \"max_error\""))
+  }
+
+  @Test func dryRunPrintsThePlanAndWritesNothing() throws {
+    let folder = TemporaryFolder()
+    let recipe = writeRecipe(
+      folder, "stages:\n  - factorize: {rank: 16}\n  - quantize: {scheme: W8A16, group_size: 16}\n")
+    let text = try swiftcompress("run", recipe, model, folder.file("out"), "--dry-run")
+    #expect(text.status == 0, "\(text.stderr)")
+    #expect(text.stdout.contains("model.layers.0.mlp.down_proj.weight_a_packed"))
+    #expect(text.stdout.contains("dry run: nothing was written"))
+    let json = try swiftcompress("run", recipe, model, folder.file("out"), "--dry-run", "--json", "--min-ratio", "100")
+    #expect(json.status == 3)
+    let plan = try JSONDecoder().decode(PlanReport.self, from: Data(json.stdout.utf8))
+    #expect(plan.totals.transformed == 14)
+    #expect(plan.gates.first?.gate == "min_ratio")
+    let single = try swiftcompress(
+      "prune", model, folder.file("out"), "--method", "nm", "--pattern", "2:4", "--dry-run")
+    #expect(single.status == 0)
+    #expect(!FileManager.default.fileExists(atPath: folder.file("out")))
+  }
+
+  @Test func explainSaysWhichRuleMatched() throws {
+    let folder = TemporaryFolder()
+    let recipe = writeRecipe(
+      folder,
+      "stages:\n  - quantize:\n      scheme: W4A16\n      targets: [Linear]\n      overrides:\n        - targets: [down_proj]\n          scale_search: mse\n"
+    )
+    let result = try swiftcompress("run", recipe, model, folder.file("out"), "--explain")
+    #expect(result.status == 0, "\(result.stderr)")
+    let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    let down = try #require(lines.firstIndex(of: "model.layers.0.mlp.down_proj.weight"))
+    #expect(
+      lines[down + 1].contains("target 'Linear' matched; override 1 (line 6) matched 'down_proj': scale_search=mse"))
+    let up = try #require(lines.firstIndex(of: "model.layers.0.mlp.up_proj.weight"))
+    #expect(lines[up + 1].contains("override 1 (line 6) did not match (targets 'down_proj')"))
+    let norm = try #require(lines.firstIndex(of: "model.norm.weight"))
+    #expect(lines[norm + 1].contains("not applied: matches no target ('Linear')"))
+    #expect(!FileManager.default.fileExists(atPath: folder.file("out")))
+    let single = try swiftcompress("quantize", model, folder.file("out"), "--scheme", "W4A16", "--explain", "--json")
+    #expect(single.status == 0)
+    #expect(single.stdout.contains("ignored by 'lm_head'"))
+  }
+
+  @Test func recipeErrorsExitWithTheirCode() throws {
+    let folder = TemporaryFolder()
+    let missing = try swiftcompress("run", folder.file("none.yaml"), model, folder.file("o"))
+    #expect(missing.status == 66)
+    let bad = writeRecipe(folder, "stages:\n  - quantize:\n      schema: W4A16\n")
+    let result = try swiftcompress("run", bad, model, folder.file("o"))
+    #expect(result.status == 64)
+    #expect(result.stderr.contains("recipe.yaml:3: 'schema': is not a key of a quantize stage; allowed: "))
+    #expect(!FileManager.default.fileExists(atPath: folder.file("o")))
+  }
+
+  /// --verbose prints a line per tensor even when piped; without it a piped run prints no progress.
+  @Test func verboseAndQuiet() throws {
+    let folder = TemporaryFolder()
+    let verbose = try swiftcompress("quantize", model, folder.file("v"), "--scheme", "W8A16", "--verbose")
+    #expect(verbose.status == 0)
+    #expect(verbose.stderr.contains("[21/21]"))
+    #expect(verbose.stderr.contains("model.layers.0.mlp.up_proj.weight: transformed (W8A16, group 128)"))
+    let plain = try swiftcompress("quantize", model, folder.file("p"), "--scheme", "W8A16")
+    #expect(plain.stderr.isEmpty)
+    let quiet = try swiftcompress("quantize", model, folder.file("q"), "--scheme", "W8A16", "-q")
+    #expect(quiet.stdout.isEmpty && quiet.stderr.isEmpty)
+    // The one-stage recipe it wrote runs to the same bytes.
+    let rerun = try swiftcompress("run", folder.file("q/" + Recipe.fileName), model, folder.file("r"), "-q")
+    #expect(rerun.status == 0, "\(rerun.stderr)")
+    #expect(
+      FileManager.default.contentsEqual(
+        atPath: folder.file("q/model.safetensors"), andPath: folder.file("r/model.safetensors")))
   }
 }

@@ -187,7 +187,8 @@ struct PipelineTests {
     #expect((pass as? CastPass)?.configuration.dtype == .f16)
     #expect(
       throws: SwiftCompressError.unknownPass(
-        "quantise", known: ["identity", "cast", "quantize", "prune", "factorize", "decompress"])
+        "quantise",
+        known: ["identity", "cast", "quantize", "prune", "factorize", "decompress", "lowrank-residual", "recipe"])
     ) {
       _ = try PassRegistry.make(identifier: "quantise", configurationJSON: "{}")
     }

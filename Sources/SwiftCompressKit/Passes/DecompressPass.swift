@@ -52,7 +52,7 @@ public struct DecompressPass: CompressionPass {
     format = nil
   }
 
-  private init(configuration: Configuration, format: Format) {
+  init(configuration: Configuration, format: Format) {
     self.configuration = configuration
     self.format = format
   }
@@ -180,8 +180,11 @@ public struct DecompressPass: CompressionPass {
       }
       return .keep(reason: "not sparse")
     }
-    if name.hasSuffix(".weight_packed"), tensor.shape.count == 2 {
-      let module = String(name.dropLast(".weight_packed".count))
+    if name.hasSuffix(".lowrank_a") || name.hasSuffix(".lowrank_b") {
+      return .transform(outputs: [], note: "added to the dequantized weight")
+    }
+    if Self.isWeight(name, suffix: "_packed"), tensor.shape.count == 2 {
+      let base = String(name.dropLast("_packed".count))
       let columns: Int
       switch format.kind {
       case .packed(let bits): columns = tensor.shape[1] * 32 / bits
@@ -189,14 +192,16 @@ public struct DecompressPass: CompressionPass {
       case .float8, .sparseBitmask, .lowRank: return .keep(reason: "not part of a float-quantized checkpoint")
       }
       return .transform(
-        outputs: [PlannedTensor(name: module + ".weight", dtype: format.target, shape: [tensor.shape[0], columns])],
+        outputs: [PlannedTensor(name: base, dtype: format.target, shape: [tensor.shape[0], columns])],
         note: "dequantized")
     }
-    if case .float8 = format.kind, name.hasSuffix(".weight"), tensor.dtype == .f8E4M3 {
+    if case .float8 = format.kind, Self.isWeight(name, suffix: ""), tensor.dtype == .f8E4M3 {
       return .transform(
         outputs: [PlannedTensor(name: name, dtype: format.target, shape: tensor.shape)], note: "dequantized")
     }
-    if name.range(of: #"\.weight(_scale|_zero_point|_shape|_global_scale)$"#, options: .regularExpression) != nil {
+    if name.range(of: #"\.weight(_a|_b)?(_scale|_zero_point|_shape|_global_scale)$"#, options: .regularExpression)
+      != nil
+    {
       return .transform(outputs: [], note: "folded into the dequantized weight")
     }
     return .keep(reason: "not quantized")
@@ -242,18 +247,19 @@ public struct DecompressPass: CompressionPass {
       return TransformResult(
         outputs: [.owned(QuantizePass.encode(floats, as: outputs[0].dtype))], reconstruction: .notApplicable)
     }
-    let module = String(name.dropLast(name.hasSuffix(".weight_packed") ? ".weight_packed".count : ".weight".count))
+    // The weight's name: <module>.weight, or a factor <module>.weight_a / .weight_b.
+    let base = name.hasSuffix("_packed") ? String(name.dropLast("_packed".count)) : name
     let (rows, columns) = (outputs[0].shape[0], outputs[0].shape[1])
     func companion(_ suffix: String) throws(SwiftCompressError) -> TensorInput {
-      guard let tensor = input.companion(named: module + suffix) else {
-        throw .invalidTensor(name: module + suffix, reason: "missing: \(name) cannot be dequantized without it")
+      guard let tensor = input.companion(named: base + suffix) else {
+        throw .invalidTensor(name: base + suffix, reason: "missing: \(name) cannot be dequantized without it")
       }
       return tensor
     }
-    let scale = try companion(".weight_scale")
+    let scale = try companion("_scale")
     let scaleShape = scale.descriptor.shape
     guard scaleShape.count == 2, scaleShape[0] > 0, scaleShape[1] > 0 else {
-      throw .invalidTensor(name: module + ".weight_scale", reason: "shape \(scaleShape) is not a 2-D grid of scales")
+      throw .invalidTensor(name: base + "_scale", reason: "shape \(scaleShape) is not a 2-D grid of scales")
     }
     var dense = [Float](repeating: 0, count: rows * columns)
     switch format.kind {
@@ -262,7 +268,7 @@ public struct DecompressPass: CompressionPass {
       let round = DTypeRounding(scale.descriptor.dtype)
       let group = columns / scaleShape[1]
       var zeroPoints = [Float](repeating: 0, count: scales.count)
-      if let zp = input.companion(named: module + ".weight_zero_point") {
+      if let zp = input.companion(named: base + "_zero_point") {
         let codes = Self.unpack(zp.bytes, rows: zp.descriptor.shape[0], words: zp.descriptor.shape[1], bits: bits)
         // Packed along the output dimension: [words, groups] holds zero point (row, g) at
         // word row * bits / 32 of column g.
@@ -302,7 +308,7 @@ public struct DecompressPass: CompressionPass {
     case .nvfp4:
       // As the reference's NVFP4 decompressor: codes x (scale / g) in Float32, rounded
       // to BF16 (its working dtype), whatever dtype is written.
-      let global = try companion(".weight_global_scale").floats().first ?? 1
+      let global = try companion("_global_scale").floats().first ?? 1
       let scales = scale.floats()
       let groups = scaleShape[1]
       let group = columns / groups
@@ -316,8 +322,18 @@ public struct DecompressPass: CompressionPass {
         }
       }
     }
+    if base.hasSuffix(".weight") {
+      let module = String(base.dropLast(".weight".count))
+      try LowRankResidualPass.addLowRank(module: module, of: input, to: &dense, rows: rows, columns: columns)
+    }
     return TransformResult(
       outputs: [.owned(QuantizePass.encode(dense, as: outputs[0].dtype))], reconstruction: .notApplicable)
+  }
+
+  /// Whether `name` is a weight (`.weight`, or a factor `.weight_a` / `.weight_b`)
+  /// followed by `suffix`.
+  static func isWeight(_ name: String, suffix: String) -> Bool {
+    [".weight", ".weight_a", ".weight_b"].contains { name.hasSuffix($0 + suffix) }
   }
 
   /// An FP8 (E4M3) weight [rows, columns] times its scale, one per row (FP8_DYNAMIC) or

@@ -306,6 +306,15 @@ public struct FactorizePass: CompressionPass {
     return [Self.configKey: "{\"method\":\"\(configuration.method.rawValue)\",\"modules\":{\(modules)}}"]
   }
 
+  /// Only the modules whose weight is transformed (after --include/--exclude and recipe
+  /// targets) are recorded.
+  public func planned(transforming tensors: [TensorDescriptor]) -> FactorizePass {
+    var pass = self
+    let modules = Set(tensors.compactMap { QuantizePass.module(of: $0.name) })
+    pass.factorized = factorized.filter { modules.contains($0.key) }
+    return pass
+  }
+
   /// The config.json key of the factorization record.
   public static let configKey = "swiftcompress_factorization"
 

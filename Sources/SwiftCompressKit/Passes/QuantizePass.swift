@@ -185,12 +185,18 @@ public struct QuantizePass: CompressionPass {
     }
     var prepared = self
     for (module, set) in setOf {
-      let round = DTypeRounding(dtypeOf[module] ?? .f32)
-      let amax = max(amaxBySet[set] ?? 0, Float.leastNormalMagnitude)  // the reference clamps to finfo.tiny
-      let scale = round(round(1 / amax) * 2688)
-      prepared.globalScales[module] = scale.isFinite ? scale : 1
+      prepared.globalScales[module] = Self.globalScale(amax: amaxBySet[set] ?? 0, dtype: dtypeOf[module] ?? .f32)
     }
     return prepared
+  }
+
+  /// NVFP4's global scale for a largest magnitude `amax`, rounded as PyTorch computes it
+  /// in the weight's dtype.
+  static func globalScale(amax: Float, dtype: DType) -> Float {
+    let round = DTypeRounding(dtype)
+    let amax = max(amax, Float.leastNormalMagnitude)  // the reference clamps to finfo.tiny
+    let scale = round(round(1 / amax) * 2688)
+    return scale.isFinite ? scale : 1
   }
 
   /// A checkpoint that is already compressed is refused (quantizing it again would
@@ -268,18 +274,21 @@ public struct QuantizePass: CompressionPass {
 
   private func planDense(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
     let module: String
-    switch try LinearWeights.select(tensor, ignoring: ignoreRules, verb: "quantized") {
+    switch try LinearWeights.select(tensor, ignoring: ignoreRules, verb: "quantized", factors: true) {
     case .keep(let reason): return .keep(reason: reason)
     case .module(let name): module = name
     }
+    // Outputs are named after the weight: <module>.weight_packed, or for a factor of
+    // factorize, <module>.weight_a_packed.
+    let base = tensor.name
     let (rows, columns) = (tensor.shape[0], tensor.shape[1])
     let scheme = configuration.scheme
     if scheme.isFloat8 {
       let scaleShape = scheme == .fp8Dynamic ? [rows, 1] : [(rows + 127) / 128, (columns + 127) / 128]
       return .transform(
         outputs: [
-          PlannedTensor(name: module + ".weight", dtype: .f8E4M3, shape: [rows, columns]),
-          PlannedTensor(name: module + ".weight_scale", dtype: tensor.dtype, shape: scaleShape),
+          PlannedTensor(name: base, dtype: .f8E4M3, shape: [rows, columns]),
+          PlannedTensor(name: base + "_scale", dtype: tensor.dtype, shape: scaleShape),
         ], note: scheme == .fp8Dynamic ? "FP8_DYNAMIC, per output channel" : "FP8_BLOCK, 128x128 blocks")
     }
     let group =
@@ -294,29 +303,29 @@ public struct QuantizePass: CompressionPass {
     if scheme == .mxfp4 {
       return .transform(
         outputs: [
-          PlannedTensor(name: module + ".weight_packed", dtype: .u8, shape: [rows, columns / 2]),
-          PlannedTensor(name: module + ".weight_scale", dtype: .u8, shape: [rows, columns / 32]),
+          PlannedTensor(name: base + "_packed", dtype: .u8, shape: [rows, columns / 2]),
+          PlannedTensor(name: base + "_scale", dtype: .u8, shape: [rows, columns / 32]),
         ], note: "MXFP4, E8M0 scale per 32")
     }
     if scheme == .nvfp4 {
       return .transform(
         outputs: [
-          PlannedTensor(name: module + ".weight_packed", dtype: .u8, shape: [rows, columns / 2]),
-          PlannedTensor(name: module + ".weight_scale", dtype: .f8E4M3, shape: [rows, columns / 16]),
-          PlannedTensor(name: module + ".weight_global_scale", dtype: .f32, shape: [1]),
+          PlannedTensor(name: base + "_packed", dtype: .u8, shape: [rows, columns / 2]),
+          PlannedTensor(name: base + "_scale", dtype: .f8E4M3, shape: [rows, columns / 16]),
+          PlannedTensor(name: base + "_global_scale", dtype: .f32, shape: [1]),
         ], note: "NVFP4, E4M3 scale per 16 and a global scale")
     }
     let bits = configuration.scheme.bits
     var outputs = [
-      PlannedTensor(name: module + ".weight_packed", dtype: .i32, shape: [rows, columns * bits / 32]),
-      PlannedTensor(name: module + ".weight_scale", dtype: tensor.dtype, shape: [rows, columns / group]),
+      PlannedTensor(name: base + "_packed", dtype: .i32, shape: [rows, columns * bits / 32]),
+      PlannedTensor(name: base + "_scale", dtype: tensor.dtype, shape: [rows, columns / group]),
     ]
     if !configuration.scheme.symmetric {
       outputs.append(
         PlannedTensor(
-          name: module + ".weight_zero_point", dtype: .i32, shape: [(rows * bits + 31) / 32, columns / group]))
+          name: base + "_zero_point", dtype: .i32, shape: [(rows * bits + 31) / 32, columns / group]))
     }
-    outputs.append(PlannedTensor(name: module + ".weight_shape", dtype: .i64, shape: [2]))
+    outputs.append(PlannedTensor(name: base + "_shape", dtype: .i64, shape: [2]))
     let grouping = configuration.groupSize == 0 ? "per channel" : "group \(group)"
     return .transform(outputs: outputs, note: "\(configuration.scheme.rawValue), \(grouping)")
   }
@@ -369,8 +378,15 @@ public struct QuantizePass: CompressionPass {
       return try mxfp4(input, rows: rows, columns: columns, round: round)
     }
     if scheme == .nvfp4 {
-      guard let module = Self.module(of: input.descriptor.name), let global = globalScales[module] else {
-        throw .passBrokePlan(pass: Self.identifier, tensor: input.descriptor.name, reason: "no NVFP4 global scale")
+      let global: Float
+      if let module = Self.module(of: input.descriptor.name) {
+        guard let prepared = globalScales[module] else {
+          throw .passBrokePlan(pass: Self.identifier, tensor: input.descriptor.name, reason: "no NVFP4 global scale")
+        }
+        global = prepared
+      } else {
+        // A factor of factorize: its own global scale (factors are not fused).
+        global = Self.globalScale(amax: Self.absMax(input), dtype: dtype)
       }
       return try nvfp4(input, rows: rows, columns: columns, globalScale: global)
     }
@@ -1028,10 +1044,14 @@ enum LinearWeights {
 
   /// The module of `tensor` when it is a selected linear weight, or why it is kept.
   /// Throws for a linear weight whose dtype cannot be processed.
-  static func select(_ tensor: TensorDescriptor, ignoring rules: [IgnoreRule], verb: String)
+  /// With `factors`, factorize's `<module>.weight_a` and `.weight_b` count as linear
+  /// weights of `<module>` too (quantize can store them).
+  static func select(_ tensor: TensorDescriptor, ignoring rules: [IgnoreRule], verb: String, factors: Bool = false)
     throws(SwiftCompressError) -> Selection
   {
-    guard let module = QuantizePass.module(of: tensor.name) else { return .keep("not a .weight tensor") }
+    let factor = factors ? [".weight_a", ".weight_b"].first { tensor.name.hasSuffix($0) } : nil
+    guard let module = QuantizePass.module(of: tensor.name) ?? factor.map({ String(tensor.name.dropLast($0.count)) })
+    else { return .keep("not a .weight tensor") }
     if let rule = rules.first(where: { $0.matches(module) }) { return .keep("ignored by '\(rule.entry)'") }
     if TensorSelection.isEmbedding(tensor.name) { return .keep("embedding table (not a linear layer)") }
     guard tensor.shape.count == 2 else {

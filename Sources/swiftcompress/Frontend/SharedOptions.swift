@@ -44,7 +44,81 @@ struct IgnoreOptions: ParsableArguments {
   var modules: [String] { ignore.isEmpty ? ["lm_head"] : ignore }
 }
 
-/// Options every compressing subcommand shares.
+/// `--max-error`, `--min-sqnr`, `--max-bpw`, `--min-ratio`: limits for Makefiles and CI.
+struct GateOptions: ParsableArguments {
+  @Option(
+    name: [.customLong("max-error"), .customLong("gate-max-error")],
+    help: "Fail (exit 3) when the total relative Frobenius error is above this.")
+  var maxError: Double?
+
+  @Option(name: .customLong("min-sqnr"), help: "Fail (exit 3) when the total SQNR is below this many dB.")
+  var minSQNR: Double?
+
+  @Option(name: .customLong("max-bpw"), help: "Fail (exit 3) when the bits per weight after are above this.")
+  var maxBitsPerWeight: Double?
+
+  @Option(name: .long, help: "Fail (exit 3) when bytes before / bytes after is below this.")
+  var minRatio: Double?
+
+  var gates: QualityGates {
+    QualityGates(maxError: maxError, minSQNR: minSQNR, maxBitsPerWeight: maxBitsPerWeight, minRatio: minRatio)
+  }
+}
+
+/// The gates of `factorize`, whose `--max-error` is a rank rule: its error gate is
+/// `--gate-max-error`.
+struct FactorizeGateOptions: ParsableArguments {
+  @Option(
+    name: .customLong("gate-max-error"), help: "Fail (exit 3) when the total relative Frobenius error is above this.")
+  var maxError: Double?
+
+  @Option(name: .customLong("min-sqnr"), help: "Fail (exit 3) when the total SQNR is below this many dB.")
+  var minSQNR: Double?
+
+  @Option(name: .customLong("max-bpw"), help: "Fail (exit 3) when the bits per weight after are above this.")
+  var maxBitsPerWeight: Double?
+
+  @Option(name: .long, help: "Fail (exit 3) when bytes before / bytes after is below this.")
+  var minRatio: Double?
+
+  var gates: QualityGates {
+    QualityGates(maxError: maxError, minSQNR: minSQNR, maxBitsPerWeight: maxBitsPerWeight, minRatio: minRatio)
+  }
+}
+
+/// How a run writes and talks: shared by `run` and every single-pass command.
+struct OutputOptions: ParsableArguments {
+  @Option(name: .long, help: ArgumentHelp("Largest output shard (e.g. 5GB, 500MB, 2GiB).", valueName: "size"))
+  var maxShardSize: ByteSize = ByteSize(bytes: CompressionOptions.defaultMaxShardSize)
+
+  @Flag(name: .long, help: "Replace the output folder if it exists.")
+  var force = false
+
+  @Flag(
+    name: .long, help: "Print the plan (per tensor: outputs, dtypes, shapes, bytes, bits/weight) and write nothing.")
+  var dryRun = false
+
+  @Flag(
+    name: .long,
+    help: "Print, for every tensor, which selection, stage and override matched or not and why; write nothing.")
+  var explain = false
+
+  @Flag(name: .long, help: "Print the report (or with --dry-run the plan) as JSON on standard output.")
+  var json = false
+
+  @Flag(name: [.short, .long], help: "Print nothing but errors.")
+  var quiet = false
+
+  @Flag(name: [.short, .long], help: "Print a line per tensor on standard error as it is done.")
+  var verbose = false
+
+  func validate() throws {
+    if quiet && verbose { throw ValidationError("--quiet and --verbose cannot be used together.") }
+    if dryRun && explain { throw ValidationError("--dry-run and --explain cannot be used together.") }
+  }
+}
+
+/// Options every single-pass compressing subcommand shares.
 struct PipelineOptions: ParsableArguments {
   @Option(
     name: .long, parsing: .singleValue,
@@ -59,21 +133,23 @@ struct PipelineOptions: ParsableArguments {
       "Leave tensors whose name matches this regular expression untouched (repeatable).", valueName: "regex"))
   var exclude: [String] = []
 
-  @Option(name: .long, help: ArgumentHelp("Largest output shard (e.g. 5GB, 500MB, 2GiB).", valueName: "size"))
-  var maxShardSize: ByteSize = ByteSize(bytes: CompressionOptions.defaultMaxShardSize)
-
-  @Flag(name: .long, help: "Replace the output folder if it exists.")
-  var force = false
-
-  @Flag(name: .long, help: "Print the report as JSON on standard output.")
-  var json = false
-
-  @Flag(name: [.short, .long], help: "Print nothing but errors.")
-  var quiet = false
+  @OptionGroup var output: OutputOptions
 
   /// The compiled selection; a bad pattern is a usage error (exit 64).
   func selection() throws(SwiftCompressError) -> TensorSelection {
     try TensorSelection(include: include, exclude: exclude)
+  }
+
+  /// The run's options for `command`, with the gates and, for passes recipes know,
+  /// the effective one-stage recipe.
+  func compression(
+    input: String, output path: String, command: String, pass: any CompressionPass, gates: QualityGates
+  ) throws -> CompressionOptions {
+    let selection = try selection()
+    try gates.validate()
+    return CompressionOptions(
+      input: input, output: path, selection: selection, maxShardSize: output.maxShardSize.bytes, force: output.force,
+      command: command, gates: gates, recipe: Recipe.singleStage(pass, selection: selection, gates: gates))
   }
 }
 

@@ -26,6 +26,8 @@ extension SwiftCompressCommand {
 
     @OptionGroup var options: PipelineOptions
 
+    @OptionGroup(title: "Quality gates") var gates: GateOptions
+
     func validate() throws {
       if let dtype, !Float32Conversion.encodableDTypes.contains(dtype) {
         throw ValidationError(
@@ -37,22 +39,49 @@ extension SwiftCompressCommand {
       try Diagnostics.reportingErrors {
         let pass: any CompressionPass =
           if let dtype { try CastPass(configuration: .init(dtype: dtype)) } else { IdentityPass() }
-        let options = CompressionOptions(
-          input: input, output: output, selection: try self.options.selection(),
-          maxShardSize: self.options.maxShardSize.bytes, force: self.options.force, command: "convert")
-        try runPipeline(pass: pass, options: options, shared: self.options)
+        let options = try self.options.compression(
+          input: input, output: output, command: "convert", pass: pass, gates: gates.gates)
+        try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }
   }
 }
 
-/// Runs a pass with progress on a terminal and prints the result.
-func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared: PipelineOptions) throws {
+/// Runs a pass (or only plans or explains it) with progress on a terminal and prints
+/// the result; a failed quality gate exits 3 once the output is written.
+func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared: OutputOptions) throws {
+  if shared.explain {
+    let explanation = try Compressor.explain(pass: pass, options: options)
+    if shared.json {
+      let entries = explanation.map { ExplainEntry(tensor: $0.tensor, decisions: $0.lines) }
+      printResult(Format.json(entries))
+    } else {
+      printResult(
+        explanation.map { ([$0.tensor] + $0.lines.map { "  " + $0 }).joined(separator: "\n") }.joined(separator: "\n")
+          + "\n")
+    }
+    return
+  }
+  if shared.dryRun {
+    let plan = try Compressor.dryRun(pass: pass, options: options)
+    if !shared.quiet {
+      for warning in plan.warnings { Diagnostics.warning(warning) }
+    }
+    if shared.json {
+      printResult(plan.jsonText())
+    } else if !shared.quiet {
+      printResult(PlanTable.render(plan))
+    }
+    try failOnGates(plan.gates, quiet: shared.quiet)
+    return
+  }
   sck_keep_large_allocations()
-  let progress = Diagnostics.isTerminal && !shared.quiet ? ProgressLine() : nil
+  let progress = Diagnostics.isTerminal && !shared.quiet && !shared.verbose ? ProgressLine() : nil
   var callback: (@Sendable (ProgressUpdate) -> Void)?
   if let progress {
     callback = { progress.update($0) }
+  } else if shared.verbose {
+    callback = { Diagnostics.write(VerboseLine.render($0)) }
   }
   let report = try Compressor.run(pass: pass, options: options, progress: callback)
   progress?.finish()
@@ -63,6 +92,65 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
     printResult(report.jsonText())
   } else if !shared.quiet {
     printResult(SummaryTable.render(report))
+  }
+  try failOnGates(report.gates, quiet: shared.quiet)
+}
+
+/// Exit 3 when a gate failed, naming each on stderr (even with --quiet: it is the error).
+func failOnGates(_ gates: [GateResult], quiet: Bool) throws {
+  let failed = gates.filter { !$0.passed }
+  guard !failed.isEmpty else { return }
+  for gate in failed { Diagnostics.error("quality gate failed: \(gate.summary)") }
+  throw ExitCode(ExitStatus.gateFailed)
+}
+
+/// One `--explain --json` record.
+struct ExplainEntry: Codable {
+  var tensor: String
+  var decisions: [String]
+}
+
+/// The `--verbose` line of a finished tensor.
+enum VerboseLine {
+  static func render(_ p: ProgressUpdate) -> String {
+    let e = p.entry
+    var text = "[\(p.tensorsDone)/\(p.tensorCount)] \(e.name): \(e.action)"
+    if let reason = e.reason { text += " (\(reason))" }
+    text += ", \(e.bytesBefore) -> \(e.bytesAfter) bytes"
+    if let m = e.metrics { text += ", rel. error \(Format.metric(m.relativeFrobeniusError))" }
+    return text + "\n"
+  }
+}
+
+/// The `--dry-run` table: one row per output tensor, the input's columns on its first.
+enum PlanTable {
+  static func render(_ plan: PlanReport) -> String {
+    var rows: [[String]] = []
+    for t in plan.tensors {
+      for (i, o) in t.outputs.enumerated() {
+        let first = i == 0
+        rows.append([
+          first ? t.name : "", first ? t.action : "", o.name, o.dtype,
+          "[" + o.shape.map(String.init).joined(separator: ", ") + "]",
+          "\(o.bytes)", first ? "\(t.bytesBefore)" : "", first ? "\(t.bytesAfter)" : "",
+          first ? Format.fixed(t.bitsPerWeightAfter, 2) : "",
+        ])
+      }
+      if t.outputs.isEmpty {
+        rows.append([t.name, t.action, "-", "", "", "0", "\(t.bytesBefore)", "0", Format.fixed(0, 2)])
+      }
+    }
+    let header = ["tensor", "action", "output", "dtype", "shape", "bytes", "bytes before", "bytes after", "bits/w"]
+    var text = TextTable.render(header: header, rows: rows, rightAligned: Set([5, 6, 7, 8])) + "\n"
+    for t in plan.tensors where !t.isKept {
+      if let reason = t.reason { text += "\(t.name): \(reason)\n" }
+    }
+    let x = plan.totals
+    text +=
+      "plan: \(x.transformed) of \(x.tensors) tensors transformed, \(x.kept) kept; \(Format.bytes(x.bytesBefore)) -> \(Format.bytes(x.bytesAfter)) (ratio \(Format.fixed(x.compressionRatio, 3)), \(Format.fixed(x.bitsPerWeightBefore, 2)) -> \(Format.fixed(x.bitsPerWeightAfter, 2)) bits/weight) in \(plan.files.count) file(s)\n"
+    for gate in plan.gates { text += "gate \(gate.summary)\n" }
+    text += "dry run: nothing was written to \(plan.output)\n"
+    return text
   }
 }
 
@@ -103,6 +191,7 @@ enum SummaryTable {
       text +=
         "error: relative \(Format.metric(m.relativeFrobeniusError)), SQNR \(Format.sqnr(m)) dB, cosine \(Format.cosine(m.cosineSimilarity)), max abs \(Format.metric(m.maxAbsError))\n"
     }
+    for gate in report.gates { text += "gate \(gate.summary)\n" }
     text +=
       "wrote \(report.output.path) (\(report.output.files.count) weight file(s)) in \(Format.fixed(report.timing.seconds, 2)) s; report: \(report.output.path)/\(Report.markdownFileName)\n"
     return text

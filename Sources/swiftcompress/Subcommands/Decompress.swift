@@ -18,13 +18,14 @@ extension SwiftCompressCommand {
 
     @OptionGroup var options: PipelineOptions
 
+    @OptionGroup(title: "Quality gates") var gates: GateOptions
+
     func run() throws {
       try Diagnostics.reportingErrors {
         let pass = try DecompressPass(configuration: .init(dtype: dtype))
-        let options = CompressionOptions(
-          input: input, output: output, selection: try self.options.selection(),
-          maxShardSize: self.options.maxShardSize.bytes, force: self.options.force, command: "decompress")
-        try runPipeline(pass: pass, options: options, shared: self.options)
+        let options = try self.options.compression(
+          input: input, output: output, command: "decompress", pass: pass, gates: gates.gates)
+        try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }
   }

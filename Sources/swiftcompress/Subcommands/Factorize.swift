@@ -65,6 +65,8 @@ extension SwiftCompressCommand {
 
     @OptionGroup var options: PipelineOptions
 
+    @OptionGroup(title: "Quality gates") var gates: FactorizeGateOptions
+
     func run() throws {
       try Diagnostics.reportingErrors {
         let rules: [RankRule] = [
@@ -80,10 +82,9 @@ extension SwiftCompressCommand {
           configuration: .init(
             method: method, rank: rules[0], ignore: ignoring.modules, oversampling: oversampling,
             powerIterations: powerIterations, seed: seed, calibration: calibration))
-        let options = CompressionOptions(
-          input: input, output: output, selection: try self.options.selection(),
-          maxShardSize: self.options.maxShardSize.bytes, force: self.options.force, command: "factorize")
-        try runPipeline(pass: pass, options: options, shared: self.options)
+        let options = try self.options.compression(
+          input: input, output: output, command: "factorize", pass: pass, gates: gates.gates)
+        try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }
   }

@@ -72,6 +72,8 @@ extension SwiftCompressCommand {
 
     @OptionGroup var options: PipelineOptions
 
+    @OptionGroup(title: "Quality gates") var gates: GateOptions
+
     func run() throws {
       try Diagnostics.reportingErrors {
         let pass = try PrunePass(
@@ -79,10 +81,9 @@ extension SwiftCompressCommand {
             method: method, sparsity: sparsity, scope: scope, pattern: pattern, calibration: calibration, seed: seed,
             sparseFormat: sparseFormat, ignore: ignoring.modules, structure: structure,
             ratio: ratio, norm: norm, shrink: shrink))
-        let options = CompressionOptions(
-          input: input, output: output, selection: try self.options.selection(),
-          maxShardSize: self.options.maxShardSize.bytes, force: self.options.force, command: "prune")
-        try runPipeline(pass: pass, options: options, shared: self.options)
+        let options = try self.options.compression(
+          input: input, output: output, command: "prune", pass: pass, gates: gates.gates)
+        try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }
   }

@@ -44,6 +44,8 @@ extension SwiftCompressCommand {
 
     @OptionGroup var options: PipelineOptions
 
+    @OptionGroup(title: "Quality gates") var gates: GateOptions
+
     func run() throws {
       try Diagnostics.reportingErrors {
         guard let scheme = QuantizationScheme(name: scheme) else {
@@ -53,10 +55,9 @@ extension SwiftCompressCommand {
           configuration: .init(
             scheme: scheme, groupSize: groupSize, ignore: ignoring.modules,
             scaleSearch: scaleSearch))
-        let options = CompressionOptions(
-          input: input, output: output, selection: try self.options.selection(),
-          maxShardSize: self.options.maxShardSize.bytes, force: self.options.force, command: "quantize")
-        try runPipeline(pass: pass, options: options, shared: self.options)
+        let options = try self.options.compression(
+          input: input, output: output, command: "quantize", pass: pass, gates: gates.gates)
+        try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }
   }

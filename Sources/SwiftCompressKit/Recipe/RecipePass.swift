@@ -1,0 +1,536 @@
+import CheckpointIO
+import Foundation
+
+/// The tensors a stage or an override applies to: regular expressions searched in the
+/// tensor name, or module-type shorthands (`Linear`: a 2-D floating-point `.weight`
+/// that is not an embedding; `Embedding`: a 2-D embedding table).
+struct StageTargets: @unchecked Sendable {  // Regex is immutable after init
+  let entries: [String]
+  private let regexes: [Regex<AnyRegexOutput>?]
+
+  static let shorthands = ["Linear", "Embedding"]
+
+  init(_ entries: [String], file: String, line: Int, key: String) throws(SwiftCompressError) {
+    self.entries = entries
+    regexes = try entries.map { (entry) throws(SwiftCompressError) -> Regex<AnyRegexOutput>? in
+      if StageTargets.shorthands.contains(entry) { return nil }
+      let pattern = entry.hasPrefix("re:") ? String(entry.dropFirst(3)) : entry
+      do {
+        return try Regex(pattern)
+      } catch {
+        throw .invalidRecipe(
+          file: file, line: line, key: key,
+          reason:
+            "'\(entry)' is neither a shorthand (\(StageTargets.shorthands.joined(separator: ", "))) nor a valid regular expression: \(error)"
+        )
+      }
+    }
+  }
+
+  /// The first entry matching `tensor`, or nil.
+  func match(_ tensor: TensorDescriptor) -> String? {
+    for (entry, regex) in zip(entries, regexes) {
+      if let regex {
+        if tensor.name.contains(regex) { return entry }
+      } else if Self.isA(entry, tensor) {
+        return entry
+      }
+    }
+    return nil
+  }
+
+  static func isA(_ shorthand: String, _ t: TensorDescriptor) -> Bool {
+    let embedding = TensorSelection.isEmbedding(t.name)
+    switch shorthand {
+    case "Linear": return t.shape.count == 2 && t.name.hasSuffix(".weight") && t.dtype.isFloatingPoint && !embedding
+    case "Embedding": return t.shape.count == 2 && embedding
+    default: return false
+    }
+  }
+
+  var described: String { entries.map { "'\($0)'" }.joined(separator: ", ") }
+}
+
+/// A recipe as one pass: every tensor goes through the stages in order, each stage
+/// taking what the previous one produced (prune then quantize, factorize then quantize
+/// the factors); a quantized tensor is final. All is planned from names, dtypes and
+/// shapes before any data is read, so `--dry-run` shows exactly what a run writes.
+///
+/// Stages that need whole-model statistics (global or structured pruning, rank
+/// budgets, energy and error rank rules) must come first: they are computed from the
+/// input weights.
+public struct RecipePass: CompressionPass {
+  public typealias Configuration = Recipe
+  public static let identifier = "recipe"
+  public static let summary = "prune, factorize and quantize stages chained on each tensor"
+
+  public let configuration: Recipe
+
+  struct Override: Sendable {
+    var targets: StageTargets
+    var recipe: RecipeOverride
+  }
+
+  struct Stage: Sendable {
+    var number: Int
+    var recipe: RecipeStage
+    var base: any CompressionPass
+    var targets: StageTargets?
+    var exclude: StageTargets
+    var overrides: [Override]
+    /// The prepared pass of every combination of matching overrides ("" for none).
+    var variants: [String: any CompressionPass] = [:]
+
+    var label: String { "stage \(number) (\(recipe.kind.rawValue))" }
+  }
+
+  var stages: [Stage]
+
+  public init(configuration: Recipe) throws(SwiftCompressError) {
+    self.configuration = configuration
+    let file = configuration.file
+    var stages: [Stage] = []
+    for (i, recipe) in configuration.stages.enumerated() {
+      let base = try StageBuilder.makePass(
+        kind: recipe.kind, options: recipe.options, file: file, stageLine: recipe.line)
+      let label = "stage \(i + 1) (\(recipe.kind.rawValue))"
+      func refuse(_ reason: String) -> SwiftCompressError {
+        .invalidRecipe(file: file, line: recipe.line, key: recipe.kind.rawValue, reason: reason)
+      }
+      if i > 0, let why = Self.needsInputWeights(base) {
+        throw refuse("\(label) \(why), computed from the input weights, so it must be the first stage")
+      }
+      if !recipe.overrides.isEmpty, let why = Self.needsInputWeights(base) {
+        throw refuse("\(label) \(why), so its options cannot change per tensor: remove its overrides")
+      }
+      if let prune = base as? PrunePass, prune.configuration.sparseFormat == .bitmask,
+        i < configuration.stages.count - 1
+      {
+        throw refuse(
+          "\(label) stores a bitmask, which later stages cannot take: use sparse_format: dense when other stages follow"
+        )
+      }
+      var overrides: [Override] = []
+      for o in recipe.overrides {
+        overrides.append(
+          Override(targets: try StageTargets(o.targets, file: file, line: o.line, key: "targets"), recipe: o))
+      }
+      stages.append(
+        Stage(
+          number: i + 1, recipe: recipe, base: base,
+          targets: try recipe.targets.map { (t) throws(SwiftCompressError) in
+            try StageTargets(t, file: file, line: recipe.line, key: "targets")
+          },
+          exclude: try StageTargets(recipe.exclude, file: file, line: recipe.line, key: "exclude"),
+          overrides: overrides))
+    }
+    self.stages = stages
+  }
+
+  /// Why a pass's plan depends on the whole input model, or nil.
+  static func needsInputWeights(_ pass: any CompressionPass) -> String? {
+    if let p = pass as? PrunePass {
+      if p.configuration.method == .structured { return "removes units chosen over coupled tensors" }
+      if p.configuration.scope == .global && p.configuration.pattern == nil { return "uses one global threshold" }
+    }
+    if let f = pass as? FactorizePass {
+      switch f.configuration.rank {
+      case .energy, .maxError: return "chooses ranks from singular values"
+      case .budget, .modelRatio: return "shares one rank budget"
+      case .rank, .ratio: break
+      }
+    }
+    return nil
+  }
+
+  /// Every stage's passes, prepared for `checkpoint`: one per combination of overrides
+  /// that some tensor matches.
+  public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> RecipePass {
+    var pass = self
+    for s in pass.stages.indices {
+      let stage = pass.stages[s]
+      var keys: Set<String> = []
+      for tensor in checkpoint.tensors {
+        let (key, skipped) = Self.overrideKey(stage, TensorDescriptor(tensor.info))
+        if !skipped { keys.insert(key) }
+      }
+      for key in keys.sorted() {
+        let variant: any CompressionPass
+        if key.isEmpty {
+          variant = stage.base
+        } else {
+          var options = stage.recipe.options
+          for index in key.split(separator: ",").compactMap({ Int($0) }) {
+            options.merge(stage.overrides[index].recipe.options) { _, new in new }
+          }
+          let last = key.split(separator: ",").last.flatMap { Int($0) } ?? 0
+          variant = try StageBuilder.makePass(
+            kind: stage.recipe.kind, options: options, file: configuration.file,
+            stageLine: stage.overrides[last].recipe.line)
+        }
+        pass.stages[s].variants[key] = try variant.prepared(for: checkpoint)
+      }
+    }
+    return pass
+  }
+
+  /// The matching overrides of `tensor` as a key ("0,2"), and whether one of them says skip.
+  static func overrideKey(_ stage: Stage, _ tensor: TensorDescriptor) -> (String, Bool) {
+    var matched: [Int] = []
+    var skip = false
+    for (i, o) in stage.overrides.enumerated() where o.targets.match(tensor) != nil {
+      if o.recipe.skip {
+        skip = true
+      } else if !o.recipe.options.isEmpty {
+        matched.append(i)
+      }
+    }
+    return (matched.map(String.init).joined(separator: ","), skip)
+  }
+
+  /// One tensor as a stage produced it: `producer` is the step index, -1 for the input.
+  struct Node: Sendable, Equatable {
+    var tensor: PlannedTensor
+    var producer: Int
+  }
+
+  struct Step: Sendable {
+    var stage: Int
+    var pass: any CompressionPass
+    var input: Node
+    var outputs: [PlannedTensor]
+    var note: String?
+  }
+
+  /// What the recipe does to one tensor, and why.
+  struct Trace: Sendable {
+    var steps: [Step] = []
+    var outputs: [Node] = []
+    var explanation: [String] = []
+    var keepReasons: [String] = []
+  }
+
+  /// Whether `stage` takes `tensor` (by its input name), with the reason.
+  static func select(_ stage: Stage, _ tensor: TensorDescriptor, usesDefaults: Bool) -> (Bool, String) {
+    if let hit = stage.exclude.match(tensor) { return (false, "matches exclude '\(hit)'") }
+    guard let targets = stage.targets else {
+      switch TensorSelection.defaultSelection.decide(tensor, defaults: usesDefaults) {
+      case .selected: return (true, "default selection")
+      case .skipped(let reason): return (false, reason)
+      }
+    }
+    guard tensor.dtype.isFloatingPoint else { return (false, "\(tensor.dtype.rawValue) tensor (not floating point)") }
+    if let hit = targets.match(tensor) { return (true, "target '\(hit)' matched") }
+    return (false, "matches no target (\(targets.described))")
+  }
+
+  func trace(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> Trace {
+    var trace = Trace()
+    var current = [Node(tensor: tensor, producer: -1)]
+    var final: Set<String> = []  // quantized outputs: no later stage changes them
+    for (s, stage) in stages.enumerated() {
+      let (selected, why) = Self.select(stage, tensor, usesDefaults: stage.base.usesDefaultSelection)
+      guard selected else {
+        trace.explanation.append("\(stage.label): not applied: \(why)")
+        trace.keepReasons.append(why)
+        continue
+      }
+      var line = "\(stage.label): \(why)"
+      for (i, o) in stage.overrides.enumerated() {
+        let at = o.recipe.line > 0 ? " (line \(o.recipe.line))" : ""
+        if let hit = o.targets.match(tensor) {
+          let change =
+            o.recipe.skip
+            ? "skip"
+            : o.recipe.options.keys.sorted().map { "\($0)=\(Self.text(o.recipe.options[$0]!.value))" }.joined(
+              separator: ", ")
+          line += "; override \(i + 1)\(at) matched '\(hit)': \(change)"
+        } else {
+          line += "; override \(i + 1)\(at) did not match (targets \(o.targets.described))"
+        }
+      }
+      let (key, skipped) = Self.overrideKey(stage, tensor)
+      if skipped {
+        trace.explanation.append(line + " -> skipped by override")
+        trace.keepReasons.append("skipped by an override of \(stage.label)")
+        continue
+      }
+      guard let pass = stage.variants[key] else {
+        throw .passBrokePlan(pass: Self.identifier, tensor: tensor.name, reason: "\(stage.label) was not prepared")
+      }
+      var next: [Node] = []
+      var results: [String] = []
+      for node in current {
+        if final.contains(node.tensor.name) {
+          next.append(node)
+          continue
+        }
+        switch try pass.plan(node.tensor) {
+        case .keep(let reason):
+          next.append(node)
+          results.append("keeps \(node.tensor.name): \(reason)")
+          trace.keepReasons.append(reason)
+        case .transform(let outputs, let note):
+          let index = trace.steps.count
+          trace.steps.append(Step(stage: s, pass: pass, input: node, outputs: outputs, note: note))
+          next += outputs.map { Node(tensor: $0, producer: index) }
+          if stage.recipe.kind == .quantize { final.formUnion(outputs.map(\.name)) }
+          let shown = outputs.map { "\($0.name) \($0.dtype.rawValue)\($0.shape)" }.joined(separator: ", ")
+          results.append("\(node.tensor.name) -> \(shown)\(note.map { " (\($0))" } ?? "")")
+        }
+      }
+      trace.explanation.append(
+        line + " -> " + (results.isEmpty ? "nothing left to change" : results.joined(separator: "; ")))
+      current = next
+    }
+    trace.outputs = current
+    return trace
+  }
+
+  static func text(_ value: RecipeValue) -> String {
+    switch value {
+    case .scalar(let s): s
+    case .list(let l): "[" + l.joined(separator: ", ") + "]"
+    }
+  }
+
+  /// For `--explain`: each stage, which target and overrides matched or not and why,
+  /// and what the stage did.
+  public func explanation(for tensor: TensorDescriptor) throws(SwiftCompressError) -> [String] {
+    try trace(tensor).explanation
+  }
+
+  public var usesDefaultSelection: Bool { false }
+
+  public func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
+    let trace = try trace(tensor)
+    guard !trace.steps.isEmpty else {
+      let reasons = trace.keepReasons.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+      return .keep(reason: reasons.isEmpty ? "no stage applies" : reasons.joined(separator: "; "))
+    }
+    let notes = trace.steps.map { step in
+      "\(stages[step.stage].recipe.kind.rawValue)\(step.note.map { ": \($0)" } ?? "")"
+    }
+    return .transform(outputs: trace.outputs.map(\.tensor), note: notes.joined(separator: " -> "))
+  }
+
+  /// Bytes of one tensor during the chain.
+  enum Stored {
+    case input
+    case bytes([UInt8])
+  }
+
+  public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
+    let trace = try trace(input.descriptor)
+    if trace.steps.count == 1 {
+      // One stage: exactly the single-pass command.
+      return try trace.steps[0].pass.transform(input, outputs: outputs)
+    }
+    var stored: [String: Stored] = [Self.key(Node(tensor: input.descriptor, producer: -1)): .input]
+    var sparsity: SparsityInfo?
+    var optimalError: Double?
+    for (index, step) in trace.steps.enumerated() {
+      let inputKey = Self.key(step.input)
+      guard let source = stored.removeValue(forKey: inputKey) else {
+        throw .passBrokePlan(pass: Self.identifier, tensor: step.input.tensor.name, reason: "stage input missing")
+      }
+      let produced: [Stored] = try withStored(source, input) { (raw) throws(SwiftCompressError) -> [Stored] in
+        let stepInput = TensorInput(descriptor: step.input.tensor, bytes: raw) { input.companion(named: $0) }
+        let result = try step.pass.transform(stepInput, outputs: step.outputs)
+        guard result.outputs.count == step.outputs.count else {
+          throw .passBrokePlan(
+            pass: Self.identifier, tensor: step.input.tensor.name, reason: "a stage returned the wrong output count")
+        }
+        if let s = result.sparsity { sparsity = s }
+        if let e = result.optimalError { optimalError = e }
+        return result.outputs.map { data in
+          switch data {
+          case .input: source
+          case .borrowed(let view): .bytes(Array(view))
+          case .owned(let bytes): .bytes(bytes)
+          }
+        }
+      }
+      for (tensor, data) in zip(step.outputs, produced) {
+        stored[Self.key(Node(tensor: tensor, producer: index))] = data
+      }
+    }
+    var data: [OutputData] = []
+    for node in trace.outputs {
+      switch stored[Self.key(node)] {
+      case .input: data.append(.input)
+      case .bytes(let bytes): data.append(.owned(bytes))
+      case nil:
+        throw .passBrokePlan(pass: Self.identifier, tensor: node.tensor.name, reason: "output was not produced")
+      }
+    }
+    // The error of the whole chain: the final outputs decoded back, against the input.
+    let dense = try decode(Node(tensor: input.descriptor, producer: -1), trace: trace, stored: stored, input: input)
+    var result = TransformResult(
+      outputs: data, reconstruction: dense.count == input.elementCount ? .dense(dense) : .notApplicable,
+      sparsity: sparsity)
+    result.optimalError = optimalError
+    return result
+  }
+
+  static func key(_ node: Node) -> String { "\(node.producer):\(node.tensor.name)" }
+
+  private func withStored<R>(
+    _ stored: Stored, _ input: TensorInput, _ body: (UnsafeRawBufferPointer) throws(SwiftCompressError) -> R
+  ) throws(SwiftCompressError) -> R {
+    switch stored {
+    case .input: return try body(input.bytes)
+    case .bytes(let bytes):
+      return try withBuffers([bytes]) { (views) throws(SwiftCompressError) -> R in try body(views[0]) }
+    }
+  }
+
+  /// The dense Float32 values a node stands for once every later stage is undone.
+  private func decode(_ node: Node, trace: Trace, stored: [String: Stored], input: TensorInput)
+    throws(SwiftCompressError) -> [Float]
+  {
+    guard let index = trace.steps.firstIndex(where: { $0.input == node }) else {
+      // A final output: its bytes as written.
+      let bytes: [UInt8]
+      switch stored[Self.key(node)] {
+      case .input: bytes = Array(input.bytes)
+      case .bytes(let b): bytes = b
+      case nil: throw .passBrokePlan(pass: Self.identifier, tensor: node.tensor.name, reason: "nothing to decode")
+      }
+      return bytes.withUnsafeBytes {
+        Float32Conversion.floats($0, dtype: node.tensor.dtype, count: node.tensor.elementCount ?? 0)
+      }
+    }
+    let step = trace.steps[index]
+    let outputs = step.outputs.map { Node(tensor: $0, producer: index) }
+    func finalBytes() throws(SwiftCompressError) -> [[UInt8]] {
+      try outputs.map { (o) throws(SwiftCompressError) -> [UInt8] in
+        switch stored[Self.key(o)] {
+        case .bytes(let b): return b
+        case .input: return Array(input.bytes)
+        case nil: throw .passBrokePlan(pass: Self.identifier, tensor: o.tensor.name, reason: "output missing")
+        }
+      }
+    }
+    let shape = step.input.tensor.shape
+    switch step.pass {
+    case let q as QuantizePass:
+      return try q.dequantize(step.outputs, data: try finalBytes(), shape: shape)
+    case let r as LowRankResidualPass:
+      let bytes = try finalBytes()
+      var dense = try r.quantize.dequantize(
+        Array(step.outputs.dropLast(2)), data: Array(bytes.dropLast(2)), shape: shape)
+      let k = r.configuration.rank
+      let a = bytes[bytes.count - 2].withUnsafeBytes {
+        Float32Conversion.floats($0, dtype: step.outputs[step.outputs.count - 2].dtype, count: shape[0] * k)
+      }
+      let b = bytes[bytes.count - 1].withUnsafeBytes {
+        Float32Conversion.floats($0, dtype: step.outputs[step.outputs.count - 1].dtype, count: k * shape[1])
+      }
+      do {
+        let product = try FactorizePass.product(a: a, b: b, rows: shape[0], rank: k, columns: shape[1])
+        for i in dense.indices { dense[i] += product[i] }
+      } catch {
+        throw .invalidTensor(name: step.input.tensor.name, reason: "BLAS failed: \(error.localizedDescription)")
+      }
+      return dense
+    case is FactorizePass:
+      let a = try decode(outputs[0], trace: trace, stored: stored, input: input)
+      let b = try decode(outputs[1], trace: trace, stored: stored, input: input)
+      do {
+        return try FactorizePass.product(
+          a: a, b: b, rows: shape[0], rank: step.outputs[0].shape[1], columns: shape[1])
+      } catch {
+        throw .invalidTensor(name: step.input.tensor.name, reason: "BLAS failed: \(error.localizedDescription)")
+      }
+    default:
+      // Pruning writes the tensor itself (dense, same name).
+      guard outputs.count == 1 else {
+        throw .passBrokePlan(
+          pass: Self.identifier, tensor: step.input.tensor.name, reason: "cannot decode \(outputs.count) outputs")
+      }
+      return try decode(outputs[0], trace: trace, stored: stored, input: input)
+    }
+  }
+
+  /// The pass of each stage that edits config.json: factorize's records merge the ranks
+  /// of every variant.
+  private func editor(_ stage: Stage) -> any CompressionPass {
+    let variants = stage.variants.keys.sorted().compactMap { stage.variants[$0] }
+    if var merged = variants.first as? FactorizePass {
+      for case let f as FactorizePass in variants.dropFirst() {
+        merged.factorized.merge(f.factorized) { old, _ in old }
+      }
+      return merged
+    }
+    return stage.variants[""] ?? variants.first ?? stage.base
+  }
+
+  public func planned(transforming tensors: [TensorDescriptor]) -> RecipePass {
+    // Which input tensors each stage variant changed (a stage may skip a tensor another changed).
+    var changed: [[String: [TensorDescriptor]]] = Array(repeating: [:], count: stages.count)
+    for tensor in tensors {
+      guard let trace = try? trace(tensor) else { continue }
+      for s in Set(trace.steps.map(\.stage)) {
+        let (key, _) = Self.overrideKey(stages[s], tensor)
+        changed[s][key, default: []].append(tensor)
+      }
+    }
+    var pass = self
+    for s in pass.stages.indices {
+      for (key, variant) in pass.stages[s].variants {
+        pass.stages[s].variants[key] = variant.planned(transforming: changed[s][key] ?? [])
+      }
+    }
+    return pass
+  }
+
+  public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? {
+    var current = config
+    var edited: String?  // the last edit's text as its pass wrote it
+    for stage in stages where !stage.variants.isEmpty {
+      if let text = editor(stage).editedConfig(current, outputFloatDTypes: outputFloatDTypes),
+        let parsed = try? JSONParser.parse(Array(text.utf8))
+      {
+        current = parsed
+        edited = text
+      }
+    }
+    return edited
+  }
+
+  /// The recipe with every stage's options spelled out, defaults included: what
+  /// `swiftcompress run` writes into the output folder.
+  public var effectiveRecipe: Recipe {
+    var recipe = configuration
+    for (i, stage) in stages.enumerated() {
+      recipe.stages[i].options = StageBuilder.effectiveOptions(of: stage.base)
+    }
+    return recipe
+  }
+
+  public var outputMetadata: [String: String] {
+    stages.filter { !$0.variants.isEmpty }.reduce(into: [:]) { metadata, stage in
+      metadata.merge(editor(stage).outputMetadata) { _, new in new }
+    }
+  }
+
+  public var warnings: [String] {
+    var all: [String] = []
+    for stage in stages {
+      for key in stage.variants.keys.sorted() {
+        for w in stage.variants[key]!.warnings where !all.contains(w) { all.append(w) }
+      }
+    }
+    return all
+  }
+}
+
+extension TensorSelection {
+  /// No patterns: the default selection alone.
+  static let defaultSelection: TensorSelection = {
+    // Empty pattern lists always compile.
+    guard let selection = try? TensorSelection() else { fatalError("an empty selection cannot fail") }
+    return selection
+  }()
+}
