@@ -7,13 +7,14 @@ struct SwiftCompressCommand: ParsableCommand {
     commandName: "swiftcompress",
     abstract: "Compress neural-network checkpoints in safetensors format.",
     discussion: """
-      Exit codes: 0 success, 3 a quality gate failed (output and report written), 64 usage error, \
-      65 invalid input data, 66 input not found, 73 cannot create output, 1 anything else.
+      Exit codes: 0 success, 3 a quality gate failed (the output and report are written) or diff \
+      --max-error exceeded, 64 usage error, 65 invalid input data, 66 input not found, 73 cannot \
+      create output, 1 anything else.
       """,
     version: SwiftCompressVersion.current,
     subcommands: [
       Inspect.self, Verify.self, Convert.self, Quantize.self, Prune.self, Factorize.self, Decompress.self,
-      Run.self,
+      Run.self, Diff.self,
     ]
   )
 }

@@ -121,13 +121,29 @@ public struct DecompressPass: CompressionPass {
       case "float32": .f32
       default: nil
       }
-    return DecompressPass(
+    var pass = DecompressPass(
       configuration: configuration,
       format: Format(
         kind: kind,
         block: weights?["block_structure"]?.arrayValue?.compactMap { $0.uint64Value.map(Int.init) },
         target: configuration.dtype ?? torchDType ?? .f32))
+    if config[FactorizePass.configKey] != nil, let format = pass.format {
+      // factorize then quantize: the factors are multiplied out too.
+      pass.quantizedFactors = true
+      for tensor in checkpoint.tensors {
+        let descriptor = TensorDescriptor(tensor.info)
+        guard let range = tensor.name.range(of: ".weight_b", options: .backwards),
+          [".weight_b", ".weight_b_packed"].contains(String(tensor.name[range.lowerBound...])),
+          let columns = Self.columns(ofStored: descriptor, format: format)
+        else { continue }
+        pass.lowRankColumns[String(tensor.name[..<range.lowerBound])] = columns
+      }
+    }
+    return pass
   }
+
+  /// factorize then quantize: weight_a and weight_b are quantized and multiplied out.
+  var quantizedFactors = false
 
   static let companionSuffixes = ["_scale", "_zero_point", "_shape", "_global_scale"]
 
@@ -182,6 +198,23 @@ public struct DecompressPass: CompressionPass {
     }
     if name.hasSuffix(".lowrank_a") || name.hasSuffix(".lowrank_b") {
       return .transform(outputs: [], note: "added to the dequantized weight")
+    }
+    if quantizedFactors, Self.columns(ofStored: tensor, format: format) != nil {
+      if name.hasSuffix(".weight_b") || name.hasSuffix(".weight_b_packed") {
+        return .transform(outputs: [], note: "folded into the dense weight")
+      }
+      if let range = name.range(of: ".weight_a", options: .backwards),
+        name.hasSuffix(".weight_a") || name.hasSuffix(".weight_a_packed")
+      {
+        let module = String(name[..<range.lowerBound])
+        guard let columns = lowRankColumns[module] else {
+          throw .invalidTensor(
+            name: module + ".weight_b", reason: "missing: \(name) cannot be multiplied out without it")
+        }
+        return .transform(
+          outputs: [PlannedTensor(name: module + ".weight", dtype: format.target, shape: [tensor.shape[0], columns])],
+          note: "dequantized weight_a x weight_b")
+      }
     }
     if Self.isWeight(name, suffix: "_packed"), tensor.shape.count == 2 {
       let base = String(name.dropLast("_packed".count))
@@ -250,8 +283,56 @@ public struct DecompressPass: CompressionPass {
     // The weight's name: <module>.weight, or a factor <module>.weight_a / .weight_b.
     let base = name.hasSuffix("_packed") ? String(name.dropLast("_packed".count)) : name
     let (rows, columns) = (outputs[0].shape[0], outputs[0].shape[1])
+    if quantizedFactors, base.hasSuffix(".weight_a") {
+      // factorize then quantize: dequantize both factors and multiply them out.
+      let module = String(base.dropLast(".weight_a".count))
+      let k = Self.columns(ofStored: input.descriptor, format: format) ?? 0
+      guard
+        let b = input.companion(named: module + ".weight_b_packed") ?? input.companion(named: module + ".weight_b")
+      else {
+        throw .invalidTensor(name: module + ".weight_b", reason: "missing: \(name) cannot be multiplied out without it")
+      }
+      let a = try dequantized(input, base: base, rows: rows, columns: k, format: format, lookup: input.companion)
+      let bValues = try dequantized(
+        b, base: module + ".weight_b", rows: k, columns: columns, format: format, lookup: input.companion)
+      let dense: [Float]
+      do {
+        dense = try FactorizePass.product(a: a, b: bValues, rows: rows, rank: k, columns: columns)
+      } catch {
+        throw .invalidTensor(name: name, reason: "BLAS failed: \(error)")
+      }
+      return TransformResult(
+        outputs: [.owned(QuantizePass.encode(dense, as: outputs[0].dtype))], reconstruction: .notApplicable)
+    }
+    var dense = try dequantized(
+      input, base: base, rows: rows, columns: columns, format: format, lookup: input.companion)
+    if base.hasSuffix(".weight") {
+      let module = String(base.dropLast(".weight".count))
+      try LowRankResidualPass.addLowRank(module: module, of: input, to: &dense, rows: rows, columns: columns)
+    }
+    return TransformResult(
+      outputs: [.owned(QuantizePass.encode(dense, as: outputs[0].dtype))], reconstruction: .notApplicable)
+  }
+
+  /// The dense columns of a stored quantized weight (packed codes or FP8 values).
+  static func columns(ofStored tensor: TensorDescriptor, format: Format) -> Int? {
+    guard tensor.shape.count == 2 else { return nil }
+    switch format.kind {
+    case .packed(let bits): return tensor.name.hasSuffix("_packed") ? tensor.shape[1] * 32 / bits : nil
+    case .mxfp4, .nvfp4: return tensor.name.hasSuffix("_packed") ? tensor.shape[1] * 2 : nil
+    case .float8: return tensor.dtype == .f8E4M3 ? tensor.shape[1] : nil
+    case .sparseBitmask, .lowRank: return nil
+    }
+  }
+
+  /// The dense values of the quantized weight `input` (named after `base`), with its
+  /// companions (`base`_scale, ...) found through `lookup`.
+  private func dequantized(
+    _ input: TensorInput, base: String, rows: Int, columns: Int, format: Format, lookup: (String) -> TensorInput?
+  ) throws(SwiftCompressError) -> [Float] {
+    let name = input.descriptor.name
     func companion(_ suffix: String) throws(SwiftCompressError) -> TensorInput {
-      guard let tensor = input.companion(named: base + suffix) else {
+      guard let tensor = lookup(base + suffix) else {
         throw .invalidTensor(name: base + suffix, reason: "missing: \(name) cannot be dequantized without it")
       }
       return tensor
@@ -268,7 +349,7 @@ public struct DecompressPass: CompressionPass {
       let round = DTypeRounding(scale.descriptor.dtype)
       let group = columns / scaleShape[1]
       var zeroPoints = [Float](repeating: 0, count: scales.count)
-      if let zp = input.companion(named: base + "_zero_point") {
+      if let zp = lookup(base + "_zero_point") {
         let codes = Self.unpack(zp.bytes, rows: zp.descriptor.shape[0], words: zp.descriptor.shape[1], bits: bits)
         // Packed along the output dimension: [words, groups] holds zero point (row, g) at
         // word row * bits / 32 of column g.
@@ -322,12 +403,7 @@ public struct DecompressPass: CompressionPass {
         }
       }
     }
-    if base.hasSuffix(".weight") {
-      let module = String(base.dropLast(".weight".count))
-      try LowRankResidualPass.addLowRank(module: module, of: input, to: &dense, rows: rows, columns: columns)
-    }
-    return TransformResult(
-      outputs: [.owned(QuantizePass.encode(dense, as: outputs[0].dtype))], reconstruction: .notApplicable)
+    return dense
   }
 
   /// Whether `name` is a weight (`.weight`, or a factor `.weight_a` / `.weight_b`)
@@ -382,7 +458,8 @@ public struct DecompressPass: CompressionPass {
   /// written as transformers writes it.
   public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? {
     guard let members = config.members, let format else { return nil }
-    var edited = JSONValue.object(members.filter { $0.key != "quantization_config" })
+    let removed = quantizedFactors ? ["quantization_config", FactorizePass.configKey] : ["quantization_config"]
+    var edited = JSONValue.object(members.filter { !removed.contains($0.key) })
     if case .lowRank = format.kind {
       let plain = JSONValue.object(members.filter { $0.key != FactorizePass.configKey })
       return JSONText.pretty(plain)

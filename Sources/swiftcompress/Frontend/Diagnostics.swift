@@ -10,7 +10,8 @@ enum ExitStatus {
   static let inputNotFound: Int32 = 66
   static let cannotCreateOutput: Int32 = 73
   static let other: Int32 = 1
-  /// A quality gate failed (the output and report were written).
+  /// A quality gate failed (the output and report were written), or a `diff`
+  /// tensor's error is above `--max-error`.
   static let gateFailed: Int32 = 3
 
   static func code(for category: ErrorCategory) -> Int32 {
