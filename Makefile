@@ -5,10 +5,11 @@ PY       := $(VENV)/bin/python
 BIN      := .build/release/swiftcompress
 DEMO_OUT := .build/demo/tiny-llama-bf16
 BENCH_DIR := .build/bench-data
+RENDER_DIR := .build/render
 
 export SWIFTCOMPRESS_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup venv build debug test demo bench interop fixtures lint format clean
+.PHONY: all setup venv build debug test demo render-report bench interop fixtures lint format clean
 
 all: build
 
@@ -42,6 +43,22 @@ demo: build
 	$(BIN) convert Fixtures/tiny-llama-f32 $(DEMO_OUT) --dtype bf16
 	@echo
 	@cat $(DEMO_OUT)/swiftcompress-report.md
+
+## render-report: quantize the tiny Llama (W4A16) and screenshot its HTML report with headless Chromium
+## (installs chromium when missing) into .build/render/report.png
+render-report: build
+	@rm -f $(RENDER_DIR)/report.png
+	@mkdir -p $(RENDER_DIR)
+	$(BIN) quantize Fixtures/tiny-llama-f32 $(RENDER_DIR)/q --scheme W4A16 --force
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  echo "installing: chromium" >&2; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >&2; }
+	chromium --headless --no-sandbox --disable-gpu --screenshot=$(RENDER_DIR)/report.png --window-size=1280,2000 \
+	  file://$(abspath $(RENDER_DIR)/q/swiftcompress-report.html)
+	@test -f $(RENDER_DIR)/report.png && [ "$$(wc -c < $(RENDER_DIR)/report.png)" -gt 20000 ] || \
+	  { echo "render-report: $(RENDER_DIR)/report.png is missing or tiny" >&2; exit 1; }
+	@echo "rendered $(RENDER_DIR)/report.png"
 
 ## bench: identity pass, quantize, prune and factorize over a >=512 MB generated checkpoint vs memcpy and numpy, peak RSS
 bench: build venv

@@ -301,6 +301,8 @@ public enum Compressor {
     }
     try folder.write(report.jsonText(), to: Report.jsonFileName)
     try folder.write(report.markdown(), to: Report.markdownFileName)
+    try folder.write(report.svgChart(), to: Report.svgFileName)
+    try folder.write(report.html(), to: Report.htmlFileName)
     try folder.commit()
     return report
   }

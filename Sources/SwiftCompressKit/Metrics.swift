@@ -16,6 +16,12 @@ public struct ErrorMetrics: Sendable, Equatable, Codable {
   public var maxAbsError: Double
   /// Positions where W or W' is NaN or infinite (left out of the other figures).
   public var nonFiniteCount: Int
+  /// ||W||_F^2, the signal energy the figures were computed from; nil for `exact`
+  /// (which is not measured). With `errorEnergy` it lets reports aggregate the error
+  /// of several tensors (per layer, say) as sqrt(sum of errors / sum of energies).
+  public var referenceEnergy: Double?
+  /// ||W - W'||_F^2; nil exactly when `referenceEnergy` is.
+  public var errorEnergy: Double?
 
   enum CodingKeys: String, CodingKey {
     case relativeFrobeniusError = "relative_frobenius_error"
@@ -23,6 +29,8 @@ public struct ErrorMetrics: Sendable, Equatable, Codable {
     case cosineSimilarity = "cosine_similarity"
     case maxAbsError = "max_abs_error"
     case nonFiniteCount = "non_finite_count"
+    case referenceEnergy = "reference_energy"
+    case errorEnergy = "error_energy"
   }
 
   /// The metrics of an exact transform.
@@ -30,13 +38,16 @@ public struct ErrorMetrics: Sendable, Equatable, Codable {
     relativeFrobeniusError: 0, sqnrDB: nil, cosineSimilarity: 1, maxAbsError: 0, nonFiniteCount: 0)
 
   public init(
-    relativeFrobeniusError: Double, sqnrDB: Double?, cosineSimilarity: Double, maxAbsError: Double, nonFiniteCount: Int
+    relativeFrobeniusError: Double, sqnrDB: Double?, cosineSimilarity: Double, maxAbsError: Double, nonFiniteCount: Int,
+    referenceEnergy: Double? = nil, errorEnergy: Double? = nil
   ) {
     self.relativeFrobeniusError = relativeFrobeniusError
     self.sqnrDB = sqnrDB
     self.cosineSimilarity = cosineSimilarity
     self.maxAbsError = maxAbsError
     self.nonFiniteCount = nonFiniteCount
+    self.referenceEnergy = referenceEnergy
+    self.errorEnergy = errorEnergy
   }
 
   // Encode a nil SQNR as an explicit null, so the key is always present.
@@ -47,6 +58,8 @@ public struct ErrorMetrics: Sendable, Equatable, Codable {
     try container.encode(cosineSimilarity, forKey: .cosineSimilarity)
     try container.encode(maxAbsError, forKey: .maxAbsError)
     try container.encode(nonFiniteCount, forKey: .nonFiniteCount)
+    try container.encodeIfPresent(referenceEnergy, forKey: .referenceEnergy)
+    try container.encodeIfPresent(errorEnergy, forKey: .errorEnergy)
   }
 }
 
@@ -106,7 +119,7 @@ public struct ErrorAccumulator: Sendable, Equatable {
     }
     return ErrorMetrics(
       relativeFrobeniusError: relative, sqnrDB: sqnr, cosineSimilarity: cosine, maxAbsError: Double(maxAbsError),
-      nonFiniteCount: nonFinite)
+      nonFiniteCount: nonFinite, referenceEnergy: referenceSquares, errorEnergy: errorSquares)
   }
 }
 

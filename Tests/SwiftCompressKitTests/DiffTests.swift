@@ -29,7 +29,8 @@ struct DiffTests {
     #expect(report.isComplete)
     #expect(report.totals.compared == 40 && report.totals.equal == 40 && report.totals.differing == 0)
     #expect(report.totals.exactTensors == 1)  // embeddings.position_ids (I64)
-    #expect(report.totals.metrics == .exact)
+    #expect(report.totals.metrics?.relativeFrobeniusError == 0 && report.totals.metrics?.maxAbsError == 0)
+    #expect(report.totals.metrics?.errorEnergy == 0)
     #expect(report.tensors.allSatisfy { $0.equal && !$0.exceeds(maxError: 0) })
     #expect(report.tensors(exceeding: 0).isEmpty)
     #expect(report.a.format == "dense" && report.b.tensorCount == 40)
@@ -141,7 +142,7 @@ struct DiffTests {
     let twins = try CheckpointDiff.compare(folder.file("d"), folder.file("s"))
     #expect(twins.a.format == "dense" && twins.b.format == "sparse-bitmask")
     #expect(twins.isComplete && twins.tensors.count == 21 && twins.totals.differing == 0)
-    #expect(twins.totals.metrics == .exact)
+    #expect(twins.totals.metrics?.relativeFrobeniusError == 0 && twins.totals.metrics?.errorEnergy == 0)
 
     let report = try CheckpointDiff.compare(fixture("tiny-llama-bf16"), folder.file("s"))
     for entry in pruned.tensors where !entry.isKept {

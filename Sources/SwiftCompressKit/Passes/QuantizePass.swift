@@ -294,11 +294,16 @@ public struct QuantizePass: CompressionPass {
     let group =
       scheme == .mxfp4 ? 32 : scheme == .nvfp4 ? 16 : configuration.groupSize == 0 ? columns : configuration.groupSize
     guard columns % group == 0, columns % (32 / scheme.bits) == 0 else {
+      let perWord = 32 / scheme.bits
+      let need =
+        columns % group != 0
+        ? "group size \(group) does not divide it" : "\(scheme.rawValue) packs \(perWord) codes per 32-bit word"
+      let fix =
+        tensor.name.hasSuffix(".weight_a")
+        ? "choose a factorize rank that is a multiple of \(max(group == columns ? perWord : group, perWord))"
+        : "choose a group size that divides \(columns)"
       throw .invalidTensor(
-        name: tensor.name,
-        reason:
-          "its rows have \(columns) values, which group size \(group) does not divide; choose a group size that divides \(columns), or --ignore \(module)"
-      )
+        name: tensor.name, reason: "its rows have \(columns) values and \(need); \(fix), or --ignore \(module)")
     }
     if scheme == .mxfp4 {
       return .transform(
