@@ -390,3 +390,23 @@ struct RunCommandTests {
         atPath: folder.file("q/model.safetensors"), andPath: folder.file("r/model.safetensors")))
   }
 }
+
+/// The Makefile example of docs/examples: three recipes, one of which fails its gate.
+@Suite("Makefile example")
+struct MakefileExampleTests {
+  @Test func threeRecipesRunAndTheFailedGateStopsMake() throws {
+    let folder = TemporaryFolder()
+    let examples = URL(fileURLWithPath: fixture("")).deletingLastPathComponent().appendingPathComponent("docs/examples")
+      .path
+    let result = try runProcess(
+      "/usr/bin/make", ["-C", examples, "-k", "SWIFTCOMPRESS=\(swiftcompressExecutable)", "OUT=\(folder.path)"])
+    #expect(result.status == 2, "\(result.stderr)")
+    #expect(result.stderr.contains("quality gate failed: max_error 0.05"))
+    for recipe in ["sparse24-nvfp4", "lowrank-w8"] {
+      #expect(FileManager.default.fileExists(atPath: folder.file("\(recipe)/swiftcompress-report.json")), "\(recipe)")
+    }
+    // The failed recipe's output is written, but make forgets it, so the next make runs it again.
+    #expect(FileManager.default.fileExists(atPath: folder.file("lqlora-w4/model.safetensors")))
+    #expect(!FileManager.default.fileExists(atPath: folder.file("lqlora-w4/swiftcompress-report.json")))
+  }
+}
