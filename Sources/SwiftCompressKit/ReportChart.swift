@@ -136,6 +136,13 @@ extension Report {
         ], textColumns: []))
     h.append("</table></div>")
     if let sparsity = totals.sparsity { h.append("<p>\(e(Format.sparsitySummary(sparsity))).</p>") }
+    if !gates.isEmpty {
+      h.append("<p>Quality gates:</p><ul>")
+      for gate in gates {
+        h.append("<li class=\"\(gate.passed ? "passed" : "warning")\">\(e(gate.summary))</li>")
+      }
+      h.append("</ul>")
+    }
     if let rtn = totals.roundToNearestMetrics {
       h.append(
         "<p>Plain round-to-nearest would have cost: relative error \(Format.metric(rtn.relativeFrobeniusError)), SQNR \(Format.sqnr(rtn)) dB (the scale search gave \(Format.metric(m?.relativeFrobeniusError)), \(Format.sqnr(m)) dB).</p>"

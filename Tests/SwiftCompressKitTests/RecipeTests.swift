@@ -325,6 +325,8 @@ struct RecipeTests {
     let written = try JSONDecoder().decode(
       Report.self, from: try Data(contentsOf: URL(fileURLWithPath: folder.file("o/" + Report.jsonFileName))))
     #expect(written.gates == report.gates)
+    let html = try String(contentsOfFile: folder.file("o/" + Report.htmlFileName), encoding: .utf8)
+    #expect(html.contains("max_error 0.01: measured"))
   }
 
   /// The recipe written with a single-pass run reproduces it byte for byte.
