@@ -1,4 +1,4 @@
-# swiftcompress — make demo (set up, build, run on a bundled fixture), make test.
+# swiftcompress — make demo (set up, build, run a recipe on a bundled fixture), make test.
 SWIFT    ?= swift
 VENV     := .build/venv
 PY       := $(VENV)/bin/python
@@ -34,31 +34,19 @@ test: setup venv
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-## demo: build, then convert the bundled tiny Llama (F32) to BF16 and show the report
+## demo: build, then compress the bundled tiny Llama (BF16) with a recipe (2:4 pruning then NVFP4): plan, run, report
 demo: build
 	@rm -rf $(DEMO_OUT)
 	@mkdir -p $(dir $(DEMO_OUT))
-	$(BIN) inspect Fixtures/tiny-llama-f32
-	$(BIN) verify Fixtures/tiny-llama-f32
-	$(BIN) convert Fixtures/tiny-llama-f32 $(DEMO_OUT) --dtype bf16
+	$(BIN) inspect Fixtures/tiny-llama-bf16
+	$(BIN) verify Fixtures/tiny-llama-bf16
+	$(BIN) run docs/examples/recipes/sparse24-nvfp4.yaml Fixtures/tiny-llama-bf16 $(DEMO_OUT) --dry-run
+	$(BIN) run docs/examples/recipes/sparse24-nvfp4.yaml Fixtures/tiny-llama-bf16 $(DEMO_OUT)
+	$(BIN) diff Fixtures/tiny-llama-bf16 $(DEMO_OUT) --include mlp
 	@echo
 	@cat $(DEMO_OUT)/swiftcompress-report.md
-
-## render-report: quantize the tiny Llama (W4A16) and screenshot its HTML report with headless Chromium
-## (installs chromium when missing) into .build/render/report.png
-render-report: build
-	@rm -f $(RENDER_DIR)/report.png
-	@mkdir -p $(RENDER_DIR)
-	$(BIN) quantize Fixtures/tiny-llama-f32 $(RENDER_DIR)/q --scheme W4A16 --force
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  echo "installing: chromium" >&2; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >&2; }
-	chromium --headless --no-sandbox --disable-gpu --screenshot=$(RENDER_DIR)/report.png --window-size=1280,2000 \
-	  file://$(abspath $(RENDER_DIR)/q/swiftcompress-report.html)
-	@test -f $(RENDER_DIR)/report.png && [ "$$(wc -c < $(RENDER_DIR)/report.png)" -gt 20000 ] || \
-	  { echo "render-report: $(RENDER_DIR)/report.png is missing or tiny" >&2; exit 1; }
-	@echo "rendered $(RENDER_DIR)/report.png"
+	@echo
+	@echo "Report with chart: $(DEMO_OUT)/swiftcompress-report.html; recipe to reproduce it: $(DEMO_OUT)/swiftcompress-recipe.yaml"
 
 ## bench: identity pass, quantize, prune and factorize over a >=512 MB generated checkpoint vs memcpy and numpy, peak RSS
 bench: build venv

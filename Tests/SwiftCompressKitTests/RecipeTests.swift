@@ -88,6 +88,8 @@ struct RecipeTests {
       6, "scheme", "scale_search"
     ),
     ("gates:\n  max_error: lots\nstages:\n  - quantize: {scheme: W4A16}\n", 2, "max_error", "a number"),
+    ("stages:\n  - prune:\n      method: magnitude\n      sparsity: 1.5\n", 4, "sparsity", "[0, 1)"),
+    ("stages:\n  - prune:\n      method: nm\n      pattern: '4:2'\n", 4, "pattern", "1 <= N < M <= 32"),
   ])
   func recipeErrorsNameFileLineAndKey(_ yaml: String, _ line: Int, _ key: String, _ allowed: String) {
     do {

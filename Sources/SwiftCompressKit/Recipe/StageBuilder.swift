@@ -161,6 +161,13 @@ enum StageBuilder {
     } catch {
       switch error {
       case .invalidRecipe: throw error
+      case .invalidOption(let option, let reason):
+        // The pass names its command-line option; a recipe names the key.
+        let key = option.hasPrefix("--") ? String(option.dropFirst(2)).replacingOccurrences(of: "-", with: "_") : option
+        let known = options[key] != nil
+        throw .invalidRecipe(
+          file: file, line: options[key]?.line ?? stageLine, key: known ? key : kind.rawValue,
+          reason: known ? reason : "\(option): \(reason)")
       default:
         throw .invalidRecipe(
           file: file, line: stageLine, key: kind.rawValue, reason: error.errorDescription ?? "\(error)")
