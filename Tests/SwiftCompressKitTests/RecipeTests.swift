@@ -118,6 +118,7 @@ struct RecipeTests {
     "stages:\n  - quantize: {scheme: W4A16}\n  - prune: {method: magnitude, sparsity: 0.5, scope: global}\n",
     "stages:\n  - prune: {method: nm, pattern: '2:4'}\n  - factorize: {energy: 0.9}\n",
     "stages:\n  - prune: {method: nm, pattern: '2:4', sparse_format: bitmask}\n  - quantize: {scheme: NVFP4}\n",
+    "stages:\n  - prune: {method: structured, structure: mlp, ratio: 0.25, shrink: true, targets: [Linear]}\n",
   ])
   func impossibleCompositionsAreRefused(_ yaml: String) throws {
     let recipe = try Recipe.parse(yaml, file: "c.yaml")
@@ -232,6 +233,40 @@ struct RecipeTests {
     let names = report.tensors.filter { !$0.isKept }.map(\.name)
     let measured = relativeError(try denseTensors(llama), try denseTensors(folder.file("d")), names: names)
     #expect(abs(measured - error) <= 1e-4 * error, "\(measured) vs \(error)")
+  }
+
+  /// Structured pruning that cuts whole MLP neurons (weights and biases), then int8:
+  /// every coupled tensor is cut, and the error counts the removed units.
+  @Test func structuredShrinkThenQuantize() throws {
+    let folder = TemporaryFolder()
+    let bert = fixture("tiny-bert")
+    let report = try run(
+      """
+      stages:
+        - prune: {method: structured, structure: mlp, ratio: 0.25, shrink: true}
+        - quantize: {scheme: W8A16, group_size: 64}
+      """, bert, folder.file("o"))
+    let single = try Compressor.run(
+      pass: try PrunePass(configuration: .init(method: .structured, structure: .mlp, ratio: 0.25, shrink: true)),
+      options: try options(bert, folder.file("p")))
+    let output = try Checkpoint.open(folder.file("o"))
+    let bias = try #require(output.tensor(named: "encoder.layer.0.intermediate.dense.bias"))
+    #expect(bias.info.shape == [192])
+    let packed = try #require(output.tensor(named: "encoder.layer.0.intermediate.dense.weight_packed"))
+    #expect(packed.info.shape[0] == 192)
+    #expect(report.totals.sparsity?.unitsRemoved == single.totals.sparsity?.unitsRemoved)
+    // Each cut tensor costs what the cut costs alone (removed units count as zeros),
+    // and int8 adds a little on top.
+    var compared = 0
+    for cut in single.tensors where !cut.isKept {
+      let entry = try #require(report.tensors.first { $0.name == cut.name })
+      let cutError = try #require(cut.metrics?.relativeFrobeniusError)
+      let chainError = try #require(entry.metrics?.relativeFrobeniusError)
+      #expect(
+        chainError >= cutError * 0.999 && chainError < cutError * 1.01, "\(cut.name): \(chainError) vs \(cutError)")
+      compared += 1
+    }
+    #expect(compared == 6)
   }
 
   // MARK: - Overrides and explain

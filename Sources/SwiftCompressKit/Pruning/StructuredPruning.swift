@@ -328,6 +328,29 @@ struct StructuredPlan: Sendable, Equatable {
 extension PrunePass {
   public var usesDefaultSelection: Bool { configuration.method != .structured }
 
+  /// With `--shrink`: `values` of the cut tensor put back in `tensor`'s shape, zeros
+  /// where units were removed (what the cut costs, measured against the input). nil
+  /// when the tensor was not cut.
+  func expandShrunk(_ values: [Float], of tensor: TensorDescriptor) -> [Float]? {
+    guard configuration.method == .structured, configuration.shrink, let cut = structuredPlan?.cuts[tensor.name]
+    else { return nil }
+    let rows = tensor.shape.first ?? 0
+    let columns = tensor.shape.count > 1 ? tensor.shape[1] : 1
+    let removedRows = Set(cut.rows)
+    let removedColumns = Set(cut.columns)
+    let keptColumns = (0..<columns).filter { !removedColumns.contains($0) }
+    guard values.count == (rows - removedRows.count) * keptColumns.count else { return nil }
+    var dense = [Float](repeating: 0, count: rows * columns)
+    var next = 0
+    for r in 0..<rows where !removedRows.contains(r) {
+      for c in keptColumns {
+        dense[r * columns + c] = values[next]
+        next += 1
+      }
+    }
+    return dense
+  }
+
   func planStructured(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
     guard let cut = structuredPlan?.cuts[tensor.name] else {
       return .keep(reason: "not part of a pruned unit")

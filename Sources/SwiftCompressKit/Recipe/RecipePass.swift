@@ -100,6 +100,13 @@ public struct RecipePass: CompressionPass {
       if i > 0, let why = Self.needsInputWeights(base) {
         throw refuse("\(label) \(why), computed from the input weights, so it must be the first stage")
       }
+      if let prune = base as? PrunePass, prune.configuration.method == .structured,
+        recipe.targets != nil || !recipe.exclude.isEmpty
+      {
+        throw refuse(
+          "\(label) removes units across coupled tensors (weights and their biases), which must all be offered to it: choose what it prunes with 'structure' and 'ignore', not targets or exclude"
+        )
+      }
       if !recipe.overrides.isEmpty, let why = Self.needsInputWeights(base) {
         throw refuse("\(label) \(why), so its options cannot change per tensor: remove its overrides")
       }
@@ -444,12 +451,17 @@ public struct RecipePass: CompressionPass {
         throw .invalidTensor(name: step.input.tensor.name, reason: "BLAS failed: \(error.localizedDescription)")
       }
     default:
-      // Pruning writes the tensor itself (dense, same name).
+      // Pruning writes the tensor itself (dense, same name; smaller when structured
+      // pruning cut it, then put back in its shape with zeros where units were removed).
       guard outputs.count == 1 else {
         throw .passBrokePlan(
           pass: Self.identifier, tensor: step.input.tensor.name, reason: "cannot decode \(outputs.count) outputs")
       }
-      return try decode(outputs[0], trace: trace, stored: stored, input: input)
+      let values = try decode(outputs[0], trace: trace, stored: stored, input: input)
+      if let prune = step.pass as? PrunePass, let expanded = prune.expandShrunk(values, of: step.input.tensor) {
+        return expanded
+      }
+      return values
     }
   }
 
