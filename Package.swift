@@ -24,7 +24,7 @@ let package = Package(
     ),
     // The few hot loops (dtype conversion, reductions), with AVX2/F16C paths
     // chosen at run time and portable fallbacks. No global -target-cpu.
-    .target(name: "CKernels"),
+    .target(name: "CKernels", linkerSettings: [.linkedLibrary("z")]),
     .target(name: "LinearAlgebra", dependencies: ["CLapack"]),
     .target(name: "CheckpointIO", dependencies: ["CKernels"]),
     .target(

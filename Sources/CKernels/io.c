@@ -34,3 +34,21 @@ void sck_keep_large_allocations(void) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #endif
 }
+
+#include <zlib.h>
+
+uint32_t sck_crc32(uint32_t crc, const void *data, size_t length) {
+  const unsigned char *p = (const unsigned char *)data;
+  uLong value = crc;
+  while (length > 0) {
+    size_t n = length > (1u << 30) ? (1u << 30) : length;
+    value = crc32(value, p, (uInt)n);
+    p += n;
+    length -= n;
+  }
+  return (uint32_t)value;
+}
+
+uint32_t sck_crc32_combine(uint32_t first, uint32_t second, uint64_t second_length) {
+  return (uint32_t)crc32_combine64(first, second, (z_off64_t)second_length);
+}

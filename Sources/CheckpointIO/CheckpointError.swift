@@ -59,9 +59,12 @@ public enum ValidationRule: String, CaseIterable, Sendable, Codable {
   // Values.
   case nonFiniteValues = "non-finite-values"
   case sparsityPattern = "sparsity-pattern"
+  // Outputs.
+  case manifestMismatch = "manifest-mismatch"
 
-  /// Rules about tensor values rather than the file's structure (no malformed file breaks them).
-  public var isValueRule: Bool { self == .nonFiniteValues || self == .sparsityPattern }
+  /// Rules about tensor values or an output's manifest rather than the file's structure
+  /// (no malformed file breaks them).
+  public var isValueRule: Bool { self == .nonFiniteValues || self == .sparsityPattern || self == .manifestMismatch }
 
   /// What the rule requires, in a few words.
   public var requirement: String {
@@ -100,6 +103,7 @@ public enum ValidationRule: String, CaseIterable, Sendable, Codable {
     case .nonFiniteValues: "floating-point weights are finite"
     case .sparsityPattern:
       "every group of M consecutive weights of a row holds at most N non-zeros (verify --pattern N:M)"
+    case .manifestMismatch: "every file swiftcompress-manifest.json lists exists with its size and CRC-32"
     }
   }
 
@@ -122,6 +126,8 @@ public enum ValidationRule: String, CaseIterable, Sendable, Codable {
       "Refusing a shard path outside the checkpoint folder; fix the index."
     case .nonFiniteValues:
       "The weights contain NaN or infinity: the checkpoint is probably corrupted or was saved after a diverged training step."
+    case .manifestMismatch:
+      "The output was changed or damaged after swiftcompress wrote it: copy it again, or rerun the command (its recipe is in the folder)."
     case .sparsityPattern:
       "These weights are not N:M sparse: prune them with 'swiftcompress prune --method nm --pattern N:M' (verify checks every linear weight but embeddings and lm_head)."
     default:

@@ -256,14 +256,14 @@ extension SafeTensorsWriter {
   fileprivate func writeInParallel(_ bytes: UnsafeRawBufferPointer) throws(CheckpointError) -> Bool {
     let start = lseek(fd, 0, SEEK_CUR)
     guard start >= 0, let base = bytes.baseAddress else { return false }
-    let slices = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
+    let slices = max(1, min(Parallel.jobs, 8))
     let sliceSize = (bytes.count + slices - 1) / slices
     var failures = [Int32](repeating: 0, count: slices)
     let descriptor = fd
     let count = bytes.count
     failures.withUnsafeMutableBufferPointer { out in
       nonisolated(unsafe) let (out, base) = (out, base)
-      DispatchQueue.concurrentPerform(iterations: slices) { slice in
+      Parallel.perform(iterations: slices) { slice in
         var offset = slice * sliceSize
         let end = min(count, offset + sliceSize)
         while offset < end {

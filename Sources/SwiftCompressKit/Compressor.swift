@@ -303,6 +303,10 @@ public enum Compressor {
     try folder.write(report.markdown(), to: Report.markdownFileName)
     try folder.write(report.svgChart(), to: Report.svgFileName)
     try folder.write(report.html(), to: Report.htmlFileName)
+    let manifest = try Manifest.build(
+      folder: folder.staging, tool: SwiftCompressVersion.current,
+      options: manifestOptions(checkpoint: checkpoint, pass: pass, options: options), reports: Report.fileNames)
+    try folder.write(Format.json(manifest), to: Manifest.fileName)
     try folder.commit()
     return report
   }
@@ -376,6 +380,23 @@ public enum Compressor {
       result.append((tensor.name, lines))
     }
     return result
+  }
+
+  /// What determines an output's bytes, for its manifest: never paths or timings, so
+  /// identical runs write identical manifests.
+  static func manifestOptions(checkpoint: Checkpoint, pass: any CompressionPass, options: CompressionOptions)
+    -> [String: String]
+  {
+    let inputs = checkpoint.files.map { file in
+      let header = file.mapping.bytes(0..<file.dataStart)
+      return "\((file.path as NSString).lastPathComponent):\(file.mapping.size):\(Manifest.hexCRC(header))"
+    }
+    return [
+      "command": options.command, "pass": type(of: pass).identifier, "configuration": pass.configurationJSON,
+      "include": Format.compactJSON(options.selection.include),
+      "exclude": Format.compactJSON(options.selection.exclude),
+      "max_shard_size": "\(options.maxShardSize)", "input_files": inputs.joined(separator: ","),
+    ]
   }
 
   /// The pass's edit of a config.json, nil when it keeps it. A config that is not

@@ -203,7 +203,8 @@ public struct VerificationReport: Codable, Sendable, Equatable {
   public static func verify(_ path: String, pattern: NMPattern? = nil) throws(CheckpointError) -> VerificationReport {
     let (opened, problems) = try Checkpoint.validate(path)
     guard let checkpoint = opened else {
-      return VerificationReport(path: path, layout: nil, files: 0, tensors: 0, problems: problems, warnings: [])
+      return VerificationReport(
+        path: path, layout: nil, files: 0, tensors: 0, problems: problems + manifestProblems(path), warnings: [])
     }
     var found: [ValidationProblem] = []
     var warnings: [String] = []
@@ -238,7 +239,22 @@ public struct VerificationReport: Codable, Sendable, Equatable {
       report.patternTensors = checked
       report.problems += violations
     }
+    report.problems += manifestProblems(path)
     return report
+  }
+
+  /// An output folder's manifest against its files (none without a manifest).
+  static func manifestProblems(_ path: String) -> [ValidationProblem] {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+      return []
+    }
+    do {
+      return try Manifest.load(folder: path)?.problems(in: path) ?? []
+    } catch {
+      if case .invalid(let problem) = error { return [problem] }
+      return []
+    }
   }
 
   /// Checks N:M sparsity on the weights pruning selects by default (2-D float .weight

@@ -206,6 +206,10 @@ public struct Report: Codable, Sendable, Equatable {
     case tool, command, input, output, pass, selection, tensors, totals, timing, warnings, gates
   }
 
+  /// Every file a run writes for its report (they hold timings: the manifest lists
+  /// them without checksums).
+  public static var fileNames: Set<String> { [jsonFileName, markdownFileName, svgFileName, htmlFileName] }
+
   /// The report as pretty, key-sorted JSON (non-finite numbers as strings).
   public func jsonText() -> String { Format.json(self) }
 
@@ -391,6 +395,14 @@ public enum Format {
       positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     guard let data = try? encoder.encode(value) else { return "{}\n" }
     return String(decoding: data, as: UTF8.self) + "\n"
+  }
+
+  /// `value` as compact, key-sorted JSON.
+  public static func compactJSON<T: Encodable>(_ value: T) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    guard let data = try? encoder.encode(value) else { return "null" }
+    return String(decoding: data, as: UTF8.self)
   }
 
   /// Bytes with a binary unit: "512 B", "1.50 MiB".

@@ -410,3 +410,89 @@ struct MakefileExampleTests {
     #expect(!FileManager.default.fileExists(atPath: folder.file("lqlora-w4/swiftcompress-report.json")))
   }
 }
+
+@Suite("Same bytes every time, and the manifest")
+struct DeterminismTests {
+  /// Every file but the reports, by relative path.
+  func contents(_ folder: String) throws -> [String: Data] {
+    var result: [String: Data] = [:]
+    let enumerator = try #require(FileManager.default.enumerator(atPath: folder))
+    while let next = enumerator.nextObject() as? String {
+      var isDirectory: ObjCBool = false
+      FileManager.default.fileExists(atPath: folder + "/" + next, isDirectory: &isDirectory)
+      if isDirectory.boolValue || next.hasPrefix("swiftcompress-report.") { continue }
+      result[next] = FileManager.default.contents(atPath: folder + "/" + next)
+    }
+    return result
+  }
+
+  /// The report JSON without its timings.
+  func reportWithoutTimings(_ folder: String) throws -> NSDictionary {
+    let data = try #require(FileManager.default.contents(atPath: folder + "/swiftcompress-report.json"))
+    let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    return NSDictionary(dictionary: object.filter { $0.key != "timing" })
+  }
+
+  /// Each command, run with --jobs 1, 2 and 3 into the same path: the same files, and
+  /// reports that differ only in timings.
+  @Test(arguments: [
+    ["quantize", "--scheme", "NVFP4"],
+    ["quantize", "--scheme", "W4A16_ASYM", "--scale-search", "mse"],
+    ["prune", "--method", "magnitude", "--sparsity", "0.5", "--scope", "global", "--sparse-format", "bitmask"],
+    ["prune", "--method", "nm", "--pattern", "2:4"],
+    ["factorize", "--method", "rsvd", "--rank", "16"],
+    ["convert", "--dtype", "bf16"],
+  ])
+  func outputsDoNotDependOnJobs(_ command: [String]) throws {
+    let folder = TemporaryFolder()
+    let out = folder.file("out")
+    var first: [String: Data]?
+    var firstReport: NSDictionary?
+    for jobs in ["1", "2", "3", "2"] {
+      let result = try runProcess(
+        swiftcompressExecutable,
+        [command[0], fixture("tiny-llama-sharded"), out] + command.dropFirst()
+          + ["--jobs", jobs, "--force", "--quiet", "--max-shard-size", "300KB"])
+      #expect(result.status == 0, "\(result.stderr)")
+      let files = try contents(out)
+      let report = try reportWithoutTimings(out)
+      if let first, let firstReport {
+        #expect(files.keys.sorted() == first.keys.sorted())
+        for (name, data) in files { #expect(data == first[name], "\(command) --jobs \(jobs): \(name) differs") }
+        #expect(report == firstReport, "\(command) --jobs \(jobs): the report differs beyond timings")
+      } else {
+        first = files
+        firstReport = report
+        #expect(files.keys.contains(Manifest.fileName))
+      }
+    }
+  }
+
+  @Test func verifyChecksTheManifest() throws {
+    let folder = TemporaryFolder()
+    let out = folder.file("out")
+    #expect(try swiftcompress("quantize", fixture("tiny-llama-f32"), out, "--scheme", "W8A16", "-q").status == 0)
+    let manifest = try #require(try Manifest.load(folder: out))
+    #expect(manifest.files.map(\.path).contains("model.safetensors"))
+    #expect(manifest.files.map(\.path).contains("config.json"))
+    #expect(manifest.reports.contains("swiftcompress-report.json"))
+    let model = try #require(manifest.files.first { $0.path == "model.safetensors" })
+    let (bytes, _) = try Manifest.checksum(path: out + "/model.safetensors")
+    #expect(model.bytes == bytes)
+    #expect(try swiftcompress("verify", out).status == 0)
+    // One flipped byte inside a tensor: the structure is fine, the checksum is not.
+    let handle = try #require(FileHandle(forUpdatingAtPath: out + "/model.safetensors"))
+    try handle.seek(toOffset: UInt64(bytes - 10))
+    let original = try #require(try handle.read(upToCount: 1))
+    try handle.seek(toOffset: UInt64(bytes - 10))
+    try handle.write(contentsOf: Data([original[0] ^ 0xFF]))
+    try handle.close()
+    let damaged = try swiftcompress("verify", out)
+    #expect(damaged.status == 65)
+    #expect(damaged.stdout.contains("model.safetensors: has CRC-32"))
+    #expect(damaged.stdout.contains("manifest-mismatch"))
+    try FileManager.default.removeItem(atPath: out + "/config.json")
+    let missing = try swiftcompress("verify", out, "--json")
+    #expect(missing.stdout.contains("listed in the manifest but missing"))
+  }
+}

@@ -595,7 +595,7 @@ public struct QuantizePass: CompressionPass {
     var accumulators = [ErrorAccumulator](repeating: ErrorAccumulator(), count: blocks)
     accumulators.withUnsafeMutableBufferPointer { errorOut in
       nonisolated(unsafe) let errorOut = errorOut
-      DispatchQueue.concurrentPerform(iterations: blocks) { block in
+      Parallel.perform(iterations: blocks) { block in
         let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: direct ? 0 : columns)
         let reconstruction = UnsafeMutableBufferPointer<Float>.allocate(capacity: columns)
         defer {
@@ -638,7 +638,7 @@ public struct QuantizePass: CompressionPass {
     var maxima = [Float](repeating: 0, count: chunks)
     maxima.withUnsafeMutableBufferPointer { out in
       nonisolated(unsafe) let out = out
-      DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+      Parallel.perform(iterations: chunks) { chunk in
         let start = chunk * chunkElementCount
         let n = min(chunkElementCount, count - start)
         var nonfinite: UInt64 = 0

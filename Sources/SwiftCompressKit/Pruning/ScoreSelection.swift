@@ -72,7 +72,7 @@ enum ScoreSelection {
     var partial = [[UInt64]](repeating: [], count: blocks)
     partial.withUnsafeMutableBufferPointer { out in
       nonisolated(unsafe) let out = out
-      DispatchQueue.concurrentPerform(iterations: blocks) { block in
+      Parallel.perform(iterations: blocks) { block in
         var counts = [UInt64](repeating: 0, count: 1 << 16)
         let rows = (block * rowsPerBlock)..<min(source.rows, (block + 1) * rowsPerBlock)
         counts.withUnsafeMutableBufferPointer { c in
@@ -98,7 +98,7 @@ enum ScoreSelection {
     var partial = [(Int, Int)](repeating: (0, 0), count: blocks)
     partial.withUnsafeMutableBufferPointer { out in
       nonisolated(unsafe) let out = out
-      DispatchQueue.concurrentPerform(iterations: blocks) { block in
+      Parallel.perform(iterations: blocks) { block in
         var below: UInt64 = 0
         var equal: UInt64 = 0
         let rows = (block * rowsPerBlock)..<min(source.rows, (block + 1) * rowsPerBlock)

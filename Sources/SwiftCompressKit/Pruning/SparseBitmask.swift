@@ -42,7 +42,7 @@ enum SparseBitmask {
         bitmask.withUnsafeMutableBytes { maskOut in
           nonisolated(unsafe) let (mask, valuesOut, maskOut) = (mask, valuesOut, maskOut)
           let blocks = (rows + 63) / 64
-          DispatchQueue.concurrentPerform(iterations: blocks) { block in
+          Parallel.perform(iterations: blocks) { block in
             for row in (block * 64)..<min(rows, (block + 1) * 64) {
               _ = sck_gather_kept(
                 input.bytes.baseAddress! + row * rowBytes, columns, elementSize, mask.baseAddress! + row * columns,
@@ -95,7 +95,7 @@ enum SparseBitmask {
     dense.withUnsafeMutableBytes { out in
       nonisolated(unsafe) let out = out
       let blocks = (rows + 63) / 64
-      DispatchQueue.concurrentPerform(iterations: blocks) { block in
+      Parallel.perform(iterations: blocks) { block in
         for row in (block * 64)..<min(rows, (block + 1) * 64) {
           _ = sck_scatter_kept(
             values.bytes.baseAddress.map { $0 + starts[row] * elementSize }, columns, elementSize,

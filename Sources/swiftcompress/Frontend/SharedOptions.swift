@@ -112,9 +112,15 @@ struct OutputOptions: ParsableArguments {
   @Flag(name: [.short, .long], help: "Print a line per tensor on standard error as it is done.")
   var verbose = false
 
+  @Option(
+    name: [.short, .long],
+    help: "Worker threads for the data-parallel loops (default: one per core). The output bytes do not depend on it.")
+  var jobs: Int?
+
   func validate() throws {
     if quiet && verbose { throw ValidationError("--quiet and --verbose cannot be used together.") }
     if dryRun && explain { throw ValidationError("--dry-run and --explain cannot be used together.") }
+    if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1.") }
   }
 }
 
