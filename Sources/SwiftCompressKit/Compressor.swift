@@ -16,6 +16,8 @@ public struct CompressionOptions: Sendable {
   public var gates: QualityGates
   /// The effective recipe, written into the output folder as `swiftcompress-recipe.yaml`.
   public var recipe: Recipe?
+  /// `--shard-index` / `--shard-count`: write only this part of the output (see `Merger`).
+  public var split: ShardSplit?
 
   public static let defaultMaxShardSize = 5_000_000_000
 
@@ -161,14 +163,16 @@ public enum Compressor {
     }
 
     let byteCount = checkpoint.tensorByteCount
-    var entries: [Report.TensorEntry] = []
-    var total = ErrorAccumulator()
-    var baselineTotal: ErrorAccumulator?
-    var measuredAny = false
-    var unmeasured = false  // a transform whose error is not comparable element-wise
+    var records: [TensorRecord] = []
     let identifier = type(of: pass).identifier
     var writers: [SafeTensorsWriter?] = Array(repeating: nil, count: plan.layout.shards.count)
     var bytesDone = 0
+    // With --shard-index/--shard-count, this run writes only the output shards s with
+    // s % count == index, and transforms only the tensors with an output in them.
+    func assigned(_ shard: Int) -> Bool {
+      guard let split = options.split else { return true }
+      return shard % split.count == split.index
+    }
 
     func writer(for shard: Int) throws -> SafeTensorsWriter {
       if let existing = writers[shard] { return existing }
@@ -181,6 +185,9 @@ public enum Compressor {
 
     for (index, entry) in plan.entries.enumerated() {
       let tensor = entry.tensor
+      let shards = entry.outputs.map { plan.shardOfOutput[$0.name] ?? 0 }
+      // A tensor with no outputs (folded into another) is recorded by part 0.
+      guard shards.isEmpty ? assigned(0) : shards.contains(where: assigned) else { continue }
       let bytes = checkpoint.bytes(of: tensor)
       let input = TensorInput(descriptor: TensorDescriptor(tensor.info), bytes: bytes) { name in
         checkpoint.tensor(named: name).map {
@@ -208,6 +215,11 @@ public enum Compressor {
             reason: "output '\(planned.name)' has \(size) bytes, planned \(planned.byteCount ?? -1)")
         }
         let shard = plan.shardOfOutput[planned.name] ?? 0
+        outputEntries.append(
+          Report.OutputTensor(
+            name: planned.name, dtype: planned.dtype.rawValue, shape: planned.shape, bytes: size,
+            file: plan.layout.shards[shard].fileName))
+        guard assigned(shard) else { continue }
         let target = try writer(for: shard)
         switch data {
         case .input:
@@ -217,13 +229,9 @@ public enum Compressor {
         case .owned(let array): try array.withUnsafeBytes { try target.write(planned.name, $0) }
         }
         if target.isComplete { try target.finish() }
-        outputEntries.append(
-          Report.OutputTensor(
-            name: planned.name, dtype: planned.dtype.rawValue, shape: planned.shape, bytes: size,
-            file: plan.layout.shards[shard].fileName))
       }
 
-      var metrics: ErrorMetrics?
+      var record = TensorRecord(index: index, entry: nil, error: nil, baseline: result.baseline, measurement: .kept)
       var reason: String?
       switch entry.action {
       case .keep(let why):
@@ -231,81 +239,67 @@ public enum Compressor {
       case .transform(let note):
         reason = note
         switch result.reconstruction {
-        case .exact: metrics = .exact
+        case .exact: record.measurement = .exact
         case .dense(let values):
-          let accumulator = measure(input, against: values)
-          total.merge(accumulator)
-          measuredAny = true
-          metrics = accumulator.metrics
+          record.error = measure(input, against: values)
+          record.measurement = .measured
         case .measured(let accumulator):
-          total.merge(accumulator)
-          measuredAny = true
-          metrics = accumulator.metrics
+          record.error = accumulator
+          record.measurement = .measured
         case .notApplicable:
-          metrics = nil
-          unmeasured = true
+          record.measurement = .unmeasured
         }
       }
       checkpoint.release(tensor)
 
-      if let baseline = result.baseline {
-        baselineTotal = baselineTotal ?? ErrorAccumulator()
-        baselineTotal?.merge(baseline)
-      }
       let parameters = tensor.info.elementCount
       let after = outputEntries.reduce(0) { $0 + $1.bytes }
-      entries.append(
-        Report.TensorEntry(
-          name: tensor.name, dtype: tensor.info.dtype.rawValue, shape: tensor.info.shape, parameters: parameters,
-          action: entry.action.isKeep ? "kept" : "transformed",
-          reason: reason, outputs: outputEntries, bytesBefore: tensor.info.byteCount, bytesAfter: after,
-          bitsPerWeightBefore: bitsPerWeight(tensor.info.byteCount, parameters),
-          bitsPerWeightAfter: bitsPerWeight(after, parameters), metrics: metrics,
-          roundToNearestMetrics: result.baseline?.metrics, sparsity: result.sparsity,
-          svdOptimumError: result.optimalError))
+      record.entry = Report.TensorEntry(
+        name: tensor.name, dtype: tensor.info.dtype.rawValue, shape: tensor.info.shape, parameters: parameters,
+        action: entry.action.isKeep ? "kept" : "transformed",
+        reason: reason, outputs: outputEntries, bytesBefore: tensor.info.byteCount, bytesAfter: after,
+        bitsPerWeightBefore: bitsPerWeight(tensor.info.byteCount, parameters),
+        bitsPerWeightAfter: bitsPerWeight(after, parameters), metrics: record.metrics,
+        roundToNearestMetrics: result.baseline?.metrics, sparsity: result.sparsity,
+        svdOptimumError: result.optimalError)
+      records.append(record)
       bytesDone += tensor.info.byteCount
-      if let progress {
+      if let progress, let done = record.entry {
         let elapsed = clock.now - start
         progress(
           ProgressUpdate(
             tensorsDone: index + 1, tensorCount: plan.entries.count, bytesDone: bytesDone, byteCount: byteCount,
-            elapsed: seconds(elapsed), currentTensor: tensor.name, entry: entries[entries.count - 1]))
+            elapsed: seconds(elapsed), currentTensor: tensor.name, entry: done))
       }
     }
     // Shards with no tensors (an empty model) still get a valid file.
-    for shard in plan.layout.shards.indices where writers[shard] == nil {
+    for shard in plan.layout.shards.indices where writers[shard] == nil && assigned(shard) {
       try writer(for: shard).finish()
     }
     if let indexName = plan.layout.indexFileName {
       try folder.write(plan.layout.indexJSON(), to: indexName)
     }
 
-    let totalMetrics: ErrorMetrics? =
-      if measuredAny { total.metrics } else if entries.contains(where: { !$0.isKept }) && !unmeasured { .exact } else {
-        nil
-      }
     let elapsed = seconds(clock.now - start)
     var report = Report(
       command: options.command, checkpoint: checkpoint, plan: plan, options: options, pass: pass,
-      tensors: entries, editedFiles: editedFiles, totalMetrics: totalMetrics,
+      tensors: [], editedFiles: editedFiles, totalMetrics: nil,
       timing: Report.Timing(
         seconds: elapsed, bytesPerSecond: elapsed > 0 ? Double(byteCount) / elapsed : 0,
         peakRSSBytes: ResourceUsage.peakResidentBytes()))
-    report.totals.roundToNearestMetrics = baselineTotal?.metrics
-    report.totals.sparsity = SparsityInfo.total(
-      entries.compactMap { entry in entry.sparsity.map { (entry.parameters, $0) } })
+    report.complete(with: records, gates: options.gates)
     report.warnings = pass.warnings
-    report.gates = options.gates.check(report.totals)
     if let recipe = options.recipe {
       try folder.write(recipe.yamlText(), to: Recipe.fileName)
     }
-    try folder.write(report.jsonText(), to: Report.jsonFileName)
-    try folder.write(report.markdown(), to: Report.markdownFileName)
-    try folder.write(report.svgChart(), to: Report.svgFileName)
-    try folder.write(report.html(), to: Report.htmlFileName)
+    if let split = options.split {
+      try folder.write(Format.json(PartRecords(split: split, records: records)), to: PartRecords.fileName)
+    }
+    try report.write(into: folder)
+    var manifestOptions = manifestOptions(checkpoint: checkpoint, pass: pass, options: options)
+    if let split = options.split { manifestOptions["shard"] = "\(split.index)/\(split.count)" }
     let manifest = try Manifest.build(
-      folder: folder.staging, tool: SwiftCompressVersion.current,
-      options: manifestOptions(checkpoint: checkpoint, pass: pass, options: options), reports: Report.fileNames)
+      folder: folder.staging, tool: SwiftCompressVersion.current, options: manifestOptions, reports: Report.fileNames)
     try folder.write(Format.json(manifest), to: Manifest.fileName)
     try folder.commit()
     return report

@@ -496,3 +496,92 @@ struct DeterminismTests {
     #expect(missing.stdout.contains("listed in the manifest but missing"))
   }
 }
+
+@Suite("Split runs and merge")
+struct SplitMergeTests {
+  /// A 3-way split then merge writes what one run writes; the report differs only in
+  /// timings (and the output path).
+  @Test(arguments: [
+    ["quantize", "--scheme", "NVFP4"],
+    ["prune", "--method", "magnitude", "--sparsity", "0.5", "--scope", "global"],
+    ["factorize", "--method", "rsvd", "--rank", "8"],
+  ])
+  func threeWaySplitThenMergeIsOneRun(_ command: [String]) throws {
+    let folder = TemporaryFolder()
+    let model = fixture("tiny-llama-sharded")
+    let common = Array(command.dropFirst()) + ["--max-shard-size", "100KB", "--quiet"]
+    let one = try runProcess(swiftcompressExecutable, [command[0], model, folder.file("one")] + common)
+    #expect(one.status == 0, "\(one.stderr)")
+    for i in 0..<3 {
+      let part = try runProcess(
+        swiftcompressExecutable,
+        [command[0], model, folder.file("part\(i)")] + common + ["--shard-index", "\(i)", "--shard-count", "3"])
+      #expect(part.status == 0, "\(part.stderr)")
+      // A part holds only its own shards.
+      let weights = try FileManager.default.contentsOfDirectory(atPath: folder.file("part\(i)")).filter {
+        $0.hasSuffix(".safetensors")
+      }
+      #expect(
+        weights.allSatisfy { name in
+          let number = Int(name.dropFirst("model-".count).prefix(5)) ?? 0
+          return (number - 1) % 3 == i
+        })
+    }
+    let merged = try swiftcompress(
+      "merge", folder.file("merged"), folder.file("part2"), folder.file("part0"), folder.file("part1"), "-q")
+    #expect(merged.status == 0, "\(merged.stderr)")
+    let names = try FileManager.default.contentsOfDirectory(atPath: folder.file("one")).sorted()
+    #expect(try FileManager.default.contentsOfDirectory(atPath: folder.file("merged")).sorted() == names)
+    for name in names where !name.hasPrefix("swiftcompress-report.") {
+      #expect(
+        FileManager.default.contentsEqual(atPath: folder.file("one/" + name), andPath: folder.file("merged/" + name)),
+        "\(name)")
+    }
+    func report(_ path: String) throws -> NSDictionary {
+      let data = try #require(FileManager.default.contents(atPath: path + "/swiftcompress-report.json"))
+      var object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+      object["timing"] = nil
+      var output = try #require(object["output"] as? [String: Any])
+      output["path"] = nil
+      object["output"] = output
+      return NSDictionary(dictionary: object)
+    }
+    #expect(try report(folder.file("one")) == report(folder.file("merged")))
+    #expect(try swiftcompress("verify", folder.file("merged")).status == 0)
+  }
+
+  @Test func mergeRefusesIncompleteOrMismatchedParts() throws {
+    let folder = TemporaryFolder()
+    let model = fixture("tiny-llama-sharded")
+    for (name, index, scheme) in [("a0", 0, "W8A16"), ("a1", 1, "W8A16"), ("b1", 1, "W4A16")] {
+      let result = try swiftcompress(
+        "quantize", model, folder.file(name), "--scheme", scheme, "--max-shard-size", "100KB", "--shard-index",
+        "\(index)", "--shard-count", "2", "-q")
+      #expect(result.status == 0, "\(result.stderr)")
+    }
+    let missing = try swiftcompress("merge", folder.file("m1"), folder.file("a0"))
+    #expect(missing.status == 65)
+    #expect(missing.stderr.contains("missing --shard-index 1"))
+    let twice = try swiftcompress("merge", folder.file("m2"), folder.file("a0"), folder.file("a0"))
+    #expect(twice.status == 65)
+    let mixed = try swiftcompress("merge", folder.file("m3"), folder.file("a0"), folder.file("b1"))
+    #expect(mixed.status == 65)
+    #expect(mixed.stderr.contains("other options"))
+    let notPart = try swiftcompress("merge", folder.file("m4"), fixture("tiny-llama-f32"))
+    #expect(notPart.status == 65)
+    // A damaged part is caught by its manifest before anything is written.
+    let shard = try #require(
+      try FileManager.default.contentsOfDirectory(atPath: folder.file("a1")).first { $0.hasSuffix(".safetensors") })
+    let handle = try #require(FileHandle(forUpdatingAtPath: folder.file("a1/" + shard)))
+    try handle.seekToEnd()
+    try handle.write(contentsOf: Data([0]))
+    try handle.close()
+    let damaged = try swiftcompress("merge", folder.file("m5"), folder.file("a0"), folder.file("a1"))
+    #expect(damaged.status == 65)
+    #expect(damaged.stderr.contains("manifest"))
+    for name in ["m1", "m2", "m3", "m4", "m5"] { #expect(!FileManager.default.fileExists(atPath: folder.file(name))) }
+    let bad = try swiftcompress(
+      "quantize", model, folder.file("x"), "--scheme", "W8A16", "--shard-index", "2", "--shard-count", "2")
+    #expect(bad.status == 64)
+  }
+}

@@ -117,6 +117,25 @@ struct OutputOptions: ParsableArguments {
     help: "Worker threads for the data-parallel loops (default: one per core). The output bytes do not depend on it.")
   var jobs: Int?
 
+  @Option(
+    name: .long,
+    help:
+      "Write only part i of the output (0-based; with --shard-count): the output shards s with s % count == i. Join the parts with 'swiftcompress merge'."
+  )
+  var shardIndex: Int?
+
+  @Option(name: .long, help: "The number of parts the output is split into (with --shard-index).")
+  var shardCount: Int?
+
+  /// The split, or nil without --shard-index/--shard-count.
+  func split() throws -> ShardSplit? {
+    switch (shardIndex, shardCount) {
+    case (nil, nil): return nil
+    case (let index?, let count?): return try ShardSplit(index: index, count: count)
+    default: throw ValidationError("--shard-index and --shard-count go together.")
+    }
+  }
+
   func validate() throws {
     if quiet && verbose { throw ValidationError("--quiet and --verbose cannot be used together.") }
     if dryRun && explain { throw ValidationError("--dry-run and --explain cannot be used together.") }
@@ -153,9 +172,11 @@ struct PipelineOptions: ParsableArguments {
   ) throws -> CompressionOptions {
     let selection = try selection()
     try gates.validate()
-    return CompressionOptions(
+    var options = CompressionOptions(
       input: input, output: path, selection: selection, maxShardSize: output.maxShardSize.bytes, force: output.force,
       command: command, gates: gates, recipe: Recipe.singleStage(pass, selection: selection, gates: gates))
+    options.split = try output.split()
+    return options
   }
 }
 

@@ -36,9 +36,10 @@ extension SwiftCompressCommand {
         recipe.gates = recipe.gates.overridden(by: gates.gates)
         try recipe.gates.validate()
         let pass = try RecipePass(configuration: recipe)
-        let compression = CompressionOptions(
+        var compression = CompressionOptions(
           input: input, output: output, selection: try TensorSelection(), maxShardSize: options.maxShardSize.bytes,
           force: options.force, command: "run", gates: recipe.gates, recipe: pass.effectiveRecipe)
+        compression.split = try options.split()
         try runPipeline(pass: pass, options: compression, shared: options)
       }
     }

@@ -1,0 +1,273 @@
+import CheckpointIO
+import Foundation
+
+/// One part of a run split across processes or machines: `--shard-index i
+/// --shard-count n`. Every part plans the whole model the same way; part i writes the
+/// output shards s with s % n == i and transforms only the tensors with an output in
+/// them. `swiftcompress merge` joins the parts into what one run writes.
+public struct ShardSplit: Codable, Sendable, Equatable {
+  public var index: Int
+  public var count: Int
+
+  public init(index: Int, count: Int) throws(SwiftCompressError) {
+    guard count >= 1 else { throw .invalidOption(option: "--shard-count", reason: "must be at least 1") }
+    guard (0..<count).contains(index) else {
+      throw .invalidOption(option: "--shard-index", reason: "\(index) is not in 0..<\(count) (--shard-count \(count))")
+    }
+    self.index = index
+    self.count = count
+  }
+}
+
+extension ErrorAccumulator: Codable {
+  enum CodingKeys: String, CodingKey {
+    case referenceSquares = "reference_squares"
+    case reconstructionSquares = "reconstruction_squares"
+    case errorSquares = "error_squares"
+    case dot
+    case maxAbsError = "max_abs_error"
+    case nonFinite = "non_finite"
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    self.init()
+    referenceSquares = try c.decode(Double.self, forKey: .referenceSquares)
+    reconstructionSquares = try c.decode(Double.self, forKey: .reconstructionSquares)
+    errorSquares = try c.decode(Double.self, forKey: .errorSquares)
+    dot = try c.decode(Double.self, forKey: .dot)
+    maxAbsError = try c.decode(Float.self, forKey: .maxAbsError)
+    nonFinite = try c.decode(Int.self, forKey: .nonFinite)
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(referenceSquares, forKey: .referenceSquares)
+    try c.encode(reconstructionSquares, forKey: .reconstructionSquares)
+    try c.encode(errorSquares, forKey: .errorSquares)
+    try c.encode(dot, forKey: .dot)
+    try c.encode(maxAbsError, forKey: .maxAbsError)
+    try c.encode(nonFinite, forKey: .nonFinite)
+  }
+}
+
+/// What a run learnt about one input tensor: its report entry and the raw error sums,
+/// from which the totals are computed (in input order, so a merge of parts gives the
+/// same bits as one run).
+public struct TensorRecord: Codable, Sendable, Equatable {
+  public enum Measurement: String, Codable, Sendable {
+    case kept, exact, measured, unmeasured
+  }
+
+  /// Position in the input.
+  public var index: Int
+  public var entry: Report.TensorEntry?
+  public var error: ErrorAccumulator?
+  /// With a scale search: plain round-to-nearest's sums.
+  public var baseline: ErrorAccumulator?
+  public var measurement: Measurement
+
+  var metrics: ErrorMetrics? {
+    switch measurement {
+    case .kept, .unmeasured: nil
+    case .exact: .exact
+    case .measured: error?.metrics
+    }
+  }
+}
+
+/// `swiftcompress-part.json`: the records of one part of a split run, for `merge`.
+public struct PartRecords: Codable, Sendable, Equatable {
+  public static let fileName = "swiftcompress-part.json"
+  public var schema = "swiftcompress-part"
+  public var split: ShardSplit
+  public var records: [TensorRecord]
+
+  public init(split: ShardSplit, records: [TensorRecord]) {
+    self.split = split
+    self.records = records
+  }
+}
+
+extension Report {
+  /// Fills the tensors, totals and gates from `records` (any order; input order is used).
+  mutating func complete(with records: [TensorRecord], gates: QualityGates) {
+    let ordered = records.sorted { $0.index < $1.index }
+    tensors = ordered.compactMap(\.entry)
+    var total = ErrorAccumulator()
+    var baselineTotal: ErrorAccumulator?
+    var measuredAny = false
+    var unmeasured = false  // a transform whose error is not comparable element-wise
+    for record in ordered {
+      if record.measurement == .measured, let error = record.error {
+        total.merge(error)
+        measuredAny = true
+      }
+      if record.measurement == .unmeasured { unmeasured = true }
+      if let baseline = record.baseline {
+        baselineTotal = baselineTotal ?? ErrorAccumulator()
+        baselineTotal?.merge(baseline)
+      }
+    }
+    let metrics: ErrorMetrics? =
+      if measuredAny { total.metrics } else if tensors.contains(where: { !$0.isKept }) && !unmeasured { .exact } else {
+        nil
+      }
+    totals = Totals(tensors: tensors, metrics: metrics)
+    totals.roundToNearestMetrics = baselineTotal?.metrics
+    totals.sparsity = SparsityInfo.total(tensors.compactMap { entry in entry.sparsity.map { (entry.parameters, $0) } })
+    self.gates = gates.check(totals)
+  }
+
+  /// Writes the JSON, Markdown, SVG and HTML renderings into `folder`.
+  func write(into folder: OutputFolder) throws {
+    try folder.write(jsonText(), to: Report.jsonFileName)
+    try folder.write(markdown(), to: Report.markdownFileName)
+    try folder.write(svgChart(), to: Report.svgFileName)
+    try folder.write(html(), to: Report.htmlFileName)
+  }
+}
+
+/// `swiftcompress merge OUT PART...`: joins the parts of a split run into the output
+/// one run would have written (the same bytes; the report differs in timings only).
+public enum Merger {
+  public static func merge(parts: [String], output: String, force: Bool) throws -> Report {
+    guard !parts.isEmpty else { throw SwiftCompressError.invalidOption(option: "PART", reason: "give every part") }
+    var manifests: [Manifest] = []
+    var splits: [ShardSplit] = []
+    var records: [Int: TensorRecord] = [:]
+    for part in parts {
+      guard let manifest = try Manifest.load(folder: part) else {
+        throw SwiftCompressError.invalidTensor(
+          name: part, reason: "has no \(Manifest.fileName): it is not the output of a swiftcompress run")
+      }
+      let problems = manifest.problems(in: part)
+      if !problems.isEmpty { throw CheckpointError.invalidMany(problems) }
+      guard manifest.options["shard"] != nil,
+        let data = FileManager.default.contents(atPath: part + "/" + PartRecords.fileName)
+      else {
+        throw SwiftCompressError.invalidTensor(
+          name: part, reason: "is not a part of a split run (made without --shard-index/--shard-count)")
+      }
+      let decoder = JSONDecoder()
+      decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+        positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+      let partRecords: PartRecords
+      do {
+        partRecords = try decoder.decode(PartRecords.self, from: data)
+      } catch {
+        throw SwiftCompressError.invalidTensor(name: part + "/" + PartRecords.fileName, reason: "unreadable: \(error)")
+      }
+      for record in partRecords.records where records[record.index] == nil { records[record.index] = record }
+      manifests.append(manifest)
+      splits.append(partRecords.split)
+    }
+    // The parts must come from the same command on the same input, and cover every index once.
+    var reference = manifests[0].options
+    reference["shard"] = nil
+    for (part, manifest) in zip(parts, manifests) {
+      var options = manifest.options
+      options["shard"] = nil
+      if options != reference {
+        let differing = Set(options.keys).union(reference.keys).filter { options[$0] != reference[$0] }.sorted()
+        throw SwiftCompressError.invalidTensor(
+          name: part,
+          reason:
+            "was made with other options than \(parts[0]) (\(differing.joined(separator: ", "))): merge only the parts of one split run"
+        )
+      }
+    }
+    let count = splits[0].count
+    let indices = splits.map(\.index)
+    guard splits.allSatisfy({ $0.count == count }), Set(indices) == Set(0..<count), indices.count == count else {
+      let missing = Set(0..<count).subtracting(indices).sorted()
+      throw SwiftCompressError.invalidTensor(
+        name: parts.joined(separator: ", "),
+        reason:
+          "are not the \(count) parts of one split: \(missing.isEmpty ? "a part is given twice" : "missing --shard-index \(missing.map(String.init).joined(separator: ", "))")"
+      )
+    }
+
+    let folder = try OutputFolder(destination: output, inputs: parts.map(resolved), replace: force)
+    var placed: [String: Manifest.Entry] = [:]
+    for (part, manifest) in zip(parts, manifests) {
+      for entry in manifest.files where entry.path != PartRecords.fileName {
+        if let existing = placed[entry.path] {
+          guard existing == entry else {
+            throw SwiftCompressError.invalidTensor(
+              name: part + "/" + entry.path, reason: "differs from the same file in another part")
+          }
+          continue
+        }
+        try place(part + "/" + entry.path, at: folder.path(for: entry.path))
+        placed[entry.path] = entry
+      }
+    }
+    // The report: part 0's, with every part's tensors and totals recomputed from the sums.
+    let first = parts[splits.firstIndex { $0.index == 0 } ?? 0]
+    guard let reportData = FileManager.default.contents(atPath: first + "/" + Report.jsonFileName) else {
+      throw SwiftCompressError.invalidTensor(name: first, reason: "has no \(Report.jsonFileName)")
+    }
+    let decoder = JSONDecoder()
+    decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    var report: Report
+    do {
+      report = try decoder.decode(Report.self, from: reportData)
+    } catch {
+      throw SwiftCompressError.invalidTensor(name: first + "/" + Report.jsonFileName, reason: "unreadable: \(error)")
+    }
+    var seconds = 0.0
+    var peak = 0
+    for part in parts {
+      if let data = FileManager.default.contents(atPath: part + "/" + Report.jsonFileName),
+        let partReport = try? decoder.decode(Report.self, from: data)
+      {
+        seconds += partReport.timing.seconds
+        peak = max(peak, partReport.timing.peakRSSBytes)
+      }
+    }
+    let gates = QualityGates(results: report.gates)
+    report.output.path = output
+    report.complete(with: Array(records.values), gates: gates)
+    report.timing = Report.Timing(
+      seconds: seconds, bytesPerSecond: seconds > 0 ? Double(report.input.bytes) / seconds : 0, peakRSSBytes: peak)
+    try report.write(into: folder)
+    let manifest = try Manifest.build(
+      folder: folder.staging, tool: SwiftCompressVersion.current, options: reference, reports: Report.fileNames)
+    try folder.write(Format.json(manifest), to: Manifest.fileName)
+    try folder.commit()
+    return report
+  }
+
+  static func resolved(_ path: String) -> String {
+    URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path
+  }
+
+  /// A hard link when the part is on the same file system (no copy), else a copy.
+  static func place(_ source: String, at destination: String) throws {
+    if link(source, destination) == 0 { return }
+    do {
+      try FileManager.default.copyItem(atPath: source, toPath: destination)
+    } catch {
+      throw CheckpointError.cannotCreateOutput(
+        path: destination, reason: "cannot copy \(source): \(error.localizedDescription)")
+    }
+  }
+}
+
+extension QualityGates {
+  /// The gates that produced `results` (their limits).
+  init(results: [GateResult]) {
+    self.init()
+    for result in results {
+      switch result.gate {
+      case "max_error": maxError = result.limit
+      case "min_sqnr": minSQNR = result.limit
+      case "max_bpw": maxBitsPerWeight = result.limit
+      case "min_ratio": minRatio = result.limit
+      default: break
+      }
+    }
+  }
+}
