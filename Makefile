@@ -9,7 +9,7 @@ RENDER_DIR := .build/render
 
 export SWIFTCOMPRESS_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup venv build debug test demo render-report bench interop fixtures lint format clean
+.PHONY: all setup venv build debug test demo render-report bench bench-scale interop fixtures lint format clean
 
 all: build
 
@@ -58,6 +58,12 @@ bench: build venv
 	.build/release/swiftcompress-bench quantize --checkpoint $(BENCH_DIR)/bf16 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/quantize_numpy.py
 	.build/release/swiftcompress-bench prune --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/prune_numpy.py
 	.build/release/swiftcompress-bench factorize --python $(PY) --numpy-script Benchmarks/factorize_numpy.py --work $(BENCH_DIR)/factorize
+
+## bench-scale: peak memory of quantize, prune and factorize on a generated 8.9 GB sharded checkpoint (~20 GB of disk while it runs)
+SCALE_DIR := .build/bench-scale
+bench-scale: build venv
+	@test -f $(SCALE_DIR)/f32/model.safetensors.index.json || $(PY) Scripts/make_scale_checkpoint.py $(SCALE_DIR)/f32
+	$(PY) Benchmarks/scale.py $(BIN) $(SCALE_DIR)/f32 $(SCALE_DIR)
 
 ## interop: transformers loads structurally shrunk checkpoints and compressed-tensors decodes our bitmasks
 ## (installs torch, transformers and compressed-tensors 0.12 into .build/interop-venv, ~6 GB; not part of make test)

@@ -92,7 +92,11 @@ public final class OutputFolder {
   ///   - inputs: resolved paths of the input files and folders; the destination may
   ///     not be one of them, contain one, or lie inside one.
   ///   - replace: allow replacing an existing destination (`--force`).
-  public init(destination: String, inputs: [String], replace: Bool) throws(CheckpointError) {
+  ///   - adopting: an interrupted run's staging folder to take over (resume), of
+  ///     which only the files named in `keep` are kept.
+  public init(
+    destination: String, inputs: [String], replace: Bool, adopting: String? = nil, keep: Set<String> = []
+  ) throws(CheckpointError) {
     let resolved = URL(fileURLWithPath: destination).resolvingSymlinksInPath().standardizedFileURL.path
     for input in inputs {
       if resolved == input || resolved.hasPrefix(input + "/") || input.hasPrefix(resolved + "/") {
@@ -110,13 +114,44 @@ public final class OutputFolder {
     self.destination = destination
     self.replace = replace
     staging =
-      parent + "/." + (resolved as NSString).lastPathComponent
-      + ".partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+      parent + "/" + OutputFolder.stagingPrefix(for: resolved) + "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    if let adopting {
+      // Resume: take over an interrupted run's staging folder, keeping only `keep`.
+      guard rename(adopting, staging) == 0 else {
+        throw .cannotCreateOutput(path: destination, reason: "cannot take over \(adopting): \(errnoDescription())")
+      }
+      for name in (try? FileManager.default.contentsOfDirectory(atPath: staging)) ?? [] where !keep.contains(name) {
+        try? FileManager.default.removeItem(atPath: staging + "/" + name)
+      }
+      return
+    }
     do {
       try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
     } catch {
       throw .cannotCreateOutput(path: destination, reason: "cannot create \(staging): \(error.localizedDescription)")
     }
+  }
+
+  /// The name every staging folder of `destination` starts with: `.<name>.partial-`,
+  /// followed by the owner's pid.
+  public static func stagingPrefix(for destination: String) -> String {
+    let resolved = URL(fileURLWithPath: destination).resolvingSymlinksInPath().standardizedFileURL.path
+    return "." + (resolved as NSString).lastPathComponent + ".partial-"
+  }
+
+  /// Staging folders beside `destination` left by runs that no longer exist (killed,
+  /// crashed), as full paths.
+  public static func staleStagingFolders(for destination: String) -> [String] {
+    let resolved = URL(fileURLWithPath: destination).resolvingSymlinksInPath().standardizedFileURL.path
+    let parent = (resolved as NSString).deletingLastPathComponent
+    let prefix = stagingPrefix(for: destination)
+    var stale: [String] = []
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix(prefix) {
+      let rest = name.dropFirst(prefix.count)
+      guard let pid = Int32(rest.split(separator: "-").first ?? ""), !rest.hasSuffix(".old") else { continue }
+      if kill(pid, 0) != 0 && errno == ESRCH { stale.append(parent + "/" + name) }
+    }
+    return stale.sorted()
   }
 
   deinit {

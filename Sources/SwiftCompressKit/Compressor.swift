@@ -146,7 +146,21 @@ public enum Compressor {
     let checkpoint = try Checkpoint.open(options.input)
     let plan = try plan(checkpoint, pass: try pass.prepared(for: checkpoint), options: options)
     let pass = plan.pass
-    let folder = try OutputFolder(destination: options.output, inputs: checkpoint.inputPaths, replace: options.force)
+    var manifestOptions = manifestOptions(checkpoint: checkpoint, pass: pass, options: options)
+    if let split = options.split { manifestOptions["shard"] = "\(split.index)/\(split.count)" }
+    // Resume: an interrupted run with the same options left finished shards behind.
+    let resumed = Journal.resumable(destination: options.output, options: manifestOptions)
+    var journal = resumed?.journal ?? Journal(options: manifestOptions)
+    let folder = try OutputFolder(
+      destination: options.output, inputs: checkpoint.inputPaths, replace: options.force, adopting: resumed?.staging,
+      keep: Set(journal.shards.map(\.file.path)))
+    let adopted = Set(
+      plan.layout.shards.indices.filter { i in
+        journal.shards.contains { $0.file.path == plan.layout.shards[i].fileName }
+      })
+    var journaled: [Int: TensorRecord] = [:]
+    for shard in journal.shards { for record in shard.records { journaled[record.index] = record } }
+    var pending: [TensorRecord] = []
 
     var editedFiles: [String] = []
     let outputFloatDTypes = Set(plan.entries.flatMap(\.outputs).map(\.dtype).filter(\.isFloatingPoint))
@@ -174,6 +188,17 @@ public enum Compressor {
       return shard % split.count == split.index
     }
 
+    /// A finished shard joins the journal, with the records of the tensors done so far.
+    func journalFinished(_ shard: Int) throws {
+      let name = plan.layout.shards[shard].fileName
+      let (bytes, crc) = try Manifest.checksum(path: try folder.path(for: name))
+      journal.shards.append(Journal.Shard(file: Manifest.Entry(path: name, bytes: bytes, crc32: crc), records: pending))
+      pending = []
+      try folder.write(Format.json(journal), to: Journal.fileName)
+      // Test hook: the resume tests kill the run here, after this many shards.
+      if let limit = killAfterShards, journal.shards.count >= limit { kill(getpid(), SIGKILL) }
+    }
+
     func writer(for shard: Int) throws -> SafeTensorsWriter {
       if let existing = writers[shard] { return existing }
       let info = plan.layout.shards[shard]
@@ -188,6 +213,10 @@ public enum Compressor {
       let shards = entry.outputs.map { plan.shardOfOutput[$0.name] ?? 0 }
       // A tensor with no outputs (folded into another) is recorded by part 0.
       guard shards.isEmpty ? assigned(0) : shards.contains(where: assigned) else { continue }
+      if !shards.isEmpty, shards.allSatisfy(adopted.contains), let record = journaled[index] {
+        records.append(record)  // written by the interrupted run
+        continue
+      }
       let bytes = checkpoint.bytes(of: tensor)
       let input = TensorInput(descriptor: TensorDescriptor(tensor.info), bytes: bytes) { name in
         checkpoint.tensor(named: name).map {
@@ -219,7 +248,7 @@ public enum Compressor {
           Report.OutputTensor(
             name: planned.name, dtype: planned.dtype.rawValue, shape: planned.shape, bytes: size,
             file: plan.layout.shards[shard].fileName))
-        guard assigned(shard) else { continue }
+        guard assigned(shard), !adopted.contains(shard) else { continue }
         let target = try writer(for: shard)
         switch data {
         case .input:
@@ -228,7 +257,10 @@ public enum Compressor {
         case .borrowed(let view): try target.write(planned.name, view)
         case .owned(let array): try array.withUnsafeBytes { try target.write(planned.name, $0) }
         }
-        if target.isComplete { try target.finish() }
+        if target.isComplete {
+          try target.finish()
+          try journalFinished(shard)
+        }
       }
 
       var record = TensorRecord(index: index, entry: nil, error: nil, baseline: result.baseline, measurement: .kept)
@@ -263,6 +295,7 @@ public enum Compressor {
         roundToNearestMetrics: result.baseline?.metrics, sparsity: result.sparsity,
         svdOptimumError: result.optimalError)
       records.append(record)
+      pending.append(record)
       bytesDone += tensor.info.byteCount
       if let progress, let done = record.entry {
         let elapsed = clock.now - start
@@ -273,9 +306,10 @@ public enum Compressor {
       }
     }
     // Shards with no tensors (an empty model) still get a valid file.
-    for shard in plan.layout.shards.indices where writers[shard] == nil && assigned(shard) {
+    for shard in plan.layout.shards.indices where writers[shard] == nil && assigned(shard) && !adopted.contains(shard) {
       try writer(for: shard).finish()
     }
+    try? FileManager.default.removeItem(atPath: try folder.path(for: Journal.fileName))
     if let indexName = plan.layout.indexFileName {
       try folder.write(plan.layout.indexJSON(), to: indexName)
     }
@@ -289,6 +323,11 @@ public enum Compressor {
         peakRSSBytes: ResourceUsage.peakResidentBytes()))
     report.complete(with: records, gates: options.gates)
     report.warnings = pass.warnings
+    if !adopted.isEmpty {
+      report.warnings.append(
+        "resumed an interrupted run: \(adopted.count) of \(plan.layout.shards.count) output shards were already written and still matched their checksums"
+      )
+    }
     if let recipe = options.recipe {
       try folder.write(recipe.yamlText(), to: Recipe.fileName)
     }
@@ -296,8 +335,6 @@ public enum Compressor {
       try folder.write(Format.json(PartRecords(split: split, records: records)), to: PartRecords.fileName)
     }
     try report.write(into: folder)
-    var manifestOptions = manifestOptions(checkpoint: checkpoint, pass: pass, options: options)
-    if let split = options.split { manifestOptions["shard"] = "\(split.index)/\(split.count)" }
     let manifest = try Manifest.build(
       folder: folder.staging, tool: SwiftCompressVersion.current, options: manifestOptions, reports: Report.fileNames)
     try folder.write(Format.json(manifest), to: Manifest.fileName)
@@ -375,6 +412,11 @@ public enum Compressor {
     }
     return result
   }
+
+  /// `SWIFTCOMPRESS_TEST_KILL_AFTER_SHARDS=N`: a test hook that SIGKILLs the process once N
+  /// output shards are journaled, so the resume tests interrupt a run at a known point.
+  static let killAfterShards: Int? = ProcessInfo.processInfo.environment["SWIFTCOMPRESS_TEST_KILL_AFTER_SHARDS"]
+    .flatMap { Int($0) }
 
   /// What determines an output's bytes, for its manifest: never paths or timings, so
   /// identical runs write identical manifests.

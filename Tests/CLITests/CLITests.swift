@@ -585,3 +585,67 @@ struct SplitMergeTests {
     #expect(bad.status == 64)
   }
 }
+
+@Suite("Resume after a kill")
+struct ResumeTests {
+  let model = fixture("tiny-llama-sharded")
+  let arguments = ["--scheme", "W4A16", "--max-shard-size", "100KB"]
+
+  func killedRun(_ out: String, afterShards: Int, scheme: String = "W4A16") throws -> Int32 {
+    let command =
+      "SWIFTCOMPRESS_TEST_KILL_AFTER_SHARDS=\(afterShards) exec '\(swiftcompressExecutable)' quantize '\(model)' '\(out)' --scheme \(scheme) --max-shard-size 100KB -q"
+    return try runProcess("/bin/sh", ["-c", command]).status
+  }
+
+  func staging(_ folder: TemporaryFolder) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".out.partial-") }
+  }
+
+  @Test func aRerunSkipsTheShardsAKilledRunFinished() throws {
+    let folder = TemporaryFolder()
+    let clean = try swiftcompress(
+      "quantize", model, folder.file("clean"), "--scheme", "W4A16", "--max-shard-size", "100KB", "-q")
+    #expect(clean.status == 0)
+    // SIGKILL after 3 of 5 shards: no output, a staging folder with its journal.
+    #expect(try killedRun(folder.file("out"), afterShards: 3) % 128 == 9)
+    #expect(!FileManager.default.fileExists(atPath: folder.file("out")))
+    let left = try staging(folder)
+    #expect(left.count == 1)
+    // Damage one finished shard: it is written again, the other two are kept.
+    let second = folder.file(left[0] + "/model-00002-of-00005.safetensors")
+    let handle = try #require(FileHandle(forUpdatingAtPath: second))
+    try handle.seek(toOffset: 200)
+    try handle.write(contentsOf: Data([0xAB, 0xCD]))
+    try handle.close()
+    let rerun = try runProcess(
+      swiftcompressExecutable, ["quantize", model, folder.file("out")] + arguments + ["--json"])
+    #expect(rerun.status == 0, "\(rerun.stderr)")
+    #expect(rerun.stderr.contains("resumed an interrupted run: 2 of 5 output shards"))
+    #expect(try staging(folder).isEmpty)
+    for name in try FileManager.default.contentsOfDirectory(atPath: folder.file("clean"))
+    where !name.hasPrefix("swiftcompress-report.") {
+      #expect(
+        FileManager.default.contentsEqual(atPath: folder.file("clean/" + name), andPath: folder.file("out/" + name)),
+        "\(name)")
+    }
+    // The report is whole: every tensor, the same totals as the clean run.
+    let data = try #require(FileManager.default.contents(atPath: folder.file("out/swiftcompress-report.json")))
+    let report = try JSONDecoder().decode(Report.self, from: data)
+    let cleanData = try #require(FileManager.default.contents(atPath: folder.file("clean/swiftcompress-report.json")))
+    let cleanReport = try JSONDecoder().decode(Report.self, from: cleanData)
+    #expect(report.tensors == cleanReport.tensors)
+    #expect(report.totals == cleanReport.totals)
+  }
+
+  @Test func otherOptionsStartAfreshAndClearTheStaleFolder() throws {
+    let folder = TemporaryFolder()
+    #expect(try killedRun(folder.file("out"), afterShards: 2) % 128 == 9)
+    #expect(try staging(folder).count == 1)
+    let rerun = try swiftcompress(
+      "quantize", model, folder.file("out"), "--scheme", "W8A16", "--max-shard-size", "100KB")
+    #expect(rerun.status == 0, "\(rerun.stderr)")
+    #expect(!rerun.stderr.contains("resumed"))
+    #expect(try staging(folder).isEmpty)
+    #expect(try swiftcompress("verify", folder.file("out")).status == 0)
+  }
+}

@@ -1,0 +1,48 @@
+import CheckpointIO
+import Foundation
+
+/// The journal of a run in progress, kept in its staging folder: the options (as in
+/// the manifest) and every output shard finished so far, with its size, CRC-32 and the
+/// records of the tensors done by then. A run killed before it finished leaves its
+/// staging folder behind; the next run with the same options takes it over and skips
+/// the shards whose files still match their journal entries (resume).
+struct Journal: Codable, Sendable {
+  static let fileName = "swiftcompress-journal.json"
+
+  struct Shard: Codable, Sendable {
+    var file: Manifest.Entry
+    var records: [TensorRecord]
+  }
+
+  var options: [String: String]
+  var shards: [Shard] = []
+
+  /// The journal of an interrupted run of the same options beside `destination`, with
+  /// only the shards whose files still match, and its staging folder. Stale staging
+  /// folders of other options are removed.
+  static func resumable(destination: String, options: [String: String]) -> (staging: String, journal: Journal)? {
+    var found: (String, Journal)?
+    for stale in OutputFolder.staleStagingFolders(for: destination) {
+      if found == nil, let journal = load(stale), journal.options == options {
+        var valid = journal
+        valid.shards = journal.shards.filter { shard in
+          guard let (bytes, crc) = try? Manifest.checksum(path: stale + "/" + shard.file.path) else { return false }
+          return bytes == shard.file.bytes
+            && Manifest.Entry(path: shard.file.path, bytes: bytes, crc32: crc) == shard.file
+        }
+        found = (stale, valid)
+      } else {
+        try? FileManager.default.removeItem(atPath: stale)
+      }
+    }
+    return found
+  }
+
+  static func load(_ folder: String) -> Journal? {
+    guard let data = FileManager.default.contents(atPath: folder + "/" + fileName) else { return nil }
+    let decoder = JSONDecoder()
+    decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return try? decoder.decode(Journal.self, from: data)
+  }
+}
