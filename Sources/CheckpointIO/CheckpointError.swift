@@ -231,5 +231,11 @@ public enum CheckpointError: Error, LocalizedError, Equatable, CategorizedError 
 
 /// The text of `errno`, for messages.
 func errnoDescription(_ code: Int32 = errno) -> String {
-  String(cString: strerror(code))
+  let text = String(cString: strerror(code))
+  switch code {
+  case EFBIG: return text + " (the file-size limit was reached: see 'ulimit -f')"
+  case ENOSPC: return text + " (the disk is full)"
+  case EDQUOT: return text + " (the disk quota is used up)"
+  default: return text
+  }
 }

@@ -93,24 +93,29 @@ public struct Manifest: Codable, Sendable, Equatable {
   public static func checksum(path: String) throws(CheckpointError) -> (bytes: Int, crc: UInt32) {
     let mapping = try MappedFile(path: path)
     guard mapping.size > 0 else { return (0, 0) }
-    let bytes = mapping.bytes(0..<mapping.size)
-    defer { mapping.release(0..<mapping.size) }
-    return (mapping.size, crc32(bytes))
+    // Each chunk's pages leave the resident set once summed: checksumming a 5 GB shard
+    // costs a few chunks of memory, not 5 GB.
+    return (mapping.size, crc32(mapping.bytes(0..<mapping.size)) { mapping.release($0) })
   }
 
-  /// zlib's CRC-32 of `bytes`, computed in 32 MiB chunks on `Parallel.jobs` threads.
-  public static func crc32(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+  /// zlib's CRC-32 of `bytes`, computed in 32 MiB chunks on `Parallel.jobs` threads;
+  /// `done` is called with each chunk's range once it is summed.
+  public static func crc32(_ bytes: UnsafeRawBufferPointer, done: (Range<Int>) -> Void = { _ in }) -> UInt32 {
     let chunk = 32 << 20
     let count = bytes.count
     guard count > chunk, let base = bytes.baseAddress else {
-      return sck_crc32(0, bytes.baseAddress, count)
+      let crc = sck_crc32(0, bytes.baseAddress, count)
+      done(0..<count)
+      return crc
     }
     let chunks = (count + chunk - 1) / chunk
     var crcs = [UInt32](repeating: 0, count: chunks)
     crcs.withUnsafeMutableBufferPointer { out in
       nonisolated(unsafe) let out = out
       Parallel.perform(iterations: chunks) { i in
-        out[i] = sck_crc32(0, base + i * chunk, min(chunk, count - i * chunk))
+        let range = (i * chunk)..<min(count, (i + 1) * chunk)
+        out[i] = sck_crc32(0, base + range.lowerBound, range.count)
+        done(range)
       }
     }
     var crc = crcs[0]

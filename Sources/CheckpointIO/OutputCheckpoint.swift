@@ -1,4 +1,13 @@
+import CKernels
 import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
 
 /// How planned tensors are split into output files.
 public struct ShardLayout: Sendable, Equatable {
@@ -113,22 +122,28 @@ public final class OutputFolder {
     }
     self.destination = destination
     self.replace = replace
+    // Staging folders of runs that were killed (SIGKILL cannot be caught) go first.
+    OutputCleanup.removeStale(in: parent)
     staging =
       parent + "/" + OutputFolder.stagingPrefix(for: resolved) + "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    // Registered before it exists, so that no concurrent run takes it for a stale one.
+    OutputCleanup.register(staging, destination: destination)
     if let adopting {
       // Resume: take over an interrupted run's staging folder, keeping only `keep`.
       guard rename(adopting, staging) == 0 else {
-        throw .cannotCreateOutput(path: destination, reason: "cannot take over \(adopting): \(errnoDescription())")
+        let reason = errnoDescription()
+        OutputCleanup.unregister(staging)
+        throw .cannotCreateOutput(path: destination, reason: "cannot take over \(adopting): \(reason)")
       }
       for name in (try? FileManager.default.contentsOfDirectory(atPath: staging)) ?? [] where !keep.contains(name) {
         try? FileManager.default.removeItem(atPath: staging + "/" + name)
       }
       return
     }
-    do {
-      try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
-    } catch {
-      throw .cannotCreateOutput(path: destination, reason: "cannot create \(staging): \(error.localizedDescription)")
+    if mkdir(staging, 0o755) != 0 {
+      let reason = errnoDescription()
+      OutputCleanup.unregister(staging)
+      throw .cannotCreateOutput(path: destination, reason: "cannot create a folder in \(parent): \(reason)")
     }
   }
 
@@ -172,25 +187,85 @@ public final class OutputFolder {
     return full
   }
 
-  /// Writes `text` as `relative` (through a temporary file and a rename).
+  /// Writes `text` as `relative`.
   public func write(_ text: String, to relative: String) throws(CheckpointError) {
-    let full = try path(for: relative)
-    do {
-      try Data(text.utf8).write(to: URL(fileURLWithPath: full), options: .atomic)
-    } catch {
-      throw .cannotCreateOutput(path: destination, reason: "cannot write \(relative): \(error.localizedDescription)")
+    let bytes = Array(text.utf8)
+    try writeFile(relative) { (fd) throws(CheckpointError) in
+      if let failure = bytes.withUnsafeBytes({ Self.writeAll(fd, $0) }) { throw failure(destination + "/" + relative) }
     }
   }
 
   /// Copies `source` (following links) to `relative`.
   public func copy(from source: String, to relative: String) throws(CheckpointError) {
-    let full = try path(for: relative)
-    do {
-      let resolved = URL(fileURLWithPath: source).resolvingSymlinksInPath().path
-      try FileManager.default.copyItem(atPath: resolved, toPath: full)
-    } catch {
-      throw .cannotCreateOutput(path: destination, reason: "cannot copy \(source): \(error.localizedDescription)")
+    let input = open(source, O_RDONLY | O_CLOEXEC)
+    guard input >= 0 else {
+      throw .cannotCreateOutput(path: destination, reason: "cannot read \(source): \(errnoDescription())")
     }
+    defer { close(input) }
+    try writeFile(relative) { (fd) throws(CheckpointError) in
+      var offset: Int64 = 0
+      var kernelCopy = true
+      var buffer = [UInt8](repeating: 0, count: 1 << 20)
+      while true {
+        if kernelCopy {
+          let n = sck_copy_file_range(input, offset, fd, 1 << 30)
+          if n > 0 {
+            offset += n
+            continue
+          }
+          if n == 0 { return }
+          if n == -Int64(EINTR) { continue }
+          if ![EXDEV, ENOSYS, EINVAL, EOPNOTSUPP].contains(Int32(-n)) {
+            throw .cannotCreateOutput(path: destination + "/" + relative, reason: errnoDescription(Int32(-n)))
+          }
+          kernelCopy = false
+        }
+        let count = buffer.withUnsafeMutableBytes { pread(input, $0.baseAddress, $0.count, off_t(offset)) }
+        if count < 0 && errno == EINTR { continue }
+        if count < 0 {
+          throw .cannotCreateOutput(path: destination, reason: "cannot read \(source): \(errnoDescription())")
+        }
+        if count == 0 { return }
+        let failure = buffer.withUnsafeBytes { Self.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+        if let failure { throw failure(destination + "/" + relative) }
+        offset += Int64(count)
+      }
+    }
+  }
+
+  /// Creates `relative` in the staging folder and fills it; errors name the file as it
+  /// will be in the destination, with the system's reason (EFBIG, ENOSPC, EACCES).
+  private func writeFile(_ relative: String, _ fill: (Int32) throws(CheckpointError) -> Void)
+    throws(CheckpointError)
+  {
+    let full = try path(for: relative)
+    let shown = destination + "/" + relative
+    let fd = open(full, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw .cannotCreateOutput(path: shown, reason: errnoDescription()) }
+    do {
+      try fill(fd)
+    } catch {
+      close(fd)
+      throw error
+    }
+    if close(fd) != 0 { throw .cannotCreateOutput(path: shown, reason: errnoDescription()) }
+  }
+
+  /// Writes all of `bytes` to `fd`; on failure, a function making the error for a path.
+  private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> ((String) -> CheckpointError)? {
+    guard var pointer = bytes.baseAddress else { return nil }
+    var remaining = bytes.count
+    while remaining > 0 {
+      let n = systemWrite(fd, pointer, remaining)
+      if n < 0 {
+        if errno == EINTR { continue }
+        let reason = errnoDescription()
+        return { .cannotCreateOutput(path: $0, reason: reason) }
+      }
+      pointer += n
+      remaining -= n
+    }
+    return nil
   }
 
   /// Moves the staging folder to the destination, replacing an existing one when
@@ -198,30 +273,40 @@ public final class OutputFolder {
   public func commit() throws(CheckpointError) {
     guard !committed else { return }
     let manager = FileManager.default
-    var displaced: String?
-    if manager.fileExists(atPath: destination) {
-      guard replace else { throw .outputExists(path: destination) }
-      let aside = staging + ".old"
-      do {
-        try manager.moveItem(atPath: destination, toPath: aside)
-      } catch {
-        throw .cannotCreateOutput(
-          path: destination, reason: "cannot move the existing output aside: \(error.localizedDescription)")
+    let aside = staging + ".old"
+    // Under the cleanup lock: an interruption waits for both renames, so it never
+    // sees the old destination moved aside and the new one not yet in place.
+    let failure: CheckpointError? = OutputCleanup.withLock {
+      var displaced = false
+      if manager.fileExists(atPath: destination) {
+        guard replace else { return .outputExists(path: destination) }
+        if rename(destination, aside) != 0 {
+          return .cannotCreateOutput(
+            path: destination, reason: "cannot move the existing output aside: \(errnoDescription())")
+        }
+        displaced = true
       }
-      displaced = aside
+      if rename(staging, destination) != 0 {
+        let reason = errnoDescription()
+        if displaced { _ = rename(aside, destination) }
+        return .cannotCreateOutput(path: destination, reason: reason)
+      }
+      OutputCleanup.unregisterLocked(staging)
+      if displaced { OutputCleanup.registerLocked(aside, destination: destination) }
+      return nil
     }
-    if rename(staging, destination) != 0 {
-      let reason = errnoDescription()
-      if let displaced { _ = rename(displaced, destination) }
-      throw .cannotCreateOutput(path: destination, reason: reason)
-    }
+    if let failure { throw failure }
     committed = true
-    if let displaced { try? manager.removeItem(atPath: displaced) }
+    if manager.fileExists(atPath: aside) {
+      try? manager.removeItem(atPath: aside)
+      OutputCleanup.unregister(aside)
+    }
   }
 
   /// Deletes the staging folder.
   public func discard() {
-    try? FileManager.default.removeItem(atPath: staging)
+    OutputCleanup.removeTree(staging)
+    OutputCleanup.unregister(staging)
     committed = true
   }
 }

@@ -105,7 +105,8 @@ public final class SafeTensorsWriter {
       (directory.isEmpty ? "" : directory + "/") + ".\(base).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
     guard fd >= 0 else {
-      throw .cannotCreateOutput(path: destination, reason: errnoDescription())
+      let reason = errnoDescription()
+      throw .cannotCreateOutput(path: OutputCleanup.displayPath(destination), reason: reason)
     }
     var prefix = [UInt8](repeating: 0, count: 8)
     var length = UInt64(header.count)
@@ -118,7 +119,8 @@ public final class SafeTensorsWriter {
       try header.withUnsafeBytes { try writeAll($0) }
     } catch {
       abandon()
-      throw (error as? CheckpointError) ?? .cannotCreateOutput(path: destination, reason: "\(error)")
+      throw (error as? CheckpointError)
+        ?? .cannotCreateOutput(path: OutputCleanup.displayPath(destination), reason: "\(error)")
     }
   }
 
@@ -146,7 +148,9 @@ public final class SafeTensorsWriter {
   private func checkNext(_ name: String, count: Int) throws(CheckpointError) {
     // Tensors of size zero may be written (with no bytes) or passed over.
     while current < tensors.count && sizes[current] == 0 && tensors[current].name != name { current += 1 }
-    guard !finished, current < tensors.count, tensors[current].name == name else {
+    // A finished file may still be told about its trailing tensors of size zero
+    // (`isComplete` is true before they are written).
+    guard current < tensors.count, tensors[current].name == name, !finished || sizes[current] == 0 else {
       throw .writerMisuse(
         path: destination, reason: "wrote '\(name)' but the next planned tensor is '\(nextTensor ?? "none")'")
     }
@@ -184,7 +188,7 @@ public final class SafeTensorsWriter {
       } else {
         let reason = errnoDescription(Int32(-n))
         abandon()
-        throw .cannotCreateOutput(path: destination, reason: reason)
+        throw .cannotCreateOutput(path: OutputCleanup.displayPath(destination), reason: reason)
       }
     }
     if offset < range.upperBound {
@@ -206,13 +210,13 @@ public final class SafeTensorsWriter {
       let reason = errnoDescription()
       fd = -1
       abandon()
-      throw .cannotCreateOutput(path: destination, reason: reason)
+      throw .cannotCreateOutput(path: OutputCleanup.displayPath(destination), reason: reason)
     }
     fd = -1
     if rename(temporaryPath, destination) != 0 {
       let reason = errnoDescription()
       abandon()
-      throw .cannotCreateOutput(path: destination, reason: reason)
+      throw .cannotCreateOutput(path: OutputCleanup.displayPath(destination), reason: reason)
     }
     finished = true
   }
@@ -237,7 +241,7 @@ public final class SafeTensorsWriter {
         if errno == EINTR { continue }
         let reason = errnoDescription()
         abandon()
-        throw .cannotCreateOutput(path: destination, reason: reason)
+        throw .cannotCreateOutput(path: OutputCleanup.displayPath(destination), reason: reason)
       }
       pointer += n
       remaining -= n
@@ -280,12 +284,12 @@ extension SafeTensorsWriter {
     if let failure = failures.first(where: { $0 != 0 }) {
       let reason = errnoDescription(failure)
       abandon()
-      throw .cannotCreateOutput(path: destination, reason: reason)
+      throw .cannotCreateOutput(path: OutputCleanup.displayPath(destination), reason: reason)
     }
     guard lseek(fd, start + off_t(bytes.count), SEEK_SET) >= 0 else {
       let reason = errnoDescription()
       abandon()
-      throw .cannotCreateOutput(path: destination, reason: reason)
+      throw .cannotCreateOutput(path: OutputCleanup.displayPath(destination), reason: reason)
     }
     return true
   }

@@ -196,7 +196,11 @@ public enum Compressor {
       pending = []
       try folder.write(Format.json(journal), to: Journal.fileName)
       // Test hook: the resume tests kill the run here, after this many shards.
-      if let limit = killAfterShards, journal.shards.count >= limit { kill(getpid(), SIGKILL) }
+      if let limit = killAfterShards, journal.shards.count >= limit {
+        kill(
+          getpid(), ProcessInfo.processInfo.environment["SWIFTCOMPRESS_TEST_KILL_SIGNAL"] == "INT" ? SIGINT : SIGKILL)
+        sleep(10)  // the signal thread exits the process
+      }
     }
 
     func writer(for shard: Int) throws -> SafeTensorsWriter {
@@ -413,8 +417,9 @@ public enum Compressor {
     return result
   }
 
-  /// `SWIFTCOMPRESS_TEST_KILL_AFTER_SHARDS=N`: a test hook that SIGKILLs the process once N
-  /// output shards are journaled, so the resume tests interrupt a run at a known point.
+  /// `SWIFTCOMPRESS_TEST_KILL_AFTER_SHARDS=N`: a test hook that SIGKILLs the process (or
+  /// with `SWIFTCOMPRESS_TEST_KILL_SIGNAL=INT` interrupts it) once N output shards are
+  /// journaled, so the resume tests interrupt a run at a known point.
   static let killAfterShards: Int? = ProcessInfo.processInfo.environment["SWIFTCOMPRESS_TEST_KILL_AFTER_SHARDS"]
     .flatMap { Int($0) }
 

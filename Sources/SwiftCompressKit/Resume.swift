@@ -7,7 +7,7 @@ import Foundation
 /// staging folder behind; the next run with the same options takes it over and skips
 /// the shards whose files still match their journal entries (resume).
 struct Journal: Codable, Sendable {
-  static let fileName = "swiftcompress-journal.json"
+  static let fileName = OutputCleanup.journalFileName
 
   struct Shard: Codable, Sendable {
     var file: Manifest.Entry

@@ -1,6 +1,10 @@
 import CheckpointIO
 import Foundation
 
+/// What to do about a NaN or infinite weight, appended to the passes' messages.
+let nonFiniteAdvice =
+  "; run 'swiftcompress verify' on the input to list every NaN or infinite weight (the checkpoint is probably corrupted), or leave the module out with --ignore"
+
 /// Errors of the compression pipeline. Checkpoint reading and writing errors
 /// (`CheckpointError`) pass through unchanged.
 public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedError {

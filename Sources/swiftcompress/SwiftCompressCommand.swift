@@ -9,7 +9,8 @@ struct SwiftCompressCommand: ParsableCommand {
     discussion: """
       Exit codes: 0 success, 3 a quality gate failed (the output and report are written) or diff \
       --max-error exceeded, 64 usage error, 65 invalid input data, 66 input not found, 73 cannot \
-      create output, 1 anything else.
+      create output, 130/143 interrupted by SIGINT/SIGTERM (the unfinished output is removed), \
+      1 anything else.
       """,
     version: SwiftCompressVersion.current,
     subcommands: [
@@ -17,4 +18,11 @@ struct SwiftCompressCommand: ParsableCommand {
       Run.self, Diff.self, Merge.self,
     ]
   )
+
+  /// Installs the signal handling (cleanup of unfinished outputs on SIGINT and
+  /// SIGTERM, SIGXFSZ ignored) before any thread starts, then runs the command.
+  static func main() {
+    ProcessSignals.install()
+    main(nil)
+  }
 }

@@ -591,10 +591,24 @@ struct ResumeTests {
   let model = fixture("tiny-llama-sharded")
   let arguments = ["--scheme", "W4A16", "--max-shard-size", "100KB"]
 
-  func killedRun(_ out: String, afterShards: Int, scheme: String = "W4A16") throws -> Int32 {
+  func killedRun(_ out: String, afterShards: Int, signal: String = "KILL") throws -> (status: Int32, stderr: String) {
     let command =
-      "SWIFTCOMPRESS_TEST_KILL_AFTER_SHARDS=\(afterShards) exec '\(swiftcompressExecutable)' quantize '\(model)' '\(out)' --scheme \(scheme) --max-shard-size 100KB -q"
-    return try runProcess("/bin/sh", ["-c", command]).status
+      "SWIFTCOMPRESS_TEST_KILL_SIGNAL=\(signal) SWIFTCOMPRESS_TEST_KILL_AFTER_SHARDS=\(afterShards) exec '\(swiftcompressExecutable)' quantize '\(model)' '\(out)' --scheme W4A16 --max-shard-size 100KB -q"
+    let result = try runProcess("/bin/sh", ["-c", command])
+    return (result.status, result.stderr)
+  }
+
+  /// Ctrl-C after two shards keeps them for the next run, and says so.
+  @Test func anInterruptKeepsFinishedShardsForTheNextRun() throws {
+    let folder = TemporaryFolder()
+    let interrupted = try killedRun(folder.file("out"), afterShards: 2, signal: "INT")
+    #expect(interrupted.status == 130, "\(interrupted.stderr)")
+    #expect(interrupted.stderr.contains("rerun the same command to resume"))
+    #expect(try staging(folder).count == 1)
+    let rerun = try runProcess(swiftcompressExecutable, ["quantize", model, folder.file("out")] + arguments)
+    #expect(rerun.status == 0, "\(rerun.stderr)")
+    #expect(rerun.stderr.contains("resumed an interrupted run: 2 of 5 output shards"))
+    #expect(try staging(folder).isEmpty)
   }
 
   func staging(_ folder: TemporaryFolder) throws -> [String] {
@@ -607,7 +621,7 @@ struct ResumeTests {
       "quantize", model, folder.file("clean"), "--scheme", "W4A16", "--max-shard-size", "100KB", "-q")
     #expect(clean.status == 0)
     // SIGKILL after 3 of 5 shards: no output, a staging folder with its journal.
-    #expect(try killedRun(folder.file("out"), afterShards: 3) % 128 == 9)
+    #expect(try killedRun(folder.file("out"), afterShards: 3).status % 128 == 9)
     #expect(!FileManager.default.fileExists(atPath: folder.file("out")))
     let left = try staging(folder)
     #expect(left.count == 1)
@@ -639,7 +653,7 @@ struct ResumeTests {
 
   @Test func otherOptionsStartAfreshAndClearTheStaleFolder() throws {
     let folder = TemporaryFolder()
-    #expect(try killedRun(folder.file("out"), afterShards: 2) % 128 == 9)
+    #expect(try killedRun(folder.file("out"), afterShards: 2).status % 128 == 9)
     #expect(try staging(folder).count == 1)
     let rerun = try swiftcompress(
       "quantize", model, folder.file("out"), "--scheme", "W8A16", "--max-shard-size", "100KB")

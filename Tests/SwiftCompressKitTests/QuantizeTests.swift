@@ -78,7 +78,10 @@ struct QuantizeTests {
     try writer.finish()
     #expect(
       throws: SwiftCompressError.invalidTensor(
-        name: "layer.weight", reason: "element [1, 2] is nan; quantization needs finite weights")
+        name: "layer.weight",
+        reason:
+          "element [1, 2] is nan; quantization needs finite weights; run 'swiftcompress verify' on the input to list every NaN or infinite weight (the checkpoint is probably corrupted), or leave the module out with --ignore"
+      )
     ) {
       _ = try Compressor.run(
         pass: try QuantizePass(configuration: .init(scheme: .w8a16)),

@@ -346,7 +346,9 @@ public struct FactorizePass: CompressionPass {
       let columns = input.descriptor.shape[1]
       throw .invalidTensor(
         name: input.descriptor.name,
-        reason: "element [\(bad / columns), \(bad % columns)] is \(values[bad]); factorization needs finite weights")
+        reason:
+          "element [\(bad / columns), \(bad % columns)] is \(values[bad]); factorization needs finite weights\(nonFiniteAdvice)"
+      )
     }
     // The row-major bytes of W read column-major are W^T (in x out): no copy.
     do {

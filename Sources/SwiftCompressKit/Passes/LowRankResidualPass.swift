@@ -93,7 +93,9 @@ public struct LowRankResidualPass: CompressionPass {
     let weights = input.floats()
     if let bad = weights.firstIndex(where: { !$0.isFinite }) {
       throw .invalidTensor(
-        name: name, reason: "element [\(bad / columns), \(bad % columns)] is \(weights[bad]); weights must be finite")
+        name: name,
+        reason:
+          "element [\(bad / columns), \(bad % columns)] is \(weights[bad]); weights must be finite\(nonFiniteAdvice)")
     }
     var lowRank = [Float](repeating: 0, count: weights.count)
     var best: (codes: [[UInt8]], a: [UInt8], b: [UInt8], dense: [Float], error: Double)?

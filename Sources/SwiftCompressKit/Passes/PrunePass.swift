@@ -384,7 +384,7 @@ public struct PrunePass: CompressionPass {
         }
       }
     }
-    try QuantizePass.rejectNonFinite(error, input, rows: rows, columns: columns)
+    try QuantizePass.rejectNonFinite(error, input, rows: rows, columns: columns, purpose: "pruning")
     let kept = rowKept.reduce(0, +)
     var sparsity = SparsityInfo(
       target: pattern.map { 1 - Double($0.n) / Double($0.m) } ?? configuration.sparsity,

@@ -557,7 +557,7 @@ public struct QuantizePass: CompressionPass {
         if let bad = v.firstIndex(where: { !$0.isFinite }) {
           throw .invalidTensor(
             name: input.descriptor.name,
-            reason: "element [\(row), \(bad)] is \(v[bad]); quantization needs finite weights")
+            reason: "element [\(row), \(bad)] is \(v[bad]); quantization needs finite weights\(nonFiniteAdvice)")
         }
         reconstruction.withUnsafeMutableBufferPointer { r in
           alternative.withUnsafeMutableBufferPointer { b in
@@ -623,10 +623,10 @@ public struct QuantizePass: CompressionPass {
   }
 
   /// Throws when `error` (from `parallelRows`) met non-finite weights, naming the first.
-  static func rejectNonFinite(_ error: ErrorAccumulator, _ input: TensorInput, rows: Int, columns: Int)
-    throws(SwiftCompressError)
-  {
-    if error.nonFinite > 0 { try checkFinite(input, rows: rows, columns: columns) }
+  static func rejectNonFinite(
+    _ error: ErrorAccumulator, _ input: TensorInput, rows: Int, columns: Int, purpose: String = "quantization"
+  ) throws(SwiftCompressError) {
+    if error.nonFinite > 0 { try checkFinite(input, rows: rows, columns: columns, purpose: purpose) }
   }
 
   /// max |w| over the finite weights of `input`, in parallel over chunks.
@@ -659,7 +659,9 @@ public struct QuantizePass: CompressionPass {
   }
 
   /// Rejects NaN and infinite weights, naming the first one.
-  static func checkFinite(_ input: TensorInput, rows: Int, columns: Int) throws(SwiftCompressError) {
+  static func checkFinite(_ input: TensorInput, rows: Int, columns: Int, purpose: String = "quantization")
+    throws(SwiftCompressError)
+  {
     var first: Int?
     forEachChunk(of: input, count: rows * columns) { start, chunk in
       guard first == nil, let base = chunk.baseAddress else { return }
@@ -674,7 +676,9 @@ public struct QuantizePass: CompressionPass {
         count: 1)[0]
       throw .invalidTensor(
         name: input.descriptor.name,
-        reason: "element [\(first / columns), \(first % columns)] is \(value); quantization needs finite weights")
+        reason:
+          "element [\(first / columns), \(first % columns)] is \(value); \(purpose) needs finite weights\(nonFiniteAdvice)"
+      )
     }
   }
 
@@ -1061,6 +1065,9 @@ enum LinearWeights {
     if TensorSelection.isEmbedding(tensor.name) { return .keep("embedding table (not a linear layer)") }
     guard tensor.shape.count == 2 else {
       return .keep("\(tensor.shape.count)-D tensor (only 2-D linear weights are \(verb))")
+    }
+    guard tensor.shape[0] > 0, tensor.shape[1] > 0 else {
+      return .keep("shape [\(tensor.shape[0]), \(tensor.shape[1])] has no elements (nothing to be \(verb))")
     }
     guard [.f32, .bf16, .f16].contains(tensor.dtype) else {
       throw .invalidTensor(

@@ -266,7 +266,7 @@ struct StructuredPlan: Sendable, Equatable {
         if let bad = row.firstIndex(where: { !$0.isFinite }) {
           checkpoint.release(tensor)
           throw .invalidTensor(
-            name: name, reason: "element [\(r), \(bad)] is \(row[bad]); pruning needs finite weights")
+            name: name, reason: "element [\(r), \(bad)] is \(row[bad]); pruning needs finite weights\(nonFiniteAdvice)")
         }
         for c in 0..<columns {
           let v = Double(row[c])
@@ -429,7 +429,7 @@ extension PrunePass {
         }
       }
     }
-    try QuantizePass.rejectNonFinite(accumulator, input, rows: rows, columns: columns)
+    try QuantizePass.rejectNonFinite(accumulator, input, rows: rows, columns: columns, purpose: "pruning")
     let count = rows * columns
     var info = SparsityInfo(
       target: nil, achieved: Double(zeros) / Double(max(count, 1)), zeros: zeros,

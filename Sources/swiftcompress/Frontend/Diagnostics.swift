@@ -31,12 +31,33 @@ enum Diagnostics {
 
   static func error(_ message: String) {
     let prefix = isTerminal ? "\u{1B}[1;31merror:\u{1B}[0m " : "error: "
-    write(prefix + message + "\n")
+    write(prefix + visible(message) + "\n")
   }
 
   static func warning(_ message: String) {
     let prefix = isTerminal ? "\u{1B}[1;33mwarning:\u{1B}[0m " : "warning: "
-    write(prefix + message + "\n")
+    write(prefix + visible(message) + "\n")
+  }
+
+  /// `text` with control characters but newline and tab written as `\uXXXX`: tensor
+  /// names come from the input and may hold NUL or terminal escape sequences. In JSON
+  /// output (where they can only be inside strings) this is the same character's escape.
+  static func visible(_ text: String) -> String {
+    guard text.unicodeScalars.contains(where: isControl) else { return text }
+    var result = ""
+    for scalar in text.unicodeScalars {
+      if isControl(scalar) {
+        let hex = String(scalar.value, radix: 16, uppercase: true)
+        result += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+      } else {
+        result.unicodeScalars.append(scalar)
+      }
+    }
+    return result
+  }
+
+  private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+    scalar.properties.generalCategory == .control && scalar != "\n" && scalar != "\t"
   }
 
   static func write(_ text: String) {
@@ -89,5 +110,5 @@ final class ProgressLine: @unchecked Sendable {
 
 /// Standard output for results.
 func printResult(_ text: String) {
-  FileHandle.standardOutput.write(Data(text.utf8))
+  FileHandle.standardOutput.write(Data(Diagnostics.visible(text).utf8))
 }

@@ -119,7 +119,7 @@ enum VerboseLine {
     if let reason = e.reason { text += " (\(reason))" }
     text += ", \(e.bytesBefore) -> \(e.bytesAfter) bytes"
     if let m = e.metrics { text += ", rel. error \(Format.metric(m.relativeFrobeniusError))" }
-    return text + "\n"
+    return Diagnostics.visible(text) + "\n"
   }
 }
 
