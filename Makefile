@@ -9,7 +9,7 @@ RENDER_DIR := .build/render
 
 export SWIFTCOMPRESS_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup venv build debug test demo render-report bench bench-scale interop fixtures lint format clean
+.PHONY: all setup venv build debug test demo render-report bench bench-scale interop fixtures fuzz fuzz-build fuzz-merge lint format clean
 
 all: build
 
@@ -77,13 +77,35 @@ interop: build
 fixtures: venv
 	$(PY) Fixtures/generate.py
 
+## fuzz: libFuzzer (+ASan) over the safetensors and index readers for FUZZ_SECONDS (300), seeded from Fuzz/corpus;
+## new inputs go to .build-fuzz/corpus, crashes and hangs to .build-fuzz/artifacts, and any finding fails the target
+FUZZ_SECONDS ?= 300
+FUZZ_MAX_LEN ?= 8192
+FUZZ_BUILD   := .build-fuzz
+FUZZ_BIN     := $(FUZZ_BUILD)/release/SafeTensorsFuzz
+FUZZ_CORPUS  := Fuzz/corpus/safetensors
+FUZZ_OPTIONS := -dict=Fuzz/safetensors.dict -max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=2048
+## fuzz-build: build the libFuzzer target (Fuzz/, its own package) with -sanitize=fuzzer,address into .build-fuzz
+fuzz-build:
+	$(SWIFT) build -c release --package-path Fuzz --scratch-path $(FUZZ_BUILD) -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_BUILD)/corpus $(FUZZ_BUILD)/artifacts
+	$(FUZZ_BIN) $(FUZZ_OPTIONS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/ $(FUZZ_BUILD)/corpus $(FUZZ_CORPUS)
+
+## fuzz-merge: minimise Fuzz/corpus plus what make fuzz found into Fuzz/corpus (libFuzzer -merge=1); commit the result
+fuzz-merge: fuzz-build
+	@rm -rf $(FUZZ_BUILD)/merged && mkdir -p $(FUZZ_BUILD)/merged
+	$(FUZZ_BIN) $(FUZZ_OPTIONS) -merge=1 $(FUZZ_BUILD)/merged $(FUZZ_CORPUS) $(FUZZ_BUILD)/corpus
+	rm -rf $(FUZZ_CORPUS) && mv $(FUZZ_BUILD)/merged $(FUZZ_CORPUS)
+
 ## lint: check formatting with the toolchain's swift-format
 lint:
-	$(SWIFT) format lint --strict --recursive --parallel Package.swift Sources Tests Benchmarks
+	$(SWIFT) format lint --strict --recursive --parallel Package.swift Sources Tests Benchmarks Fuzz/Package.swift Fuzz/SafeTensorsFuzz
 
 ## format: apply swift-format
 format:
-	$(SWIFT) format --in-place --recursive --parallel Package.swift Sources Tests Benchmarks
+	$(SWIFT) format --in-place --recursive --parallel Package.swift Sources Tests Benchmarks Fuzz/Package.swift Fuzz/SafeTensorsFuzz
 
 clean:
 	rm -rf .build

@@ -135,46 +135,11 @@ public final class Checkpoint: Sendable {
     guard let data = FileManager.default.contents(atPath: indexPath) else {
       throw .unreadable(path: indexPath, reason: "cannot read the index")
     }
-    let json: JSONValue
-    do {
-      json = try JSONParser.parse(Array(data))
-    } catch {
-      fail(.indexNotJSON, indexPath, nil, "not valid JSON: \(error)")
-      return (nil, problems)
-    }
-    guard json.members != nil else {
-      fail(.indexNotJSON, indexPath, nil, "the index is \(json.kindName), not an object")
-      return (nil, problems)
-    }
-    guard let mapMembers = json["weight_map"]?.members else {
-      let found = json["weight_map"].map { "weight_map is \($0.kindName)" } ?? "there is no weight_map"
-      fail(.indexMissingWeightMap, indexPath, nil, found)
-      return (nil, problems)
-    }
-    // Tensor -> shard, in index order.
-    var indexMap: [String: String] = [:]
-    var shardNames: [String] = []
-    for member in mapMembers {
-      guard let shard = member.value.stringValue else {
-        fail(
-          .indexMissingWeightMap, indexPath, member.key,
-          "the weight_map entry is \(member.value.kindName), not a file name")
-        continue
-      }
-      if indexMap[member.key] != nil {
-        fail(.indexDuplicateTensor, indexPath, member.key, "the weight_map names the tensor more than once")
-        continue
-      }
-      let components = shard.split(separator: "/", omittingEmptySubsequences: false)
-      if shard.isEmpty || shard.hasPrefix("/") || components.contains(where: { $0 == ".." || $0 == "." || $0.isEmpty })
-        || shard.contains("\\")
-      {
-        fail(.indexPathEscape, indexPath, member.key, "shard path '\(shard)' is not a plain relative path")
-        continue
-      }
-      indexMap[member.key] = shard
-      if !shardNames.contains(shard) { shardNames.append(shard) }
-    }
+    let index = Array(data).withUnsafeBufferPointer { parseIndex($0, indexPath: indexPath) }
+    problems = index.problems
+    guard let mapMembers = index.weightMap else { return (nil, problems) }
+    let indexMap = index.shardOf
+    var shardNames = index.shards
     shardNames.sort()
     var files: [SafeTensorsFile] = []
     var holders: [String: [Int]] = [:]
@@ -234,6 +199,65 @@ public final class Checkpoint: Sendable {
         ignoredWeightFiles: listing.files.filter { $0.hasSuffix(".safetensors") && !shardSet.contains($0) },
         weightStem: stem.isEmpty ? "model" : stem, indexFileName: indexName), []
     )
+  }
+
+  /// Validates the JSON of a sharded checkpoint's index (`model.safetensors.index.json`)
+  /// held in memory: strict JSON, an object with a `weight_map` object whose values are
+  /// plain relative shard paths, no tensor listed twice. The checks that need the
+  /// shards themselves (missing shards, tensors not where the index says) are not run.
+  /// Never touches the disk and never traps; `file` only names the input in the problems.
+  ///
+  /// - Returns: every problem found; empty when the index is valid on its own.
+  public static func validateIndex(bytes: UnsafeRawBufferPointer, file: String = "<memory>") -> [ValidationProblem] {
+    parseIndex(bytes.assumingMemoryBound(to: UInt8.self), indexPath: file).problems
+  }
+
+  /// Parses and validates an index's JSON. `weightMap` is nil when the index is
+  /// unusable (not JSON, not an object, no `weight_map` object).
+  static func parseIndex(_ bytes: UnsafeBufferPointer<UInt8>, indexPath: String) -> ParsedIndex {
+    var result = ParsedIndex()
+    func fail(_ rule: ValidationRule, _ file: String, _ tensor: String?, _ detail: String) {
+      result.problems.append(ValidationProblem(rule: rule, file: file, tensor: tensor, detail: detail))
+    }
+    let json: JSONValue
+    do {
+      json = try JSONParser.parse(bytes)
+    } catch {
+      fail(.indexNotJSON, indexPath, nil, "not valid JSON: \(error)")
+      return result
+    }
+    guard json.members != nil else {
+      fail(.indexNotJSON, indexPath, nil, "the index is \(json.kindName), not an object")
+      return result
+    }
+    guard let mapMembers = json["weight_map"]?.members else {
+      let found = json["weight_map"].map { "weight_map is \($0.kindName)" } ?? "there is no weight_map"
+      fail(.indexMissingWeightMap, indexPath, nil, found)
+      return result
+    }
+    for member in mapMembers {
+      guard let shard = member.value.stringValue else {
+        fail(
+          .indexMissingWeightMap, indexPath, member.key,
+          "the weight_map entry is \(member.value.kindName), not a file name")
+        continue
+      }
+      if result.shardOf[member.key] != nil {
+        fail(.indexDuplicateTensor, indexPath, member.key, "the weight_map names the tensor more than once")
+        continue
+      }
+      let components = shard.split(separator: "/", omittingEmptySubsequences: false)
+      if shard.isEmpty || shard.hasPrefix("/") || components.contains(where: { $0 == ".." || $0 == "." || $0.isEmpty })
+        || shard.contains("\\")
+      {
+        fail(.indexPathEscape, indexPath, member.key, "shard path '\(shard)' is not a plain relative path")
+        continue
+      }
+      result.shardOf[member.key] = shard
+      if !result.shards.contains(shard) { result.shards.append(shard) }
+    }
+    result.weightMap = mapMembers
+    return result
   }
 
   /// The tensor named `name`.
@@ -296,4 +320,15 @@ struct FolderListing {
       }
     }
   }
+}
+
+/// An index's weight map as read by `Checkpoint.parseIndex`.
+struct ParsedIndex {
+  /// The `weight_map` members in file order; nil when the index is unusable.
+  var weightMap: [JSONMember]?
+  /// Tensor -> shard, for the entries that passed.
+  var shardOf: [String: String] = [:]
+  /// The shards named, in first-mention order.
+  var shards: [String] = []
+  var problems: [ValidationProblem] = []
 }

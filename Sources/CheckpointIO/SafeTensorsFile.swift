@@ -97,28 +97,57 @@ public final class SafeTensorsFile: Sendable {
 
 // MARK: - Parsing and validation
 
-struct ParsedHeader {
-  var metadata: [String: String]?
-  var tensors: [TensorInfo] = []
-  var dataStart = 0
-  var problems: [ValidationProblem] = []
+/// The result of validating a whole safetensors file: its header's contents and
+/// every problem found. `tensors` and `metadata` are only meaningful when
+/// `problems` is empty.
+public struct ParsedHeader: Sendable {
+  /// `__metadata__`, when present and valid.
+  public var metadata: [String: String]?
+  /// Tensors in file order (ascending offsets).
+  public var tensors: [TensorInfo] = []
+  /// Offset of the data section from the start of the file (8 + header length).
+  public var dataStart = 0
+  /// Every problem found; empty when the file is valid.
+  public var problems: [ValidationProblem] = []
 }
 
 extension SafeTensorsFile {
-  /// Parses and validates the header of `mapping`. Header-level problems stop the
-  /// parse; entry-level problems are all collected.
+  /// Validates a whole safetensors file held in memory (`bytes` is the entire file,
+  /// from the 8-byte header length to the last data byte) with exactly the checks
+  /// `validate(path:)` runs on a mapped file. Never touches the disk and never traps,
+  /// whatever `bytes` holds; `file` only names the input in the problems.
+  ///
+  /// - Returns: every problem found; empty when the bytes are a valid file.
+  public static func validate(bytes: UnsafeRawBufferPointer, file: String = "<memory>") -> [ValidationProblem] {
+    parse(bytes, file: file).problems
+  }
+
+  /// Validates a whole safetensors file held in memory, like `validate(bytes:file:)`,
+  /// and also returns the header's tensors, metadata and data offset. When the
+  /// result has no problems, every tensor's `dataStart + dataOffsets` lies inside
+  /// `bytes`.
+  public static func parseHeader(bytes: UnsafeRawBufferPointer, file: String = "<memory>") -> ParsedHeader {
+    parse(bytes, file: file)
+  }
+
+  /// Parses and validates the whole of `mapping`.
   static func parse(_ mapping: MappedFile) -> ParsedHeader {
+    parse(mapping.bytes(0..<mapping.size), file: mapping.path)
+  }
+
+  /// Parses and validates the header of the file held in `bytes`. Header-level
+  /// problems stop the parse; entry-level problems are all collected.
+  static func parse(_ bytes: UnsafeRawBufferPointer, file: String) -> ParsedHeader {
     var result = ParsedHeader()
-    let file = mapping.path
     func fail(_ rule: ValidationRule, _ tensor: String? = nil, _ detail: String) {
       result.problems.append(ValidationProblem(rule: rule, file: file, tensor: tensor, detail: detail))
     }
-    let size = mapping.size
+    let size = bytes.count
     guard size >= 8 else {
       fail(.fileTooSmall, nil, "the file is \(size) bytes long")
       return result
     }
-    let lengthBytes = mapping.bytes(0..<8)
+    let lengthBytes = UnsafeRawBufferPointer(rebasing: bytes[0..<8])
     var declared: UInt64 = 0
     for i in (0..<8).reversed() { declared = declared << 8 | UInt64(lengthBytes[i]) }
     guard declared <= UInt64(maxHeaderLength) else {
@@ -133,7 +162,8 @@ extension SafeTensorsFile {
       return result
     }
     result.dataStart = 8 + headerLength
-    let headerBytes = mapping.bytes(8..<(8 + headerLength)).assumingMemoryBound(to: UInt8.self)
+    let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + headerLength)])
+      .assumingMemoryBound(to: UInt8.self)
     guard String(validating: headerBytes, as: UTF8.self) != nil else {
       fail(.headerNotUTF8, nil, "the \(headerLength)-byte header is not valid UTF-8")
       return result

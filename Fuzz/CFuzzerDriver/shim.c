@@ -1,0 +1,2 @@
+// Empty: the target only exports CFuzzerDriver.h to Swift.
+#include "CFuzzerDriver.h"
