@@ -397,6 +397,14 @@ public enum Format {
     return String(decoding: data, as: UTF8.self) + "\n"
   }
 
+  /// Decodes JSON this tool wrote with `json(_:)` (non-finite numbers as strings).
+  public static func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+    let decoder = JSONDecoder()
+    decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return try decoder.decode(type, from: data)
+  }
+
   /// `value` as compact, key-sorted JSON.
   public static func compactJSON<T: Encodable>(_ value: T) -> String {
     let encoder = JSONEncoder()

@@ -40,9 +40,6 @@ struct Journal: Codable, Sendable {
 
   static func load(_ folder: String) -> Journal? {
     guard let data = FileManager.default.contents(atPath: folder + "/" + fileName) else { return nil }
-    let decoder = JSONDecoder()
-    decoder.nonConformingFloatDecodingStrategy = .convertFromString(
-      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    return try? decoder.decode(Journal.self, from: data)
+    return try? Format.decodeJSON(Journal.self, from: data)
   }
 }

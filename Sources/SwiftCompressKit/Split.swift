@@ -149,12 +149,9 @@ public enum Merger {
         throw SwiftCompressError.invalidTensor(
           name: part, reason: "is not a part of a split run (made without --shard-index/--shard-count)")
       }
-      let decoder = JSONDecoder()
-      decoder.nonConformingFloatDecodingStrategy = .convertFromString(
-        positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
       let partRecords: PartRecords
       do {
-        partRecords = try decoder.decode(PartRecords.self, from: data)
+        partRecords = try Format.decodeJSON(PartRecords.self, from: data)
       } catch {
         throw SwiftCompressError.invalidTensor(name: part + "/" + PartRecords.fileName, reason: "unreadable: \(error)")
       }
@@ -208,12 +205,9 @@ public enum Merger {
     guard let reportData = FileManager.default.contents(atPath: first + "/" + Report.jsonFileName) else {
       throw SwiftCompressError.invalidTensor(name: first, reason: "has no \(Report.jsonFileName)")
     }
-    let decoder = JSONDecoder()
-    decoder.nonConformingFloatDecodingStrategy = .convertFromString(
-      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     var report: Report
     do {
-      report = try decoder.decode(Report.self, from: reportData)
+      report = try Format.decodeJSON(Report.self, from: reportData)
     } catch {
       throw SwiftCompressError.invalidTensor(name: first + "/" + Report.jsonFileName, reason: "unreadable: \(error)")
     }
@@ -221,7 +215,7 @@ public enum Merger {
     var peak = 0
     for part in parts {
       if let data = FileManager.default.contents(atPath: part + "/" + Report.jsonFileName),
-        let partReport = try? decoder.decode(Report.self, from: data)
+        let partReport = try? Format.decodeJSON(Report.self, from: data)
       {
         seconds += partReport.timing.seconds
         peak = max(peak, partReport.timing.peakRSSBytes)

@@ -44,13 +44,8 @@ struct IgnoreOptions: ParsableArguments {
   var modules: [String] { ignore.isEmpty ? ["lm_head"] : ignore }
 }
 
-/// `--max-error`, `--min-sqnr`, `--max-bpw`, `--min-ratio`: limits for Makefiles and CI.
-struct GateOptions: ParsableArguments {
-  @Option(
-    name: [.customLong("max-error"), .customLong("gate-max-error")],
-    help: "Fail (exit 3) when the total relative Frobenius error is above this.")
-  var maxError: Double?
-
+/// `--min-sqnr`, `--max-bpw`, `--min-ratio`: the gates every compressing command takes.
+struct SizeAndSQNRGates: ParsableArguments {
   @Option(name: .customLong("min-sqnr"), help: "Fail (exit 3) when the total SQNR is below this many dB.")
   var minSQNR: Double?
 
@@ -60,9 +55,21 @@ struct GateOptions: ParsableArguments {
   @Option(name: .long, help: "Fail (exit 3) when bytes before / bytes after is below this.")
   var minRatio: Double?
 
-  var gates: QualityGates {
+  func gates(maxError: Double?) -> QualityGates {
     QualityGates(maxError: maxError, minSQNR: minSQNR, maxBitsPerWeight: maxBitsPerWeight, minRatio: minRatio)
   }
+}
+
+/// `--max-error` and the other gates: limits for Makefiles and CI.
+struct GateOptions: ParsableArguments {
+  @Option(
+    name: [.customLong("max-error"), .customLong("gate-max-error")],
+    help: "Fail (exit 3) when the total relative Frobenius error is above this.")
+  var maxError: Double?
+
+  @OptionGroup var others: SizeAndSQNRGates
+
+  var gates: QualityGates { others.gates(maxError: maxError) }
 }
 
 /// The gates of `factorize`, whose `--max-error` is a rank rule: its error gate is
@@ -72,18 +79,9 @@ struct FactorizeGateOptions: ParsableArguments {
     name: .customLong("gate-max-error"), help: "Fail (exit 3) when the total relative Frobenius error is above this.")
   var maxError: Double?
 
-  @Option(name: .customLong("min-sqnr"), help: "Fail (exit 3) when the total SQNR is below this many dB.")
-  var minSQNR: Double?
+  @OptionGroup var others: SizeAndSQNRGates
 
-  @Option(name: .customLong("max-bpw"), help: "Fail (exit 3) when the bits per weight after are above this.")
-  var maxBitsPerWeight: Double?
-
-  @Option(name: .long, help: "Fail (exit 3) when bytes before / bytes after is below this.")
-  var minRatio: Double?
-
-  var gates: QualityGates {
-    QualityGates(maxError: maxError, minSQNR: minSQNR, maxBitsPerWeight: maxBitsPerWeight, minRatio: minRatio)
-  }
+  var gates: QualityGates { others.gates(maxError: maxError) }
 }
 
 /// How a run writes and talks: shared by `run` and every single-pass command.
