@@ -194,7 +194,11 @@ public enum Compressor {
       let (bytes, crc) = try Manifest.checksum(path: try folder.path(for: name))
       journal.shards.append(Journal.Shard(file: Manifest.Entry(path: name, bytes: bytes, crc32: crc), records: pending))
       pending = []
-      try folder.write(Format.json(journal), to: Journal.fileName)
+      // Written aside and renamed, so an interruption never leaves half a journal.
+      try folder.write(Format.json(journal), to: Journal.fileName + ".tmp")
+      guard rename(try folder.path(for: Journal.fileName + ".tmp"), try folder.path(for: Journal.fileName)) == 0 else {
+        throw CheckpointError.cannotCreateOutput(path: options.output, reason: "cannot write the resume journal")
+      }
       // Test hook: the resume tests kill the run here, after this many shards.
       if let limit = killAfterShards, journal.shards.count >= limit {
         kill(
