@@ -56,14 +56,20 @@ public struct Manifest: Codable, Sendable, Equatable {
 
   /// The manifest of `folder`: every regular file below it, but `reports` (listed
   /// without checksums) and the manifest itself.
-  public static func build(folder: String, tool: String, options: [String: String], reports: Set<String>)
-    throws(CheckpointError) -> Manifest
-  {
+  /// `known` entries (files checksummed when they were finished) are taken as they are.
+  public static func build(
+    folder: String, tool: String, options: [String: String], reports: Set<String>, known: [Entry] = []
+  ) throws(CheckpointError) -> Manifest {
+    let known = Dictionary(known.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
     var entries: [Entry] = []
     var listed: [String] = []
     for relative in try files(in: folder) where relative != fileName {
       if reports.contains(relative) {
         listed.append(relative)
+        continue
+      }
+      if let entry = known[relative] {
+        entries.append(entry)
         continue
       }
       let (bytes, crc) = try checksum(path: folder + "/" + relative)

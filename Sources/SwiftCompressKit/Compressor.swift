@@ -344,7 +344,8 @@ public enum Compressor {
     }
     try report.write(into: folder)
     let manifest = try Manifest.build(
-      folder: folder.staging, tool: SwiftCompressVersion.current, options: manifestOptions, reports: Report.fileNames)
+      folder: folder.staging, tool: SwiftCompressVersion.current, options: manifestOptions, reports: Report.fileNames,
+      known: journal.shards.map(\.file))
     try folder.write(Format.json(manifest), to: Manifest.fileName)
     try folder.commit()
     return report
