@@ -111,27 +111,6 @@ __attribute__((target("pclmul,sse4.1"))) static uint32_t crc32_clmul(const unsig
 }
 #endif
 
-uint32_t sck_crc32(uint32_t crc, const void *data, size_t length) {
-  const unsigned char *p = (const unsigned char *)data;
-#ifdef SCK_HAVE_CLMUL_CRC
-  if (length >= 64 && __builtin_cpu_supports("pclmul") &&
-      __builtin_cpu_supports("sse4.1")) {
-    size_t chunk = length & ~(size_t)15;
-    crc = ~crc32_clmul(p, chunk, ~crc);
-    p += chunk;
-    length -= chunk;
-  }
-#endif
-  uLong value = crc;
-  while (length > 0) {
-    size_t n = length > (1u << 30) ? (1u << 30) : length;
-    value = crc32(value, p, (uInt)n);
-    p += n;
-    length -= n;
-  }
-  return (uint32_t)value;
-}
-
 uint32_t sck_crc32_zlib(uint32_t crc, const void *data, size_t length) {
   const unsigned char *p = (const unsigned char *)data;
   uLong value = crc;
@@ -142,6 +121,19 @@ uint32_t sck_crc32_zlib(uint32_t crc, const void *data, size_t length) {
     length -= n;
   }
   return (uint32_t)value;
+}
+
+uint32_t sck_crc32(uint32_t crc, const void *data, size_t length) {
+  const unsigned char *p = (const unsigned char *)data;
+#ifdef SCK_HAVE_CLMUL_CRC
+  if (length >= 64 && __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1")) {
+    size_t chunk = length & ~(size_t)15;
+    crc = ~crc32_clmul(p, chunk, ~crc);
+    p += chunk;
+    length -= chunk;
+  }
+#endif
+  return sck_crc32_zlib(crc, p, length);
 }
 
 uint32_t sck_crc32_combine(uint32_t first, uint32_t second, uint64_t second_length) {
