@@ -267,7 +267,7 @@ public struct Report: Codable, Sendable, Equatable {
       let outDTypes = Set(t.outputs.map(\.dtype)).sorted().joined(separator: "+")
       let dtype = t.action == "transformed" && outDTypes != t.dtype ? "\(t.dtype) -> \(outDTypes)" : t.dtype
       lines.append(
-        "| `\(t.name)` | \(dtype) | \(t.shape.map(String.init).joined(separator: "x")) | \(t.action) | \(t.bytesBefore) | \(t.bytesAfter) | \(Format.fixed(t.bitsPerWeightAfter, 3)) | \(Format.metric(t.metrics?.relativeFrobeniusError)) | \(Format.sqnr(t.metrics)) | \(Format.cosine(t.metrics?.cosineSimilarity)) | \(Format.metric(t.metrics?.maxAbsError)) | \([t.reason, t.sparsity.map { "sparsity \(Format.fixed($0.achieved * 100, 1))%" }].compactMap { $0 }.joined(separator: "; ")) |"
+        "| `\(Format.markdownCell(t.name))` | \(dtype) | \(t.shape.map(String.init).joined(separator: "x")) | \(t.action) | \(t.bytesBefore) | \(t.bytesAfter) | \(Format.fixed(t.bitsPerWeightAfter, 3)) | \(Format.metric(t.metrics?.relativeFrobeniusError)) | \(Format.sqnr(t.metrics)) | \(Format.cosine(t.metrics?.cosineSimilarity)) | \(Format.metric(t.metrics?.maxAbsError)) | \(Format.markdownCell([t.reason, t.sparsity.map { "sparsity \(Format.fixed($0.achieved * 100, 1))%" }].compactMap { $0 }.joined(separator: "; "))) |"
       )
     }
     lines.append("")
@@ -395,6 +395,23 @@ public enum Format {
       positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     guard let data = try? encoder.encode(value) else { return "{}\n" }
     return String(decoding: data, as: UTF8.self) + "\n"
+  }
+
+  /// `text` safe inside a Markdown table cell: control characters as `\uXXXX`, `|` and
+  /// backticks escaped (tensor names come from the input).
+  public static func markdownCell(_ text: String) -> String {
+    var result = ""
+    for scalar in text.unicodeScalars {
+      if scalar.properties.generalCategory == .control {
+        let hex = String(scalar.value, radix: 16, uppercase: true)
+        result += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+      } else if scalar == "|" || scalar == "`" {
+        result += "\\" + String(scalar)
+      } else {
+        result.unicodeScalars.append(scalar)
+      }
+    }
+    return result
   }
 
   /// Decodes JSON this tool wrote with `json(_:)` (non-finite numbers as strings).

@@ -283,6 +283,9 @@ struct BadInputTests {
         #expect(written.contains(name) || written.contains(name + "_packed"), "\(name)")
       }
       #expect(try runProcess(swiftcompressExecutable, ["verify", out]).status == 0)
+      // The Markdown report shows them escaped too.
+      let markdown = try String(contentsOfFile: out + "/" + Report.markdownFileName, encoding: .utf8)
+      #expect(!markdown.contains("\u{1B}") && !markdown.contains("\u{0}") && markdown.contains("esc\\u001B[2J"))
     }
     #expect(
       treeListing(folder.path).filter { !$0.hasPrefix("convert") && !$0.hasPrefix("quantize") } == ["in.safetensors"])

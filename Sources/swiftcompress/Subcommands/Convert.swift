@@ -82,7 +82,7 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
   if let progress {
     callback = { progress.update($0) }
   } else if shared.verbose {
-    callback = { Diagnostics.write(VerboseLine.render($0)) }
+    callback = { Diagnostics.write(Diagnostics.visible(VerboseLine.render($0))) }
   }
   let report = try Compressor.run(pass: pass, options: options, progress: callback)
   progress?.finish()

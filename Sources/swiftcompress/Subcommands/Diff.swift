@@ -72,10 +72,10 @@ extension SwiftCompressCommand {
           Diagnostics.error(
             "the checkpoints hold different tensors (\(parts.joined(separator: ", "))); pass --allow-missing to compare the common ones"
           )
-          for name in report.onlyInA { Diagnostics.write("  only in A: \(name)\n") }
-          for name in report.onlyInB { Diagnostics.write("  only in B: \(name)\n") }
+          for name in report.onlyInA { Diagnostics.write(Diagnostics.visible("  only in A: \(name)\n")) }
+          for name in report.onlyInB { Diagnostics.write(Diagnostics.visible("  only in B: \(name)\n")) }
           for m in report.shapeMismatches {
-            Diagnostics.write("  shape mismatch: \(m.name): A \(m.aShape) vs B \(m.bShape)\n")
+            Diagnostics.write(Diagnostics.visible("  shape mismatch: \(m.name): A \(m.aShape) vs B \(m.bShape)\n"))
           }
           status = ExitStatus.invalidData
         }
@@ -90,7 +90,7 @@ extension SwiftCompressCommand {
                   "relative error \(Format.metric(m.relativeFrobeniusError))"
                     + (m.nonFiniteCount > 0 ? ", \(m.nonFiniteCount) NaN or infinite values" : "")
                 } else { "integer values differ" }
-              Diagnostics.write("  \(t.name): \(detail)\n")
+              Diagnostics.write(Diagnostics.visible("  \(t.name): \(detail)\n"))
             }
             if status == 0 { status = ExitStatus.gateFailed }
           }
