@@ -397,21 +397,30 @@ public enum Format {
     return String(decoding: data, as: UTF8.self) + "\n"
   }
 
-  /// `text` safe inside a Markdown table cell: control characters as `\uXXXX`, `|` and
-  /// backticks escaped (tensor names come from the input).
-  public static func markdownCell(_ text: String) -> String {
+  /// `text` with its control characters (but those in `keeping`) written as `\uXXXX`:
+  /// tensor names come from the input and may hold NUL or terminal escape sequences.
+  /// Inside a JSON string this is the same character's escape.
+  public static func visible(_ text: String, keeping: Set<Unicode.Scalar> = ["\n", "\t"]) -> String {
+    func isControl(_ scalar: Unicode.Scalar) -> Bool {
+      scalar.properties.generalCategory == .control && !keeping.contains(scalar)
+    }
+    guard text.unicodeScalars.contains(where: isControl) else { return text }
     var result = ""
     for scalar in text.unicodeScalars {
-      if scalar.properties.generalCategory == .control {
+      if isControl(scalar) {
         let hex = String(scalar.value, radix: 16, uppercase: true)
         result += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
-      } else if scalar == "|" || scalar == "`" {
-        result += "\\" + String(scalar)
       } else {
         result.unicodeScalars.append(scalar)
       }
     }
     return result
+  }
+
+  /// `text` safe inside a Markdown table cell: every control character as `\uXXXX`,
+  /// `|` and backticks escaped.
+  public static func markdownCell(_ text: String) -> String {
+    visible(text, keeping: []).replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "`", with: "\\`")
   }
 
   /// Decodes JSON this tool wrote with `json(_:)` (non-finite numbers as strings).

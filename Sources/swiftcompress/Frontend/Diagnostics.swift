@@ -39,26 +39,8 @@ enum Diagnostics {
     write(prefix + visible(message) + "\n")
   }
 
-  /// `text` with control characters but newline and tab written as `\uXXXX`: tensor
-  /// names come from the input and may hold NUL or terminal escape sequences. In JSON
-  /// output (where they can only be inside strings) this is the same character's escape.
-  static func visible(_ text: String) -> String {
-    guard text.unicodeScalars.contains(where: isControl) else { return text }
-    var result = ""
-    for scalar in text.unicodeScalars {
-      if isControl(scalar) {
-        let hex = String(scalar.value, radix: 16, uppercase: true)
-        result += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
-      } else {
-        result.unicodeScalars.append(scalar)
-      }
-    }
-    return result
-  }
-
-  private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
-    scalar.properties.generalCategory == .control && scalar != "\n" && scalar != "\t"
-  }
+  /// `text` with control characters but newline and tab written as `\uXXXX`.
+  static func visible(_ text: String) -> String { Format.visible(text) }
 
   static func write(_ text: String) {
     FileHandle.standardError.write(Data(text.utf8))

@@ -65,15 +65,9 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
   }
   if shared.dryRun {
     let plan = try Compressor.dryRun(pass: pass, options: options)
-    if !shared.quiet {
-      for warning in plan.warnings { Diagnostics.warning(warning) }
-    }
-    if shared.json {
-      printResult(plan.jsonText())
-    } else if !shared.quiet {
-      printResult(PlanTable.render(plan))
-    }
-    try failOnGates(plan.gates, quiet: shared.quiet)
+    try printOutcome(
+      warnings: plan.warnings, json: plan.jsonText(), table: { PlanTable.render(plan) }, gates: plan.gates,
+      shared: shared)
     return
   }
   sck_keep_large_allocations()
@@ -86,15 +80,26 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
   }
   let report = try Compressor.run(pass: pass, options: options, progress: callback)
   progress?.finish()
+  try printOutcome(
+    warnings: report.warnings, json: report.jsonText(), table: { SummaryTable.render(report) }, gates: report.gates,
+    shared: shared)
+}
+
+/// Warnings on stderr, then the JSON or the table on stdout (nothing with --quiet), then
+/// exit 3 when a gate failed.
+func printOutcome(
+  warnings: [String], json: @autoclosure () -> String, table: () -> String, gates: [GateResult],
+  shared: OutputOptions
+) throws {
   if !shared.quiet {
-    for warning in report.warnings { Diagnostics.warning(warning) }
+    for warning in warnings { Diagnostics.warning(warning) }
   }
   if shared.json {
-    printResult(report.jsonText())
+    printResult(json())
   } else if !shared.quiet {
-    printResult(SummaryTable.render(report))
+    printResult(table())
   }
-  try failOnGates(report.gates, quiet: shared.quiet)
+  try failOnGates(gates, quiet: shared.quiet)
 }
 
 /// Exit 3 when a gate failed, naming each on stderr (even with --quiet: it is the error).
