@@ -196,9 +196,9 @@ def make_llama():
 
 # ---------------------------------------------------------------- tiny BERT (sentence-transformers)
 
-def make_bert():
-    rng = np.random.default_rng(7)
-    h, i, v, layers, pos = 64, 256, 512, 2, 128
+def make_bert(name="tiny-bert", seed=7, h=64, i=256):
+    rng = np.random.default_rng(seed)
+    v, layers, pos = 512, 2, 128
     w = {
         "embeddings.word_embeddings.weight": heavy_tailed(rng, (v, h), outlier_columns=0),
         "embeddings.position_embeddings.weight": heavy_tailed(rng, (pos, h), outlier_columns=0),
@@ -221,7 +221,7 @@ def make_bert():
     w["pooler.dense.weight"] = heavy_tailed(rng, (h, h))
     w["pooler.dense.bias"] = (0.01 * rng.standard_normal(h)).astype(np.float32)
 
-    folder = f"{ROOT}/tiny-bert"
+    folder = f"{ROOT}/{name}"
     os.makedirs(folder, exist_ok=True)
     save_file(w, f"{folder}/model.safetensors", metadata=METADATA)
     write_json(f"{folder}/config.json", {
@@ -418,6 +418,9 @@ def write_sums():
 def main():
     make_llama()
     make_bert()
+    # Rows of 128 and 512 values: every scheme's default group size (128) divides them,
+    # so `make interop` can load each default output in transformers.
+    make_bert("tiny-bert-128", seed=8, h=128, i=512)
     make_dtypes()
     cases = make_malformed()
     write_sums()

@@ -61,10 +61,22 @@ public enum ValidationRule: String, CaseIterable, Sendable, Codable {
   case sparsityPattern = "sparsity-pattern"
   // Outputs.
   case manifestMismatch = "manifest-mismatch"
+  // config.json against the tensors (what loaders will do with them).
+  case configDenseTarget = "config-dense-target"
+  case configIgnoredQuantized = "config-ignored-quantized"
+  case configLayout = "config-layout"
+  case layoutUnguarded = "layout-unguarded"
 
-  /// Rules about tensor values or an output's manifest rather than the file's structure
-  /// (no malformed file breaks them).
-  public var isValueRule: Bool { self == .nonFiniteValues || self == .sparsityPattern || self == .manifestMismatch }
+  /// Rules about tensor values, an output's manifest or its config.json rather than the
+  /// safetensors structure (no malformed file breaks them).
+  public var isValueRule: Bool {
+    switch self {
+    case .nonFiniteValues, .sparsityPattern, .manifestMismatch, .configDenseTarget, .configIgnoredQuantized,
+      .configLayout, .layoutUnguarded:
+      true
+    default: false
+    }
+  }
 
   /// What the rule requires, in a few words.
   public var requirement: String {
@@ -104,6 +116,12 @@ public enum ValidationRule: String, CaseIterable, Sendable, Codable {
     case .sparsityPattern:
       "every group of M consecutive weights of a row holds at most N non-zeros (verify --pattern N:M)"
     case .manifestMismatch: "every file swiftcompress-manifest.json lists exists with its size and CRC-32"
+    case .configDenseTarget:
+      "a module whose weight is stored unquantized is named in quantization_config.ignore when a config group targets it"
+    case .configIgnoredQuantized: "a module stored quantized is targeted by a config group and not ignored"
+    case .configLayout: "a quantized module's tensors have the names, dtypes and shapes its config group describes"
+    case .layoutUnguarded:
+      "a layout no standard loader reads (factorized weights, a low-rank residual, bitmask sparsity) stops standard loaders"
     }
   }
 
@@ -128,6 +146,14 @@ public enum ValidationRule: String, CaseIterable, Sendable, Codable {
       "The weights contain NaN or infinity: the checkpoint is probably corrupted or was saved after a diverged training step."
     case .manifestMismatch:
       "The output was changed or damaged after swiftcompress wrote it: copy it again, or rerun the command (its recipe is in the folder)."
+    case .configDenseTarget:
+      "Add the module to quantization_config.ignore (swiftcompress derives it from the tensors it writes): transformers would otherwise expect a quantized weight and fail or initialise the module at random, and compressed-tensors' model-free dequantizer would look for its scales."
+    case .configIgnoredQuantized:
+      "Remove the module from ignore (or add a config group that targets it): loaders would read its quantized tensors as unexpected keys and initialise its weight at random."
+    case .configLayout:
+      "The tensors and quantization_config disagree: rewrite the checkpoint with the tool that made it, or run 'swiftcompress decompress' and quantize again."
+    case .layoutUnguarded:
+      "transformers would load this with the layers' weights missing and initialised at random: run 'swiftcompress decompress' for a dense checkpoint, or rewrite it with a current swiftcompress, which guards the layout."
     case .sparsityPattern:
       "These weights are not N:M sparse: prune them with 'swiftcompress prune --method nm --pattern N:M' (verify checks every linear weight but embeddings and lm_head)."
     default:

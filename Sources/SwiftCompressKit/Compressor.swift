@@ -18,6 +18,8 @@ public struct CompressionOptions: Sendable {
   public var recipe: Recipe?
   /// `--shard-index` / `--shard-count`: write only this part of the output (see `Merger`).
   public var split: ShardSplit?
+  /// `--strict`: any warning of the plan stops the run before anything is written (exit 65).
+  public var strict = false
 
   public static let defaultMaxShardSize = 5_000_000_000
 
@@ -63,6 +65,21 @@ public struct CompressionPlan: Sendable {
   public var metadata: [String: String]?
   /// The pass as planned (`CompressionPass.planned(transforming:)`), which the run uses.
   public var pass: any CompressionPass
+  /// config.json as the run writes it, derived from the tensors written
+  /// (`LoaderContract`); nil when it is copied unchanged or there is none.
+  public var configText: String?
+  /// Files written beside the weights besides config.json (the loader guard's modeling
+  /// file), by name.
+  public var extraFiles: [String: String] = [:]
+  /// Auxiliary files of the input that are not carried over (a modeling file whose
+  /// guard the run removed).
+  public var droppedFiles: [String] = []
+  /// What the user should know before anything is written: the pass's warnings,
+  /// selections that match nothing, outputs no loader can read as they are.
+  /// `--strict` makes them errors.
+  public var warnings: [String] = []
+  /// Facts about the output that are not problems (how a guarded layout loads).
+  public var notes: [String] = []
 }
 
 /// Progress of a run, reported after each tensor.
@@ -128,8 +145,65 @@ public enum Compressor {
     if !extra.isEmpty {
       metadata = (metadata ?? [:]).merging(extra) { _, new in new }
     }
-    return CompressionPlan(
+    var plan = CompressionPlan(
       entries: entries, layout: layout, shardOfOutput: shardOfOutput, metadata: metadata, pass: pass)
+    plan.warnings = pass.warnings + options.selection.unmatchedPatterns(in: checkpoint.tensors.map(\.name))
+    for warning in pass.selectionWarnings(for: checkpoint) where !plan.warnings.contains(warning) {
+      plan.warnings.append(warning)
+    }
+    if !checkpoint.tensors.isEmpty, entries.allSatisfy(\.action.isKeep) {
+      plan.warnings.append(
+        "\(type(of: pass).identifier) changed no tensor: the output holds the input's tensors unchanged")
+    }
+    planConfig(&plan, checkpoint: checkpoint)
+    return plan
+  }
+
+  /// config.json (or, without one, the weights' `__metadata__` records) as the pass edits
+  /// it, made to match the tensors written (`LoaderContract`), and the loader guard's file.
+  static func planConfig(_ plan: inout CompressionPlan, checkpoint: Checkpoint) {
+    let outputs = plan.entries.flatMap(\.outputs)
+    let floatDTypes = Set(outputs.map(\.dtype).filter(\.isFloatingPoint))
+    let pass = plan.pass
+    var metadata = plan.metadata ?? [:]
+    if checkpoint.layout != .file, checkpoint.auxiliaryFiles.contains("config.json") {
+      guard let data = FileManager.default.contents(atPath: checkpoint.folder + "/config.json"),
+        let config = try? JSONParser.parse(Array(data)),  // not valid JSON: copied unchanged, not ours to judge
+        let text = pass.editedConfig(config, outputFloatDTypes: floatDTypes)
+      else { return }
+      let (final, guarded) = LoaderContract.finished(text, tensors: outputs)
+      plan.configText = final
+      let parsed = try? JSONParser.parse(Array(final.utf8))
+      if guarded {
+        plan.extraFiles[LoaderGuard.modelingFileName] = LoaderGuard.modelingSource(
+          originalModelType: parsed.flatMap(LoaderGuard.originalModelType))
+        let layouts = parsed.map(LoaderGuard.layouts(of:)) ?? []
+        plan.notes.append(
+          "the output holds \(layouts.joined(separator: " and ")), which no standard loader reads: config.json sends transformers and vLLM to \(LoaderGuard.modelingFileName), which they run only with trust_remote_code"
+            + (LoaderGuard.loadable(layouts, originalAutoMap: parsed?[LoaderGuard.recordKey]?["auto_map"])
+              ? " (it builds the factorized layers)" : " and which refuses these layouts")
+            + "; 'swiftcompress decompress' writes a dense checkpoint every loader reads")
+      } else if checkpoint.auxiliaryFiles.contains(LoaderGuard.modelingFileName) {
+        plan.droppedFiles.append(LoaderGuard.modelingFileName)
+      }
+      // Records the config no longer holds do not stay in the weights' headers.
+      for key in LoaderContract.recordKeys where parsed?[key] == nil { metadata[key] = nil }
+    } else {
+      // No config.json: what the pass records travels in every weight file's __metadata__.
+      let records = JSONValue.object(LoaderContract.recordsFromMetadata(plan.metadata))
+      guard let text = pass.editedConfig(records, outputFloatDTypes: floatDTypes),
+        let edited = try? JSONParser.parse(Array(text.utf8))
+      else { return }
+      let final = LoaderContract.reconciled(edited, tensors: outputs)
+      for key in LoaderContract.recordKeys { metadata[key] = final[key].map(LoaderContract.compact) }
+      let kept = LoaderContract.recordKeys.filter { final[$0] != nil }
+      if !kept.isEmpty {
+        plan.warnings.append(
+          "the input has no config.json, so the output has none and transformers cannot load it; its \(kept.joined(separator: ", ")) record\(kept.count == 1 ? " is" : "s are") in the weights' __metadata__, which swiftcompress decompress, diff and verify read"
+        )
+      }
+    }
+    plan.metadata = metadata.isEmpty && plan.metadata == nil ? nil : metadata
   }
 
   /// Runs `pass` from `options.input` to `options.output` and returns the report,
@@ -145,6 +219,7 @@ public enum Compressor {
     }
     let checkpoint = try Checkpoint.open(options.input)
     let plan = try plan(checkpoint, pass: try pass.prepared(for: checkpoint), options: options)
+    if options.strict, !plan.warnings.isEmpty { throw SwiftCompressError.strictWarnings(plan.warnings) }
     let pass = plan.pass
     var manifestOptions = manifestOptions(checkpoint: checkpoint, pass: pass, options: options)
     if let split = options.split { manifestOptions["shard"] = "\(split.index)/\(split.count)" }
@@ -163,17 +238,17 @@ public enum Compressor {
     var pending: [TensorRecord] = []
 
     var editedFiles: [String] = []
-    let outputFloatDTypes = Set(plan.entries.flatMap(\.outputs).map(\.dtype).filter(\.isFloatingPoint))
-    for relative in checkpoint.auxiliaryFiles {
-      let source = checkpoint.folder + "/" + relative
-      if relative == "config.json",
-        let edited = try editedConfig(at: source, pass: pass, outputFloatDTypes: outputFloatDTypes)
-      {
+    for relative in checkpoint.auxiliaryFiles where !plan.droppedFiles.contains(relative) {
+      if relative == "config.json", let edited = plan.configText {
         try folder.write(edited, to: relative)
         editedFiles.append(relative)
-      } else {
-        try folder.copy(from: source, to: relative)
+      } else if plan.extraFiles[relative] == nil {
+        try folder.copy(from: checkpoint.folder + "/" + relative, to: relative)
       }
+    }
+    for (name, text) in plan.extraFiles.sorted(by: { $0.key < $1.key }) {
+      try folder.write(text, to: name)
+      editedFiles.append(name)
     }
 
     let byteCount = checkpoint.tensorByteCount
@@ -330,7 +405,8 @@ public enum Compressor {
         seconds: elapsed, bytesPerSecond: elapsed > 0 ? Double(byteCount) / elapsed : 0,
         peakRSSBytes: ResourceUsage.peakResidentBytes()))
     report.complete(with: records, gates: options.gates)
-    report.warnings = pass.warnings
+    report.warnings = plan.warnings
+    report.notes = plan.notes
     if !adopted.isEmpty {
       report.warnings.append(
         "resumed an interrupted run: \(adopted.count) of \(plan.layout.shards.count) output shards were already written and still matched their checksums"
@@ -359,6 +435,7 @@ public enum Compressor {
     }
     let checkpoint = try Checkpoint.open(options.input)
     let plan = try plan(checkpoint, pass: try pass.prepared(for: checkpoint), options: options)
+    if options.strict, !plan.warnings.isEmpty { throw SwiftCompressError.strictWarnings(plan.warnings) }
     var entries: [Report.TensorEntry] = []
     for entry in plan.entries {
       let info = entry.tensor.info
@@ -387,7 +464,8 @@ public enum Compressor {
     sizeGates.minSQNR = nil
     return PlanReport(
       command: options.command, input: options.input, output: options.output, files: plan.layout.shards.map(\.fileName),
-      tensors: entries, totals: totals, gates: sizeGates.check(totals), warnings: plan.pass.warnings)
+      tensors: entries, totals: totals, gates: sizeGates.check(totals), warnings: plan.warnings,
+      notes: plan.notes)
   }
 
   /// For `--explain`: per input tensor, how the selection and the pass (each recipe
@@ -443,17 +521,6 @@ public enum Compressor {
       "exclude": Format.compactJSON(options.selection.exclude),
       "max_shard_size": "\(options.maxShardSize)", "input_files": inputs.joined(separator: ","),
     ]
-  }
-
-  /// The pass's edit of a config.json, nil when it keeps it. A config that is not
-  /// valid JSON is copied unchanged (it is not ours to judge).
-  static func editedConfig(at path: String, pass: any CompressionPass, outputFloatDTypes: Set<DType>) throws
-    -> String?
-  {
-    guard let data = FileManager.default.contents(atPath: path), let config = try? JSONParser.parse(Array(data)) else {
-      return nil
-    }
-    return pass.editedConfig(config, outputFloatDTypes: outputFloatDTypes)
   }
 
   static func bitsPerWeight(_ bytes: Int, _ parameters: Int) -> Double {

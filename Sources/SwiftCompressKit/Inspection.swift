@@ -150,13 +150,15 @@ public struct VerificationReport: Codable, Sendable, Equatable {
   public var problems: [ValidationProblem]
   /// Facts worth knowing that do not make the checkpoint invalid.
   public var warnings: [String]
+  /// How the checkpoint loads (its config checked against its tensors).
+  public var notes: [String] = []
   /// With --pattern N:M: the pattern and the weights checked for it.
   public var pattern: String? = nil
   public var patternTensors: Int? = nil
   public var valid: Bool { problems.isEmpty }
 
   enum CodingKeys: String, CodingKey {
-    case path, layout, files, tensors, problems, warnings, valid
+    case path, layout, files, tensors, problems, warnings, notes, valid
     case pattern
     case patternTensors = "pattern_tensors"
   }
@@ -180,6 +182,7 @@ public struct VerificationReport: Codable, Sendable, Equatable {
     tensors = try c.decode(Int.self, forKey: .tensors)
     problems = try c.decode([ValidationProblem].self, forKey: .problems)
     warnings = try c.decode([String].self, forKey: .warnings)
+    notes = try c.decodeIfPresent([String].self, forKey: .notes) ?? []
     pattern = try c.decodeIfPresent(String.self, forKey: .pattern)
     patternTensors = try c.decodeIfPresent(Int.self, forKey: .patternTensors)
   }
@@ -192,6 +195,7 @@ public struct VerificationReport: Codable, Sendable, Equatable {
     try c.encode(tensors, forKey: .tensors)
     try c.encode(problems, forKey: .problems)
     try c.encode(warnings, forKey: .warnings)
+    try c.encode(notes, forKey: .notes)
     try c.encode(valid, forKey: .valid)
     try c.encodeIfPresent(pattern, forKey: .pattern)
     try c.encodeIfPresent(patternTensors, forKey: .patternTensors)
@@ -230,9 +234,11 @@ public struct VerificationReport: Codable, Sendable, Equatable {
       warnings.append(
         "not part of the model and ignored: \(checkpoint.ignoredWeightFiles.joined(separator: ", "))")
     }
+    let loading = LoaderContract.check(checkpoint)
     var report = VerificationReport(
       path: path, layout: checkpoint.layout.rawValue, files: checkpoint.files.count,
-      tensors: checkpoint.tensors.count, problems: found, warnings: warnings)
+      tensors: checkpoint.tensors.count, problems: found + loading.problems, warnings: warnings)
+    report.notes = loading.notes
     if let pattern {
       let (checked, violations) = checkPattern(checkpoint, pattern)
       report.pattern = pattern.description

@@ -143,6 +143,10 @@ public protocol CompressionPass: Sendable {
   /// Things the user should know about this run (shown on stderr and in the report).
   var warnings: [String] { get }
 
+  /// Entries of the pass's own selection (ignore lists, recipe targets, excludes and
+  /// overrides) that match nothing in `checkpoint`, one warning each.
+  func selectionWarnings(for checkpoint: Checkpoint) -> [String]
+
   /// Whether the default selection (1-D, embedding and integer tensors kept) applies;
   /// a pass that must see every tensor (decompress) returns false. `--include` and
   /// `--exclude` always apply.
@@ -177,6 +181,8 @@ extension CompressionPass {
   public var usesDefaultSelection: Bool { true }
 
   public var warnings: [String] { [] }
+
+  public func selectionWarnings(for checkpoint: Checkpoint) -> [String] { [] }
 
   public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? { nil }
 

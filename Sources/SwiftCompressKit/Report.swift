@@ -20,8 +20,10 @@ public struct Report: Codable, Sendable, Equatable {
   public var tensors: [TensorEntry]
   public var totals: Totals
   public var timing: Timing
-  /// Things the user should know about this run.
+  /// Things the user should know about this run (`--strict` stops on them).
   public var warnings: [String] = []
+  /// Facts about the output worth knowing that are not problems (how it loads).
+  public var notes: [String] = []
   /// The quality gates checked against the totals (empty when none was set).
   public var gates: [GateResult] = []
 
@@ -203,7 +205,7 @@ public struct Report: Codable, Sendable, Equatable {
   enum CodingKeys: String, CodingKey {
     case schema
     case schemaVersion = "schema_version"
-    case tool, command, input, output, pass, selection, tensors, totals, timing, warnings, gates
+    case tool, command, input, output, pass, selection, tensors, totals, timing, warnings, notes, gates
   }
 
   /// Every file a run writes for its report (they hold timings: the manifest lists
@@ -231,6 +233,7 @@ public struct Report: Codable, Sendable, Equatable {
       lines.append("- exclude: \(selection.exclude.map { "`\($0)`" }.joined(separator: ", "))")
     }
     for warning in warnings { lines.append("- warning: \(warning)") }
+    for note in notes { lines.append("- note: \(note)") }
     lines.append("")
     lines.append("## Totals")
     lines.append("")
@@ -305,7 +308,8 @@ extension Report {
         bytes: checkpoint.tensorByteCount),
       output: Output(
         path: options.output, files: plan.layout.shards.map(\.fileName), index: plan.layout.indexFileName,
-        maxShardSize: options.maxShardSize, copiedFiles: checkpoint.auxiliaryFiles.filter { !editedFiles.contains($0) },
+        maxShardSize: options.maxShardSize,
+        copiedFiles: checkpoint.auxiliaryFiles.filter { !editedFiles.contains($0) && !plan.droppedFiles.contains($0) },
         editedFiles: editedFiles, ignoredFiles: checkpoint.ignoredWeightFiles),
       pass: PassInfo(identifier: type(of: pass).identifier, configuration: pass.configurationJSON),
       selection: Selection(include: options.selection.include, exclude: options.selection.exclude),
@@ -330,6 +334,7 @@ extension Report {
     totals = try c.decode(Totals.self, forKey: .totals)
     timing = try c.decode(Timing.self, forKey: .timing)
     warnings = try c.decodeIfPresent([String].self, forKey: .warnings) ?? []
+    notes = try c.decodeIfPresent([String].self, forKey: .notes) ?? []
     gates = try c.decodeIfPresent([GateResult].self, forKey: .gates) ?? []
   }
 }
@@ -363,6 +368,7 @@ public struct PlanReport: Codable, Sendable, Equatable {
   /// The size gates (max_bpw, min_ratio) checked against the plan.
   public var gates: [GateResult]
   public var warnings: [String]
+  public var notes: [String] = []
 
   public func jsonText() -> String { Format.json(self) }
 }
@@ -374,6 +380,11 @@ public enum SwiftCompressVersion {
 
 /// Number formatting shared by reports and tables.
 public enum Format {
+  /// "1 tensor", "2 tensors": a count and its noun, plural when it is not 1.
+  public static func count(_ n: Int, _ noun: String, plural: String? = nil) -> String {
+    "\(n) \(n == 1 ? noun : plural ?? noun + "s")"
+  }
+
   /// "sparsity 50.0% (target 50%), 196608 weights pruned; 2:4 holds in every group".
   public static func sparsitySummary(_ s: SparsityInfo) -> String {
     var text = "sparsity \(fixed(s.achieved * 100, 1))%"

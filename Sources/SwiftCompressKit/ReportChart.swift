@@ -115,6 +115,7 @@ extension Report {
       h.append("<li>exclude: \(selection.exclude.map { "<code>\(e($0))</code>" }.joined(separator: ", "))</li>")
     }
     for warning in warnings { h.append("<li class=\"warning\">warning: \(e(warning))</li>") }
+    for note in notes { h.append("<li>note: \(e(note))</li>") }
     h.append("</ul>")
 
     h.append("<h2>Totals</h2>")

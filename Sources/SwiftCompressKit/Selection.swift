@@ -46,6 +46,18 @@ public struct TensorSelection: @unchecked Sendable {
     return components.contains { $0.lowercased().contains("embed") || $0 == "wte" || $0 == "wpe" }
   }
 
+  /// A warning for each `--include` or `--exclude` pattern that matches none of `names`.
+  public func unmatchedPatterns(in names: [String]) -> [String] {
+    var warnings: [String] = []
+    for (option, patterns, regexes) in [("--include", include, includeRegexes), ("--exclude", exclude, excludeRegexes)]
+    {
+      for (pattern, regex) in zip(patterns, regexes) where !names.contains(where: { $0.contains(regex) }) {
+        warnings.append("\(option) '\(pattern)' matches no tensor of the input")
+      }
+    }
+    return warnings
+  }
+
   /// Whether `tensor` is offered to the pass, and if not, why. Without `defaults`,
   /// only the patterns apply.
   public func decide(_ tensor: TensorDescriptor, defaults: Bool = true) -> SelectionDecision {

@@ -30,12 +30,14 @@ public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedErr
   case invalidRecipe(file: String, line: Int, key: String?, reason: String)
   /// A recipe file that does not exist.
   case recipeNotFound(String)
+  /// `--strict` and the plan has warnings: nothing was written.
+  case strictWarnings([String])
 
   public var category: ErrorCategory {
     switch self {
     case .unknownPass, .invalidConfiguration, .invalidPattern, .invalidOption, .invalidRecipe: .usage
     case .recipeNotFound: .inputNotFound
-    case .invalidTensor, .outputNameClash, .unknownScheme: .invalidInput
+    case .invalidTensor, .outputNameClash, .unknownScheme, .strictWarnings: .invalidInput
     case .passBrokePlan: .other
     }
   }
@@ -60,6 +62,10 @@ public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedErr
       "\(file)\(line > 0 ? ":\(line)" : "")\(key.map { ": '\($0)'" } ?? ""): \(reason)."
     case .recipeNotFound(let path):
       "recipe '\(path)' does not exist. Give the path of a YAML recipe (see docs/recipes.md)."
+    case .strictWarnings(let warnings):
+      "--strict: stopped before writing anything, on \(warnings.count == 1 ? "this warning" : "these \(warnings.count) warnings"):\n"
+        + warnings.map { "  - " + $0 }.joined(separator: "\n")
+        + "\nResolve \(warnings.count == 1 ? "it" : "them"), or run without --strict."
     case .passBrokePlan(let pass, let tensor, let reason):
       "internal error: pass '\(pass)' broke its plan for '\(tensor)': \(reason). Please report this bug."
     }

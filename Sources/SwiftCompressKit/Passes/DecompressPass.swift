@@ -61,23 +61,16 @@ public struct DecompressPass: CompressionPass {
 
   /// Reads `quantization_config` from the checkpoint's config.json.
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> DecompressPass {
-    let path = checkpoint.folder + "/config.json"
-    let config =
-      checkpoint.layout != .file
-      ? FileManager.default.contents(atPath: path).flatMap {
-        try? JSONParser.parse(Array($0))
-      } : nil
-    // factorize output: recorded in config.json, or in the weights' __metadata__ when the
-    // model came without a config.json.
-    if config?["quantization_config"] == nil,
-      config?[FactorizePass.configKey] != nil || checkpoint.metadata?[FactorizePass.configKey] != nil
-    {
+    // config.json, or for a checkpoint written without one, the records its weights'
+    // __metadata__ carries.
+    let config = LoaderContract.config(of: checkpoint)
+    if config?["quantization_config"] == nil, config?[FactorizePass.configKey] != nil {
       var pass = DecompressPass(
         configuration: configuration, format: Format(kind: .lowRank, block: nil, target: configuration.dtype ?? .f32))
       for tensor in checkpoint.tensors where tensor.name.hasSuffix(".weight_b") && tensor.info.shape.count == 2 {
         pass.lowRankColumns[String(tensor.name.dropLast(".weight_b".count))] = tensor.info.shape[1]
       }
-      return pass
+      return try pass.withPrimaries(checkpoint)
     }
     guard let config, let quantization = config["quantization_config"] else {
       throw .invalidTensor(
@@ -95,11 +88,12 @@ public struct DecompressPass: CompressionPass {
           name: "config.json",
           reason: "sparse weights that are also quantized ('\(formatName)') are not supported by decompress")
       }
-      return DecompressPass(
+      return try DecompressPass(
         configuration: configuration,
         format: Format(
           kind: .sparseBitmask, block: nil, target: configuration.dtype ?? .f32,
-          sparseShapes: try Self.sparseShapes(checkpoint)))
+          sparseShapes: try Self.sparseShapes(checkpoint))
+      ).withPrimaries(checkpoint)
     }
     let kind: Format.Kind
     switch formatName {
@@ -139,6 +133,40 @@ public struct DecompressPass: CompressionPass {
         pass.lowRankColumns[String(tensor.name[..<range.lowerBound])] = columns
       }
     }
+    return try pass.withPrimaries(checkpoint)
+  }
+
+  /// The tensors that stand for a dense weight (each is planned into one), so that
+  /// `planned(transforming:)` can tell whether `--include`/`--exclude` left some compressed.
+  private func withPrimaries(_ checkpoint: Checkpoint) throws(SwiftCompressError) -> DecompressPass {
+    var pass = self
+    for tensor in checkpoint.tensors {
+      if case .transform(let outputs, _) = try plan(TensorDescriptor(tensor.info)), !outputs.isEmpty {
+        pass.primaries.insert(tensor.name)
+      }
+    }
+    return pass
+  }
+
+  /// Tensors that decompress into a dense weight.
+  var primaries: Set<String> = []
+  /// The modules whose weight this run makes dense; nil when it is all of them.
+  var partial: Set<String>?
+
+  /// With `--include`/`--exclude` leaving some weights compressed, config.json keeps its
+  /// records (the modules made dense join `ignore`, and leave the factorization record).
+  public func planned(transforming tensors: [TensorDescriptor]) -> DecompressPass {
+    var pass = self
+    let done = Set(tensors.map(\.name)).intersection(primaries)
+    guard done.count < primaries.count else { return pass }
+    pass.partial = Set(
+      done.map { name in
+        for suffix in [".weight_a_packed", ".weight_a", ".weight_packed", ".weight", ".compressed"]
+        where name.hasSuffix(suffix) {
+          return String(name.dropLast(suffix.count))
+        }
+        return name
+      })
     return pass
   }
 
@@ -458,11 +486,19 @@ public struct DecompressPass: CompressionPass {
   /// written as transformers writes it.
   public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? {
     guard let members = config.members, let format else { return nil }
-    let removed = quantizedFactors ? ["quantization_config", FactorizePass.configKey] : ["quantization_config"]
-    var edited = JSONValue.object(members.filter { !removed.contains($0.key) })
+    if let partial {
+      // Some weights stay compressed: the records stay; factorize's lists only those left.
+      guard let record = config[FactorizePass.configKey], let modules = record["modules"]?.members,
+        let edited = config.setting(
+          FactorizePass.configKey,
+          to: record.setting("modules", to: .object(modules.filter { !partial.contains($0.key) })) ?? record)
+      else { return JSONText.pretty(config) }
+      return JSONText.pretty(edited)
+    }
+    // Every record of what was compressed goes: the weights are dense again.
+    var edited = JSONValue.object(members.filter { !LoaderContract.recordKeys.contains($0.key) })
     if case .lowRank = format.kind {
-      let plain = JSONValue.object(members.filter { $0.key != FactorizePass.configKey })
-      return JSONText.pretty(plain)
+      return JSONText.pretty(edited)
     }
     if case .sparseBitmask = format.kind, configuration.dtype == nil { return JSONText.pretty(edited) }
     if let name = CastPass.torchNames[format.target], config["torch_dtype"] != nil {

@@ -315,6 +315,10 @@ public struct FactorizePass: CompressionPass {
     return pass
   }
 
+  public func selectionWarnings(for checkpoint: Checkpoint) -> [String] {
+    IgnoreRule.unmatched(ignoreRules, in: checkpoint)
+  }
+
   /// The config.json key of the factorization record.
   public static let configKey = "swiftcompress_factorization"
 

@@ -62,6 +62,8 @@ public struct LowRankResidualPass: CompressionPass {
 
   public var warnings: [String] { quantize.warnings }
 
+  public func selectionWarnings(for checkpoint: Checkpoint) -> [String] { quantize.selectionWarnings(for: checkpoint) }
+
   public func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
     switch try quantize.plan(tensor) {
     case .keep(let reason): return .keep(reason: reason)

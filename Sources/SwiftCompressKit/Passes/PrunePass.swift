@@ -528,6 +528,10 @@ public struct PrunePass: CompressionPass {
 extension PrunePass {
   public var warnings: [String] { structuredPlan?.warnings ?? [] }
 
+  public func selectionWarnings(for checkpoint: Checkpoint) -> [String] {
+    IgnoreRule.unmatched(ignoreRules, in: checkpoint)
+  }
+
   /// Records the sparsity in config.json for bitmask storage (compressed-tensors'
   /// `sparsity_config`, which its loader needs), and the new sizes after `--shrink`.
   public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? {

@@ -111,7 +111,7 @@ public struct QuantizePass: CompressionPass {
   public static let summary = "integer group quantization in the compressed-tensors pack-quantized layout"
   public static let compressedTensorsVersion = "0.20.0"
   public let configuration: Configuration
-  private let ignoreRules: [IgnoreRule]
+  let ignoreRules: [IgnoreRule]
   /// NVFP4 global scales by module, from `prepared(for:)`.
   var globalScales: [String: Float] = [:]
   /// FP8 (compressed-tensors `float-quantized`) input weights, by module: they are
@@ -190,6 +190,10 @@ public struct QuantizePass: CompressionPass {
     return prepared
   }
 
+  public func selectionWarnings(for checkpoint: Checkpoint) -> [String] {
+    IgnoreRule.unmatched(ignoreRules, in: checkpoint)
+  }
+
   /// NVFP4's global scale for a largest magnitude `amax`, rounded as PyTorch computes it
   /// in the weight's dtype.
   static func globalScale(amax: Float, dtype: DType) -> Float {
@@ -203,13 +207,7 @@ public struct QuantizePass: CompressionPass {
   /// quantize the codes), except FP8 (`float-quantized`) checkpoints, whose weights are
   /// dequantized first: their modules are returned.
   static func fp8Sources(_ checkpoint: Checkpoint) throws(SwiftCompressError) -> [String: FP8Source] {
-    let configPath = checkpoint.folder + "/config.json"
-    var quantization: JSONValue?
-    if checkpoint.layout != .file, let data = FileManager.default.contents(atPath: configPath),
-      let config = try? JSONParser.parse(Array(data))
-    {
-      quantization = config["quantization_config"]
-    }
+    let quantization = LoaderContract.config(of: checkpoint)?["quantization_config"]
     let isFloat8 = quantization?["format"]?.stringValue == "float-quantized"
     if quantization != nil && !isFloat8 {
       throw .invalidTensor(
@@ -1098,6 +1096,19 @@ struct IgnoreRule: @unchecked Sendable {  // Regex is immutable after init
   func matches(_ module: String) -> Bool {
     guard let regex else { return module == entry }
     return (try? regex.prefixMatch(in: module)) != nil
+  }
+
+  /// A warning for each of `rules` that matches no module of `checkpoint` (the module of
+  /// a tensor is its name without the last component). The default entry `lm_head` is
+  /// not reported: many models (encoders, tied embeddings) have none.
+  static func unmatched(_ rules: [IgnoreRule], in checkpoint: Checkpoint) -> [String] {
+    let modules = Set(
+      checkpoint.tensors.map { name in
+        name.name.split(separator: ".", omittingEmptySubsequences: false).dropLast().joined(separator: ".")
+      })
+    return rules.filter { rule in rule.entry != "lm_head" && !modules.contains(where: rule.matches) }.map {
+      "ignore entry '\($0.entry)' matches no module of the input"
+    }
   }
 }
 

@@ -20,6 +20,8 @@ import Foundation
 /// decompressor scatters the values by the mask and accepts it.
 enum SparseBitmask {
   static let compressedTensorsVersion = "0.12.2"
+  /// The `sparsity_config.format` names of these layouts.
+  static let formats = ["sparse-bitmask", "sparse-24-bitmask"]
 
   static func encode(
     _ input: TensorInput, keep: [UInt8], rowKept: [Int], rows: Int, columns: Int, outputs: [PlannedTensor],

@@ -39,6 +39,14 @@ struct StageTargets: @unchecked Sendable {  // Regex is immutable after init
     return nil
   }
 
+  /// Every entry matching `tensor`.
+  func matches(_ tensor: TensorDescriptor) -> [String] {
+    zip(entries, regexes).compactMap { entry, regex in
+      if let regex { return tensor.name.contains(regex) ? entry : nil }
+      return Self.isA(entry, tensor) ? entry : nil
+    }
+  }
+
   static func isA(_ shorthand: String, _ t: TensorDescriptor) -> Bool {
     let embedding = TensorSelection.isEmbedding(t.name)
     switch shorthand {
@@ -525,6 +533,34 @@ public struct RecipePass: CompressionPass {
     stages.filter { !$0.variants.isEmpty }.reduce(into: [:]) { metadata, stage in
       metadata.merge(editor(stage).outputMetadata) { _, new in new }
     }
+  }
+
+  /// Each stage's targets, excludes and overrides that match no tensor (an override: no
+  /// tensor the stage takes), and its pass's own (ignore entries), with the recipe file
+  /// and line.
+  public func selectionWarnings(for checkpoint: Checkpoint) -> [String] {
+    let tensors = checkpoint.tensors.map { TensorDescriptor($0.info) }
+    let file = configuration.file
+    var warnings: [String] = []
+    for stage in stages {
+      let place = "\(file)\(stage.recipe.line > 0 ? ":\(stage.recipe.line)" : ""): \(stage.label)"
+      let floats = tensors.filter(\.dtype.isFloatingPoint)
+      for (key, list) in [("targets", stage.targets), ("exclude", stage.exclude)] {
+        guard let list else { continue }
+        let matched = Set(floats.flatMap(list.matches))
+        for entry in list.entries where !matched.contains(entry) {
+          warnings.append("\(place): \(key) entry '\(entry)' matches no tensor of the input")
+        }
+      }
+      let taken = tensors.filter { Self.select(stage, $0, usesDefaults: stage.base.usesDefaultSelection).0 }
+      for (i, o) in stage.overrides.enumerated() where !taken.contains(where: { o.targets.match($0) != nil }) {
+        warnings.append(
+          "\(file)\(o.recipe.line > 0 ? ":\(o.recipe.line)" : ""): \(stage.label): override \(i + 1) (targets \(o.targets.described)) matches no tensor the stage takes"
+        )
+      }
+      warnings += stage.base.selectionWarnings(for: checkpoint).map { "\(place): \($0)" }
+    }
+    return warnings
   }
 
   public var warnings: [String] {

@@ -39,6 +39,11 @@ enum Diagnostics {
     write(prefix + visible(message) + "\n")
   }
 
+  static func note(_ message: String) {
+    let prefix = isTerminal ? "\u{1B}[1;36mnote:\u{1B}[0m " : "note: "
+    write(prefix + visible(message) + "\n")
+  }
+
   /// `text` with control characters but newline and tab written as `\uXXXX`.
   static func visible(_ text: String) -> String { Format.visible(text) }
 

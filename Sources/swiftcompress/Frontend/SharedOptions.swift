@@ -107,6 +107,13 @@ struct OutputOptions: ParsableArguments {
   @Flag(name: [.short, .long], help: "Print nothing but errors.")
   var quiet = false
 
+  @Flag(
+    name: .long,
+    help:
+      "Treat every warning (a selection, target or override that matches nothing, an input without config.json, ...) as an error: exit 65 before writing anything."
+  )
+  var strict = false
+
   @Flag(name: [.short, .long], help: "Print a line per tensor on standard error as it is done.")
   var verbose = false
 
@@ -174,6 +181,7 @@ struct PipelineOptions: ParsableArguments {
       input: input, output: path, selection: selection, maxShardSize: output.maxShardSize.bytes, force: output.force,
       command: command, gates: gates, recipe: Recipe.singleStage(pass, selection: selection, gates: gates))
     options.split = try output.split()
+    options.strict = output.strict
     return options
   }
 }

@@ -66,7 +66,8 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
   if shared.dryRun {
     let plan = try Compressor.dryRun(pass: pass, options: options)
     try printOutcome(
-      warnings: plan.warnings, json: plan.jsonText(), table: { PlanTable.render(plan) }, gates: plan.gates,
+      warnings: plan.warnings, notes: plan.notes, json: plan.jsonText(), table: { PlanTable.render(plan) },
+      gates: plan.gates,
       shared: shared)
     return
   }
@@ -81,18 +82,21 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
   let report = try Compressor.run(pass: pass, options: options, progress: callback)
   progress?.finish()
   try printOutcome(
-    warnings: report.warnings, json: report.jsonText(), table: { SummaryTable.render(report) }, gates: report.gates,
+    warnings: report.warnings, notes: report.notes, json: report.jsonText(), table: { SummaryTable.render(report) },
+    gates: report.gates,
     shared: shared)
 }
 
 /// Warnings on stderr, then the JSON or the table on stdout (nothing with --quiet), then
 /// exit 3 when a gate failed.
 func printOutcome(
-  warnings: [String], json: @autoclosure () -> String, table: () -> String, gates: [GateResult],
+  warnings: [String], notes: [String] = [], json: @autoclosure () -> String, table: () -> String,
+  gates: [GateResult],
   shared: OutputOptions
 ) throws {
   if !shared.quiet {
     for warning in warnings { Diagnostics.warning(warning) }
+    for note in notes { Diagnostics.note(note) }
   }
   if shared.json {
     printResult(json())

@@ -40,6 +40,7 @@ extension SwiftCompressCommand {
           input: input, output: output, selection: try TensorSelection(), maxShardSize: options.maxShardSize.bytes,
           force: options.force, command: "run", gates: recipe.gates, recipe: pass.effectiveRecipe)
         compression.split = try options.split()
+        compression.strict = options.strict
         try runPipeline(pass: pass, options: compression, shared: options)
       }
     }

@@ -33,6 +33,7 @@ extension SwiftCompressCommand {
           printResult(Format.json(report))
         } else {
           for warning in report.warnings { Diagnostics.warning(warning) }
+          for note in report.notes { Diagnostics.note(note) }
           if report.valid {
             printResult(
               "ok: \(path): \(report.layout ?? "checkpoint"), \(report.files) file(s), \(report.tensors) tensors\n")

@@ -1,0 +1,668 @@
+import CheckpointIO
+import Foundation
+
+/// The modules of a checkpoint as the compressed-tensors readers see them: from tensor
+/// names and dtypes alone, as compressed-tensors' model-free tools read a checkpoint.
+struct StoredModules: Sendable {
+  /// Modules whose weight is in a compressed-tensors quantized layout: `M.weight_packed`,
+  /// or a `M.weight` of 8 bits or less, with `M.weight_scale`.
+  var quantized: [String] = []
+  /// Modules with an unquantized floating-point `M.weight` (no `M.weight_scale`).
+  var dense: [String] = []
+  /// compressed-tensors' bitmask layouts: `M.bitmask` with `M.compressed`.
+  var sparse: [String] = []
+  /// factorize's `M.weight_a` and `M.weight_b` (dense or quantized).
+  var factorized: [String] = []
+  /// LQ-LoRA's correction `M.lowrank_a` / `M.lowrank_b`.
+  var residual: [String] = []
+  /// The dtype and shape of every tensor, by name.
+  var tensors: [String: PlannedTensor] = [:]
+
+  init(_ tensors: [PlannedTensor]) {
+    for tensor in tensors { self.tensors[tensor.name] = tensor }
+    var seen: [Set<String>] = Array(repeating: [], count: 5)
+    func add(_ module: String, to list: inout [String], _ kind: Int) {
+      if seen[kind].insert(module).inserted { list.append(module) }
+    }
+    for tensor in tensors {
+      let name = tensor.name
+      if let module = Self.module(name, ".weight_packed") ?? Self.module(name, ".weight"),
+        self.tensors[module + ".weight_scale"] != nil,
+        name.hasSuffix("_packed") || tensor.dtype.bitsPerElement <= 8
+      {
+        add(module, to: &quantized, 0)
+      } else if let module = Self.module(name, ".weight"), tensor.dtype.isFloatingPoint {
+        add(module, to: &dense, 1)
+      } else if let module = Self.module(name, ".bitmask"), self.tensors[module + ".compressed"] != nil {
+        add(module, to: &sparse, 2)
+      } else if let module = Self.module(name, ".weight_a") ?? Self.module(name, ".weight_a_packed") {
+        add(module, to: &factorized, 3)
+      } else if let module = Self.module(name, ".lowrank_a") {
+        add(module, to: &residual, 4)
+      }
+    }
+  }
+
+  /// The module of `name` when it ends with `suffix`.
+  static func module(_ name: String, _ suffix: String) -> String? {
+    name.hasSuffix(suffix) && name.count > suffix.count ? String(name.dropLast(suffix.count)) : nil
+  }
+
+  /// Whether `module`'s weight looks like a linear layer's: 2-D and not an embedding
+  /// table (what transformers builds as `nn.Linear`, which a `Linear` target matches).
+  func looksLinear(_ module: String) -> Bool {
+    guard let weight = tensors[module + ".weight"] ?? tensors[module + ".weight_packed"] else { return false }
+    return weight.shape.count == 2 && !TensorSelection.isEmbedding(weight.name)
+  }
+}
+
+/// What every output promises its loaders, derived from the tensors written rather than
+/// from the options that wrote them:
+/// - `quantization_config.ignore` (and `sparsity_config.ignore`) names every module whose
+///   weight is stored unquantized, so that transformers does not expect a quantized weight
+///   there and compressed-tensors' model-free tools, which decide by names, do not look
+///   for its scales;
+/// - a layout no standard loader reads (factorized weights, a low-rank residual, bitmask
+///   sparsity) is guarded so that loading it fails loudly instead of initialising
+///   weights at random (`LoaderGuard`).
+public enum LoaderContract {
+  /// config.json keys swiftcompress records what it did under; a checkpoint without a
+  /// config.json carries them in its weights' `__metadata__` (as JSON text).
+  public static let recordKeys = ["quantization_config", FactorizePass.configKey, LowRankResidualPass.configKey]
+
+  /// Modules that transformers never takes for a `Linear` target (norms are not
+  /// `nn.Linear`) and that compressed-tensors' model-free tools skip when the quantized
+  /// weight has a name of its own (`weight_packed`): names ending in `norm`. Formats that
+  /// keep the name `weight` (FP8) make the model-free tools look for every `M.weight`'s
+  /// scale, norms included, so there the norms must be ignored too.
+  static func isNorm(_ module: String) -> Bool { module.hasSuffix("norm") }
+
+  /// The config groups of a `quantization_config` block.
+  static func groups(of quantization: JSONValue?) -> [ConfigGroup] {
+    (quantization?["config_groups"]?.members ?? []).map { member in
+      ConfigGroup(
+        name: member.key, targets: (member.value["targets"]?.arrayValue ?? []).compactMap(\.stringValue),
+        format: member.value["format"]?.stringValue ?? quantization?["format"]?.stringValue ?? "",
+        weights: member.value["weights"])
+    }
+  }
+
+  /// Whether a name-based reader takes every `M.weight` for a quantized weight: a group
+  /// targets `Linear` (all modules, by names) in a format whose quantized weight is named
+  /// `weight`.
+  static func readsEveryWeight(_ groups: [ConfigGroup]) -> Bool {
+    groups.contains { $0.targets.contains("Linear") && $0.rootSuffix == ".weight" }
+  }
+
+  /// `config` with every ignore list completed from the tensors written: each module
+  /// stored with an unquantized weight and not already ignored is appended by its exact
+  /// name, in checkpoint order. The user's entries are kept first, unchanged.
+  public static func reconciled(_ config: JSONValue, tensors: [PlannedTensor]) -> JSONValue {
+    guard let quantization = config["quantization_config"], quantization.members != nil else { return config }
+    let modules = StoredModules(tensors)
+    var edited = quantization
+    if quantization["config_groups"]?.members != nil {
+      edited = completingIgnore(edited, dense: modules.dense, norms: readsEveryWeight(groups(of: quantization)))
+    }
+    if let sparsity = quantization["sparsity_config"], sparsity.members != nil {
+      edited =
+        edited.setting("sparsity_config", to: completingIgnore(sparsity, dense: modules.dense, norms: false)) ?? edited
+    }
+    return config.setting("quantization_config", to: edited) ?? config
+  }
+
+  private static func completingIgnore(_ block: JSONValue, dense: [String], norms: Bool) -> JSONValue {
+    let existing = block["ignore"]?.arrayValue ?? []
+    let rules = existing.compactMap { $0.stringValue.flatMap { try? IgnoreRule($0) } }
+    var added: [JSONValue] = []
+    for module in dense where (norms || !isNorm(module)) && !rules.contains(where: { $0.matches(module) }) {
+      added.append(.string(module))
+    }
+    guard !added.isEmpty else { return block }
+    return block.setting("ignore", to: .array(existing + added)) ?? block
+  }
+
+  /// `text` (a config.json a pass wrote) made to match `tensors`: ignore lists
+  /// completed, and the loader guard set or removed. The text is kept as it is when
+  /// nothing changes; otherwise it is rewritten in the same style (sorted keys, two-space
+  /// indent, the same final newline or none).
+  static func finished(_ text: String, tensors: [PlannedTensor]) -> (text: String, guarded: Bool) {
+    guard let config = try? JSONParser.parse(Array(text.utf8)) else { return (text, false) }
+    var edited = reconciled(config, tensors: tensors)
+    let guarded = !LoaderGuard.layouts(of: edited).isEmpty
+    edited = guarded ? LoaderGuard.guarded(edited) : LoaderGuard.restored(edited)
+    guard edited != config else { return (text, guarded) }
+    return (JSONText.pretty(edited, trailingNewline: text.hasSuffix("\n")), guarded)
+  }
+
+  /// The config of `checkpoint`: its config.json, or for a checkpoint without one, the
+  /// records its weights' `__metadata__` carries (an object of `recordKeys`). Nil when
+  /// there is neither (or config.json is not valid JSON).
+  public static func config(of checkpoint: Checkpoint) -> JSONValue? {
+    if checkpoint.layout != .file, checkpoint.auxiliaryFiles.contains("config.json") {
+      return FileManager.default.contents(atPath: checkpoint.folder + "/config.json").flatMap {
+        try? JSONParser.parse(Array($0))
+      }
+    }
+    let records = recordsFromMetadata(checkpoint.metadata)
+    return records.isEmpty ? nil : .object(records)
+  }
+
+  /// The records of `recordKeys` found in `metadata`, parsed.
+  static func recordsFromMetadata(_ metadata: [String: String]?) -> [JSONMember] {
+    recordKeys.compactMap { key in
+      guard let text = metadata?[key], let value = try? JSONParser.parse(Array(text.utf8)), value.members != nil
+      else { return nil }
+      return JSONMember(key, value)
+    }
+  }
+
+  /// `value` as compact JSON (no spaces, keys in their order), for `__metadata__`.
+  static func compact(_ value: JSONValue) -> String {
+    switch value {
+    case .null: "null"
+    case .bool(let b): b ? "true" : "false"
+    case .number(let text): text
+    case .string(let s): JSONText.quoted(s)
+    case .array(let items): "[" + items.map(compact).joined(separator: ",") + "]"
+    case .object(let members):
+      "{" + members.map { JSONText.quoted($0.key) + ":" + compact($0.value) }.joined(separator: ",") + "}"
+    }
+  }
+}
+
+/// Outputs in a layout that no standard loader reads (factorized weights, a low-rank
+/// residual on quantized weights, bitmask sparsity, which compressed-tensors 0.20 no
+/// longer decodes) must not load with weights missing and initialised at random. Their
+/// config.json gets `model_type: "swiftcompress"` and an `auto_map` into
+/// `swiftcompress_modeling.py`, written beside it:
+/// - transformers (and vLLM, which reads configs through it) refuses the folder unless
+///   `trust_remote_code=True` is given, naming the file to inspect;
+/// - with it, the file builds the original architecture with factorized layers as two
+///   chained products (a plain `factorize` output loads and computes what `decompress`
+///   computes), and refuses every other layout with an error that says to run
+///   `swiftcompress decompress`.
+/// The original `model_type`, `architectures` and `auto_map` are kept under
+/// `swiftcompress_loader`, and `decompress` puts them back.
+public enum LoaderGuard {
+  public static let modelType = "swiftcompress"
+  public static let recordKey = "swiftcompress_loader"
+  public static let modelingFileName = "swiftcompress_modeling.py"
+
+  /// The transformers auto classes the modeling file provides, with the architecture
+  /// name suffix that selects each (the last is the fallback).
+  static let autoClasses: [(auto: String, suffix: String)] = [
+    ("AutoModelForCausalLM", "ForCausalLM"), ("AutoModelForMaskedLM", "ForMaskedLM"),
+    ("AutoModelForSequenceClassification", "ForSequenceClassification"),
+    ("AutoModelForTokenClassification", "ForTokenClassification"),
+    ("AutoModelForQuestionAnswering", "ForQuestionAnswering"), ("AutoModel", "Model"),
+  ]
+
+  static func className(suffix: String) -> String { "Swiftcompress" + suffix }
+
+  /// The layout the modeling file builds.
+  static let factorized = "factorized weights"
+
+  /// The swiftcompress-only layouts `config` records, as phrases: factorize's "factorized
+  /// weights" (alone, the one the modeling file builds), "quantized factorized weights", "a
+  /// low-rank residual", "bitmask-sparse weights".
+  public static func layouts(of config: JSONValue) -> [String] {
+    var layouts: [String] = []
+    let quantized = config["quantization_config"]?["config_groups"]?.members?.isEmpty == false
+    if config[FactorizePass.configKey] != nil {
+      layouts.append(quantized ? "quantized factorized weights" : factorized)
+    }
+    if config[LowRankResidualPass.configKey] != nil { layouts.append("a low-rank residual") }
+    if let format = config["quantization_config"]?["sparsity_config"]?["format"]?.stringValue,
+      SparseBitmask.formats.contains(format)
+    {
+      layouts.append("bitmask-sparse weights")
+    }
+    return layouts
+  }
+
+  /// Whether transformers can load such a checkpoint through the modeling file.
+  static func loadable(_ layouts: [String], originalAutoMap: JSONValue?) -> Bool {
+    layouts == [factorized] && (originalAutoMap == nil || originalAutoMap == .null)
+  }
+
+  /// `config` guarded (idempotent: an already guarded config keeps its record of the
+  /// original).
+  static func guarded(_ config: JSONValue) -> JSONValue {
+    let layouts = layouts(of: config)
+    var record = config[recordKey]?.members ?? []
+    if record.isEmpty {
+      for key in ["architectures", "auto_map", "model_type"] {
+        record.append(JSONMember(key, config[key] ?? .null))
+      }
+    }
+    let original = JSONValue.object(record)
+    let loadable = loadable(layouts, originalAutoMap: original["auto_map"])
+    record = record.filter { !["layouts", "loads_with"].contains($0.key) }
+    record.append(JSONMember("layouts", .array(layouts.map { .string($0) })))
+    record.append(
+      JSONMember(
+        "loads_with",
+        .string(
+          loadable
+            ? "transformers with trust_remote_code=True (\(modelingFileName)), or swiftcompress decompress for a dense checkpoint"
+            : "swiftcompress decompress only: no standard loader computes these layouts")))
+    let architectures = (original["architectures"]?.arrayValue ?? []).compactMap(\.stringValue)
+    let ours = architectures.map { name in
+      className(suffix: autoClasses.first { name.hasSuffix($0.suffix) }?.suffix ?? "Model")
+    }
+    let autoMap = JSONValue.object(
+      [JSONMember("AutoConfig", .string(moduleName + ".SwiftcompressConfig"))]
+        + autoClasses.map { JSONMember($0.auto, .string(moduleName + "." + className(suffix: $0.suffix))) })
+    var edited = config
+    for (key, value) in [
+      ("architectures", JSONValue.array((ours.isEmpty ? [className(suffix: "Model")] : ours).map { .string($0) })),
+      ("auto_map", autoMap), ("model_type", .string(modelType)), (recordKey, .object(record)),
+    ] {
+      edited = edited.setting(key, to: value) ?? edited
+    }
+    return edited
+  }
+
+  /// `config` with the guard removed and the original `model_type`, `architectures` and
+  /// `auto_map` back (absent ones removed).
+  static func restored(_ config: JSONValue) -> JSONValue {
+    guard let record = config[recordKey], var members = config.members else { return config }
+    members.removeAll { $0.key == recordKey }
+    for key in ["architectures", "auto_map", "model_type"] {
+      let value = record[key] ?? .null
+      if value == .null {
+        members.removeAll { $0.key == key }
+      } else if let i = members.firstIndex(where: { $0.key == key }) {
+        members[i] = JSONMember(key, value)
+      } else {
+        members.append(JSONMember(key, value))
+      }
+    }
+    return .object(members)
+  }
+
+  /// The original `model_type` a guarded config records.
+  static func originalModelType(_ config: JSONValue) -> String? {
+    config[recordKey]?["model_type"]?.stringValue
+  }
+
+  static var moduleName: String { String(modelingFileName.dropLast(3)) }
+
+  /// The Python file a guarded output carries, for the original `modelType`.
+  static func modelingSource(originalModelType modelType: String?) -> String {
+    let classes = autoClasses.map { "    (\"\($0.auto)\", \"\(className(suffix: $0.suffix))\")," }.joined(
+      separator: "\n")
+    return """
+      # Written by swiftcompress. `swiftcompress decompress IN OUT` turns this checkpoint
+      # back into a standard one that every loader reads.
+      \"\"\"Loads a checkpoint that swiftcompress wrote in a layout no standard transformers
+      class reads, instead of loading it with weights missing.
+
+      config.json names this file in `auto_map` and sets `model_type` to "swiftcompress", so
+      transformers (and vLLM) refuse the folder unless `trust_remote_code=True` is given.
+      With it:
+      - factorized linear layers (config.swiftcompress_factorization: weight =
+        weight_a @ weight_b) are built as two chained products and load exactly;
+      - every other swiftcompress-only layout (quantized factors, a low-rank residual on
+        quantized weights, bitmask-sparse weights) stops with an error.
+      The original model_type, architectures and auto_map are in config.swiftcompress_loader.
+      \"\"\"
+      import torch
+      import transformers
+      from torch import nn
+      from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+      ORIGINAL_MODEL_TYPE = \(JSONText.quoted(modelType ?? ""))
+      DECOMPRESS = (
+          "run `swiftcompress decompress IN OUT` for a dense checkpoint that transformers, "
+          "vLLM and compressed-tensors read"
+      )
+
+      try:
+          _BaseConfig = CONFIG_MAPPING[ORIGINAL_MODEL_TYPE]
+      except KeyError:
+          _BaseConfig = transformers.PretrainedConfig
+
+
+      class SwiftcompressConfig(_BaseConfig):
+          model_type = "swiftcompress"
+
+
+      def _refusal(config):
+          \"\"\"Why this checkpoint cannot be built here, or None.\"\"\"
+          if ORIGINAL_MODEL_TYPE not in CONFIG_MAPPING:
+              return f"its model type {ORIGINAL_MODEL_TYPE!r} is not one transformers knows"
+          record = getattr(config, "swiftcompress_loader", None) or {}
+          if record.get("auto_map"):
+              return "its architecture comes with custom code, which this file cannot extend"
+          layouts = record.get("layouts", [])
+          other = [layout for layout in layouts if layout != "factorized weights"]
+          if other or "factorized weights" not in layouts:
+              return "it holds " + ", ".join(other or ["no factorized layers"]) + ", which no transformers module computes"
+          return None
+
+
+      class LowRankLinear(nn.Module):
+          \"\"\"y = (x weight_b^T) weight_a^T + bias: a linear layer stored as two factors.\"\"\"
+
+          def __init__(self, in_features, out_features, rank, bias):
+              super().__init__()
+              self.in_features = in_features
+              self.out_features = out_features
+              self.weight_a = nn.Parameter(torch.empty(out_features, rank))
+              self.weight_b = nn.Parameter(torch.empty(rank, in_features))
+              if bias:
+                  self.bias = nn.Parameter(torch.empty(out_features))
+              else:
+                  self.register_parameter("bias", None)
+
+          def forward(self, x):
+              return nn.functional.linear(nn.functional.linear(x, self.weight_b), self.weight_a, self.bias)
+
+
+      def _factorize(model, config):
+          prefix = getattr(model, "base_model_prefix", "") or ""
+          for name, rank in config.swiftcompress_factorization["modules"].items():
+              candidates = [name]
+              if prefix:
+                  candidates += [prefix + "." + name, name.removeprefix(prefix + ".")]
+              for candidate in candidates:
+                  try:
+                      linear = model.get_submodule(candidate)
+                  except AttributeError:
+                      continue
+                  break
+              else:
+                  raise ValueError(f"swiftcompress: the factorized module {name!r} is not in {type(model).__name__}")
+              parent_name, _, child = candidate.rpartition(".")
+              parent = model.get_submodule(parent_name) if parent_name else model
+              layer = LowRankLinear(linear.in_features, linear.out_features, int(rank), linear.bias is not None)
+              setattr(parent, child, layer.to(device=linear.weight.device, dtype=linear.weight.dtype))
+
+
+      def _model_class(auto_name, class_name):
+          try:
+              base = getattr(transformers, auto_name)._model_mapping[_BaseConfig]
+          except (AttributeError, KeyError):
+              base = None
+
+          def __init__(self, config, *args, **kwargs):
+              reason = _refusal(config)
+              if reason is None and base is None:
+                  reason = f"transformers has no {auto_name} for model type {ORIGINAL_MODEL_TYPE!r}"
+              if reason is not None:
+                  raise ValueError(f"This checkpoint was written by swiftcompress and cannot be loaded: {reason}; {DECOMPRESS}.")
+              base.__init__(self, config, *args, **kwargs)
+              _factorize(self, config)
+
+          parent = base if base is not None else transformers.PreTrainedModel
+          return type(class_name, (parent,), {"config_class": SwiftcompressConfig, "__init__": __init__, "__module__": __name__})
+
+
+      for _auto_name, _class_name in [
+      \(classes)
+      ]:
+          globals()[_class_name] = _model_class(_auto_name, _class_name)
+
+      """
+  }
+}
+
+extension LoaderContract {
+  /// One config group of `quantization_config`, as compressed-tensors reads it.
+  struct ConfigGroup {
+    var name: String
+    var targets: [String]
+    var format: String
+    var weights: JSONValue?
+
+    /// The tensor a module's quantized weight is stored under, which compressed-tensors'
+    /// model-free tools look for first (`weight` for the formats that keep that name).
+    var rootSuffix: String { ["float-quantized", "mxfp8-quantized"].contains(format) ? ".weight" : ".weight_packed" }
+
+    /// Whether the group targets `module`: by class for `Linear` (transformers; here a
+    /// module whose weight looks linear), or by name (exact, or `re:` matched from the start).
+    func targets(_ module: String, looksLinear: Bool) -> Bool {
+      targets.contains { target in
+        if target == "Linear" { return looksLinear }
+        return (try? IgnoreRule(target))?.matches(module) ?? false
+      }
+    }
+  }
+
+  /// Every mismatch between `checkpoint`'s config (config.json, or the records in its
+  /// weights' `__metadata__`) and its tensors that changes what a loader does, as `verify`
+  /// problems; and notes on how the checkpoint loads.
+  public static func check(_ checkpoint: Checkpoint) -> (problems: [ValidationProblem], notes: [String]) {
+    let hasConfigFile = checkpoint.layout != .file && checkpoint.auxiliaryFiles.contains("config.json")
+    let where_ = hasConfigFile ? checkpoint.folder + "/config.json" : checkpoint.files.first?.path ?? checkpoint.path
+    let tensors = checkpoint.tensors.map { TensorDescriptor($0.info) }
+    let modules = StoredModules(tensors)
+    let config = config(of: checkpoint) ?? .object([])
+    var problems: [ValidationProblem] = []
+    var notes: [String] = []
+    func problem(_ rule: ValidationRule, _ tensor: String?, _ detail: String) {
+      problems.append(ValidationProblem(rule: rule, file: where_, tensor: tensor, detail: detail))
+    }
+    let quantization = config["quantization_config"]
+    let groups = groups(of: quantization)
+    if !groups.isEmpty {
+      let norms = readsEveryWeight(groups)
+      let rules = (quantization?["ignore"]?.arrayValue ?? []).compactMap {
+        $0.stringValue.flatMap { try? IgnoreRule($0) }
+      }
+      func ignored(_ module: String) -> Bool { rules.contains { $0.matches(module) } }
+      for module in modules.dense where (norms || !isNorm(module)) && !ignored(module) {
+        let weight = module + ".weight"
+        let stored = modules.tensors[weight].map { "\($0.dtype.rawValue) \($0.shape)" } ?? ""
+        if let group = groups.first(where: { $0.targets(module, looksLinear: modules.looksLinear(module)) }) {
+          problem(
+            .configDenseTarget, weight,
+            "stored unquantized (\(stored)), but config group '\(group.name)' targets '\(module)' and no ignore entry names it: transformers expects \(module + group.rootSuffix) there"
+          )
+        } else if let group = groups.first(where: { $0.targets.contains("Linear") && $0.rootSuffix == ".weight" }) {
+          problem(
+            .configDenseTarget, weight,
+            "stored unquantized (\(stored)) and not in ignore: compressed-tensors' model-free dequantizer, which decides by names, reads it as a '\(group.format)' weight and stops at the missing \(module).weight_scale"
+          )
+        }
+      }
+      for module in modules.quantized {
+        let looksLinear = modules.looksLinear(module)
+        if ignored(module) {
+          problem(
+            .configIgnoredQuantized, module + ".weight_scale",
+            "'\(module)' is stored quantized but quantization_config.ignore names it")
+        } else if let group = groups.first(where: { $0.targets(module, looksLinear: looksLinear) }) {
+          if let mismatch = layoutMismatch(module, group: group, modules: modules, checkpoint: checkpoint) {
+            problem(
+              .configLayout, module + ".weight_scale", "config group '\(group.name)' (\(group.format)): \(mismatch)")
+          }
+        } else {
+          problem(
+            .configIgnoredQuantized, module + ".weight_scale",
+            "'\(module)' is stored quantized but no config group targets it (targets: \(groups.flatMap(\.targets).map { "'\($0)'" }.joined(separator: ", ")))"
+          )
+        }
+      }
+      if problems.isEmpty {
+        let ignoredCount = modules.dense.filter { (norms || !isNorm($0)) && ignored($0) }.count
+        notes.append(
+          "quantization_config matches the tensors: \(Format.count(modules.quantized.count, "module")) stored quantized (\(groups.map { "'\($0.name)' \($0.format)" }.joined(separator: ", "))), \(Format.count(ignoredCount, "module")) stored unquantized and listed in ignore"
+        )
+      }
+      notes += fusedNotes(modules)
+    }
+    if let sparsity = quantization?["sparsity_config"] {
+      let rules = (sparsity["ignore"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap { try? IgnoreRule($0) } }
+      for module in modules.sparse where rules.contains(where: { $0.matches(module) }) {
+        problem(
+          .configIgnoredQuantized, module + ".bitmask",
+          "'\(module)' is stored as a bitmask but sparsity_config.ignore names it")
+      }
+    }
+    if let record = config[FactorizePass.configKey]?["modules"]?.members {
+      let ranks = Dictionary(
+        record.map { ($0.key, $0.value.uint64Value.map(Int.init)) }, uniquingKeysWith: { a, _ in a })
+      for module in modules.factorized where ranks[module] == nil {
+        problem(
+          .configLayout, module + ".weight_a",
+          "'\(module)' is stored factorized but \(FactorizePass.configKey) does not list it")
+      }
+      for (module, rank) in ranks.sorted(by: { $0.key < $1.key }) {
+        let a = modules.tensors[module + ".weight_a"] ?? modules.tensors[module + ".weight_a_packed"]
+        if a == nil {
+          problem(
+            .configLayout, module + ".weight_a", "\(FactorizePass.configKey) lists '\(module)', which has no weight_a")
+        } else if let a, a.name.hasSuffix(".weight_a"), a.shape.count == 2, a.shape[1] != rank {
+          problem(.configLayout, a.name, "has rank \(a.shape[1]) but \(FactorizePass.configKey) records \(rank ?? -1)")
+        }
+      }
+    }
+    // Layouts no standard loader reads.
+    var found: [String] = []
+    if !modules.factorized.isEmpty {
+      found.append("\(modules.factorized.count) factorized (weight_a x weight_b), e.g. '\(modules.factorized[0])'")
+    }
+    if !modules.residual.isEmpty {
+      found.append(
+        "\(modules.residual.count) with a low-rank residual (lowrank_a x lowrank_b), e.g. '\(modules.residual[0])'")
+    }
+    if !modules.sparse.isEmpty { found.append("\(modules.sparse.count) bitmask-sparse, e.g. '\(modules.sparse[0])'") }
+    if !found.isEmpty {
+      let modelType = config["model_type"]?.stringValue
+      if !hasConfigFile {
+        notes.append(
+          "no config.json: no standard loader builds a model from it; its modules are \(found.joined(separator: "; ")); swiftcompress decompress makes it dense"
+        )
+      } else if modelType != LoaderGuard.modelType {
+        problem(
+          .layoutUnguarded, nil,
+          "modules stored in layouts no standard loader reads (\(found.joined(separator: "; "))), but config.json's model_type is '\(modelType ?? "none")' and it has no \(LoaderGuard.recordKey)"
+        )
+      } else if !FileManager.default.fileExists(atPath: checkpoint.folder + "/" + LoaderGuard.modelingFileName) {
+        problem(
+          .layoutUnguarded, nil,
+          "config.json sends loaders to \(LoaderGuard.modelingFileName), which is missing: copy it from the output swiftcompress wrote, or rewrite the checkpoint"
+        )
+      } else {
+        let layouts = LoaderGuard.layouts(of: config)
+        notes.append(
+          LoaderGuard.loadable(layouts, originalAutoMap: config[LoaderGuard.recordKey]?["auto_map"])
+            ? "holds \(layouts.joined(separator: " and ")): transformers loads it only with trust_remote_code=True (\(LoaderGuard.modelingFileName) builds the factorized layers); swiftcompress decompress makes it dense for every loader"
+            : "holds \(layouts.joined(separator: " and ")): standard loaders refuse it (\(LoaderGuard.modelingFileName) says why); swiftcompress decompress makes it dense"
+        )
+      }
+    }
+    return (problems, notes)
+  }
+
+  /// How `module`'s tensors differ from what `group` describes, or nil.
+  static func layoutMismatch(_ module: String, group: ConfigGroup, modules: StoredModules, checkpoint: Checkpoint)
+    -> String?
+  {
+    let weights = group.weights
+    let bits = weights?["num_bits"]?.uint64Value.map(Int.init) ?? 0
+    let strategy = weights?["strategy"]?.stringValue ?? ""
+    let groupSize = weights?["group_size"]?.uint64Value.map(Int.init)
+    let symmetric = weights?["symmetric"] != .bool(false)
+    func tensor(_ suffix: String) -> PlannedTensor? { modules.tensors[module + suffix] }
+    func describe(_ t: PlannedTensor) -> String { "\(t.name) is \(t.dtype.rawValue) \(t.shape)" }
+    guard let scale = tensor(".weight_scale") else { return "\(module).weight_scale is missing" }
+    // The dense weight's shape.
+    var rows = 0
+    var columns = 0
+    switch group.format {
+    case "pack-quantized":
+      guard bits > 0, 32 % bits == 0 || bits == 3 || bits == 5 || bits == 6 else {
+        return "num_bits \(bits) cannot be packed"
+      }
+      guard let packed = tensor(".weight_packed"), packed.dtype == .i32, packed.shape.count == 2 else {
+        return tensor(".weight_packed").map { describe($0) + ", not I32 [rows, words]" }
+          ?? "\(module).weight_packed is missing"
+      }
+      guard let shape = tensor(".weight_shape"), shape.dtype == .i64, shape.elementCount == 2,
+        let stored = checkpoint.tensor(named: shape.name)
+      else { return "\(module).weight_shape (I64 [2]) is missing" }
+      let bytes = checkpoint.bytes(of: stored)
+      rows = Int(Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: Int64.self)))
+      columns = Int(Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: Int64.self)))
+      let words = (columns * bits + 31) / 32
+      guard packed.shape == [rows, words] else {
+        return "\(describe(packed)), but weight_shape [\(rows), \(columns)] at \(bits) bits needs [\(rows), \(words)]"
+      }
+      if !symmetric {
+        guard let zp = tensor(".weight_zero_point") else {
+          return "asymmetric weights need \(module).weight_zero_point"
+        }
+        guard zp.dtype == .i32, zp.shape.count == 2, zp.shape[0] == (rows * bits + 31) / 32,
+          zp.shape[1] == scale.shape.last
+        else { return "\(describe(zp)), not the zero points packed along the output dimension" }
+      }
+    case "float-quantized", "mxfp8-quantized":
+      guard let weight = tensor(".weight"), weight.dtype == .f8E4M3, weight.shape.count == 2 else {
+        return tensor(".weight").map { describe($0) + ", not F8_E4M3 [rows, columns]" } ?? "\(module).weight is missing"
+      }
+      (rows, columns) = (weight.shape[0], weight.shape[1])
+    case "mxfp4-pack-quantized", "nvfp4-pack-quantized":
+      guard let packed = tensor(".weight_packed"), packed.dtype == .u8, packed.shape.count == 2 else {
+        return tensor(".weight_packed").map { describe($0) + ", not U8 [rows, columns / 2]" }
+          ?? "\(module).weight_packed is missing"
+      }
+      (rows, columns) = (packed.shape[0], packed.shape[1] * 2)
+      if group.format == "nvfp4-pack-quantized" {
+        guard let global = tensor(".weight_global_scale"), global.dtype == .f32, global.elementCount == 1 else {
+          return "\(module).weight_global_scale (F32 [1]) is missing"
+        }
+      }
+    default:
+      return nil  // a format this check does not know: not judged
+    }
+    // The scale grid.
+    let expected: [Int]?
+    switch strategy {
+    case "channel": expected = [rows, 1]
+    case "group", "tensor_group":
+      guard let groupSize, groupSize > 0 else { return "strategy '\(strategy)' without a group_size" }
+      guard columns % groupSize == 0 else {
+        return "rows of \(columns) values do not split into groups of \(groupSize)"
+      }
+      expected = [rows, columns / groupSize]
+    case "block":
+      let block = (weights?["block_structure"]?.arrayValue ?? []).compactMap { $0.uint64Value.map(Int.init) }
+      guard block.count == 2, block[0] > 0, block[1] > 0 else { return "strategy 'block' without a block_structure" }
+      expected = [(rows + block[0] - 1) / block[0], (columns + block[1] - 1) / block[1]]
+    case "tensor": expected = nil
+    default: return nil
+    }
+    if let expected, scale.shape != expected {
+      return
+        "\(describe(scale)), but a '\(strategy)' scale of [\(rows), \(columns)]\(groupSize.map { " in groups of \($0)" } ?? "") is \(expected)"
+    }
+    if expected == nil, scale.elementCount != 1 { return "\(describe(scale)), but a 'tensor' scale is one value" }
+    return nil
+  }
+
+  /// vLLM fuses q/k/v (and gate/up) projections into one layer and refuses a layer whose
+  /// parts are stored differently: one note per such layer.
+  static func fusedNotes(_ modules: StoredModules) -> [String] {
+    let quantized = Set(modules.quantized)
+    let dense = Set(modules.dense)
+    var notes: [String] = []
+    for parts in [["q_proj", "k_proj", "v_proj"], ["gate_proj", "up_proj"]] {
+      for module in modules.quantized + modules.dense where module.hasSuffix("." + parts[0]) {
+        let stem = String(module.dropLast(parts[0].count))
+        let kinds = parts.map {
+          quantized.contains(stem + $0) ? "quantized" : dense.contains(stem + $0) ? "dense" : "absent"
+        }
+        if Set(kinds.filter { $0 != "absent" }).count > 1 {
+          notes.append(
+            "\(stem){\(parts.joined(separator: ","))} are stored \(kinds.joined(separator: "/")): vLLM fuses them into one layer and refuses parts stored differently (transformers loads them)"
+          )
+        }
+      }
+    }
+    return notes
+  }
+}
