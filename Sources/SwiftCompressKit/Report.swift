@@ -248,6 +248,11 @@ public struct Report: Codable, Sendable, Equatable {
     if let sparsity = totals.sparsity {
       lines.append("")
       lines.append(Format.sparsitySummary(sparsity) + ".")
+      let table = Self.unitTableMarkdown(sparsity)
+      if !table.isEmpty {
+        lines.append("")
+        lines += table
+      }
     }
     if !gates.isEmpty {
       lines.append("")
@@ -294,6 +299,37 @@ public struct Report: Codable, Sendable, Equatable {
 }
 
 extension Report {
+  /// Structured pruning's units per layer as table cells: the header, then one row per
+  /// layer (layer index or "-", name, removed, of, [attention heads removed, of],
+  /// fraction) and the model's row ("all") last.
+  static func unitTable(_ sparsity: SparsityInfo) -> (header: [String], rows: [[String]])? {
+    guard let layers = sparsity.layers, !layers.isEmpty, let model = sparsity.unitCount else { return nil }
+    let heads = model.headsTotal != nil
+    let header =
+      ["layer", "name", "\(sparsity.unit?.plural ?? "units") pruned", "of"]
+      + (heads ? ["attention heads pruned", "of"] : []) + ["fraction"]
+    func row(_ label: String, _ name: String, _ c: UnitCount) -> [String] {
+      let fraction = c.total > 0 ? Format.fixed(Double(c.removed) / Double(c.total) * 100, 1) + "%" : "-"
+      return [label, name, "\(c.removed)", "\(c.total)"]
+        + (heads ? ["\(c.headsRemoved ?? 0)", "\(c.headsTotal ?? 0)"] : []) + [fraction]
+    }
+    let rows = layers.map { row($0.layer.map(String.init) ?? "-", $0.name, $0.count) } + [row("all", "", model)]
+    return (header, rows)
+  }
+
+  /// The same table in Markdown, names as code.
+  static func unitTableMarkdown(_ sparsity: SparsityInfo) -> [String] {
+    guard let (header, rows) = unitTable(sparsity) else { return [] }
+    func line(_ cells: [String]) -> String { "|" + cells.map { $0.isEmpty ? " |" : " \($0) |" }.joined() }
+    var lines = [line(header), "|---:|---|" + String(repeating: "---:|", count: header.count - 2)]
+    for row in rows {
+      var cells = row
+      if !cells[1].isEmpty { cells[1] = "`\(Format.markdownCell(cells[1]))`" }
+      lines.append(line(cells))
+    }
+    return lines
+  }
+
   /// Assembles the report of a finished run.
   init(
     command: String, checkpoint: Checkpoint, plan: CompressionPlan, options: CompressionOptions,
@@ -385,14 +421,32 @@ public enum Format {
     "\(n) \(n == 1 ? noun : plural ?? noun + "s")"
   }
 
-  /// "sparsity 50.0% (target 50%), 196608 weights pruned; 2:4 holds in every group".
+  /// "sparsity 50.0% (target 50%), 196608 weights pruned; 2:4 holds in every group";
+  /// structured: "sparsity 25.0%, 73728 weights pruned; 192 of 768 MLP neurons pruned,
+  /// 96 of 384 in each of 2 layers" (the last part when every layer lost as many).
   public static func sparsitySummary(_ s: SparsityInfo) -> String {
     var text = "sparsity \(fixed(s.achieved * 100, 1))%"
     if let target = s.target { text += " (target \(String(format: "%g", target * 100))%)" }
     text += ", \(s.pruned) weights pruned"
-    if let removed = s.unitsRemoved, let total = s.unitsTotal { text += ", \(removed) of \(total) units" }
+    if let count = s.unitCount {
+      text += "; \(units(count, s.unit)) pruned"
+      if let layers = s.layers, layers.count > 1, layers.allSatisfy({ $0.layer != nil && $0.count == layers[0].count })
+      {
+        text += ", \(layers[0].unitsRemoved) of \(layers[0].unitsTotal) in each of \(layers.count) layers"
+      }
+    }
     if let pattern = s.pattern {
       text += s.patternHolds == true ? "; \(pattern) holds in every group" : "; \(pattern) does NOT hold"
+    }
+    return text
+  }
+
+  /// "96 of 384 MLP neurons", "1 of 2 key-value head groups (2 of 4 attention heads)";
+  /// "units" when the unit is not known.
+  public static func units(_ count: UnitCount, _ unit: PrunedUnit?) -> String {
+    var text = "\(count.removed) of \(count.total) \(unit?.plural ?? "units")"
+    if let removed = count.headsRemoved, let total = count.headsTotal {
+      text += " (\(removed) of \(total) attention heads)"
     }
     return text
   }

@@ -45,12 +45,24 @@ extension Report {
 
   /// The layer index in a tensor name: N of the first `layers.N.`, `layer.N.`, `h.N.`
   /// or `blocks.N.` (whole name components); nil when there is none.
-  public static func layerIndex(of name: String) -> Int? {
+  public static func layerIndex(of name: String) -> Int? { layerComponent(of: name)?.index }
+
+  /// The name up to and including its layer index: "model.layers.3" for
+  /// "model.layers.3.mlp"; nil when `layerIndex(of:)` is nil.
+  public static func layerPrefix(of name: String) -> String? {
+    guard let (_, component) = layerComponent(of: name) else { return nil }
+    return name.split(separator: ".", omittingEmptySubsequences: false)[...component].joined(separator: ".")
+  }
+
+  /// The layer index and the position of its name component.
+  private static func layerComponent(of name: String) -> (index: Int, component: Int)? {
     let parts = name.split(separator: ".", omittingEmptySubsequences: false)
     guard parts.count >= 3 else { return nil }
     for i in 0..<(parts.count - 2) where layerContainers.contains(String(parts[i])) {
       let digits = parts[i + 1]
-      if !digits.isEmpty, digits.allSatisfy({ $0 >= "0" && $0 <= "9" }), let index = Int(digits) { return index }
+      if !digits.isEmpty, digits.allSatisfy({ $0 >= "0" && $0 <= "9" }), let index = Int(digits) {
+        return (index, i + 1)
+      }
     }
     return nil
   }
@@ -137,6 +149,12 @@ extension Report {
         ], textColumns: []))
     h.append("</table></div>")
     if let sparsity = totals.sparsity { h.append("<p>\(e(Format.sparsitySummary(sparsity))).</p>") }
+    if let sparsity = totals.sparsity, let (header, rows) = Report.unitTable(sparsity) {
+      h.append("<div class=\"scroll\"><table>")
+      h.append(Report.headerRow(header, textColumns: [0, 1]))
+      for cells in rows { h.append(Report.row(cells, textColumns: [0, 1], codeColumns: cells[1].isEmpty ? [] : [1])) }
+      h.append("</table></div>")
+    }
     if !gates.isEmpty {
       h.append("<p>Quality gates:</p><ul>")
       for gate in gates {

@@ -115,7 +115,8 @@ extension Report {
       }
     totals = Totals(tensors: tensors, metrics: metrics)
     totals.roundToNearestMetrics = baselineTotal?.metrics
-    totals.sparsity = SparsityInfo.total(tensors.compactMap { entry in entry.sparsity.map { (entry.parameters, $0) } })
+    totals.sparsity = SparsityInfo.total(
+      tensors.compactMap { entry in entry.sparsity.map { (entry.name, entry.parameters, $0) } })
     self.gates = gates.check(totals)
   }
 

@@ -252,6 +252,76 @@ struct PruneCommandTests {
   }
 }
 
+extension PruneCommandTests {
+  /// The run's summary line, --dry-run and --explain state structured pruning's units per
+  /// model (and per layer), named for what they are. The numbers come from config.json
+  /// and the documented rule, floor(ratio x units) in every layer.
+  @Test func structuredPruningStatesUnitsPerModel() throws {
+    func config(_ model: String) throws -> [String: Int] {
+      let data = try Data(contentsOf: URL(fileURLWithPath: fixture(model + "/config.json")))
+      let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+      return object.compactMapValues { $0 as? Int }
+    }
+    func floor(_ ratio: Double, _ units: Int) -> Int { Int((ratio * Double(units)).rounded(.down)) }
+    let llama = try config("tiny-llama-f32")
+    let bert = try config("tiny-bert")
+    let (ll, li, lh, lkv) = (
+      llama["num_hidden_layers"]!, llama["intermediate_size"]!, llama["num_attention_heads"]!,
+      llama["num_key_value_heads"]!
+    )
+    let (bl, bi, bh) = (bert["num_hidden_layers"]!, bert["intermediate_size"]!, bert["num_attention_heads"]!)
+    let groups = floor(0.5, lkv)
+    // Rows: every 2-D float weight but embeddings and lm_head, each on its own.
+    let input = try Checkpoint.open(fixture("tiny-llama-f32"))
+    let rows = input.tensors.filter {
+      $0.info.shape.count == 2 && $0.name.hasSuffix(".weight") && !$0.name.contains("embed")
+        && !$0.name.hasPrefix("lm_head")
+    }.map { $0.info.shape[0] }
+    // (model, options, one layer's (or one tensor's) count, the model's, every layer's)
+    let cases: [(String, [String], String, String, String)] = [
+      (
+        "tiny-llama-f32", ["--structure", "mlp", "--ratio", "0.25", "--shrink"],
+        "\(floor(0.25, li)) of \(li) MLP neurons", "\(ll * floor(0.25, li)) of \(ll * li) MLP neurons",
+        "\(floor(0.25, li)) of \(li) in each of \(ll) layers"
+      ),
+      (
+        "tiny-llama-f32", ["--structure", "heads", "--ratio", "0.5"],
+        "\(groups) of \(lkv) key-value head groups (\(groups * lh / lkv) of \(lh) attention heads)",
+        "\(ll * groups) of \(ll * lkv) key-value head groups (\(ll * groups * lh / lkv) of \(ll * lh) attention heads)",
+        "\(groups) of \(lkv) in each of \(ll) layers"
+      ),
+      (
+        "tiny-llama-f32", ["--structure", "rows", "--ratio", "0.5"], "\(floor(0.5, 64)) of 64 rows",
+        "\(rows.reduce(0) { $0 + floor(0.5, $1) }) of \(rows.reduce(0, +)) rows",
+        "\(rows.reduce(0) { $0 + floor(0.5, $1) } / ll) of \(rows.reduce(0, +) / ll) in each of \(ll) layers"
+      ),
+      (
+        "tiny-bert", ["--structure", "mlp", "--ratio", "0.25"], "\(floor(0.25, bi)) of \(bi) MLP neurons",
+        "\(bl * floor(0.25, bi)) of \(bl * bi) MLP neurons", "\(floor(0.25, bi)) of \(bi) in each of \(bl) layers"
+      ),
+      (
+        "tiny-bert", ["--structure", "heads", "--ratio", "0.25"], "\(floor(0.25, bh)) of \(bh) attention heads",
+        "\(bl * floor(0.25, bh)) of \(bl * bh) attention heads", "\(floor(0.25, bh)) of \(bh) in each of \(bl) layers"
+      ),
+    ]
+    let folder = TemporaryFolder()
+    for (index, (model, options, one, total, each)) in cases.enumerated() {
+      let arguments = ["prune", fixture(model), folder.file("o\(index)"), "--method", "structured"] + options
+      let run = try runProcess(swiftcompressExecutable, arguments)
+      #expect(run.status == 0, "\(arguments): \(run.stderr)")
+      #expect(run.stdout.contains("\(total) pruned, \(each)"), "\(arguments): \(run.stdout)")
+      for mode in ["--dry-run", "--explain"] {
+        let planned = try runProcess(
+          swiftcompressExecutable,
+          ["prune", fixture(model), folder.file("plan\(index)"), "--method", "structured"] + options + [mode])
+        #expect(planned.status == 0, "\(arguments) \(mode): \(planned.stderr)")
+        #expect(planned.stdout.contains(one + " "), "\(arguments) \(mode): \(planned.stdout)")
+        #expect(planned.stdout.contains(total + " in the model"), "\(arguments) \(mode): \(planned.stdout)")
+      }
+    }
+  }
+}
+
 @Suite("factorize command")
 struct FactorizeCommandTests {
   @Test func factorizeAndItsUsageErrors() throws {
@@ -504,6 +574,8 @@ struct SplitMergeTests {
   @Test(arguments: [
     ["quantize", "--scheme", "NVFP4"],
     ["prune", "--method", "magnitude", "--sparsity", "0.5", "--scope", "global"],
+    // Units counted once per coupled group, whichever part wrote the group's tensors.
+    ["prune", "--method", "structured", "--structure", "mlp", "--ratio", "0.25", "--shrink"],
     ["factorize", "--method", "rsvd", "--rank", "8"],
   ])
   func threeWaySplitThenMergeIsOneRun(_ command: [String]) throws {

@@ -341,7 +341,7 @@ struct StructuredPruneTests {
     #expect((0..<384).allSatisfy { u in zeroGate[u * 128] == (removed.contains(u) ? 0 : gate[u * 128]) })
     let config = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: folder.file("s/config.json")))))
     #expect(config["intermediate_size"]?.uint64Value == 288)
-    #expect(report.totals.sparsity?.unitsRemoved == 2 * 96 * 3)  // 3 coupled tensors per layer
+    #expect(report.totals.sparsity?.unitsRemoved == 2 * 96)  // each neuron once, not once per coupled tensor
     let entry = try #require(report.tensors.first { $0.name == layer + ".mlp.up_proj.weight" })
     #expect(entry.sparsity?.shapeAfter == [288, 128])
     #expect(entry.bytesAfter == 288 * 128 * 4)
@@ -428,5 +428,249 @@ struct PruneConfigurationTests {
       _ = try PassRegistry.make(identifier: "prune", configurationJSON: #"{"method":"nm","pattern":"2-4"}"#)
     }
     #expect(PruningCriteria.names == ["magnitude", "wanda", "random"])
+  }
+}
+
+/// Structured pruning's unit counts, per model and per layer. The expected model counts
+/// come from config.json and the documented rule (floor(ratio x units) in every layer,
+/// docs/algorithms.md), or for rows and columns from the input's shapes; the per-layer
+/// counts are read from the output itself (the shapes written with --shrink, the units
+/// whose every row and column is exactly zero in place). Reports are read from the JSON
+/// and Markdown files the run wrote, as a user would.
+@Suite("Structured pruning unit counts")
+struct StructuredUnitCountTests {
+  struct Scenario: Sendable, CustomTestStringConvertible {
+    var model: String
+    var structure: StructuredUnit
+    var ratio: Double
+    var shrink = false
+    var testDescription: String { "\(model) \(structure.rawValue) \(ratio)\(shrink ? " --shrink" : "")" }
+  }
+
+  static let scenarios: [Scenario] = [
+    Scenario(model: "tiny-llama-f32", structure: .mlp, ratio: 0.25, shrink: true),
+    Scenario(model: "tiny-llama-f32", structure: .mlp, ratio: 0.25),
+    Scenario(model: "tiny-llama-f32", structure: .heads, ratio: 0.5, shrink: true),
+    Scenario(model: "tiny-llama-f32", structure: .heads, ratio: 0.5),
+    Scenario(model: "tiny-llama-f32", structure: .rows, ratio: 0.5),
+    Scenario(model: "tiny-llama-f32", structure: .columns, ratio: 0.25),
+    Scenario(model: "tiny-bert", structure: .mlp, ratio: 0.25, shrink: true),
+    Scenario(model: "tiny-bert", structure: .mlp, ratio: 0.3),
+    Scenario(model: "tiny-bert", structure: .heads, ratio: 0.25),
+    Scenario(model: "tiny-bert", structure: .heads, ratio: 0.5),
+    Scenario(model: "tiny-bert", structure: .rows, ratio: 0.25),
+    Scenario(model: "tiny-bert", structure: .columns, ratio: 0.3),
+  ]
+
+  /// Units removed of units there; for grouped key-value heads also the attention heads.
+  struct Count: Equatable, CustomStringConvertible {
+    var removed = 0
+    var total = 0
+    var headsRemoved: Int? = nil
+    var headsTotal: Int? = nil
+    var description: String {
+      "\(removed) of \(total)" + (headsRemoved.map { " (\($0) of \(headsTotal ?? -1) heads)" } ?? "")
+    }
+    static func + (a: Count, b: Count) -> Count {
+      Count(
+        removed: a.removed + b.removed, total: a.total + b.total,
+        headsRemoved: a.headsRemoved.map { $0 + (b.headsRemoved ?? 0) } ?? b.headsRemoved,
+        headsTotal: a.headsTotal.map { $0 + (b.headsTotal ?? 0) } ?? b.headsTotal)
+    }
+  }
+
+  static func floor(_ ratio: Double, _ units: Int) -> Int { Int((ratio * Double(units)).rounded(.down)) }
+
+  static func config(_ model: String) throws -> [String: Any] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: fixture(model + "/config.json")))
+    return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+  }
+
+  /// "0", "1", ... from `layers.N.` / `layer.N.`; the name itself outside any layer.
+  static func layerKey(_ name: String) -> String {
+    let parts = name.split(separator: ".").map(String.init)
+    for i in 0..<max(0, parts.count - 1) where ["layers", "layer"].contains(parts[i]) && Int(parts[i + 1]) != nil {
+      return parts[i + 1]
+    }
+    return name
+  }
+
+  /// The weights rows/columns pruning selects, by this test's own rule: 2-D float
+  /// `.weight` tensors that are neither embeddings nor lm_head.
+  static func selectedWeights(_ input: Checkpoint) -> [String] {
+    input.tensors.filter { t in
+      t.info.shape.count == 2 && t.info.dtype == .f32 && t.name.hasSuffix(".weight") && !t.name.contains("embed")
+        && !t.name.hasPrefix("lm_head")
+    }.map(\.name)
+  }
+
+  /// The model count the documented rule gives, from config.json (mlp, heads) or the
+  /// input's shapes (rows, columns).
+  static func expected(_ s: Scenario, input: Checkpoint) throws -> Count {
+    let c = try config(s.model)
+    let layers = try #require(c["num_hidden_layers"] as? Int)
+    switch s.structure {
+    case .mlp:
+      let intermediate = try #require(c["intermediate_size"] as? Int)
+      return Count(removed: layers * floor(s.ratio, intermediate), total: layers * intermediate)
+    case .heads:
+      let heads = try #require(c["num_attention_heads"] as? Int)
+      let kvHeads = c["num_key_value_heads"] as? Int ?? heads
+      let removed = layers * floor(s.ratio, kvHeads)
+      guard heads != kvHeads else { return Count(removed: removed, total: layers * heads) }
+      return Count(
+        removed: removed, total: layers * kvHeads, headsRemoved: removed * heads / kvHeads,
+        headsTotal: layers * heads)
+    case .rows, .columns:
+      let axis = s.structure == .rows ? 0 : 1
+      let extents = selectedWeights(input).map { input.tensor(named: $0)!.info.shape[axis] }
+      return Count(
+        removed: extents.reduce(0) { $0 + floor(s.ratio, $1) }, total: extents.reduce(0, +))
+    }
+  }
+
+  /// The units of `members` (tensor, along rows) removed in the output: with --shrink
+  /// from the written shapes, in place the units whose every row or column in every
+  /// member is exactly zero. Every member must agree.
+  static func removedUnits(
+    _ members: [(String, Bool)], unitSize: Int, shrink: Bool, input: Checkpoint, output: Checkpoint
+  ) throws -> Count {
+    var counts: [Count] = []
+    for (name, alongRows) in members {
+      let before = try #require(input.tensor(named: name)).info.shape
+      let after = try #require(output.tensor(named: name)).info.shape
+      let axis = alongRows ? 0 : 1
+      let total = before[axis] / unitSize
+      if shrink {
+        counts.append(Count(removed: (before[axis] - after[axis]) / unitSize, total: total))
+      } else {
+        #expect(after == before, "\(name) keeps its shape in place")
+        let v = values(output, name)
+        let columns = before.count > 1 ? before[1] : 1
+        let zero = (0..<total).filter { u in
+          (u * unitSize..<(u + 1) * unitSize).allSatisfy { i in
+            alongRows
+              ? (0..<columns).allSatisfy { v[i * columns + $0] == 0 }
+              : (0..<before[0]).allSatisfy { v[$0 * columns + i] == 0 }
+          }
+        }
+        counts.append(Count(removed: zero.count, total: total))
+      }
+    }
+    let first = try #require(counts.first)
+    #expect(
+      counts.allSatisfy { $0 == first },
+      "coupled tensors disagree: \(zip(members.map(\.0), counts).map { "\($0) \($1)" })")
+    return first
+  }
+
+  /// Per layer, what the output shows was removed.
+  static func measured(_ s: Scenario, input: Checkpoint, output: Checkpoint) throws -> [String: Count] {
+    let c = try config(s.model)
+    let layers = try #require(c["num_hidden_layers"] as? Int)
+    let llama = s.model.contains("llama")
+    var result: [String: Count] = [:]
+    switch s.structure {
+    case .mlp:
+      for l in 0..<layers {
+        let members =
+          llama
+          ? ["gate_proj", "up_proj"].map { ("model.layers.\(l).mlp.\($0).weight", true) }
+            + [("model.layers.\(l).mlp.down_proj.weight", false)]
+          : [
+            ("encoder.layer.\(l).intermediate.dense.weight", true),
+            ("encoder.layer.\(l).intermediate.dense.bias", true),
+            ("encoder.layer.\(l).output.dense.weight", false),
+          ]
+        result["\(l)"] = try removedUnits(members, unitSize: 1, shrink: s.shrink, input: input, output: output)
+      }
+    case .heads:
+      let heads = try #require(c["num_attention_heads"] as? Int)
+      let kvHeads = c["num_key_value_heads"] as? Int ?? heads
+      let hidden = try #require(c["hidden_size"] as? Int)
+      let headDim = c["head_dim"] as? Int ?? hidden / heads
+      for l in 0..<layers {
+        if llama {
+          let p = "model.layers.\(l).self_attn."
+          let groups = try removedUnits(
+            [(p + "k_proj.weight", true), (p + "v_proj.weight", true)], unitSize: headDim, shrink: s.shrink,
+            input: input, output: output)
+          let query = try removedUnits(
+            [(p + "q_proj.weight", true), (p + "o_proj.weight", false)], unitSize: headDim, shrink: s.shrink,
+            input: input, output: output)
+          result["\(l)"] =
+            heads == kvHeads
+            ? groups
+            : Count(
+              removed: groups.removed, total: groups.total, headsRemoved: query.removed, headsTotal: query.total)
+        } else {
+          let p = "encoder.layer.\(l).attention."
+          let members =
+            ["query", "key", "value"].flatMap { [(p + "self.\($0).weight", true), (p + "self.\($0).bias", true)] }
+            + [(p + "output.dense.weight", false)]
+          result["\(l)"] = try removedUnits(
+            members, unitSize: headDim, shrink: s.shrink, input: input, output: output)
+        }
+      }
+    case .rows, .columns:
+      for name in selectedWeights(input) {
+        let count = try removedUnits(
+          [(name, s.structure == .rows)], unitSize: 1, shrink: false, input: input, output: output)
+        result[layerKey(name), default: Count()] = result[layerKey(name), default: Count()] + count
+      }
+    }
+    return result
+  }
+
+  @Test(arguments: scenarios)
+  func unitsAreCountedOncePerModelAndPerLayer(_ s: Scenario) throws {
+    let folder = TemporaryFolder()
+    _ = try prune(
+      s.model, .init(method: .structured, structure: s.structure, ratio: s.ratio, shrink: s.shrink), into: folder)
+    let input = try Checkpoint.open(fixture(s.model))
+    let output = try Checkpoint.open(folder.file("p"))
+    let expected = try Self.expected(s, input: input)
+    let measured = try Self.measured(s, input: input, output: output)
+    // What was really removed adds up to the documented count.
+    #expect(measured.values.reduce(Count(), +) == expected)
+
+    let data = try Data(contentsOf: URL(fileURLWithPath: folder.file("p/" + Report.jsonFileName)))
+    let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    let totals = try #require((json["totals"] as? [String: Any])?["sparsity"] as? [String: Any])
+    let reported = Count(
+      removed: totals["units_removed"] as? Int ?? -1, total: totals["units_total"] as? Int ?? -1,
+      headsRemoved: totals["attention_heads_removed"] as? Int, headsTotal: totals["attention_heads_total"] as? Int)
+    #expect(reported == expected, "the model's units in the report")
+    let unit: String =
+      switch s.structure {
+      case .mlp: "mlp_neuron"
+      case .heads: expected.headsRemoved == nil ? "attention_head" : "key_value_head_group"
+      case .rows: "row"
+      case .columns: "column"
+      }
+    #expect(totals["unit"] as? String == unit)
+
+    // Per layer: one entry per layer, matching the output, summing to the model.
+    let layers = try #require(totals["layers"] as? [[String: Any]], "totals.sparsity.layers")
+    var perLayer: [String: Count] = [:]
+    for entry in layers {
+      let key = (entry["layer"] as? Int).map(String.init) ?? (entry["name"] as? String ?? "?")
+      #expect(perLayer[key] == nil, "layer \(key) listed twice")
+      perLayer[key] = Count(
+        removed: entry["units_removed"] as? Int ?? -1, total: entry["units_total"] as? Int ?? -1,
+        headsRemoved: entry["attention_heads_removed"] as? Int, headsTotal: entry["attention_heads_total"] as? Int)
+    }
+    #expect(perLayer == measured)
+    #expect(perLayer.values.reduce(Count(), +) == reported)
+
+    // The Markdown report has the same per-layer table.
+    let markdown = try String(contentsOfFile: folder.file("p/" + Report.markdownFileName), encoding: .utf8)
+    for entry in layers {
+      let label = (entry["layer"] as? Int).map(String.init) ?? "-"
+      let row =
+        "| \(label) | `\(entry["name"] as? String ?? "?")` | \(entry["units_removed"] as? Int ?? -1) | \(entry["units_total"] as? Int ?? -1) |"
+      #expect(markdown.contains(row), "\(row) in the Markdown report")
+    }
+    #expect(markdown.contains("| all | | \(expected.removed) | \(expected.total) |"))
   }
 }

@@ -144,16 +144,31 @@ public struct SparsityInfo: Codable, Sendable, Equatable {
   /// The N:M pattern, and whether every group of the output holds at most N non-zeros.
   public var pattern: String? = nil
   public var patternHolds: Bool? = nil
-  /// Structured pruning: units removed of the total, and the tensor's shape afterwards.
+  /// Structured pruning: what a unit is; for a tensor, the coupled group it belongs to.
+  public var unit: PrunedUnit? = nil
+  public var unitGroup: String? = nil
+  /// Structured pruning: units removed of the units there, each counted once: for a
+  /// tensor, those of its coupled group (the same for every tensor of the group); in
+  /// the totals, those of the model.
   public var unitsRemoved: Int? = nil
   public var unitsTotal: Int? = nil
+  /// With key-value head groups: the attention (query) heads in the removed groups, of
+  /// all there.
+  public var attentionHeadsRemoved: Int? = nil
+  public var attentionHeadsTotal: Int? = nil
+  /// Structured pruning, totals only: the units per layer, in layer order.
+  public var layers: [LayerUnits]? = nil
+  /// Structured pruning: the tensor's shape afterwards.
   public var shapeAfter: [Int]? = nil
 
   enum CodingKeys: String, CodingKey {
-    case target, achieved, zeros, pruned, pattern
+    case target, achieved, zeros, pruned, pattern, unit, layers
     case patternHolds = "pattern_holds"
+    case unitGroup = "unit_group"
     case unitsRemoved = "units_removed"
     case unitsTotal = "units_total"
+    case attentionHeadsRemoved = "attention_heads_removed"
+    case attentionHeadsTotal = "attention_heads_total"
     case shapeAfter = "shape_after"
   }
 
@@ -164,20 +179,18 @@ public struct SparsityInfo: Codable, Sendable, Equatable {
     self.pruned = pruned
   }
 
-  /// The sum over tensors (parameters, info); nil when there are none.
-  static func total(_ parts: [(Int, SparsityInfo)]) -> SparsityInfo? {
-    guard let first = parts.first?.1 else { return nil }
-    let parameters = parts.reduce(0) { $0 + $1.0 }
-    let zeros = parts.reduce(0) { $0 + $1.1.zeros }
+  /// The sum over tensors (name, parameters, info); nil when there are none. Structured
+  /// units are counted once per coupled group, not once per tensor of it.
+  static func total(_ parts: [(name: String, parameters: Int, info: SparsityInfo)]) -> SparsityInfo? {
+    guard let first = parts.first?.info else { return nil }
+    let parameters = parts.reduce(0) { $0 + $1.parameters }
+    let zeros = parts.reduce(0) { $0 + $1.info.zeros }
     var total = SparsityInfo(
       target: first.target, achieved: parameters > 0 ? Double(zeros) / Double(parameters) : 0, zeros: zeros,
-      pruned: parts.reduce(0) { $0 + $1.1.pruned })
+      pruned: parts.reduce(0) { $0 + $1.info.pruned })
     total.pattern = first.pattern
-    if first.pattern != nil { total.patternHolds = parts.allSatisfy { $0.1.patternHolds == true } }
-    if first.unitsTotal != nil {
-      total.unitsRemoved = parts.reduce(0) { $0 + ($1.1.unitsRemoved ?? 0) }
-      total.unitsTotal = parts.reduce(0) { $0 + ($1.1.unitsTotal ?? 0) }
-    }
+    if first.pattern != nil { total.patternHolds = parts.allSatisfy { $0.info.patternHolds == true } }
+    if first.unitsTotal != nil { total.addUnits(of: parts.map { ($0.name, $0.info) }) }
     return total
   }
 }

@@ -15,6 +15,57 @@ public enum StructuredUnit: String, Codable, Sendable, CaseIterable {
   case columns
 }
 
+/// What one structured unit is, as counted in the report.
+public enum PrunedUnit: String, Codable, Sendable, CaseIterable {
+  /// One MLP neuron (`--structure mlp`).
+  case mlpNeuron = "mlp_neuron"
+  /// One attention head with its key and value (`--structure heads` without grouped
+  /// key-value heads, and BERT).
+  case attentionHead = "attention_head"
+  /// One key-value head with the query heads it serves (`--structure heads` with grouped
+  /// key-value heads); the report also counts those attention heads.
+  case keyValueHeadGroup = "key_value_head_group"
+  /// One output channel of one weight (`--structure rows`).
+  case row
+  /// One input channel of one weight (`--structure columns`).
+  case column
+
+  /// The plural, as the summary and the notes print it: "MLP neurons".
+  public var plural: String {
+    switch self {
+    case .mlpNeuron: "MLP neurons"
+    case .attentionHead: "attention heads"
+    case .keyValueHeadGroup: "key-value head groups"
+    case .row: "rows"
+    case .column: "columns"
+    }
+  }
+}
+
+/// Units removed of the units there: in one coupled group, one layer, or the model. A
+/// unit is counted once however many tensors it spans.
+public struct UnitCount: Sendable, Equatable {
+  public var removed = 0
+  public var total = 0
+  /// Key-value head groups only: the attention (query) heads in them.
+  public var headsRemoved: Int? = nil
+  public var headsTotal: Int? = nil
+
+  public init(removed: Int = 0, total: Int = 0, headsRemoved: Int? = nil, headsTotal: Int? = nil) {
+    self.removed = removed
+    self.total = total
+    self.headsRemoved = headsRemoved
+    self.headsTotal = headsTotal
+  }
+
+  static func + (a: UnitCount, b: UnitCount) -> UnitCount {
+    func add(_ x: Int?, _ y: Int?) -> Int? { x == nil && y == nil ? nil : (x ?? 0) + (y ?? 0) }
+    return UnitCount(
+      removed: a.removed + b.removed, total: a.total + b.total, headsRemoved: add(a.headsRemoved, b.headsRemoved),
+      headsTotal: add(a.headsTotal, b.headsTotal))
+  }
+}
+
 /// How a unit is scored: the L1 or L2 norm of all its weights across the coupled tensors.
 public enum UnitNorm: String, Codable, Sendable, CaseIterable {
   case l1, l2
@@ -23,14 +74,24 @@ public enum UnitNorm: String, Codable, Sendable, CaseIterable {
 /// Structured pruning's decisions, made in `prepared(for:)` from every coupled tensor:
 /// per tensor the rows and columns removed (or zeroed), and the config.json changes.
 struct StructuredPlan: Sendable, Equatable {
+  /// The rows and columns cut from one tensor, and the units of the coupled group it
+  /// belongs to (the same count for every tensor of the group).
   struct Cut: Sendable, Equatable {
     var rows: [Int] = []
     var columns: [Int] = []
-    var unitsRemoved: Int
-    var unitsTotal: Int
+    /// The coupled group: "model.layers.0.mlp", "model.layers.0.self_attn",
+    /// "encoder.layer.0.intermediate", "encoder.layer.0.attention", or the weight itself
+    /// for rows and columns.
+    var group: String
+    var unit: PrunedUnit
+    var count: UnitCount
   }
 
   var cuts: [String: Cut] = [:]
+  /// Each coupled group's units, in the order the groups were chosen.
+  var groups: [(name: String, count: UnitCount)] = []
+  /// The units of the whole model: each group counted once.
+  var modelCount: UnitCount { groups.reduce(UnitCount()) { $0 + $1.count } }
   /// config.json keys set after --shrink (name, value), in order.
   var configChanges: [(String, Int)] = []
   var warnings: [String] = []
@@ -38,6 +99,7 @@ struct StructuredPlan: Sendable, Equatable {
   static func == (a: StructuredPlan, b: StructuredPlan) -> Bool {
     a.cuts == b.cuts && a.configChanges.map(\.0) == b.configChanges.map(\.0)
       && a.configChanges.map(\.1) == b.configChanges.map(\.1) && a.warnings == b.warnings
+      && a.groups.map(\.name) == b.groups.map(\.name) && a.groups.map(\.count) == b.groups.map(\.count)
   }
 
   /// A slice of a tensor that belongs to a unit: rows or columns `range`.
@@ -85,10 +147,9 @@ struct StructuredPlan: Sendable, Equatable {
         let removed = try Self.choose(
           members: members, units: units, unitSize: 1, ratio: ratio, norm: configuration.norm, checkpoint: checkpoint,
           label: tensor.name)
-        cuts[tensor.name] =
-          unit == .rows
-          ? Cut(rows: removed, unitsRemoved: removed.count, unitsTotal: units)
-          : Cut(columns: removed, unitsRemoved: removed.count, unitsTotal: units)
+        record(
+          members, removed: removed, unitSize: 1, group: tensor.name, unit: unit == .rows ? .row : .column,
+          count: UnitCount(removed: removed.count, total: units))
       }
     case .mlp:
       var intermediate: Int?
@@ -103,7 +164,9 @@ struct StructuredPlan: Sendable, Equatable {
         let removed = try Self.choose(
           members: members, units: units, unitSize: 1, ratio: ratio, norm: configuration.norm, checkpoint: checkpoint,
           label: layer + ".mlp")
-        record(members, removed: removed, unitSize: 1, units: units)
+        record(
+          members, removed: removed, unitSize: 1, group: layer + ".mlp", unit: .mlpNeuron,
+          count: UnitCount(removed: removed.count, total: units))
         intermediate = units - removed.count
       }
       for layer in Self.layers(names, suffix: ".intermediate.dense.weight") {
@@ -117,7 +180,9 @@ struct StructuredPlan: Sendable, Equatable {
         let removed = try Self.choose(
           members: members, units: units, unitSize: 1, ratio: ratio, norm: configuration.norm, checkpoint: checkpoint,
           label: layer + ".intermediate")
-        record(members, removed: removed, unitSize: 1, units: units)
+        record(
+          members, removed: removed, unitSize: 1, group: layer + ".intermediate", unit: .mlpNeuron,
+          count: UnitCount(removed: removed.count, total: units))
         intermediate = units - removed.count
       }
       guard let intermediate else {
@@ -158,13 +223,24 @@ struct StructuredPlan: Sendable, Equatable {
         let removed = try Self.chooseHeads(
           layer: p, heads: heads, kvHeads: kvHeads, headDim: headDim, ratio: ratio, norm: configuration.norm,
           names: names, checkpoint: checkpoint)
+        // Every tensor of the layer counts the chosen units, the key-value groups (and,
+        // when a group serves several query heads, the attention heads in them).
         let queryUnits = removed.flatMap { g in (g * perGroup)..<((g + 1) * perGroup) }
+        let group = String(p.dropLast())
+        let count =
+          perGroup == 1
+          ? UnitCount(removed: removed.count, total: kvHeads)
+          : UnitCount(
+            removed: removed.count, total: kvHeads, headsRemoved: queryUnits.count, headsTotal: heads)
+        let headUnit: PrunedUnit = perGroup == 1 ? .attentionHead : .keyValueHeadGroup
         var queryMembers = [(p + "q_proj.weight", true), (p + "o_proj.weight", false)]
         if names.contains(p + "q_proj.bias") { queryMembers.append((p + "q_proj.bias", true)) }
-        record(queryMembers, removed: queryUnits, unitSize: headDim, units: heads)
+        record(
+          queryMembers, removed: queryUnits, unitSize: headDim, group: group, unit: headUnit, count: count,
+          newGroup: false)
         var kvMembers = [(p + "k_proj.weight", true), (p + "v_proj.weight", true)]
         for bias in [p + "k_proj.bias", p + "v_proj.bias"] where names.contains(bias) { kvMembers.append((bias, true)) }
-        record(kvMembers, removed: removed, unitSize: headDim, units: kvHeads)
+        record(kvMembers, removed: removed, unitSize: headDim, group: group, unit: headUnit, count: count)
         kept = kvHeads - removed.count
       }
       for layer in Self.layers(names, suffix: ".attention.self.query.weight") {
@@ -192,7 +268,9 @@ struct StructuredPlan: Sendable, Equatable {
         let removed = try Self.choose(
           members: members, units: heads, unitSize: headDim, ratio: ratio, norm: configuration.norm,
           checkpoint: checkpoint, label: p + "self")
-        record(members, removed: removed, unitSize: headDim, units: heads)
+        record(
+          members, removed: removed, unitSize: headDim, group: layer + ".attention", unit: .attentionHead,
+          count: UnitCount(removed: removed.count, total: heads))
         kept = nil
       }
       if let kept {
@@ -208,15 +286,21 @@ struct StructuredPlan: Sendable, Equatable {
     }
   }
 
-  /// Records that `removed` units (each `unitSize` rows or columns) go from `members`.
-  private mutating func record(_ members: [(String, Bool)], removed: [Int], unitSize: Int, units: Int) {
+  /// Records that `removed` slices (each `unitSize` rows or columns) go from `members`,
+  /// which belong to `group`, whose units are `count`. The group is counted once, when
+  /// `newGroup` (its first members are recorded).
+  private mutating func record(
+    _ members: [(String, Bool)], removed: [Int], unitSize: Int, group: String, unit: PrunedUnit, count: UnitCount,
+    newGroup: Bool = true
+  ) {
     let indices = removed.flatMap { u in (u * unitSize)..<((u + 1) * unitSize) }
     for (tensor, alongRows) in members {
       cuts[tensor] =
         alongRows
-        ? Cut(rows: indices, unitsRemoved: removed.count, unitsTotal: units)
-        : Cut(columns: indices, unitsRemoved: removed.count, unitsTotal: units)
+        ? Cut(rows: indices, group: group, unit: unit, count: count)
+        : Cut(columns: indices, group: group, unit: unit, count: count)
     }
+    if newGroup { groups.append((group, count)) }
   }
 
   static func config(of checkpoint: Checkpoint) -> JSONValue? {
@@ -352,7 +436,7 @@ extension PrunePass {
   }
 
   func planStructured(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
-    guard let cut = structuredPlan?.cuts[tensor.name] else {
+    guard let structuredPlan, let cut = structuredPlan.cuts[tensor.name] else {
       return .keep(reason: "not part of a pruned unit")
     }
     var shape = tensor.shape
@@ -360,11 +444,15 @@ extension PrunePass {
       shape[0] -= cut.rows.count
       if shape.count > 1 { shape[1] -= cut.columns.count }
     }
-    let what = configuration.structure?.rawValue ?? "units"
     let verb = configuration.shrink ? "removed" : "zeroed"
+    // "96 of 384 MLP neurons of model.layers.0.mlp zeroed (l2 norm); 192 of 768 MLP
+    // neurons in the model": the group's units, then the model's, each counted once.
+    let whole = [.row, .column].contains(cut.unit) ? "" : " of \(cut.group)"
     return .transform(
       outputs: [PlannedTensor(name: tensor.name, dtype: tensor.dtype, shape: shape)],
-      note: "\(cut.unitsRemoved) of \(cut.unitsTotal) \(what) units \(verb) (\(configuration.norm.rawValue))")
+      note:
+        "\(Format.units(cut.count, cut.unit))\(whole) \(verb) (\(configuration.norm.rawValue) norm); \(Format.units(structuredPlan.modelCount, cut.unit)) in the model"
+    )
   }
 
   func transformStructured(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError)
@@ -434,10 +522,93 @@ extension PrunePass {
     var info = SparsityInfo(
       target: nil, achieved: Double(zeros) / Double(max(count, 1)), zeros: zeros,
       pruned: count - (rows - removedRows.count) * (columns - removedColumns.count))
-    info.unitsRemoved = cut.unitsRemoved
-    info.unitsTotal = cut.unitsTotal
+    info.unit = cut.unit
+    info.unitGroup = cut.group
+    info.unitsRemoved = cut.count.removed
+    info.unitsTotal = cut.count.total
+    info.attentionHeadsRemoved = cut.count.headsRemoved
+    info.attentionHeadsTotal = cut.count.headsTotal
     info.shapeAfter = outputs[0].shape
     return TransformResult(outputs: [.owned(output)], reconstruction: .measured(accumulator), sparsity: info)
   }
 
+}
+
+/// Structured pruning's units in one layer of the model, for the report.
+public struct LayerUnits: Codable, Sendable, Equatable {
+  /// The layer index in the tensor names (as the chart finds it); absent for a group
+  /// outside any layer.
+  public var layer: Int?
+  /// The layer's name prefix ("model.layers.0"), or the group's name outside any layer.
+  public var name: String
+  public var unitsRemoved: Int
+  public var unitsTotal: Int
+  /// With key-value head groups: the attention heads in them.
+  public var attentionHeadsRemoved: Int?
+  public var attentionHeadsTotal: Int?
+
+  public var count: UnitCount {
+    UnitCount(
+      removed: unitsRemoved, total: unitsTotal, headsRemoved: attentionHeadsRemoved, headsTotal: attentionHeadsTotal)
+  }
+
+  init(layer: Int?, name: String, count: UnitCount) {
+    self.layer = layer
+    self.name = name
+    unitsRemoved = count.removed
+    unitsTotal = count.total
+    attentionHeadsRemoved = count.headsRemoved
+    attentionHeadsTotal = count.headsTotal
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case layer, name
+    case unitsRemoved = "units_removed"
+    case unitsTotal = "units_total"
+    case attentionHeadsRemoved = "attention_heads_removed"
+    case attentionHeadsTotal = "attention_heads_total"
+  }
+}
+
+extension SparsityInfo {
+  /// The structured units of a tensor, a layer's or the model's.
+  public var unitCount: UnitCount? {
+    guard let unitsRemoved, let unitsTotal else { return nil }
+    return UnitCount(
+      removed: unitsRemoved, total: unitsTotal, headsRemoved: attentionHeadsRemoved, headsTotal: attentionHeadsTotal)
+  }
+
+  /// Sets the model's units and the per-layer list from the tensors' entries (name,
+  /// info): each coupled group counted once (by its first tensor; every tensor of a
+  /// group carries the group's count), the groups summed per layer. An entry without a
+  /// group (a report from before groups were recorded) is its own group.
+  mutating func addUnits(of tensors: [(String, SparsityInfo)]) {
+    var seen: Set<String> = []
+    var layers: [Int: UnitCount] = [:]
+    var layerNames: [Int: String] = [:]
+    var outside: [(String, UnitCount)] = []
+    var model = UnitCount()
+    var units: Set<PrunedUnit?> = []
+    for (name, info) in tensors {
+      guard let count = info.unitCount else { continue }
+      let group = info.unitGroup ?? name
+      guard seen.insert(group).inserted else { continue }
+      units.insert(info.unit)
+      model = model + count
+      if let layer = Report.layerIndex(of: group), let prefix = Report.layerPrefix(of: group) {
+        layers[layer] = (layers[layer] ?? UnitCount()) + count
+        layerNames[layer] = layerNames[layer] ?? prefix
+      } else {
+        outside.append((group, count))
+      }
+    }
+    unit = units.count == 1 ? units.first! : nil
+    unitsRemoved = model.removed
+    unitsTotal = model.total
+    attentionHeadsRemoved = model.headsRemoved
+    attentionHeadsTotal = model.headsTotal
+    self.layers =
+      layers.keys.sorted().map { LayerUnits(layer: $0, name: layerNames[$0] ?? "\($0)", count: layers[$0]!) }
+      + outside.map { LayerUnits(layer: nil, name: $0.0, count: $0.1) }
+  }
 }
