@@ -5,7 +5,7 @@ import Foundation
 /// names and dtypes alone, as compressed-tensors' model-free tools read a checkpoint.
 struct StoredModules: Sendable {
   /// Modules whose weight is in a compressed-tensors quantized layout: `M.weight_packed`,
-  /// or a `M.weight` of 8 bits or less, with `M.weight_scale`.
+  /// or a `M.weight` of 8 bits or less with `M.weight_scale`.
   var quantized: [String] = []
   /// Modules with an unquantized floating-point `M.weight` (no `M.weight_scale`).
   var dense: [String] = []
@@ -26,9 +26,10 @@ struct StoredModules: Sendable {
     }
     for tensor in tensors {
       let name = tensor.name
-      if let module = Self.module(name, ".weight_packed") ?? Self.module(name, ".weight"),
-        self.tensors[module + ".weight_scale"] != nil,
-        name.hasSuffix("_packed") || tensor.dtype.bitsPerElement <= 8
+      if let module = Self.module(name, ".weight_packed") {
+        add(module, to: &quantized, 0)
+      } else if let module = Self.module(name, ".weight"), self.tensors[module + ".weight_scale"] != nil,
+        tensor.dtype.bitsPerElement <= 8
       {
         add(module, to: &quantized, 0)
       } else if let module = Self.module(name, ".weight"), tensor.dtype.isFloatingPoint {
