@@ -220,10 +220,11 @@ public struct Report: Codable, Sendable, Equatable {
     lines.append("")
     lines.append("- command: `\(command)`, pass `\(pass.identifier)` \(pass.configuration)")
     lines.append(
-      "- input: `\(input.path)` (\(input.layout), \(input.files.count) file(s), \(input.tensorCount) tensors, \(Format.bytes(input.bytes)))"
+      "- input: `\(input.path)` (\(input.layout), \(Format.count(input.files.count, "file")), \(Format.count(input.tensorCount, "tensor")), \(Format.bytes(input.bytes)))"
     )
     lines.append(
-      "- output: `\(output.path)` (\(output.files.count) file(s)\(output.index.map { ", index \($0)" } ?? ""))")
+      "- output: `\(output.path)` (\(Format.count(output.files.count, "file"))\(output.index.map { ", index \($0)" } ?? ""))"
+    )
     if !selection.include.isEmpty {
       lines.append("- include: \(selection.include.map { "`\($0)`" }.joined(separator: ", "))")
     }
@@ -374,12 +375,17 @@ public enum SwiftCompressVersion {
 
 /// Number formatting shared by reports and tables.
 public enum Format {
+  /// `n` with its noun, singular for exactly one: "1 tensor", "0 tensors", "2 weight files".
+  public static func count(_ n: Int, _ singular: String, plural: String? = nil) -> String {
+    "\(n) \(n == 1 ? singular : plural ?? singular + "s")"
+  }
+
   /// "sparsity 50.0% (target 50%), 196608 weights pruned; 2:4 holds in every group".
   public static func sparsitySummary(_ s: SparsityInfo) -> String {
     var text = "sparsity \(fixed(s.achieved * 100, 1))%"
     if let target = s.target { text += " (target \(String(format: "%g", target * 100))%)" }
-    text += ", \(s.pruned) weights pruned"
-    if let removed = s.unitsRemoved, let total = s.unitsTotal { text += ", \(removed) of \(total) units" }
+    text += ", \(count(s.pruned, "weight")) pruned"
+    if let removed = s.unitsRemoved, let total = s.unitsTotal { text += ", \(removed) of \(count(total, "unit"))" }
     if let pattern = s.pattern {
       text += s.patternHolds == true ? "; \(pattern) holds in every group" : "; \(pattern) does NOT hold"
     }

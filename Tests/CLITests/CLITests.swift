@@ -562,6 +562,7 @@ struct SplitMergeTests {
     let missing = try swiftcompress("merge", folder.file("m1"), folder.file("a0"))
     #expect(missing.status == 65)
     #expect(missing.stderr.contains("missing --shard-index 1"))
+    #expect(missing.stderr.contains("folders '\(folder.file("a0"))': are not the 2 parts"), "\(missing.stderr)")
     let twice = try swiftcompress("merge", folder.file("m2"), folder.file("a0"), folder.file("a0"))
     #expect(twice.status == 65)
     let mixed = try swiftcompress("merge", folder.file("m3"), folder.file("a0"), folder.file("b1"))

@@ -80,10 +80,9 @@ public struct DecompressPass: CompressionPass {
       return pass
     }
     guard let config, let quantization = config["quantization_config"] else {
-      throw .invalidTensor(
-        name: "config.json",
-        reason:
-          "\(checkpoint.path) has no config.json with a quantization_config: it is not a compressed-tensors checkpoint")
+      throw .invalidCheckpoint(
+        path: checkpoint.path,
+        reason: "has no config.json with a quantization_config: it is not a compressed-tensors checkpoint")
     }
     let formatName = quantization["format"]?.stringValue ?? ""
     let weights = quantization["config_groups"]?.members?.first?.value["weights"]
@@ -91,9 +90,9 @@ public struct DecompressPass: CompressionPass {
     let sparseFormat = quantization["sparsity_config"]?["format"]?.stringValue ?? ""
     if ["sparse-bitmask", "sparse-24-bitmask"].contains(sparseFormat) {
       guard formatName.isEmpty || formatName == "dense" else {
-        throw .invalidTensor(
-          name: "config.json",
-          reason: "sparse weights that are also quantized ('\(formatName)') are not supported by decompress")
+        throw .invalidFile(
+          path: path, reason: "sparse weights that are also quantized ('\(formatName)') are not supported by decompress"
+        )
       }
       return DecompressPass(
         configuration: configuration,
@@ -108,10 +107,10 @@ public struct DecompressPass: CompressionPass {
     case "mxfp4-pack-quantized": kind = .mxfp4
     case "nvfp4-pack-quantized": kind = .nvfp4
     default:
-      throw .invalidTensor(
-        name: "config.json",
+      throw .invalidFile(
+        path: path,
         reason:
-          "quantization format '\(formatName)' with \(bits)-bit weights is not supported; supported: pack-quantized (4 or 8 bits), float-quantized (FP8), mxfp4-pack-quantized"
+          "quantization format '\(formatName)' with \(bits)-bit weights is not supported; supported: pack-quantized (4 or 8 bits), float-quantized (FP8), mxfp4-pack-quantized, nvfp4-pack-quantized"
       )
     }
     let torchDType: DType? =

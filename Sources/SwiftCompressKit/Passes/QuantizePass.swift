@@ -128,7 +128,7 @@ public struct QuantizePass: CompressionPass {
     fp8Sources.isEmpty
       ? []
       : [
-        "the input holds \(fp8Sources.count) FP8 weights: each is dequantized (weight x scale) before quantizing, and errors are measured against the dequantized values"
+        "the input holds \(Format.count(fp8Sources.count, "FP8 weight")): each is dequantized (weight x scale) before quantizing, and errors are measured against the dequantized values"
       ]
   }
 
@@ -212,10 +212,9 @@ public struct QuantizePass: CompressionPass {
     }
     let isFloat8 = quantization?["format"]?.stringValue == "float-quantized"
     if quantization != nil && !isFloat8 {
-      throw .invalidTensor(
-        name: "config.json",
-        reason:
-          "\(checkpoint.path) is already quantized (config.json has a quantization_config); run 'swiftcompress decompress' first"
+      throw .invalidCheckpoint(
+        path: checkpoint.path,
+        reason: "is already quantized (its config.json has a quantization_config); run 'swiftcompress decompress' first"
       )
     }
     if let packed = checkpoint.tensors.first(where: { $0.name.hasSuffix(".weight_packed") }) {

@@ -153,7 +153,7 @@ enum PlanTable {
     }
     let x = plan.totals
     text +=
-      "plan: \(x.transformed) of \(x.tensors) tensors transformed, \(x.kept) kept; \(Format.bytes(x.bytesBefore)) -> \(Format.bytes(x.bytesAfter)) (ratio \(Format.fixed(x.compressionRatio, 3)), \(Format.fixed(x.bitsPerWeightBefore, 2)) -> \(Format.fixed(x.bitsPerWeightAfter, 2)) bits/weight) in \(plan.files.count) file(s)\n"
+      "plan: \(x.transformed) of \(Format.count(x.tensors, "tensor")) transformed, \(x.kept) kept; \(Format.bytes(x.bytesBefore)) -> \(Format.bytes(x.bytesAfter)) (ratio \(Format.fixed(x.compressionRatio, 3)), \(Format.fixed(x.bitsPerWeightBefore, 2)) -> \(Format.fixed(x.bitsPerWeightAfter, 2)) bits/weight) in \(Format.count(plan.files.count, "file"))\n"
     for gate in plan.gates { text += "gate \(gate.summary)\n" }
     text += "dry run: nothing was written to \(plan.output)\n"
     return text
@@ -189,7 +189,7 @@ enum SummaryTable {
     }
     let m = t.metrics
     text +=
-      "\(t.transformed) of \(t.tensors) tensors transformed, \(t.kept) kept; \(Format.bytes(t.bytesBefore)) -> \(Format.bytes(t.bytesAfter)) (ratio \(Format.fixed(t.compressionRatio, 3)), \(Format.fixed(t.bitsPerWeightBefore, 2)) -> \(Format.fixed(t.bitsPerWeightAfter, 2)) bits/weight)\n"
+      "\(t.transformed) of \(Format.count(t.tensors, "tensor")) transformed, \(t.kept) kept; \(Format.bytes(t.bytesBefore)) -> \(Format.bytes(t.bytesAfter)) (ratio \(Format.fixed(t.compressionRatio, 3)), \(Format.fixed(t.bitsPerWeightBefore, 2)) -> \(Format.fixed(t.bitsPerWeightAfter, 2)) bits/weight)\n"
     if let sparsity = t.sparsity {
       text += Format.sparsitySummary(sparsity) + "\n"
     }
@@ -199,7 +199,7 @@ enum SummaryTable {
     }
     for gate in report.gates { text += "gate \(gate.summary)\n" }
     text +=
-      "wrote \(report.output.path) (\(report.output.files.count) weight file(s)) in \(Format.fixed(report.timing.seconds, 2)) s; report: \(report.output.path)/\(Report.markdownFileName)\n"
+      "wrote \(report.output.path) (\(Format.count(report.output.files.count, "weight file"))) in \(Format.fixed(report.timing.seconds, 2)) s; report: \(report.output.path)/\(Report.markdownFileName)\n"
     return text
   }
 }
