@@ -59,4 +59,30 @@ struct MessageTests {
     #expect(markdown.contains("file, 1 file, 1 tensor,") && !markdown.contains("file(s)"), "\(markdown)")
   }
 
+  /// decompress counts bits per weight over the dense weights the compressed tensors
+  /// stand for: its "before" is the compressing run's "after", its "after" 32 for F32.
+  @Test(arguments: [
+    ["quantize", "--scheme", "W4A16"], ["prune", "--method", "nm", "--pattern", "2:4", "--sparse-format", "bitmask"],
+    ["factorize", "--rank", "8"],
+  ])
+  func decompressCountsBitsOverTheDenseWeights(_ command: [String]) throws {
+    let folder = TemporaryFolder()
+    let model = fixture("tiny-llama-f32")
+    let compress = try runProcess(
+      swiftcompressExecutable, [command[0], model, folder.file("c")] + command.dropFirst() + ["--json"])
+    #expect(compress.status == 0, "\(compress.stderr)")
+    let compressed = try JSONDecoder().decode(Report.self, from: Data(compress.stdout.utf8))
+    let json = try swiftcompress("decompress", folder.file("c"), folder.file("d"), "--dtype", "F32", "--json")
+    #expect(json.status == 0, "\(json.stderr)")
+    let report = try JSONDecoder().decode(Report.self, from: Data(json.stdout.utf8))
+    #expect(report.totals.parameters == compressed.totals.parameters)
+    #expect(report.totals.bitsPerWeightBefore == compressed.totals.bitsPerWeightAfter)
+    #expect(report.totals.bitsPerWeightAfter == 32)
+    let text = try swiftcompress("decompress", folder.file("c"), folder.file("t"), "--dtype", "F32")
+    let expected = "\(Format.fixed(compressed.totals.bitsPerWeightAfter, 2)) -> 32.00 bits/weight"
+    #expect(text.stdout.contains(expected), "\(text.stdout)")
+    let plan = try swiftcompress("decompress", folder.file("c"), folder.file("p"), "--dtype", "F32", "--dry-run")
+    #expect(plan.stdout.contains(expected), "\(plan.stdout)")
+  }
+
 }

@@ -59,6 +59,9 @@ public struct DecompressPass: CompressionPass {
 
   public var usesDefaultSelection: Bool { false }
 
+  /// The dense weights written are the model's weights, not the codes and scales read.
+  public var countsParametersOfOutputs: Bool { true }
+
   /// Reads `quantization_config` from the checkpoint's config.json.
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> DecompressPass {
     let path = checkpoint.folder + "/config.json"
