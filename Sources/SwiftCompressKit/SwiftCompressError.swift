@@ -10,9 +10,6 @@ let nonFiniteAdvice =
 public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedError {
   /// A pass identifier the registry does not know.
   case unknownPass(String, known: [String])
-  /// A quantization scheme name this tool does not know (invalid input, exit 65, as the
-  /// quantization issue specifies).
-  case unknownScheme(String, known: [String])
   /// A pass configuration that cannot be decoded or is out of range.
   case invalidConfiguration(pass: String, reason: String)
   /// A regular expression given for tensor selection does not compile.
@@ -47,7 +44,7 @@ public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedErr
     case .unknownPass, .invalidConfiguration, .invalidPattern, .invalidOption, .invalidRecipe: .usage
     case .recipeNotFound: .inputNotFound
     case .invalidTensor, .invalidModule, .invalidCheckpoint, .invalidFile, .invalidFolder, .invalidFolders,
-      .outputNameClash, .unknownScheme:
+      .outputNameClash:
       .invalidInput
     case .passBrokePlan: .other
     }
@@ -57,8 +54,6 @@ public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedErr
     switch self {
     case .unknownPass(let name, let known):
       "unknown pass '\(name)'. Known passes: \(known.joined(separator: ", "))."
-    case .unknownScheme(let name, let known):
-      "unknown quantization scheme '\(name)'. Known schemes: \(known.joined(separator: ", ")) (MXFP4 and NVFP4 are accepted for the A16 ones)."
     case .invalidConfiguration(let pass, let reason):
       "pass '\(pass)': invalid configuration: \(reason)."
     case .invalidPattern(let option, let pattern, let reason):

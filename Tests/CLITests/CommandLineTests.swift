@@ -4,6 +4,156 @@ import SwiftCompressKit
 import TestSupport
 import Testing
 
+/// One command line, the exit status it must give and a fragment its message must hold.
+/// In `arguments`, IN is the tiny Llama fixture, OUT the output folder, Q a W4A16
+/// quantization of IN and RECIPE a one-stage recipe, all made in a temporary folder.
+struct CommandLineCase: Sendable, CustomTestStringConvertible {
+  var arguments: [String]
+  var status: Int32
+  var fragment: String
+  var testDescription: String { arguments.joined(separator: " ") }
+
+  init(_ arguments: [String], _ status: Int32, _ fragment: String) {
+    self.arguments = arguments
+    self.status = status
+    self.fragment = fragment
+  }
+
+  /// Runs the command in `folder` with the placeholders replaced.
+  func run(in folder: TemporaryFolder) throws -> (status: Int32, stdout: String, stderr: String) {
+    if arguments.contains("Q") {
+      let quantize = try runProcess(
+        swiftcompressExecutable, ["quantize", fixture("tiny-llama-f32"), folder.file("q"), "--scheme", "W4A16", "-q"])
+      #expect(quantize.status == 0, "\(quantize.stderr)")
+    }
+    if arguments.contains("RECIPE") {
+      _ = FileManager.default.createFile(
+        atPath: folder.file("recipe.yaml"), contents: Data("stages:\n  - quantize: {scheme: W8A16}\n".utf8))
+    }
+    let replaced = arguments.map { argument in
+      switch argument {
+      case "IN": fixture("tiny-llama-f32")
+      case "OUT": folder.file("out")
+      case "Q": folder.file("q")
+      case "RECIPE": folder.file("recipe.yaml")
+      default: argument
+      }
+    }
+    return try runProcess(swiftcompressExecutable, replaced)
+  }
+
+  /// Every usage error: a bad value on the command line (negative ones included) or an
+  /// option the chosen scheme, method or command cannot use.
+  static let usageErrors: [CommandLineCase] = [
+    // --shard-index and --shard-count only together.
+    .init(["quantize", "IN", "OUT", "--scheme", "W4A16", "--shard-index", "0"], 64, "--shard-index and --shard-count"),
+    .init(["prune", "IN", "OUT", "--method", "nm", "--pattern", "2:4", "--shard-count", "2"], 64, "--shard-count"),
+    .init(["run", "RECIPE", "IN", "OUT", "--shard-index", "1"], 64, "--shard-index and --shard-count"),
+    // A scheme name is a value of the command line.
+    .init(["quantize", "IN", "OUT", "--scheme", "W9A16"], 64, "'W9A16'"),
+    // Negative numbers are values, and get their range check.
+    .init(["quantize", "IN", "OUT", "--scheme", "W4A16", "--group-size", "-5"], 64, "--group-size must be"),
+    .init(["prune", "IN", "OUT", "--method", "magnitude", "--sparsity", "-0.5"], 64, "-0.5 is outside [0, 1)"),
+    .init(["prune", "IN", "OUT", "--method", "structured", "--structure", "mlp", "--ratio", "-0.25"], 64, "--ratio"),
+    .init(["prune", "IN", "OUT", "--method", "random", "--sparsity", "0.5", "--seed", "-1"], 64, "--seed"),
+    .init(["factorize", "IN", "OUT", "--rank", "-4"], 64, "--rank: -4 must be at least 1"),
+    .init(["factorize", "IN", "OUT", "--energy", "-0.5"], 64, "--energy: -0.5 is outside (0, 1]"),
+    .init(["factorize", "IN", "OUT", "--max-error", "-0.1"], 64, "--max-error: -0.1 is outside (0, 1]"),
+    .init(["factorize", "IN", "OUT", "--ratio", "-0.5"], 64, "--ratio: -0.5 is outside (0, 1]"),
+    .init(["factorize", "IN", "OUT", "--budget", "-100"], 64, "--budget: -100"),
+    .init(["factorize", "IN", "OUT", "--model-ratio", "-0.5"], 64, "--model-ratio: -0.5 is outside (0, 1]"),
+    .init(["factorize", "IN", "OUT", "--method", "rsvd", "--rank", "4", "--oversampling", "-1"], 64, "--oversampling"),
+    .init(
+      ["factorize", "IN", "OUT", "--method", "rsvd", "--rank", "4", "--power-iterations", "-1"], 64,
+      "--power-iterations"),
+    .init(["factorize", "IN", "OUT", "--method", "rsvd", "--rank", "4", "--seed", "-1"], 64, "--seed"),
+    .init(["factorize", "IN", "OUT", "--rank", "4", "--gate-max-error", "-1"], 64, "--gate-max-error must be"),
+    .init(["convert", "IN", "OUT", "--max-error", "-1"], 64, "--max-error must be"),
+    .init(["convert", "IN", "OUT", "--min-ratio", "-2"], 64, "--min-ratio must be"),
+    .init(["convert", "IN", "OUT", "--max-bpw", "-8"], 64, "--max-bpw must be"),
+    .init(["convert", "IN", "OUT", "--jobs", "-2"], 64, "--jobs must be at least 1"),
+    .init(["convert", "IN", "OUT", "-j", "-2"], 64, "--jobs must be at least 1"),
+    .init(["convert", "IN", "OUT", "--max-shard-size", "-5GB"], 64, "--max-shard-size must be"),
+    .init(["convert", "IN", "OUT", "--shard-index", "-1", "--shard-count", "2"], 64, "--shard-index"),
+    .init(["convert", "IN", "OUT", "--shard-index", "0", "--shard-count", "-2"], 64, "--shard-count"),
+    .init(["run", "RECIPE", "IN", "OUT", "--min-ratio", "-1"], 64, "--min-ratio must be"),
+    .init(["diff", "IN", "IN", "--max-error", "-1"], 64, "--max-error must be"),
+  ]
+
+  /// Combinations that stay valid: each exits 0.
+  static let valid: [CommandLineCase] = [
+    .init(["quantize", "IN", "OUT", "--scheme", "W4A16", "--group-size", "64", "--dry-run"], 0, ""),
+    .init(["quantize", "IN", "OUT", "--scheme", "W8A16", "--group-size", "0", "--dry-run"], 0, ""),
+    .init(["quantize", "IN", "OUT", "--scheme", "NVFP4A16", "--scale-search", "mse", "--dry-run"], 0, ""),
+    .init(["quantize", "IN", "OUT", "--scheme", "FP8_BLOCK", "--scale-search", "none", "--dry-run"], 0, ""),
+    .init(["quantize", "IN", "OUT", "--scheme", "W4A16", "--min-sqnr", "-10", "--dry-run"], 0, ""),
+    .init(
+      ["prune", "IN", "OUT", "--method", "magnitude", "--sparsity", "0.5", "--scope", "global", "--dry-run"], 0, ""),
+    .init(["prune", "IN", "OUT", "--method", "random", "--sparsity", "0.5", "--seed", "3", "--dry-run"], 0, ""),
+    .init(["prune", "IN", "OUT", "--method", "magnitude", "--pattern", "2:4", "--dry-run"], 0, ""),
+    .init(
+      [
+        "prune", "IN", "OUT", "--method", "structured", "--structure", "mlp", "--ratio", "0.25", "--norm", "l1",
+        "--shrink", "--sparse-format", "dense", "--dry-run",
+      ], 0, ""),
+    .init(
+      [
+        "factorize", "IN", "OUT", "--method", "rsvd", "--rank", "4", "--oversampling", "5", "--power-iterations", "1",
+        "--seed", "7", "--dry-run",
+      ], 0, ""),
+    .init(["decompress", "Q", "OUT", "--max-bpw", "64", "--min-ratio", "0.1", "--dry-run"], 0, ""),
+    .init(["convert", "IN", "OUT", "--max-error", "0", "--min-sqnr", "-5", "-q"], 0, ""),
+  ]
+}
+
+@Suite("Usage errors")
+struct UsageErrorTests {
+  /// Exit 64 with a message naming the option, and nothing written: no output, no
+  /// staging folder.
+  @Test(arguments: CommandLineCase.usageErrors)
+  func usageErrorsExit64(_ usage: CommandLineCase) throws {
+    let folder = TemporaryFolder()
+    let result = try usage.run(in: folder)
+    #expect(result.status == usage.status, "\(result.stderr)")
+    #expect(result.stderr.contains(usage.fragment), "missing '\(usage.fragment)' in: \(result.stderr)")
+    #expect(result.stdout.isEmpty)
+    #expect(!FileManager.default.fileExists(atPath: folder.file("out")))
+    #expect(stagingFolders(folder.path).isEmpty)
+  }
+
+  @Test(arguments: CommandLineCase.valid)
+  func validCombinationsStayValid(_ valid: CommandLineCase) throws {
+    let folder = TemporaryFolder()
+    let result = try valid.run(in: folder)
+    #expect(result.status == 0, "\(result.stderr)")
+  }
+
+  /// Every subcommand's help shows defaults as a user writes them, and lists for --dtype
+  /// only the dtypes it can write.
+  @Test(arguments: [
+    "inspect", "verify", "convert", "quantize", "prune", "factorize", "decompress", "run", "diff", "merge",
+  ])
+  func helpShowsHumanDefaults(_ command: String) throws {
+    let help = try swiftcompress(command, "--help")
+    #expect(help.status == 0)
+    for leak in ["ByteSize(", "Optional(", "nil)", "F8_E4M3", "BOOL"] {
+      #expect(!help.stdout.contains(leak), "\(command) --help shows '\(leak)'")
+    }
+    let defaults: [String: [String]] = [
+      "convert": ["default: 5GB"],
+      "quantize": ["default: 5GB", "default: 128", "default: none"],
+      "prune": ["default: 5GB", "default: dense", "default: l2", "default: 0"],
+      "factorize": ["default: 5GB", "default: svd", "default: 10", "default: 2", "default: 0"],
+      "decompress": ["default: 5GB"],
+      "run": ["default: 5GB"],
+    ]
+    let flat = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    for text in defaults[command] ?? [] {
+      #expect(flat.contains(text), "\(command) --help lacks '\(text)'")
+    }
+  }
+}
+
 @Suite("Messages and output")
 struct MessageTests {
   /// Things that are not tensors are not called tensors.

@@ -8,10 +8,10 @@ extension SwiftCompressCommand {
     static let configuration = CommandConfiguration(
       abstract: "Rewrite a checkpoint through the pipeline: reshard it, or convert float tensors to another dtype.",
       discussion: """
-        Without --dtype every tensor is copied unchanged (an identity pass), which reshards
-        the checkpoint with --max-shard-size. With --dtype, selected floating-point tensors
-        are rounded to nearest even; by default 1-D tensors and embeddings are kept
-        (use --include to choose explicitly). The output folder gets the weights, an index
+        Without --dtype every tensor is copied unchanged (an identity pass), which reshards \
+        the checkpoint with --max-shard-size. With --dtype, selected floating-point tensors \
+        are rounded to nearest even; by default 1-D tensors and embeddings are kept \
+        (use --include to choose explicitly). The output folder gets the weights, an index \
         when sharded, every non-weight file of the input, and swiftcompress-report.{json,md}.
         """)
 
@@ -21,7 +21,7 @@ extension SwiftCompressCommand {
     @Argument(help: "The output folder (must not exist unless --force).")
     var output: String
 
-    @Option(name: .long, help: "Convert selected float tensors to this dtype: F32, F16, BF16 or F64.")
+    @Option(name: .long, help: "Convert selected float tensors to this dtype.")
     var dtype: DType?
 
     @OptionGroup var options: PipelineOptions

@@ -13,7 +13,7 @@ extension SwiftCompressCommand {
     @Argument(help: "The output folder (must not exist unless --force).")
     var output: String
 
-    @Option(name: .long, help: "The dtype of the dense weights: F32, BF16 or F16 (default: the config's torch_dtype).")
+    @Option(name: .long, help: "The dtype of the dense weights (default: the config's torch_dtype).")
     var dtype: DType?
 
     @OptionGroup var options: PipelineOptions

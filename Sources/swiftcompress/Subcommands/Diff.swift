@@ -26,7 +26,7 @@ extension SwiftCompressCommand {
     var b: String
 
     @Option(
-      name: .long,
+      name: .long, parsing: .unconditional,
       help: ArgumentHelp(
         "Exit 3 when any tensor's relative error (||A - B|| / ||A||) is above this.", valueName: "error"))
     var maxError: Double?

@@ -25,24 +25,30 @@ extension SwiftCompressCommand {
     @Option(name: .long, help: "svd | rsvd | lq.")
     var method: FactorizationMethod = .svd
 
-    @Option(name: .long, help: "A fixed rank k.")
+    @Option(name: .long, parsing: .unconditional, help: "A fixed rank k.")
     var rank: Int?
 
-    @Option(name: .long, help: "The smallest rank keeping this fraction of the squared singular values, in (0, 1].")
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: "The smallest rank keeping this fraction of the squared singular values, in (0, 1].")
     var energy: Double?
 
-    @Option(name: .long, help: "The smallest rank with at most this relative Frobenius error, in (0, 1].")
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: "The smallest rank with at most this relative Frobenius error, in (0, 1].")
     var maxError: Double?
 
-    @Option(name: .long, help: "Keep this fraction of each weight's parameters, in (0, 1].")
+    @Option(name: .long, parsing: .unconditional, help: "Keep this fraction of each weight's parameters, in (0, 1].")
     var ratio: Double?
 
     @Option(
-      name: .long,
+      name: .long, parsing: .unconditional,
       help: "One budget of factor parameters for the whole selection, allocated to minimise the total error.")
     var budget: Int?
 
-    @Option(name: .long, help: "The same budget as a fraction of the selected weights' parameters, in (0, 1].")
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: "The same budget as a fraction of the selected weights' parameters, in (0, 1].")
     var modelRatio: Double?
 
     @Option(
@@ -52,13 +58,13 @@ extension SwiftCompressCommand {
         valueName: "file"))
     var calibration: String?
 
-    @Option(name: .long, help: "rsvd: extra random columns.")
+    @Option(name: .long, parsing: .unconditional, help: "rsvd: extra random columns.")
     var oversampling = 10
 
-    @Option(name: .long, help: "rsvd: power iterations.")
+    @Option(name: .long, parsing: .unconditional, help: "rsvd: power iterations.")
     var powerIterations = 2
 
-    @Option(name: .long, help: "rsvd: seed.")
+    @Option(name: .long, parsing: .unconditional, help: "rsvd: seed.")
     var seed: UInt64 = 0
 
     @OptionGroup var ignoring: IgnoreOptions
@@ -66,6 +72,12 @@ extension SwiftCompressCommand {
     @OptionGroup var options: PipelineOptions
 
     @OptionGroup(title: "Quality gates") var gates: FactorizeGateOptions
+
+    func validate() throws {
+      for (option, value) in [("--oversampling", oversampling), ("--power-iterations", powerIterations)] {
+        if value < 0 { throw ValidationError("\(option) must be at least 0, not \(value).") }
+      }
+    }
 
     func run() throws {
       try Diagnostics.reportingErrors {

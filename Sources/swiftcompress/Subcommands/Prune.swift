@@ -36,21 +36,22 @@ extension SwiftCompressCommand {
     @Option(name: .long, help: "magnitude | nm | wanda | random | structured.")
     var method: PruneMethod
 
-    @Option(name: .long, help: "Fraction of weights to prune, in [0, 1).")
+    @Option(name: .long, parsing: .unconditional, help: "Fraction of weights to prune, in [0, 1).")
     var sparsity: Double?
 
     @Option(name: .long, help: "tensor | row | global (default: row for wanda, tensor otherwise).")
     var scope: PruneScope?
 
     @Option(
-      name: .long, help: ArgumentHelp("Keep N of every M consecutive inputs (1 <= N < M <= 32).", valueName: "N:M"))
+      name: .long, parsing: .unconditional,
+      help: ArgumentHelp("Keep N of every M consecutive inputs (1 <= N < M <= 32).", valueName: "N:M"))
     var pattern: NMPattern?
 
     @Option(
       name: .long, help: ArgumentHelp("Activation statistics for wanda (see docs/algorithms.md).", valueName: "file"))
     var calibration: String?
 
-    @Option(name: .long, help: "Seed of the random method.")
+    @Option(name: .long, parsing: .unconditional, help: "Seed of the random method.")
     var seed: UInt64 = 0
 
     @Option(name: .long, help: "dense (zeros in place) | bitmask (compressed-tensors sparse-bitmask).")
@@ -59,7 +60,8 @@ extension SwiftCompressCommand {
     @Option(name: .long, help: "Structured pruning unit: mlp | heads | rows | columns.")
     var structure: StructuredUnit?
 
-    @Option(name: .long, help: "Structured pruning: fraction of units removed per layer, in [0, 1).")
+    @Option(
+      name: .long, parsing: .unconditional, help: "Structured pruning: fraction of units removed per layer, in [0, 1).")
     var ratio: Double?
 
     @Option(name: .long, help: "Structured pruning: unit score, l1 | l2.")

@@ -4,6 +4,14 @@ import SwiftCompressKit
 
 extension ScaleSearch: ExpressibleByArgument {}
 
+extension QuantizationScheme: ExpressibleByArgument {
+  /// A preset name, case-insensitively (MXFP4 and NVFP4 for the A16 presets); an
+  /// unknown name is a usage error listing the known ones.
+  public init?(argument: String) {
+    self.init(name: argument)
+  }
+}
+
 extension SwiftCompressCommand {
   struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,12 +33,12 @@ extension SwiftCompressCommand {
     @Option(
       name: .long,
       help: ArgumentHelp(
-        "The quantization scheme: \(QuantizationScheme.allCases.map(\.rawValue).joined(separator: ", ")).",
-        valueName: "scheme"))
-    var scheme: String
+        "The quantization scheme (MXFP4 and NVFP4 name the A16 ones).", valueName: "scheme"))
+    var scheme: QuantizationScheme
 
     @Option(
-      name: .long, help: "Inputs per quantization group for the integer schemes; 0 for one scale per output channel.")
+      name: .long, parsing: .unconditional,
+      help: "Inputs per quantization group for the integer schemes; 0 for one scale per output channel.")
     var groupSize = 128
 
     @Option(
@@ -46,15 +54,20 @@ extension SwiftCompressCommand {
 
     @OptionGroup(title: "Quality gates") var gates: GateOptions
 
+    func validate() throws {
+      let multiple = 32 / scheme.bits  // codes per packed 32-bit word
+      guard scheme.isFloat8 || scheme.isFP4 || (groupSize >= 0 && groupSize % multiple == 0) else {
+        throw ValidationError(
+          "--group-size must be 0 (one scale per output channel) or a positive multiple of \(multiple) for \(scheme.rawValue), not \(groupSize)."
+        )
+      }
+    }
+
     func run() throws {
       try Diagnostics.reportingErrors {
-        guard let scheme = QuantizationScheme(name: scheme) else {
-          throw SwiftCompressError.unknownScheme(scheme, known: QuantizationScheme.allCases.map(\.rawValue))
-        }
         let pass = try QuantizePass(
           configuration: .init(
-            scheme: scheme, groupSize: groupSize, ignore: ignoring.modules,
-            scaleSearch: scaleSearch))
+            scheme: scheme, groupSize: groupSize, ignore: ignoring.modules, scaleSearch: scaleSearch))
         let options = try self.options.compression(
           input: input, output: output, command: "quantize", pass: pass, gates: gates.gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)

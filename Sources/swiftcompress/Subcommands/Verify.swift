@@ -14,7 +14,7 @@ extension SwiftCompressCommand {
     var json = false
 
     @Option(
-      name: .long,
+      name: .long, parsing: .unconditional,
       help: ArgumentHelp(
         "Also check that every linear weight (2-D .weight, not embeddings or lm_head, or a bitmask-stored one) keeps at most N of every M consecutive values.",
         valueName: "N:M"))
