@@ -78,6 +78,53 @@ struct CommandLineCase: Sendable, CustomTestStringConvertible {
     .init(["convert", "IN", "OUT", "--shard-index", "0", "--shard-count", "-2"], 64, "--shard-count"),
     .init(["run", "RECIPE", "IN", "OUT", "--min-ratio", "-1"], 64, "--min-ratio must be"),
     .init(["diff", "IN", "IN", "--max-error", "-1"], 64, "--max-error must be"),
+    // Options the scheme does not use.
+    .init(["quantize", "IN", "OUT", "--scheme", "NVFP4A16", "--group-size", "32"], 64, "--group-size does not apply"),
+    .init(["quantize", "IN", "OUT", "--scheme", "MXFP4A16", "--group-size", "32"], 64, "--group-size does not apply"),
+    .init(
+      ["quantize", "IN", "OUT", "--scheme", "FP8_DYNAMIC", "--group-size", "64"], 64, "--group-size does not apply"),
+    .init(
+      ["quantize", "IN", "OUT", "--scheme", "FP8_BLOCK", "--group-size", "128"], 64, "--group-size does not apply"),
+    // Options the pruning method does not use.
+    .init(
+      ["prune", "IN", "OUT", "--method", "nm", "--pattern", "2:4", "--scope", "row"], 64, "--scope does not apply"),
+    .init(
+      ["prune", "IN", "OUT", "--method", "magnitude", "--pattern", "2:4", "--scope", "global"], 64,
+      "--scope does not apply"),
+    .init(
+      ["prune", "IN", "OUT", "--method", "structured", "--structure", "mlp", "--ratio", "0.25", "--scope", "tensor"],
+      64,
+      "--scope does not apply"),
+    .init(
+      ["prune", "IN", "OUT", "--method", "structured", "--structure", "mlp", "--ratio", "0.25", "--sparsity", "0.5"],
+      64,
+      "--sparsity does not apply"),
+    .init(
+      ["prune", "IN", "OUT", "--method", "magnitude", "--sparsity", "0.5", "--structure", "mlp"], 64,
+      "--structure does not apply"),
+    .init(
+      ["prune", "IN", "OUT", "--method", "magnitude", "--sparsity", "0.5", "--ratio", "0.5"], 64,
+      "--ratio does not apply"),
+    .init(
+      ["prune", "IN", "OUT", "--method", "magnitude", "--sparsity", "0.5", "--norm", "l1"], 64, "--norm does not apply"),
+    .init(
+      ["prune", "IN", "OUT", "--method", "magnitude", "--sparsity", "0.5", "--seed", "3"], 64, "--seed does not apply"),
+    .init(["prune", "IN", "OUT", "--method", "nm", "--pattern", "2:4", "--seed", "3"], 64, "--seed does not apply"),
+    .init(
+      ["prune", "IN", "OUT", "--method", "magnitude", "--sparsity", "0.5", "--calibration", "stats.safetensors"], 64,
+      "--calibration"),
+    .init(["prune", "IN", "OUT", "--method", "nm", "--pattern", "2:4", "--sparsity", "0.5"], 64, "--sparsity"),
+    .init(
+      [
+        "prune", "IN", "OUT", "--method", "structured", "--structure", "mlp", "--ratio", "0.25", "--shrink",
+        "--sparse-format", "bitmask",
+      ], 64, "--sparse-format"),
+    // rsvd's options with the other factorization methods.
+    .init(["factorize", "IN", "OUT", "--rank", "4", "--oversampling", "5"], 64, "--oversampling does not apply"),
+    .init(
+      ["factorize", "IN", "OUT", "--method", "lq", "--rank", "4", "--power-iterations", "1"], 64,
+      "--power-iterations does not apply"),
+    .init(["factorize", "IN", "OUT", "--method", "svd", "--rank", "4", "--seed", "7"], 64, "--seed does not apply"),
   ]
 
   /// Combinations that stay valid: each exits 0.

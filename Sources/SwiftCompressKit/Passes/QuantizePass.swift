@@ -47,6 +47,18 @@ public enum QuantizationScheme: String, CaseIterable, Codable, Sendable {
   /// FP4 (E2M1) values with microscaling block scales.
   public var isFP4: Bool { self == .mxfp4 || self == .nvfp4 }
 
+  /// How a scheme with fixed scale groups groups them ("groups of 16"); nil for the
+  /// integer schemes, whose group size is chosen.
+  public var fixedGrouping: String? {
+    switch self {
+    case .fp8Dynamic: "one scale per output channel"
+    case .fp8Block: "one scale per 128x128 block"
+    case .mxfp4: "groups of 32"
+    case .nvfp4: "groups of 16"
+    case .w8a16, .w4a16, .w4a16Asym: nil
+    }
+  }
+
   /// Parses a scheme name, case-insensitively; MXFP4 and NVFP4 are accepted for the A16 presets.
   public init?(name: String) {
     for (alias, scheme) in [("MXFP4", Self.mxfp4), ("NVFP4", Self.nvfp4)]

@@ -58,14 +58,14 @@ extension SwiftCompressCommand {
         valueName: "file"))
     var calibration: String?
 
-    @Option(name: .long, parsing: .unconditional, help: "rsvd: extra random columns.")
-    var oversampling = 10
+    @Option(name: .long, parsing: .unconditional, help: "rsvd: extra random columns. (default: 10)")
+    var oversampling: Int?
 
-    @Option(name: .long, parsing: .unconditional, help: "rsvd: power iterations.")
-    var powerIterations = 2
+    @Option(name: .long, parsing: .unconditional, help: "rsvd: power iterations. (default: 2)")
+    var powerIterations: Int?
 
-    @Option(name: .long, parsing: .unconditional, help: "rsvd: seed.")
-    var seed: UInt64 = 0
+    @Option(name: .long, parsing: .unconditional, help: "rsvd: seed. (default: 0)")
+    var seed: UInt64?
 
     @OptionGroup var ignoring: IgnoreOptions
 
@@ -73,9 +73,18 @@ extension SwiftCompressCommand {
 
     @OptionGroup(title: "Quality gates") var gates: FactorizeGateOptions
 
+    /// rsvd's options are refused with the other methods rather than ignored.
     func validate() throws {
+      let rsvd: [(String, Bool)] = [
+        ("--oversampling", oversampling != nil), ("--power-iterations", powerIterations != nil),
+        ("--seed", seed != nil),
+      ]
+      for (option, given) in rsvd where given && method != .rsvd {
+        throw ValidationError(
+          "\(option) does not apply to --method \(method.rawValue), which is not random; it is for --method rsvd.")
+      }
       for (option, value) in [("--oversampling", oversampling), ("--power-iterations", powerIterations)] {
-        if value < 0 { throw ValidationError("\(option) must be at least 0, not \(value).") }
+        if let value, value < 0 { throw ValidationError("\(option) must be at least 0, not \(value).") }
       }
     }
 
@@ -90,10 +99,12 @@ extension SwiftCompressCommand {
             option: "--rank",
             reason: "give exactly one of --rank, --energy, --max-error, --ratio, --budget and --model-ratio")
         }
-        let pass = try FactorizePass(
-          configuration: .init(
-            method: method, rank: rules[0], ignore: ignoring.modules, oversampling: oversampling,
-            powerIterations: powerIterations, seed: seed, calibration: calibration))
+        var configuration = FactorizePass.Configuration(
+          method: method, rank: rules[0], ignore: ignoring.modules, calibration: calibration)
+        if let oversampling { configuration.oversampling = oversampling }
+        if let powerIterations { configuration.powerIterations = powerIterations }
+        if let seed { configuration.seed = seed }
+        let pass = try FactorizePass(configuration: configuration)
         let options = try self.options.compression(
           input: input, output: output, command: "factorize", pass: pass, gates: gates.gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)

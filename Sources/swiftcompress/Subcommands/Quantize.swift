@@ -38,8 +38,10 @@ extension SwiftCompressCommand {
 
     @Option(
       name: .long, parsing: .unconditional,
-      help: "Inputs per quantization group for the integer schemes; 0 for one scale per output channel.")
-    var groupSize = 128
+      help: ArgumentHelp(
+        "Inputs per quantization group of the integer schemes (W8A16, W4A16, W4A16_ASYM); 0 for one scale per output channel. (default: 128)"
+      ))
+    var groupSize: Int?
 
     @Option(
       name: .long,
@@ -55,8 +57,14 @@ extension SwiftCompressCommand {
     @OptionGroup(title: "Quality gates") var gates: GateOptions
 
     func validate() throws {
+      guard let groupSize else { return }
+      if let grouping = scheme.fixedGrouping {
+        throw ValidationError(
+          "--group-size does not apply to \(scheme.rawValue), which always uses \(grouping); leave it out (it applies to the integer schemes W8A16, W4A16 and W4A16_ASYM)."
+        )
+      }
       let multiple = 32 / scheme.bits  // codes per packed 32-bit word
-      guard scheme.isFloat8 || scheme.isFP4 || (groupSize >= 0 && groupSize % multiple == 0) else {
+      guard groupSize >= 0, groupSize % multiple == 0 else {
         throw ValidationError(
           "--group-size must be 0 (one scale per output channel) or a positive multiple of \(multiple) for \(scheme.rawValue), not \(groupSize)."
         )
@@ -65,9 +73,10 @@ extension SwiftCompressCommand {
 
     func run() throws {
       try Diagnostics.reportingErrors {
-        let pass = try QuantizePass(
-          configuration: .init(
-            scheme: scheme, groupSize: groupSize, ignore: ignoring.modules, scaleSearch: scaleSearch))
+        var configuration = QuantizePass.Configuration(
+          scheme: scheme, ignore: ignoring.modules, scaleSearch: scaleSearch)
+        if let groupSize { configuration.groupSize = groupSize }
+        let pass = try QuantizePass(configuration: configuration)
         let options = try self.options.compression(
           input: input, output: output, command: "quantize", pass: pass, gates: gates.gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)
