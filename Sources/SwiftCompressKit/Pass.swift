@@ -148,6 +148,10 @@ public protocol CompressionPass: Sendable {
   /// `--exclude` always apply.
   var usesDefaultSelection: Bool { get }
 
+  /// Whether a run measures the error this pass costs, which error gates (`max_error`,
+  /// `min_sqnr`) need. decompress does not: it has no reference to compare with.
+  var measuresError: Bool { get }
+
   /// Whether the tensors this pass writes, rather than those it reads, are the model's
   /// weights. decompress reads compressed tensors (codes, scales, factors) that stand for
   /// the dense weights it writes, so its parameters and bits per weight are counted over
@@ -183,6 +187,8 @@ extension CompressionPass {
   public var usesDefaultSelection: Bool { true }
 
   public var warnings: [String] { [] }
+
+  public var measuresError: Bool { true }
 
   public var countsParametersOfOutputs: Bool { false }
 

@@ -125,6 +125,11 @@ struct CommandLineCase: Sendable, CustomTestStringConvertible {
       ["factorize", "IN", "OUT", "--method", "lq", "--rank", "4", "--power-iterations", "1"], 64,
       "--power-iterations does not apply"),
     .init(["factorize", "IN", "OUT", "--method", "svd", "--rank", "4", "--seed", "7"], 64, "--seed does not apply"),
+    // Error gates where no error is measured.
+    .init(["decompress", "Q", "OUT", "--max-error", "0.5"], 64, "--max-error"),
+    .init(["decompress", "Q", "OUT", "--gate-max-error", "0.5"], 64, "--gate-max-error"),
+    .init(["decompress", "Q", "OUT", "--min-sqnr", "20"], 64, "--min-sqnr"),
+    .init(["decompress", "Q", "OUT", "--min-sqnr", "20", "--dry-run"], 64, "--min-sqnr"),
   ]
 
   /// Combinations that stay valid: each exits 0.

@@ -59,6 +59,9 @@ public struct DecompressPass: CompressionPass {
 
   public var usesDefaultSelection: Bool { false }
 
+  /// The output has no reference to be compared with (the original is not an input).
+  public var measuresError: Bool { false }
+
   /// The dense weights written are the model's weights, not the codes and scales read.
   public var countsParametersOfOutputs: Bool { true }
 

@@ -85,6 +85,27 @@ struct SizeAndSQNRGates: ParsableArguments {
   }
 }
 
+/// A command's quality gates, and which of those given need a measured error.
+protocol QualityGateOptions {
+  var gates: QualityGates { get }
+  /// The options given that gate on the error (`--max-error`, `--min-sqnr`), as typed.
+  var errorGateOptions: [String] { get }
+}
+
+extension QualityGateOptions {
+  /// Refuses (exit 64, before anything is read or written) error gates for a pass that
+  /// measures no error, which could only fail.
+  func requireMeasurable(by pass: any CompressionPass, command: String) throws(SwiftCompressError) {
+    let options = errorGateOptions
+    guard !pass.measuresError, !options.isEmpty else { return }
+    throw .invalidOption(
+      option: options.joined(separator: " and "),
+      reason:
+        "\(command) does not measure an error (it has no reference to compare its output with), so \(options.count == 1 ? "this gate" : "these gates") cannot be checked; gate on size with --max-bpw or --min-ratio, or compare the output with the original: 'swiftcompress diff ORIGINAL OUTPUT --max-error E'"
+    )
+  }
+}
+
 /// Checks an error limit given as `option`.
 private func validateErrorLimit(_ option: String, _ value: Double?) throws {
   if let value, !(value.isFinite && value >= 0) {
@@ -93,7 +114,7 @@ private func validateErrorLimit(_ option: String, _ value: Double?) throws {
 }
 
 /// `--max-error` and the other gates: limits for Makefiles and CI.
-struct GateOptions: ParsableArguments {
+struct GateOptions: ParsableArguments, QualityGateOptions {
   @Option(
     name: .customLong("max-error"), parsing: .unconditional,
     help: "Fail (exit 3) when the total relative Frobenius error is above this.")
@@ -115,11 +136,18 @@ struct GateOptions: ParsableArguments {
   }
 
   var gates: QualityGates { others.gates(maxError: maxError ?? gateMaxError) }
+
+  var errorGateOptions: [String] {
+    [
+      maxError.map { _ in "--max-error" }, gateMaxError.map { _ in "--gate-max-error" },
+      others.minSQNR.map { _ in "--min-sqnr" },
+    ].compactMap { $0 }
+  }
 }
 
 /// The gates of `factorize`, whose `--max-error` is a rank rule: its error gate is
 /// `--gate-max-error`.
-struct FactorizeGateOptions: ParsableArguments {
+struct FactorizeGateOptions: ParsableArguments, QualityGateOptions {
   @Option(
     name: .customLong("gate-max-error"), parsing: .unconditional,
     help: "Fail (exit 3) when the total relative Frobenius error is above this.")
@@ -132,6 +160,10 @@ struct FactorizeGateOptions: ParsableArguments {
   }
 
   var gates: QualityGates { others.gates(maxError: maxError) }
+
+  var errorGateOptions: [String] {
+    [maxError.map { _ in "--gate-max-error" }, others.minSQNR.map { _ in "--min-sqnr" }].compactMap { $0 }
+  }
 }
 
 /// How a run writes and talks: shared by `run` and every single-pass command.
@@ -228,9 +260,12 @@ struct PipelineOptions: ParsableArguments {
   /// The run's options for `command`, with the gates and, for passes recipes know,
   /// the effective one-stage recipe.
   func compression(
-    input: String, output path: String, command: String, pass: any CompressionPass, gates: QualityGates
+    input: String, output path: String, command: String, pass: any CompressionPass,
+    gates options: some QualityGateOptions
   ) throws -> CompressionOptions {
     let selection = try selection()
+    try options.requireMeasurable(by: pass, command: command)
+    let gates = options.gates
     try gates.validate()
     var options = CompressionOptions(
       input: input, output: path, selection: selection, maxShardSize: output.maxShardSize.bytes, force: output.force,

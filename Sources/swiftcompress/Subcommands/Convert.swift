@@ -40,7 +40,7 @@ extension SwiftCompressCommand {
         let pass: any CompressionPass =
           if let dtype { try CastPass(configuration: .init(dtype: dtype)) } else { IdentityPass() }
         let options = try self.options.compression(
-          input: input, output: output, command: "convert", pass: pass, gates: gates.gates)
+          input: input, output: output, command: "convert", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }

@@ -24,7 +24,7 @@ extension SwiftCompressCommand {
       try Diagnostics.reportingErrors {
         let pass = try DecompressPass(configuration: .init(dtype: dtype))
         let options = try self.options.compression(
-          input: input, output: output, command: "decompress", pass: pass, gates: gates.gates)
+          input: input, output: output, command: "decompress", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }

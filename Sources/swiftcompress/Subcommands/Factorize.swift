@@ -106,7 +106,7 @@ extension SwiftCompressCommand {
         if let seed { configuration.seed = seed }
         let pass = try FactorizePass(configuration: configuration)
         let options = try self.options.compression(
-          input: input, output: output, command: "factorize", pass: pass, gates: gates.gates)
+          input: input, output: output, command: "factorize", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }

@@ -114,7 +114,7 @@ extension SwiftCompressCommand {
         if let norm { configuration.norm = norm }
         let pass = try PrunePass(configuration: configuration)
         let options = try self.options.compression(
-          input: input, output: output, command: "prune", pass: pass, gates: gates.gates)
+          input: input, output: output, command: "prune", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }

@@ -78,7 +78,7 @@ extension SwiftCompressCommand {
         if let groupSize { configuration.groupSize = groupSize }
         let pass = try QuantizePass(configuration: configuration)
         let options = try self.options.compression(
-          input: input, output: output, command: "quantize", pass: pass, gates: gates.gates)
+          input: input, output: output, command: "quantize", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }
