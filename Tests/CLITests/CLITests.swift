@@ -170,7 +170,7 @@ struct TerminalTests {
     guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { return }
     let folder = TemporaryFolder()
     let command =
-      "'\(swiftcompressExecutable)' convert '\(fixture("tiny-llama-f32"))' '\(folder.file("o"))' --dtype bf16"
+      "TERM=xterm '\(swiftcompressExecutable)' convert '\(fixture("tiny-llama-f32"))' '\(folder.file("o"))' --dtype bf16"
     let result = try runProcess("/usr/bin/script", ["-qec", command, "/dev/null"])
     #expect(result.status == 0)
     #expect(result.stdout.contains("[21/21]"))  // the final progress line

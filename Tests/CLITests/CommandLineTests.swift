@@ -288,3 +288,38 @@ struct MessageTests {
   }
 
 }
+
+@Suite("Colour and terminals")
+struct ColourTests {
+  /// `command` under a pseudo-terminal (util-linux `script`), with `environment`
+  /// prefixed; returns what the terminal received.
+  func underTerminal(_ environment: String, _ arguments: [String]) throws -> (status: Int32, text: String) {
+    let quoted = arguments.map { "'\($0)'" }.joined(separator: " ")
+    let result = try runProcess(
+      "/usr/bin/script", ["-qec", "\(environment) '\(swiftcompressExecutable)' \(quoted)", "/dev/null"])
+    return (result.status, result.stdout)
+  }
+
+  @Test func noColorAndDumbTerminalsGetNoEscapes() throws {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { return }
+    let folder = TemporaryFolder()
+    let missing = ["inspect", folder.file("missing")]
+    let coloured = try underTerminal("env -u NO_COLOR TERM=xterm", missing)
+    #expect(coloured.text.contains("\u{1B}[1;31merror:"), "\(coloured.text)")
+    let empty = try underTerminal("NO_COLOR= TERM=xterm", missing)  // empty: not set, says no-color.org
+    #expect(empty.text.contains("\u{1B}[1;31merror:"), "\(empty.text)")
+    for environment in ["NO_COLOR=1 TERM=xterm", "env -u NO_COLOR TERM=dumb"] {
+      let plain = try underTerminal(environment, missing)
+      #expect(plain.text.contains("error: ") && !plain.text.contains("\u{1B}"), "\(environment): \(plain.text)")
+    }
+    let model = fixture("tiny-llama-f32")
+    // NO_COLOR keeps the progress line, which is not colour; a dumb terminal gets none.
+    let noColor = try underTerminal("NO_COLOR=1 TERM=xterm", ["convert", model, folder.file("a"), "--dtype", "bf16"])
+    #expect(noColor.status == 0)
+    #expect(noColor.text.contains("[21/21]") && noColor.text.contains("\u{1B}[2K"))
+    let dumb = try underTerminal("env -u NO_COLOR TERM=dumb", ["convert", model, folder.file("b"), "--dtype", "bf16"])
+    #expect(dumb.status == 0)
+    #expect(!dumb.text.contains("\u{1B}") && !dumb.text.contains("[21/21]"), "\(dumb.text)")
+    #expect(dumb.text.contains("15 of 21 tensors transformed"))
+  }
+}

@@ -71,7 +71,7 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
     return
   }
   sck_keep_large_allocations()
-  let progress = Diagnostics.isTerminal && !shared.quiet && !shared.verbose ? ProgressLine() : nil
+  let progress = Diagnostics.drawsProgress && !shared.quiet && !shared.verbose ? ProgressLine() : nil
   var callback: (@Sendable (ProgressUpdate) -> Void)?
   if let progress {
     callback = { progress.update($0) }
