@@ -17,6 +17,19 @@ public struct ShardSplit: Codable, Sendable, Equatable {
     self.index = index
     self.count = count
   }
+
+  /// The output shards this part writes, of `shardCount`: s with s % count == index.
+  public func shards(of shardCount: Int) -> [Int] {
+    Array(stride(from: index, to: shardCount, by: count))
+  }
+
+  /// What to tell the user when this part gets no output shard (the output has fewer
+  /// shards than there are parts), nil otherwise.
+  public func emptyPartWarning(shardCount: Int) -> String? {
+    guard shards(of: shardCount).isEmpty else { return nil }
+    return
+      "part \(index) of \(count) has no output shards: the output has \(Format.count(shardCount, "output shard")) for \(count) parts, and part \(index) writes the shards s with s % \(count) == \(index). It holds only the other files and its report, which merge still needs; use fewer parts or a smaller --max-shard-size"
+  }
 }
 
 extension ErrorAccumulator: Codable {

@@ -287,6 +287,29 @@ struct MessageTests {
     #expect(plan.stdout.contains(expected), "\(plan.stdout)")
   }
 
+  /// A part that gets no output shard says so and counts what it wrote.
+  @Test func anEmptySplitPartWarns() throws {
+    let folder = TemporaryFolder()
+    let model = fixture("tiny-llama-f32")  // one output shard
+    let common = ["quantize", model, "--scheme", "W8A16", "--shard-count", "2"]
+    let empty = try runProcess(swiftcompressExecutable, common + [folder.file("p1"), "--shard-index", "1"])
+    #expect(empty.status == 0, "\(empty.stderr)")
+    #expect(empty.stderr.contains("warning: part 1 of 2 has no output shards"), "\(empty.stderr)")
+    #expect(empty.stderr.contains("1 output shard for 2 parts"), "\(empty.stderr)")
+    #expect(empty.stdout.contains("(0 weight files)"), "\(empty.stdout)")
+    let full = try runProcess(swiftcompressExecutable, common + [folder.file("p0"), "--shard-index", "0"])
+    #expect(full.status == 0 && full.stderr.isEmpty, "\(full.stderr)")
+    #expect(full.stdout.contains("(1 weight file)"), "\(full.stdout)")
+    #expect(try swiftcompress("merge", folder.file("m"), folder.file("p0"), folder.file("p1"), "-q").status == 0)
+    // Sharded: each part counts only its own shards (5 shards over 3 parts: 2, 2, 1).
+    for (index, files) in [(0, "2 weight files"), (2, "1 weight file")] {
+      let part = try swiftcompress(
+        "quantize", fixture("tiny-llama-sharded"), folder.file("s\(index)"), "--scheme", "W4A16", "--max-shard-size",
+        "100KB", "--shard-index", "\(index)", "--shard-count", "3")
+      #expect(part.status == 0, "\(part.stderr)")
+      #expect(part.stdout.contains("(\(files))"), "\(part.stdout)")
+    }
+  }
 }
 
 @Suite("Colour and terminals")

@@ -65,9 +65,10 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
   }
   if shared.dryRun {
     let plan = try Compressor.dryRun(pass: pass, options: options)
+    let split = options.split?.emptyPartWarning(shardCount: plan.files.count)
     try printOutcome(
-      warnings: plan.warnings, json: plan.jsonText(), table: { PlanTable.render(plan) }, gates: plan.gates,
-      shared: shared)
+      warnings: plan.warnings + [split].compactMap { $0 }, json: plan.jsonText(), table: { PlanTable.render(plan) },
+      gates: plan.gates, shared: shared)
     return
   }
   sck_keep_large_allocations()
@@ -80,9 +81,10 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
   }
   let report = try Compressor.run(pass: pass, options: options, progress: callback)
   progress?.finish()
+  let split = options.split?.emptyPartWarning(shardCount: report.output.files.count)
   try printOutcome(
-    warnings: report.warnings, json: report.jsonText(), table: { SummaryTable.render(report) }, gates: report.gates,
-    shared: shared)
+    warnings: report.warnings + [split].compactMap { $0 }, json: report.jsonText(),
+    table: { SummaryTable.render(report, split: options.split) }, gates: report.gates, shared: shared)
 }
 
 /// Warnings on stderr, then the JSON or the table on stdout (nothing with --quiet), then
@@ -160,9 +162,10 @@ enum PlanTable {
   }
 }
 
-/// The summary printed after a run.
+/// The summary printed after a run (or by merge). With `split`, the run wrote only that
+/// part's output shards.
 enum SummaryTable {
-  static func render(_ report: Report) -> String {
+  static func render(_ report: Report, split: ShardSplit? = nil) -> String {
     let t = report.totals
     let pruning = t.sparsity != nil
     var rows: [[String]] = []
@@ -198,8 +201,9 @@ enum SummaryTable {
         "error: relative \(Format.metric(m.relativeFrobeniusError)), SQNR \(Format.sqnr(m)) dB, cosine \(Format.cosine(m.cosineSimilarity)), max abs \(Format.metric(m.maxAbsError))\n"
     }
     for gate in report.gates { text += "gate \(gate.summary)\n" }
+    let files = split?.shards(of: report.output.files.count).count ?? report.output.files.count
     text +=
-      "wrote \(report.output.path) (\(Format.count(report.output.files.count, "weight file"))) in \(Format.fixed(report.timing.seconds, 2)) s; report: \(report.output.path)/\(Report.markdownFileName)\n"
+      "wrote \(report.output.path) (\(Format.count(files, "weight file"))) in \(Format.fixed(report.timing.seconds, 2)) s; report: \(report.output.path)/\(Report.markdownFileName)\n"
     return text
   }
 }
