@@ -367,7 +367,7 @@ public enum Compressor {
       }
       checkpoint.release(tensor)
 
-      let parameters = tensor.info.elementCount
+      let parameters = pass.parameters(of: entry)
       let after = outputEntries.reduce(0) { $0 + $1.bytes }
       record.entry = Report.TensorEntry(
         name: tensor.name, dtype: tensor.info.dtype.rawValue, shape: tensor.info.shape, parameters: parameters,
@@ -445,6 +445,7 @@ public enum Compressor {
           file: plan.layout.shards[plan.shardOfOutput[planned.name] ?? 0].fileName)
       }
       let after = outputs.reduce(0) { $0 + $1.bytes }
+      let parameters = plan.pass.parameters(of: entry)
       let reason: String? =
         switch entry.action {
         case .keep(let why): why
@@ -452,11 +453,11 @@ public enum Compressor {
         }
       entries.append(
         Report.TensorEntry(
-          name: entry.tensor.name, dtype: info.dtype.rawValue, shape: info.shape, parameters: info.elementCount,
+          name: entry.tensor.name, dtype: info.dtype.rawValue, shape: info.shape, parameters: parameters,
           action: entry.action.isKeep ? "kept" : "transformed", reason: reason, outputs: outputs,
           bytesBefore: info.byteCount, bytesAfter: after,
-          bitsPerWeightBefore: bitsPerWeight(info.byteCount, info.elementCount),
-          bitsPerWeightAfter: bitsPerWeight(after, info.elementCount), metrics: nil))
+          bitsPerWeightBefore: bitsPerWeight(info.byteCount, parameters),
+          bitsPerWeightAfter: bitsPerWeight(after, parameters), metrics: nil))
     }
     let totals = Report.Totals(tensors: entries, metrics: nil)
     var sizeGates = options.gates

@@ -149,6 +149,12 @@ public enum LoaderContract {
     return records.isEmpty ? nil : .object(records)
   }
 
+  /// Where `config(of:)` reads: config.json, or without one the (first) weight file.
+  public static func configPath(of checkpoint: Checkpoint) -> String {
+    checkpoint.layout != .file && checkpoint.auxiliaryFiles.contains("config.json")
+      ? checkpoint.folder + "/config.json" : checkpoint.files.first?.path ?? checkpoint.path
+  }
+
   /// The records of `recordKeys` found in `metadata`, parsed.
   static func recordsFromMetadata(_ metadata: [String: String]?) -> [JSONMember] {
     recordKeys.compactMap { key in
@@ -437,7 +443,7 @@ extension LoaderContract {
   /// problems; and notes on how the checkpoint loads.
   public static func check(_ checkpoint: Checkpoint) -> (problems: [ValidationProblem], notes: [String]) {
     let hasConfigFile = checkpoint.layout != .file && checkpoint.auxiliaryFiles.contains("config.json")
-    let where_ = hasConfigFile ? checkpoint.folder + "/config.json" : checkpoint.files.first?.path ?? checkpoint.path
+    let where_ = configPath(of: checkpoint)
     let tensors = checkpoint.tensors.map { TensorDescriptor($0.info) }
     let modules = StoredModules(tensors)
     let config = config(of: checkpoint) ?? .object([])

@@ -152,6 +152,16 @@ public protocol CompressionPass: Sendable {
   /// `--exclude` always apply.
   var usesDefaultSelection: Bool { get }
 
+  /// Whether a run measures the error this pass costs, which error gates (`max_error`,
+  /// `min_sqnr`) need. decompress does not: it has no reference to compare with.
+  var measuresError: Bool { get }
+
+  /// Whether the tensors this pass writes, rather than those it reads, are the model's
+  /// weights. decompress reads compressed tensors (codes, scales, factors) that stand for
+  /// the dense weights it writes, so its parameters and bits per weight are counted over
+  /// its outputs; every other pass counts its inputs.
+  var countsParametersOfOutputs: Bool { get }
+
   /// Decides, from the descriptor alone, what happens to a selected tensor.
   func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision
 
@@ -183,6 +193,18 @@ extension CompressionPass {
   public var warnings: [String] { [] }
 
   public func selectionWarnings(for checkpoint: Checkpoint) -> [String] { [] }
+
+  public var measuresError: Bool { true }
+
+  public var countsParametersOfOutputs: Bool { false }
+
+  /// The weights an input tensor stands for, over which bits per weight are counted: its
+  /// elements, or with `countsParametersOfOutputs` its outputs' (none for a companion
+  /// folded into another tensor).
+  func parameters(of entry: PlanEntry) -> Int {
+    guard countsParametersOfOutputs else { return entry.tensor.info.elementCount }
+    return entry.outputs.reduce(0) { $0 + ($1.elementCount ?? 0) }
+  }
 
   public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? { nil }
 

@@ -222,10 +222,11 @@ public struct Report: Codable, Sendable, Equatable {
     lines.append("")
     lines.append("- command: `\(command)`, pass `\(pass.identifier)` \(pass.configuration)")
     lines.append(
-      "- input: `\(input.path)` (\(input.layout), \(input.files.count) file(s), \(input.tensorCount) tensors, \(Format.bytes(input.bytes)))"
+      "- input: `\(input.path)` (\(input.layout), \(Format.count(input.files.count, "file")), \(Format.count(input.tensorCount, "tensor")), \(Format.bytes(input.bytes)))"
     )
     lines.append(
-      "- output: `\(output.path)` (\(output.files.count) file(s)\(output.index.map { ", index \($0)" } ?? ""))")
+      "- output: `\(output.path)` (\(Format.count(output.files.count, "file"))\(output.index.map { ", index \($0)" } ?? ""))"
+    )
     if !selection.include.isEmpty {
       lines.append("- include: \(selection.include.map { "`\($0)`" }.joined(separator: ", "))")
     }
@@ -416,9 +417,9 @@ public enum SwiftCompressVersion {
 
 /// Number formatting shared by reports and tables.
 public enum Format {
-  /// "1 tensor", "2 tensors": a count and its noun, plural when it is not 1.
-  public static func count(_ n: Int, _ noun: String, plural: String? = nil) -> String {
-    "\(n) \(n == 1 ? noun : plural ?? noun + "s")"
+  /// `n` with its noun, singular for exactly one: "1 tensor", "0 tensors", "2 weight files".
+  public static func count(_ n: Int, _ singular: String, plural: String? = nil) -> String {
+    "\(n) \(n == 1 ? singular : plural ?? singular + "s")"
   }
 
   /// "sparsity 50.0% (target 50%), 196608 weights pruned; 2:4 holds in every group";
@@ -427,7 +428,7 @@ public enum Format {
   public static func sparsitySummary(_ s: SparsityInfo) -> String {
     var text = "sparsity \(fixed(s.achieved * 100, 1))%"
     if let target = s.target { text += " (target \(String(format: "%g", target * 100))%)" }
-    text += ", \(s.pruned) weights pruned"
+    text += ", \(count(s.pruned, "weight")) pruned"
     if let count = s.unitCount {
       text += "; \(units(count, s.unit)) pruned"
       if let layers = s.layers, layers.count > 1, layers.allSatisfy({ $0.layer != nil && $0.count == layers[0].count })

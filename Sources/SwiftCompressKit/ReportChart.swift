@@ -115,10 +115,10 @@ extension Report {
       "<li>command: <code>\(e(command))</code>, pass <code>\(e(pass.identifier))</code> <code>\(e(pass.configuration))</code></li>"
     )
     h.append(
-      "<li>input: <code>\(e(input.path))</code> (\(e(input.layout)), \(input.files.count) file(s), \(input.tensorCount) tensors, \(Format.bytes(input.bytes)))</li>"
+      "<li>input: <code>\(e(input.path))</code> (\(e(input.layout)), \(Format.count(input.files.count, "file")), \(Format.count(input.tensorCount, "tensor")), \(Format.bytes(input.bytes)))</li>"
     )
     h.append(
-      "<li>output: <code>\(e(output.path))</code> (\(output.files.count) file(s)\(output.index.map { ", index <code>\(e($0))</code>" } ?? ""))</li>"
+      "<li>output: <code>\(e(output.path))</code> (\(Format.count(output.files.count, "file"))\(output.index.map { ", index <code>\(e($0))</code>" } ?? ""))</li>"
     )
     if !selection.include.isEmpty {
       h.append("<li>include: \(selection.include.map { "<code>\(e($0))</code>" }.joined(separator: ", "))</li>")
@@ -310,7 +310,7 @@ extension Report {
     s.append("<text x=\"16\" y=\"24\" font-size=\"16\" font-weight=\"bold\">\(e(title))</text>")
     let ratio = Format.fixed(totals.compressionRatio, 2)
     let subtitle =
-      "\(totals.tensors) tensors (\(totals.transformed) transformed): \(Format.bytes(totals.bytesBefore)) -> \(Format.bytes(totals.bytesAfter)) (ratio \(ratio)x), \(Format.fixed(totals.bitsPerWeightBefore, 2)) -> \(Format.fixed(totals.bitsPerWeightAfter, 2)) bits/weight, relative error \(Format.metric(totals.metrics?.relativeFrobeniusError))"
+      "\(Format.count(totals.tensors, "tensor")) (\(totals.transformed) transformed): \(Format.bytes(totals.bytesBefore)) -> \(Format.bytes(totals.bytesAfter)) (ratio \(ratio)x), \(Format.fixed(totals.bitsPerWeightBefore, 2)) -> \(Format.fixed(totals.bitsPerWeightAfter, 2)) bits/weight, relative error \(Format.metric(totals.metrics?.relativeFrobeniusError))"
     s.append("<text x=\"16\" y=\"44\" font-size=\"12\">\(e(subtitle))</text>")
 
     guard !layers.isEmpty else {
@@ -402,7 +402,7 @@ extension Report {
       s.append("<g id=\"\(id)\" class=\"layer\">")
       let ratio = layer.bytesAfter > 0 ? Format.fixed(Double(layer.bytesBefore) / Double(layer.bytesAfter), 2) : "-"
       let tooltip =
-        "layer \(layer.label): \(layer.tensorNames.count) tensors (\(layer.transformed) transformed), \(Format.bytes(layer.bytesBefore)) -> \(Format.bytes(layer.bytesAfter)) (ratio \(ratio)x), relative error \(Report.errorText(layer))\n"
+        "layer \(layer.label): \(Format.count(layer.tensorNames.count, "tensor")) (\(layer.transformed) transformed), \(Format.bytes(layer.bytesBefore)) -> \(Format.bytes(layer.bytesAfter)) (ratio \(ratio)x), relative error \(Report.errorText(layer))\n"
         + layer.tensorNames.joined(separator: "\n")
       s.append("<title>\(e(tooltip))</title>")
       s.append(

@@ -17,6 +17,19 @@ public struct ShardSplit: Codable, Sendable, Equatable {
     self.index = index
     self.count = count
   }
+
+  /// The output shards this part writes, of `shardCount`: s with s % count == index.
+  public func shards(of shardCount: Int) -> [Int] {
+    Array(stride(from: index, to: shardCount, by: count))
+  }
+
+  /// What to tell the user when this part gets no output shard (the output has fewer
+  /// shards than there are parts), nil otherwise.
+  public func emptyPartWarning(shardCount: Int) -> String? {
+    guard shards(of: shardCount).isEmpty else { return nil }
+    return
+      "part \(index) of \(count) has no output shards: the output has \(Format.count(shardCount, "output shard")) for \(count) parts, and part \(index) writes the shards s with s % \(count) == \(index). It holds only the other files and its report, which merge still needs; use fewer parts or a smaller --max-shard-size"
+  }
 }
 
 extension ErrorAccumulator: Codable {
@@ -138,23 +151,24 @@ public enum Merger {
     var splits: [ShardSplit] = []
     var records: [Int: TensorRecord] = [:]
     for part in parts {
+      guard FileManager.default.fileExists(atPath: part) else { throw CheckpointError.inputNotFound(path: part) }
       guard let manifest = try Manifest.load(folder: part) else {
-        throw SwiftCompressError.invalidTensor(
-          name: part, reason: "has no \(Manifest.fileName): it is not the output of a swiftcompress run")
+        throw SwiftCompressError.invalidFolder(
+          path: part, reason: "has no \(Manifest.fileName): it is not the output of a swiftcompress run")
       }
       let problems = manifest.problems(in: part)
       if !problems.isEmpty { throw CheckpointError.invalidMany(problems) }
       guard manifest.options["shard"] != nil,
         let data = FileManager.default.contents(atPath: part + "/" + PartRecords.fileName)
       else {
-        throw SwiftCompressError.invalidTensor(
-          name: part, reason: "is not a part of a split run (made without --shard-index/--shard-count)")
+        throw SwiftCompressError.invalidFolder(
+          path: part, reason: "is not a part of a split run (made without --shard-index/--shard-count)")
       }
       let partRecords: PartRecords
       do {
         partRecords = try Format.decodeJSON(PartRecords.self, from: data)
       } catch {
-        throw SwiftCompressError.invalidTensor(name: part + "/" + PartRecords.fileName, reason: "unreadable: \(error)")
+        throw SwiftCompressError.invalidFile(path: part + "/" + PartRecords.fileName, reason: "unreadable: \(error)")
       }
       for record in partRecords.records where records[record.index] == nil { records[record.index] = record }
       manifests.append(manifest)
@@ -168,8 +182,8 @@ public enum Merger {
       options["shard"] = nil
       if options != reference {
         let differing = Set(options.keys).union(reference.keys).filter { options[$0] != reference[$0] }.sorted()
-        throw SwiftCompressError.invalidTensor(
-          name: part,
+        throw SwiftCompressError.invalidFolder(
+          path: part,
           reason:
             "was made with other options than \(parts[0]) (\(differing.joined(separator: ", "))): merge only the parts of one split run"
         )
@@ -179,8 +193,8 @@ public enum Merger {
     let indices = splits.map(\.index)
     guard splits.allSatisfy({ $0.count == count }), Set(indices) == Set(0..<count), indices.count == count else {
       let missing = Set(0..<count).subtracting(indices).sorted()
-      throw SwiftCompressError.invalidTensor(
-        name: parts.joined(separator: ", "),
+      throw SwiftCompressError.invalidFolders(
+        paths: parts,
         reason:
           "are not the \(count) parts of one split: \(missing.isEmpty ? "a part is given twice" : "missing --shard-index \(missing.map(String.init).joined(separator: ", "))")"
       )
@@ -192,8 +206,8 @@ public enum Merger {
       for entry in manifest.files where entry.path != PartRecords.fileName {
         if let existing = placed[entry.path] {
           guard existing == entry else {
-            throw SwiftCompressError.invalidTensor(
-              name: part + "/" + entry.path, reason: "differs from the same file in another part")
+            throw SwiftCompressError.invalidFile(
+              path: part + "/" + entry.path, reason: "differs from the same file in another part")
           }
           continue
         }
@@ -204,13 +218,13 @@ public enum Merger {
     // The report: part 0's, with every part's tensors and totals recomputed from the sums.
     let first = parts[splits.firstIndex { $0.index == 0 } ?? 0]
     guard let reportData = FileManager.default.contents(atPath: first + "/" + Report.jsonFileName) else {
-      throw SwiftCompressError.invalidTensor(name: first, reason: "has no \(Report.jsonFileName)")
+      throw SwiftCompressError.invalidFolder(path: first, reason: "has no \(Report.jsonFileName)")
     }
     var report: Report
     do {
       report = try Format.decodeJSON(Report.self, from: reportData)
     } catch {
-      throw SwiftCompressError.invalidTensor(name: first + "/" + Report.jsonFileName, reason: "unreadable: \(error)")
+      throw SwiftCompressError.invalidFile(path: first + "/" + Report.jsonFileName, reason: "unreadable: \(error)")
     }
     var seconds = 0.0
     var peak = 0

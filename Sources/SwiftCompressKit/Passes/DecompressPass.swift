@@ -59,11 +59,18 @@ public struct DecompressPass: CompressionPass {
 
   public var usesDefaultSelection: Bool { false }
 
+  /// The output has no reference to be compared with (the original is not an input).
+  public var measuresError: Bool { false }
+
+  /// The dense weights written are the model's weights, not the codes and scales read.
+  public var countsParametersOfOutputs: Bool { true }
+
   /// Reads `quantization_config` from the checkpoint's config.json.
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> DecompressPass {
     // config.json, or for a checkpoint written without one, the records its weights'
     // __metadata__ carries.
     let config = LoaderContract.config(of: checkpoint)
+    let path = LoaderContract.configPath(of: checkpoint)
     if config?["quantization_config"] == nil, config?[FactorizePass.configKey] != nil {
       var pass = DecompressPass(
         configuration: configuration, format: Format(kind: .lowRank, block: nil, target: configuration.dtype ?? .f32))
@@ -73,10 +80,11 @@ public struct DecompressPass: CompressionPass {
       return try pass.withPrimaries(checkpoint)
     }
     guard let config, let quantization = config["quantization_config"] else {
-      throw .invalidTensor(
-        name: "config.json",
+      throw .invalidCheckpoint(
+        path: checkpoint.path,
         reason:
-          "\(checkpoint.path) has no config.json with a quantization_config: it is not a compressed-tensors checkpoint")
+          "has no quantization_config (in config.json, or without one in its weights' __metadata__): it is not a compressed-tensors checkpoint"
+      )
     }
     let formatName = quantization["format"]?.stringValue ?? ""
     let weights = quantization["config_groups"]?.members?.first?.value["weights"]
@@ -84,9 +92,9 @@ public struct DecompressPass: CompressionPass {
     let sparseFormat = quantization["sparsity_config"]?["format"]?.stringValue ?? ""
     if ["sparse-bitmask", "sparse-24-bitmask"].contains(sparseFormat) {
       guard formatName.isEmpty || formatName == "dense" else {
-        throw .invalidTensor(
-          name: "config.json",
-          reason: "sparse weights that are also quantized ('\(formatName)') are not supported by decompress")
+        throw .invalidFile(
+          path: path, reason: "sparse weights that are also quantized ('\(formatName)') are not supported by decompress"
+        )
       }
       return try DecompressPass(
         configuration: configuration,
@@ -102,10 +110,10 @@ public struct DecompressPass: CompressionPass {
     case "mxfp4-pack-quantized": kind = .mxfp4
     case "nvfp4-pack-quantized": kind = .nvfp4
     default:
-      throw .invalidTensor(
-        name: "config.json",
+      throw .invalidFile(
+        path: path,
         reason:
-          "quantization format '\(formatName)' with \(bits)-bit weights is not supported; supported: pack-quantized (4 or 8 bits), float-quantized (FP8), mxfp4-pack-quantized"
+          "quantization format '\(formatName)' with \(bits)-bit weights is not supported; supported: pack-quantized (4 or 8 bits), float-quantized (FP8), mxfp4-pack-quantized, nvfp4-pack-quantized"
       )
     }
     let torchDType: DType? =

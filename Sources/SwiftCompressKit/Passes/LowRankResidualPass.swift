@@ -53,9 +53,10 @@ public struct LowRankResidualPass: CompressionPass {
     var pass = self
     pass.quantize = try quantize.prepared(for: checkpoint)
     if !pass.quantize.fp8Sources.isEmpty {
-      throw .invalidTensor(
-        name: "config.json",
-        reason: "a low-rank residual needs dense weights; run 'swiftcompress decompress' on this FP8 checkpoint first")
+      throw .invalidCheckpoint(
+        path: checkpoint.path,
+        reason:
+          "holds FP8 weights, and a low-rank residual needs dense ones; run 'swiftcompress decompress' on it first")
     }
     return pass
   }

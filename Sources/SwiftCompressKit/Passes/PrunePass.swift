@@ -262,11 +262,10 @@ public struct PrunePass: CompressionPass {
     if checkpoint.layout != .file, let data = FileManager.default.contents(atPath: configPath),
       let config = try? JSONParser.parse(Array(data)), config["quantization_config"] != nil
     {
-      throw .invalidTensor(
-        name: "config.json",
+      throw .invalidCheckpoint(
+        path: checkpoint.path,
         reason:
-          "\(checkpoint.path) is already compressed (config.json has a quantization_config); run 'swiftcompress decompress' first"
-      )
+          "is already compressed (its config.json has a quantization_config); run 'swiftcompress decompress' first")
     }
   }
 

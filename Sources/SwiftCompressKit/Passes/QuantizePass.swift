@@ -47,6 +47,18 @@ public enum QuantizationScheme: String, CaseIterable, Codable, Sendable {
   /// FP4 (E2M1) values with microscaling block scales.
   public var isFP4: Bool { self == .mxfp4 || self == .nvfp4 }
 
+  /// How a scheme with fixed scale groups groups them ("groups of 16"); nil for the
+  /// integer schemes, whose group size is chosen.
+  public var fixedGrouping: String? {
+    switch self {
+    case .fp8Dynamic: "one scale per output channel"
+    case .fp8Block: "one scale per 128x128 block"
+    case .mxfp4: "groups of 32"
+    case .nvfp4: "groups of 16"
+    case .w8a16, .w4a16, .w4a16Asym: nil
+    }
+  }
+
   /// Parses a scheme name, case-insensitively; MXFP4 and NVFP4 are accepted for the A16 presets.
   public init?(name: String) {
     for (alias, scheme) in [("MXFP4", Self.mxfp4), ("NVFP4", Self.nvfp4)]
@@ -128,7 +140,7 @@ public struct QuantizePass: CompressionPass {
     fp8Sources.isEmpty
       ? []
       : [
-        "the input holds \(fp8Sources.count) FP8 weights: each is dequantized (weight x scale) before quantizing, and errors are measured against the dequantized values"
+        "the input holds \(Format.count(fp8Sources.count, "FP8 weight")): each is dequantized (weight x scale) before quantizing, and errors are measured against the dequantized values"
       ]
   }
 
@@ -210,10 +222,9 @@ public struct QuantizePass: CompressionPass {
     let quantization = LoaderContract.config(of: checkpoint)?["quantization_config"]
     let isFloat8 = quantization?["format"]?.stringValue == "float-quantized"
     if quantization != nil && !isFloat8 {
-      throw .invalidTensor(
-        name: "config.json",
-        reason:
-          "\(checkpoint.path) is already quantized (config.json has a quantization_config); run 'swiftcompress decompress' first"
+      throw .invalidCheckpoint(
+        path: checkpoint.path,
+        reason: "is already quantized (its config.json has a quantization_config); run 'swiftcompress decompress' first"
       )
     }
     if let packed = checkpoint.tensors.first(where: { $0.name.hasSuffix(".weight_packed") }) {

@@ -123,19 +123,21 @@ public enum CalibrationStatistics {
     do {
       file = try Checkpoint.open(path)
     } catch {
-      throw .invalidOption(option: "--calibration", reason: "\(error.localizedDescription)")
+      var reason = error.localizedDescription
+      if reason.hasSuffix(".") { reason.removeLast() }  // the option's message adds its own
+      throw .invalidOption(option: "--calibration", reason: reason)
     }
     var result: [String: [Float]] = [:]
     for (module, channels) in modules {
       guard let tensor = file.tensor(named: module) else {
-        throw .invalidTensor(
+        throw .invalidModule(
           name: module,
           reason:
             "the calibration file \(path) has no statistics for this layer (expected a tensor named '\(module)'); collect them for every pruned layer or --ignore it"
         )
       }
       guard tensor.info.shape == [channels], [.f32, .f16, .bf16].contains(tensor.info.dtype) else {
-        throw .invalidTensor(
+        throw .invalidModule(
           name: module,
           reason:
             "its calibration statistics in \(path) are \(tensor.info.dtype.rawValue) \(tensor.info.shape); the layer has \(channels) input channels, so a 1-D float tensor of \(channels) values is needed"
@@ -146,7 +148,7 @@ public enum CalibrationStatistics {
         $0 == 0 ? 0 : $0
       }
       if let bad = norms.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
-        throw .invalidTensor(
+        throw .invalidModule(
           name: module,
           reason: "calibration statistic \(bad) in \(path) is \(norms[bad]); norms must be finite and non-negative")
       }

@@ -146,7 +146,7 @@ struct StructuredPlan: Sendable, Equatable {
         let members = [(tensor.name, unit == .rows)]
         let removed = try Self.choose(
           members: members, units: units, unitSize: 1, ratio: ratio, norm: configuration.norm, checkpoint: checkpoint,
-          label: tensor.name)
+          label: module)
         record(
           members, removed: removed, unitSize: 1, group: tensor.name, unit: unit == .rows ? .row : .column,
           count: UnitCount(removed: removed.count, total: units))
@@ -186,8 +186,8 @@ struct StructuredPlan: Sendable, Equatable {
         intermediate = units - removed.count
       }
       guard let intermediate else {
-        throw .invalidTensor(
-          name: checkpoint.path,
+        throw .invalidCheckpoint(
+          path: checkpoint.path,
           reason:
             "no MLP found (Llama gate_proj/up_proj/down_proj or BERT intermediate/output dense layers); use --structure rows or columns"
         )
@@ -195,13 +195,14 @@ struct StructuredPlan: Sendable, Equatable {
       configChanges = [("intermediate_size", intermediate)]
     case .heads:
       guard let config, let heads = config["num_attention_heads"]?.uint64Value.map(Int.init), heads > 0 else {
-        throw .invalidTensor(
-          name: "config.json", reason: "head pruning needs config.json with num_attention_heads next to the weights")
+        throw .invalidCheckpoint(
+          path: checkpoint.path, reason: "head pruning needs a config.json with num_attention_heads next to the weights"
+        )
       }
       let kvHeads = config["num_key_value_heads"]?.uint64Value.map(Int.init) ?? heads
       guard kvHeads > 0, heads % kvHeads == 0 else {
-        throw .invalidTensor(
-          name: "config.json",
+        throw .invalidFile(
+          path: checkpoint.folder + "/config.json",
           reason: "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
       }
       let perGroup = heads / kvHeads
@@ -279,8 +280,8 @@ struct StructuredPlan: Sendable, Equatable {
         ]
       }
       if cuts.isEmpty {
-        throw .invalidTensor(
-          name: checkpoint.path,
+        throw .invalidCheckpoint(
+          path: checkpoint.path,
           reason: "no attention layers found (Llama q/k/v/o_proj or BERT query/key/value with output.dense)")
       }
     }
@@ -374,7 +375,7 @@ struct StructuredPlan: Sendable, Equatable {
   static func lowest(_ sums: [Double], ratio: Double, label: String) throws(SwiftCompressError) -> [Int] {
     let count = Int((ratio * Double(sums.count)).rounded(.down))
     guard count < sums.count else {
-      throw .invalidTensor(
+      throw .invalidModule(
         name: label, reason: "--ratio \(ratio) would remove all \(sums.count) units; choose a smaller ratio")
     }
     let order = sums.indices.sorted { sums[$0] != sums[$1] ? sums[$0] < sums[$1] : $0 < $1 }

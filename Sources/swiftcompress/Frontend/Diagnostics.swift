@@ -29,13 +29,24 @@ enum ExitStatus {
 enum Diagnostics {
   static let isTerminal = isatty(STDERR_FILENO) == 1
 
+  /// TERM=dumb: a terminal without colour or cursor control.
+  static let isDumbTerminal = ProcessInfo.processInfo.environment["TERM"] == "dumb"
+
+  /// Colour on a terminal, unless NO_COLOR is set to anything non-empty (no-color.org)
+  /// or the terminal is dumb.
+  static let usesColour =
+    isTerminal && !isDumbTerminal && (ProcessInfo.processInfo.environment["NO_COLOR"] ?? "").isEmpty
+
+  /// The progress line redraws itself in place, which needs a terminal with cursor control.
+  static let drawsProgress = isTerminal && !isDumbTerminal
+
   static func error(_ message: String) {
-    let prefix = isTerminal ? "\u{1B}[1;31merror:\u{1B}[0m " : "error: "
+    let prefix = usesColour ? "\u{1B}[1;31merror:\u{1B}[0m " : "error: "
     write(prefix + visible(message) + "\n")
   }
 
   static func warning(_ message: String) {
-    let prefix = isTerminal ? "\u{1B}[1;33mwarning:\u{1B}[0m " : "warning: "
+    let prefix = usesColour ? "\u{1B}[1;33mwarning:\u{1B}[0m " : "warning: "
     write(prefix + visible(message) + "\n")
   }
 
@@ -68,7 +79,8 @@ enum Diagnostics {
   }
 }
 
-/// A progress line on stderr, redrawn at most 10 times a second, only on a terminal.
+/// A progress line on stderr, redrawn at most 10 times a second, only on a terminal that
+/// is not dumb.
 final class ProgressLine: @unchecked Sendable {
   private let lock = NSLock()
   private var lastDraw = ContinuousClock.now - .seconds(1)

@@ -8,10 +8,10 @@ extension SwiftCompressCommand {
     static let configuration = CommandConfiguration(
       abstract: "Rewrite a checkpoint through the pipeline: reshard it, or convert float tensors to another dtype.",
       discussion: """
-        Without --dtype every tensor is copied unchanged (an identity pass), which reshards
-        the checkpoint with --max-shard-size. With --dtype, selected floating-point tensors
-        are rounded to nearest even; by default 1-D tensors and embeddings are kept
-        (use --include to choose explicitly). The output folder gets the weights, an index
+        Without --dtype every tensor is copied unchanged (an identity pass), which reshards \
+        the checkpoint with --max-shard-size. With --dtype, selected floating-point tensors \
+        are rounded to nearest even; by default 1-D tensors and embeddings are kept \
+        (use --include to choose explicitly). The output folder gets the weights, an index \
         when sharded, every non-weight file of the input, and swiftcompress-report.{json,md}.
         """)
 
@@ -21,7 +21,7 @@ extension SwiftCompressCommand {
     @Argument(help: "The output folder (must not exist unless --force).")
     var output: String
 
-    @Option(name: .long, help: "Convert selected float tensors to this dtype: F32, F16, BF16 or F64.")
+    @Option(name: .long, help: "Convert selected float tensors to this dtype.")
     var dtype: DType?
 
     @OptionGroup var options: PipelineOptions
@@ -40,7 +40,7 @@ extension SwiftCompressCommand {
         let pass: any CompressionPass =
           if let dtype { try CastPass(configuration: .init(dtype: dtype)) } else { IdentityPass() }
         let options = try self.options.compression(
-          input: input, output: output, command: "convert", pass: pass, gates: gates.gates)
+          input: input, output: output, command: "convert", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }
@@ -65,14 +65,14 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
   }
   if shared.dryRun {
     let plan = try Compressor.dryRun(pass: pass, options: options)
+    let split = options.split?.emptyPartWarning(shardCount: plan.files.count)
     try printOutcome(
-      warnings: plan.warnings, notes: plan.notes, json: plan.jsonText(), table: { PlanTable.render(plan) },
-      gates: plan.gates,
-      shared: shared)
+      warnings: plan.warnings + [split].compactMap { $0 }, notes: plan.notes, json: plan.jsonText(),
+      table: { PlanTable.render(plan) }, gates: plan.gates, shared: shared)
     return
   }
   sck_keep_large_allocations()
-  let progress = Diagnostics.isTerminal && !shared.quiet && !shared.verbose ? ProgressLine() : nil
+  let progress = Diagnostics.drawsProgress && !shared.quiet && !shared.verbose ? ProgressLine() : nil
   var callback: (@Sendable (ProgressUpdate) -> Void)?
   if let progress {
     callback = { progress.update($0) }
@@ -81,10 +81,10 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
   }
   let report = try Compressor.run(pass: pass, options: options, progress: callback)
   progress?.finish()
+  let split = options.split?.emptyPartWarning(shardCount: report.output.files.count)
   try printOutcome(
-    warnings: report.warnings, notes: report.notes, json: report.jsonText(), table: { SummaryTable.render(report) },
-    gates: report.gates,
-    shared: shared)
+    warnings: report.warnings + [split].compactMap { $0 }, notes: report.notes, json: report.jsonText(),
+    table: { SummaryTable.render(report, split: options.split) }, gates: report.gates, shared: shared)
 }
 
 /// Warnings on stderr, then the JSON or the table on stdout (nothing with --quiet), then
@@ -157,16 +157,17 @@ enum PlanTable {
     }
     let x = plan.totals
     text +=
-      "plan: \(x.transformed) of \(x.tensors) tensors transformed, \(x.kept) kept; \(Format.bytes(x.bytesBefore)) -> \(Format.bytes(x.bytesAfter)) (ratio \(Format.fixed(x.compressionRatio, 3)), \(Format.fixed(x.bitsPerWeightBefore, 2)) -> \(Format.fixed(x.bitsPerWeightAfter, 2)) bits/weight) in \(plan.files.count) file(s)\n"
+      "plan: \(x.transformed) of \(Format.count(x.tensors, "tensor")) transformed, \(x.kept) kept; \(Format.bytes(x.bytesBefore)) -> \(Format.bytes(x.bytesAfter)) (ratio \(Format.fixed(x.compressionRatio, 3)), \(Format.fixed(x.bitsPerWeightBefore, 2)) -> \(Format.fixed(x.bitsPerWeightAfter, 2)) bits/weight) in \(Format.count(plan.files.count, "file"))\n"
     for gate in plan.gates { text += "gate \(gate.summary)\n" }
     text += "dry run: nothing was written to \(plan.output)\n"
     return text
   }
 }
 
-/// The summary printed after a run.
+/// The summary printed after a run (or by merge). With `split`, the run wrote only that
+/// part's output shards.
 enum SummaryTable {
-  static func render(_ report: Report) -> String {
+  static func render(_ report: Report, split: ShardSplit? = nil) -> String {
     let t = report.totals
     let pruning = t.sparsity != nil
     var rows: [[String]] = []
@@ -193,7 +194,7 @@ enum SummaryTable {
     }
     let m = t.metrics
     text +=
-      "\(t.transformed) of \(t.tensors) tensors transformed, \(t.kept) kept; \(Format.bytes(t.bytesBefore)) -> \(Format.bytes(t.bytesAfter)) (ratio \(Format.fixed(t.compressionRatio, 3)), \(Format.fixed(t.bitsPerWeightBefore, 2)) -> \(Format.fixed(t.bitsPerWeightAfter, 2)) bits/weight)\n"
+      "\(t.transformed) of \(Format.count(t.tensors, "tensor")) transformed, \(t.kept) kept; \(Format.bytes(t.bytesBefore)) -> \(Format.bytes(t.bytesAfter)) (ratio \(Format.fixed(t.compressionRatio, 3)), \(Format.fixed(t.bitsPerWeightBefore, 2)) -> \(Format.fixed(t.bitsPerWeightAfter, 2)) bits/weight)\n"
     if let sparsity = t.sparsity {
       text += Format.sparsitySummary(sparsity) + "\n"
     }
@@ -202,8 +203,9 @@ enum SummaryTable {
         "error: relative \(Format.metric(m.relativeFrobeniusError)), SQNR \(Format.sqnr(m)) dB, cosine \(Format.cosine(m.cosineSimilarity)), max abs \(Format.metric(m.maxAbsError))\n"
     }
     for gate in report.gates { text += "gate \(gate.summary)\n" }
+    let files = split?.shards(of: report.output.files.count).count ?? report.output.files.count
     text +=
-      "wrote \(report.output.path) (\(report.output.files.count) weight file(s)) in \(Format.fixed(report.timing.seconds, 2)) s; report: \(report.output.path)/\(Report.markdownFileName)\n"
+      "wrote \(report.output.path) (\(Format.count(files, "weight file"))) in \(Format.fixed(report.timing.seconds, 2)) s; report: \(report.output.path)/\(Report.markdownFileName)\n"
     return text
   }
 }

@@ -13,7 +13,7 @@ extension SwiftCompressCommand {
     @Argument(help: "The output folder (must not exist unless --force).")
     var output: String
 
-    @Option(name: .long, help: "The dtype of the dense weights: F32, BF16 or F16 (default: the config's torch_dtype).")
+    @Option(name: .long, help: "The dtype of the dense weights (default: the config's torch_dtype).")
     var dtype: DType?
 
     @OptionGroup var options: PipelineOptions
@@ -24,7 +24,7 @@ extension SwiftCompressCommand {
       try Diagnostics.reportingErrors {
         let pass = try DecompressPass(configuration: .init(dtype: dtype))
         let options = try self.options.compression(
-          input: input, output: output, command: "decompress", pass: pass, gates: gates.gates)
+          input: input, output: output, command: "decompress", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }

@@ -26,7 +26,7 @@ extension SwiftCompressCommand {
     var b: String
 
     @Option(
-      name: .long,
+      name: .long, parsing: .unconditional,
       help: ArgumentHelp(
         "Exit 3 when any tensor's relative error (||A - B|| / ||A||) is above this.", valueName: "error"))
     var maxError: Double?
@@ -68,7 +68,11 @@ extension SwiftCompressCommand {
           var parts: [String] = []
           if !report.onlyInA.isEmpty { parts.append("\(report.onlyInA.count) only in A") }
           if !report.onlyInB.isEmpty { parts.append("\(report.onlyInB.count) only in B") }
-          if !report.shapeMismatches.isEmpty { parts.append("\(report.shapeMismatches.count) with different shapes") }
+          if !report.shapeMismatches.isEmpty {
+            parts.append(
+              "\(report.shapeMismatches.count) with \(report.shapeMismatches.count == 1 ? "a different shape" : "different shapes")"
+            )
+          }
           Diagnostics.error(
             "the checkpoints hold different tensors (\(parts.joined(separator: ", "))); pass --allow-missing to compare the common ones"
           )
@@ -83,7 +87,8 @@ extension SwiftCompressCommand {
           let failing = report.tensors(exceeding: maxError)
           if !failing.isEmpty {
             Diagnostics.error(
-              "\(failing.count) of \(report.tensors.count) tensors exceed --max-error \(Format.metric(maxError)):")
+              "\(failing.count) of \(Format.count(report.tensors.count, "tensor")) \(failing.count == 1 ? "exceeds" : "exceed") --max-error \(Format.metric(maxError)):"
+            )
             for t in failing {
               let detail =
                 if let m = t.metrics {
@@ -133,7 +138,7 @@ enum DiffTable {
     text +=
       "A: \(report.a.path) (\(report.a.format)); B: \(report.b.path) (\(report.b.format))\n"
     text +=
-      "\(t.compared) tensors compared (\(t.floatTensors) float, \(t.exactTensors) exact), \(t.equal) equal, \(t.differing) differ; \(t.onlyInA) only in A, \(t.onlyInB) only in B, \(t.shapeMismatches) shape mismatches\n"
+      "\(Format.count(t.compared, "tensor")) compared (\(t.floatTensors) float, \(t.exactTensors) exact), \(t.equal) equal, \(t.differing) \(t.differing == 1 ? "differs" : "differ"); \(t.onlyInA) only in A, \(t.onlyInB) only in B, \(Format.count(t.shapeMismatches, "shape mismatch", plural: "shape mismatches"))\n"
     if let m = t.metrics {
       text +=
         "total: relative error \(Format.metric(m.relativeFrobeniusError)), SQNR \(Format.sqnr(m)) dB, cosine \(Format.cosine(m.cosineSimilarity)), max abs \(Format.metric(m.maxAbsError))\n"

@@ -25,24 +25,30 @@ extension SwiftCompressCommand {
     @Option(name: .long, help: "svd | rsvd | lq.")
     var method: FactorizationMethod = .svd
 
-    @Option(name: .long, help: "A fixed rank k.")
+    @Option(name: .long, parsing: .unconditional, help: "A fixed rank k.")
     var rank: Int?
 
-    @Option(name: .long, help: "The smallest rank keeping this fraction of the squared singular values, in (0, 1].")
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: "The smallest rank keeping this fraction of the squared singular values, in (0, 1].")
     var energy: Double?
 
-    @Option(name: .long, help: "The smallest rank with at most this relative Frobenius error, in (0, 1].")
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: "The smallest rank with at most this relative Frobenius error, in (0, 1].")
     var maxError: Double?
 
-    @Option(name: .long, help: "Keep this fraction of each weight's parameters, in (0, 1].")
+    @Option(name: .long, parsing: .unconditional, help: "Keep this fraction of each weight's parameters, in (0, 1].")
     var ratio: Double?
 
     @Option(
-      name: .long,
+      name: .long, parsing: .unconditional,
       help: "One budget of factor parameters for the whole selection, allocated to minimise the total error.")
     var budget: Int?
 
-    @Option(name: .long, help: "The same budget as a fraction of the selected weights' parameters, in (0, 1].")
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: "The same budget as a fraction of the selected weights' parameters, in (0, 1].")
     var modelRatio: Double?
 
     @Option(
@@ -52,20 +58,35 @@ extension SwiftCompressCommand {
         valueName: "file"))
     var calibration: String?
 
-    @Option(name: .long, help: "rsvd: extra random columns.")
-    var oversampling = 10
+    @Option(name: .long, parsing: .unconditional, help: "rsvd: extra random columns. (default: 10)")
+    var oversampling: Int?
 
-    @Option(name: .long, help: "rsvd: power iterations.")
-    var powerIterations = 2
+    @Option(name: .long, parsing: .unconditional, help: "rsvd: power iterations. (default: 2)")
+    var powerIterations: Int?
 
-    @Option(name: .long, help: "rsvd: seed.")
-    var seed: UInt64 = 0
+    @Option(name: .long, parsing: .unconditional, help: "rsvd: seed. (default: 0)")
+    var seed: UInt64?
 
     @OptionGroup var ignoring: IgnoreOptions
 
     @OptionGroup var options: PipelineOptions
 
     @OptionGroup(title: "Quality gates") var gates: FactorizeGateOptions
+
+    /// rsvd's options are refused with the other methods rather than ignored.
+    func validate() throws {
+      let rsvd: [(String, Bool)] = [
+        ("--oversampling", oversampling != nil), ("--power-iterations", powerIterations != nil),
+        ("--seed", seed != nil),
+      ]
+      for (option, given) in rsvd where given && method != .rsvd {
+        throw ValidationError(
+          "\(option) does not apply to --method \(method.rawValue), which is not random; it is for --method rsvd.")
+      }
+      for (option, value) in [("--oversampling", oversampling), ("--power-iterations", powerIterations)] {
+        if let value, value < 0 { throw ValidationError("\(option) must be at least 0, not \(value).") }
+      }
+    }
 
     func run() throws {
       try Diagnostics.reportingErrors {
@@ -78,12 +99,14 @@ extension SwiftCompressCommand {
             option: "--rank",
             reason: "give exactly one of --rank, --energy, --max-error, --ratio, --budget and --model-ratio")
         }
-        let pass = try FactorizePass(
-          configuration: .init(
-            method: method, rank: rules[0], ignore: ignoring.modules, oversampling: oversampling,
-            powerIterations: powerIterations, seed: seed, calibration: calibration))
+        var configuration = FactorizePass.Configuration(
+          method: method, rank: rules[0], ignore: ignoring.modules, calibration: calibration)
+        if let oversampling { configuration.oversampling = oversampling }
+        if let powerIterations { configuration.powerIterations = powerIterations }
+        if let seed { configuration.seed = seed }
+        let pass = try FactorizePass(configuration: configuration)
         let options = try self.options.compression(
-          input: input, output: output, command: "factorize", pass: pass, gates: gates.gates)
+          input: input, output: output, command: "factorize", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }

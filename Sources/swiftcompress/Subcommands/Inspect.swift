@@ -47,10 +47,11 @@ enum InspectTable {
     var text = TextTable.render(header: header, rows: rows, rightAligned: Set(3..<header.count))
     let dtypes = report.totals.byDType.keys.sorted().map { key in
       let t = report.totals.byDType[key]!
-      return "\(key): \(t.tensors) tensors, \(t.parameters) parameters, \(Format.bytes(t.bytes))"
+      return
+        "\(key): \(Format.count(t.tensors, "tensor")), \(Format.count(t.parameters, "parameter")), \(Format.bytes(t.bytes))"
     }
     text +=
-      "\n\(report.totals.tensors) tensors, \(report.totals.parameters) parameters, \(report.totals.bytes) bytes (\(Format.bytes(report.totals.bytes))) in \(report.files.count) file(s), \(report.layout)\n"
+      "\n\(Format.count(report.totals.tensors, "tensor")), \(Format.count(report.totals.parameters, "parameter")), \(Format.count(report.totals.bytes, "byte")) (\(Format.bytes(report.totals.bytes))) in \(Format.count(report.files.count, "file")), \(report.layout)\n"
     text += dtypes.joined(separator: "\n") + "\n"
     return text
   }

@@ -36,34 +36,36 @@ extension SwiftCompressCommand {
     @Option(name: .long, help: "magnitude | nm | wanda | random | structured.")
     var method: PruneMethod
 
-    @Option(name: .long, help: "Fraction of weights to prune, in [0, 1).")
+    @Option(name: .long, parsing: .unconditional, help: "Fraction of weights to prune, in [0, 1).")
     var sparsity: Double?
 
     @Option(name: .long, help: "tensor | row | global (default: row for wanda, tensor otherwise).")
     var scope: PruneScope?
 
     @Option(
-      name: .long, help: ArgumentHelp("Keep N of every M consecutive inputs (1 <= N < M <= 32).", valueName: "N:M"))
+      name: .long, parsing: .unconditional,
+      help: ArgumentHelp("Keep N of every M consecutive inputs (1 <= N < M <= 32).", valueName: "N:M"))
     var pattern: NMPattern?
 
     @Option(
       name: .long, help: ArgumentHelp("Activation statistics for wanda (see docs/algorithms.md).", valueName: "file"))
     var calibration: String?
 
-    @Option(name: .long, help: "Seed of the random method.")
-    var seed: UInt64 = 0
+    @Option(name: .long, parsing: .unconditional, help: "Seed of the random method. (default: 0)")
+    var seed: UInt64?
 
-    @Option(name: .long, help: "dense (zeros in place) | bitmask (compressed-tensors sparse-bitmask).")
-    var sparseFormat: SparseFormat = .dense
+    @Option(name: .long, help: "dense (zeros in place) | bitmask (compressed-tensors sparse-bitmask). (default: dense)")
+    var sparseFormat: SparseFormat?
 
     @Option(name: .long, help: "Structured pruning unit: mlp | heads | rows | columns.")
     var structure: StructuredUnit?
 
-    @Option(name: .long, help: "Structured pruning: fraction of units removed per layer, in [0, 1).")
+    @Option(
+      name: .long, parsing: .unconditional, help: "Structured pruning: fraction of units removed per layer, in [0, 1).")
     var ratio: Double?
 
-    @Option(name: .long, help: "Structured pruning: unit score, l1 | l2.")
-    var norm: UnitNorm = .l2
+    @Option(name: .long, help: "Structured pruning: unit score, l1 | l2. (default: l2)")
+    var norm: UnitNorm?
 
     @Flag(name: .long, help: "Structured pruning: cut the coupled tensors and update config.json (else zero in place).")
     var shrink = false
@@ -74,15 +76,45 @@ extension SwiftCompressCommand {
 
     @OptionGroup(title: "Quality gates") var gates: GateOptions
 
+    /// Options the method does not use are refused rather than ignored. (Those the pass
+    /// itself refuses, such as --shrink without structured, keep its message.)
+    func validate() throws {
+      let nm = pattern != nil || method == .nm
+      func refuse(_ option: String, given: Bool, _ reason: String) throws {
+        if given { throw ValidationError("\(option) does not apply to \(reason).") }
+      }
+      if method == .structured {
+        try refuse(
+          "--scope", given: scope != nil, "--method structured, which removes a --ratio of the units of each layer")
+        try refuse(
+          "--sparsity", given: sparsity != nil, "--method structured; give --ratio, the fraction of units removed")
+      } else {
+        let instead = "it is for --method structured"
+        try refuse("--structure", given: structure != nil, "--method \(method.rawValue) (\(instead))")
+        try refuse("--ratio", given: ratio != nil, "--method \(method.rawValue) (\(instead))")
+        try refuse("--norm", given: norm != nil, "--method \(method.rawValue) (\(instead))")
+        if nm {
+          try refuse(
+            "--scope", given: scope != nil,
+            "N:M pruning (--pattern), which keeps N of every M consecutive inputs in every row")
+        }
+      }
+      try refuse(
+        "--seed", given: seed != nil && method != .random, "--method \(method.rawValue): only --method random is seeded"
+      )
+    }
+
     func run() throws {
       try Diagnostics.reportingErrors {
-        let pass = try PrunePass(
-          configuration: .init(
-            method: method, sparsity: sparsity, scope: scope, pattern: pattern, calibration: calibration, seed: seed,
-            sparseFormat: sparseFormat, ignore: ignoring.modules, structure: structure,
-            ratio: ratio, norm: norm, shrink: shrink))
+        var configuration = PrunePass.Configuration(
+          method: method, sparsity: sparsity, scope: scope, pattern: pattern, calibration: calibration,
+          ignore: ignoring.modules, structure: structure, ratio: ratio, shrink: shrink)
+        if let seed { configuration.seed = seed }
+        if let sparseFormat { configuration.sparseFormat = sparseFormat }
+        if let norm { configuration.norm = norm }
+        let pass = try PrunePass(configuration: configuration)
         let options = try self.options.compression(
-          input: input, output: output, command: "prune", pass: pass, gates: gates.gates)
+          input: input, output: output, command: "prune", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }

@@ -4,6 +4,14 @@ import SwiftCompressKit
 
 extension ScaleSearch: ExpressibleByArgument {}
 
+extension QuantizationScheme: ExpressibleByArgument {
+  /// A preset name, case-insensitively (MXFP4 and NVFP4 for the A16 presets); an
+  /// unknown name is a usage error listing the known ones.
+  public init?(argument: String) {
+    self.init(name: argument)
+  }
+}
+
 extension SwiftCompressCommand {
   struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,13 +33,15 @@ extension SwiftCompressCommand {
     @Option(
       name: .long,
       help: ArgumentHelp(
-        "The quantization scheme: \(QuantizationScheme.allCases.map(\.rawValue).joined(separator: ", ")).",
-        valueName: "scheme"))
-    var scheme: String
+        "The quantization scheme (MXFP4 and NVFP4 name the A16 ones).", valueName: "scheme"))
+    var scheme: QuantizationScheme
 
     @Option(
-      name: .long, help: "Inputs per quantization group for the integer schemes; 0 for one scale per output channel.")
-    var groupSize = 128
+      name: .long, parsing: .unconditional,
+      help: ArgumentHelp(
+        "Inputs per quantization group of the integer schemes (W8A16, W4A16, W4A16_ASYM); 0 for one scale per output channel. (default: 128)"
+      ))
+    var groupSize: Int?
 
     @Option(
       name: .long,
@@ -46,17 +56,29 @@ extension SwiftCompressCommand {
 
     @OptionGroup(title: "Quality gates") var gates: GateOptions
 
+    func validate() throws {
+      guard let groupSize else { return }
+      if let grouping = scheme.fixedGrouping {
+        throw ValidationError(
+          "--group-size does not apply to \(scheme.rawValue), which always uses \(grouping); leave it out (it applies to the integer schemes W8A16, W4A16 and W4A16_ASYM)."
+        )
+      }
+      let multiple = 32 / scheme.bits  // codes per packed 32-bit word
+      guard groupSize >= 0, groupSize % multiple == 0 else {
+        throw ValidationError(
+          "--group-size must be 0 (one scale per output channel) or a positive multiple of \(multiple) for \(scheme.rawValue), not \(groupSize)."
+        )
+      }
+    }
+
     func run() throws {
       try Diagnostics.reportingErrors {
-        guard let scheme = QuantizationScheme(name: scheme) else {
-          throw SwiftCompressError.unknownScheme(scheme, known: QuantizationScheme.allCases.map(\.rawValue))
-        }
-        let pass = try QuantizePass(
-          configuration: .init(
-            scheme: scheme, groupSize: groupSize, ignore: ignoring.modules,
-            scaleSearch: scaleSearch))
+        var configuration = QuantizePass.Configuration(
+          scheme: scheme, ignore: ignoring.modules, scaleSearch: scaleSearch)
+        if let groupSize { configuration.groupSize = groupSize }
+        let pass = try QuantizePass(configuration: configuration)
         let options = try self.options.compression(
-          input: input, output: output, command: "quantize", pass: pass, gates: gates.gates)
+          input: input, output: output, command: "quantize", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }

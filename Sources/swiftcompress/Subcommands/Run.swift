@@ -36,6 +36,7 @@ extension SwiftCompressCommand {
         recipe.gates = recipe.gates.overridden(by: gates.gates)
         try recipe.gates.validate()
         let pass = try RecipePass(configuration: recipe)
+        try gates.requireMeasurable(by: pass, command: "run")
         var compression = CompressionOptions(
           input: input, output: output, selection: try TensorSelection(), maxShardSize: options.maxShardSize.bytes,
           force: options.force, command: "run", gates: recipe.gates, recipe: pass.effectiveRecipe)

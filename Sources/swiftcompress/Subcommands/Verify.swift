@@ -14,7 +14,7 @@ extension SwiftCompressCommand {
     var json = false
 
     @Option(
-      name: .long,
+      name: .long, parsing: .unconditional,
       help: ArgumentHelp(
         "Also check that every linear weight (2-D .weight, not embeddings or lm_head, or a bitmask-stored one) keeps at most N of every M consecutive values.",
         valueName: "N:M"))
@@ -36,12 +36,14 @@ extension SwiftCompressCommand {
           for note in report.notes { Diagnostics.note(note) }
           if report.valid {
             printResult(
-              "ok: \(path): \(report.layout ?? "checkpoint"), \(report.files) file(s), \(report.tensors) tensors\n")
+              "ok: \(path): \(report.layout ?? "checkpoint"), \(Format.count(report.files, "file")), \(Format.count(report.tensors, "tensor"))\n"
+            )
             if let pattern = report.pattern {
-              printResult("ok: \(pattern) sparsity holds in all \(report.patternTensors ?? 0) linear weights\n")
+              printResult(
+                "ok: \(pattern) sparsity holds in all \(Format.count(report.patternTensors ?? 0, "linear weight"))\n")
             }
           } else {
-            printResult("\(report.problems.count) problem(s) in \(path):\n")
+            printResult("\(Format.count(report.problems.count, "problem")) in \(path):\n")
             for problem in report.problems {
               printResult("- \(problem)\n  \(problem.rule.advice)\n")
             }
