@@ -43,8 +43,8 @@ from loguru import logger
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForCausalLM
 
-logger.remove()  # compressed-tensors logs every copied file at DEBUG level
-logger.add(sys.stderr, level="WARNING")
+logger.remove()  # compressed-tensors logs every copied file, and a note on the config it rewrites
+logger.add(sys.stderr, level="ERROR")
 transformers.utils.logging.disable_progress_bar()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
