@@ -53,10 +53,10 @@ extension SwiftCompressCommand {
     var calibration: String?
 
     @Option(name: .long, help: "rsvd: extra random columns.")
-    var oversampling = 10
+    var oversampling = FactorizePass.defaultOversampling
 
     @Option(name: .long, help: "rsvd: power iterations.")
-    var powerIterations = 2
+    var powerIterations = FactorizePass.defaultPowerIterations
 
     @Option(name: .long, help: "rsvd: seed.")
     var seed: UInt64 = 0
