@@ -33,6 +33,14 @@ func now() -> Double {
   return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
+/// CPU seconds of the whole process (all threads): steadier than wall time on a shared
+/// machine when BLAS runs on one thread.
+func cpuNow() -> Double {
+  var ts = timespec()
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+  return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
 /// Best-of-`repeats` single-thread memcpy bandwidth over `bytes`-sized buffers, in bytes/s.
 func memcpyBandwidth(bytes: Int = 256 << 20, repeats: Int = 7) -> Double {
   let source = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
@@ -347,7 +355,7 @@ func writeNumpy(_ values: [Float], rows: Int, columns: Int, to path: String) thr
 }
 
 /// Truncated SVD (sgesdd) against numpy.linalg.svd on the same matrix and the same
-/// LAPACK routine, and randomized SVD against both, at several ranks.
+/// LAPACK routine, and randomized SVD (factorize's defaults) against both, at several ranks.
 func factorizeBenchmark(_ arguments: [String]) throws {
   guard let python = argument("--python", in: arguments), let script = argument("--numpy-script", in: arguments),
     let work = argument("--work", in: arguments)
@@ -368,7 +376,12 @@ func factorizeBenchmark(_ arguments: [String]) throws {
     let start = now()
     let full = try svd(wt)
     let svdSeconds = now() - start
-    let numpy = try runChild(python, [script, path, ranks.map(String.init).joined(separator: ",")])
+    let numpy = try runChild(
+      python,
+      [
+        script, path, ranks.map(String.init).joined(separator: ","), "\(FactorizePass.defaultOversampling)",
+        "\(FactorizePass.defaultPowerIterations)",
+      ])
     var numpyResults: [String: (Double, Double)] = [:]
     for line in String(decoding: numpy.stdout, as: UTF8.self).split(separator: "\n") {
       guard let json = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
@@ -380,7 +393,9 @@ func factorizeBenchmark(_ arguments: [String]) throws {
     for k in ranks {
       let optimum = Double(full.truncationError(keeping: k)) / norm
       let t0 = now()
-      let r = try randomizedSVD(wt, rank: k, oversampling: 10, powerIterations: 2, seed: 1)
+      let r = try randomizedSVD(
+        wt, rank: k, oversampling: FactorizePass.defaultOversampling,
+        powerIterations: FactorizePass.defaultPowerIterations, seed: 1)
       let rsvdSeconds = now() - t0
       // ||W^T - U S V^T|| / ||W||
       var scaled = r.u.storage
@@ -403,6 +418,127 @@ func factorizeBenchmark(_ arguments: [String]) throws {
   }
 }
 
+/// One randomized SVD setting: oversampling (a count, or a fraction of the rank with a
+/// floor, "max(10,k/2)" spelled "k/2"), power iterations and normaliser.
+struct RandomizedSetting: CustomStringConvertible {
+  var oversampling: String
+  var powerIterations: Int
+  var normalizer: PowerIterationNormalizer
+
+  /// "10:2:qr", "k/2:3:lu".
+  init(_ text: Substring) throws {
+    let parts = text.split(separator: ":")
+    guard parts.count == 3, let q = Int(parts[1]), let n = PowerIterationNormalizer(rawValue: String(parts[2])) else {
+      throw BenchError(description: "a setting is OVERSAMPLING:POWER:qr|lu, e.g. 10:4:lu or k/2:3:qr, not \(text)")
+    }
+    (oversampling, powerIterations, normalizer) = (String(parts[0]), q, n)
+  }
+
+  func oversampling(rank k: Int) -> Int {
+    if oversampling.hasPrefix("k/"), let d = Int(oversampling.dropFirst(2)) { return max(10, k / d) }
+    return Int(oversampling) ?? 10
+  }
+
+  var description: String { "p=\(oversampling) q=\(powerIterations) \(normalizer.rawValue)" }
+}
+
+/// Randomized SVD settings on the linear weights of a real checkpoint, in process (no
+/// I/O in the timings): per rank, each setting's error against the Eckart-Young optimum
+/// (sgesdd's singular values) over the whole selection and its worst tensor, and the
+/// seconds it takes summed over the weights (best of --repeats), next to the truncated
+/// SVD's (`--method svd`: sgesdd with vectors).
+///
+///   swiftcompress-bench rsvd --checkpoint DIR | --student-t 4096x4096 [--ranks 32,64,128] [--repeats 3]
+///       [--settings 10:2:qr,10:4:lu,...] [--seeds 1]
+///
+/// Weights: 2-D, named *.weight, not embeddings, both sides > rank; or the seeded
+/// Student-t matrix of `factorize`.
+func randomizedSVDBenchmark(_ arguments: [String]) throws {
+  let path = argument("--checkpoint", in: arguments)
+  let synthetic = argument("--student-t", in: arguments)?.split(separator: "x").compactMap { Int($0) }
+  guard path != nil || synthetic?.count == 2 else {
+    throw BenchError(
+      description: "usage: swiftcompress-bench rsvd --checkpoint DIR | --student-t ROWSxCOLUMNS [--ranks 32,64,128] ..."
+    )
+  }
+  let ranks = (argument("--ranks", in: arguments) ?? "32,64,128").split(separator: ",").compactMap { Int($0) }
+  let repeats = Int(argument("--repeats", in: arguments) ?? "3") ?? 3
+  let seeds = UInt64(argument("--seeds", in: arguments) ?? "1") ?? 1
+  let settings = try (argument("--settings", in: arguments) ?? "10:2:qr,10:4:lu").split(separator: ",").map {
+    try RandomizedSetting($0)
+  }
+  var weights: [(name: String, wt: Matrix, sigma: [Double])] = []
+  var svdSeconds = (wall: Double.infinity, cpu: Double.infinity)
+  if let synthetic {
+    // The matrix `factorize` benchmarks (same seed).
+    let (rows, columns) = (synthetic[0], synthetic[1])
+    let wt = try Matrix.transposeOfRowMajor(
+      studentT(rows: rows, columns: columns, seed: 11), rows: rows, columns: columns)
+    weights.append(("student-t", wt, try singularValues(wt).map { Double($0) * Double($0) }))
+  }
+  let checkpoint = try path.map { try Checkpoint.open($0) }
+  for tensor in checkpoint?.tensors ?? []
+  where tensor.info.shape.count == 2 && tensor.name.hasSuffix(".weight") && !tensor.name.contains("embed")
+    && tensor.info.dtype.isFloatingPoint
+  {
+    guard let checkpoint else { break }
+    let (rows, columns) = (tensor.info.shape[0], tensor.info.shape[1])
+    let values = Float32Conversion.floats(checkpoint.bytes(of: tensor), dtype: tensor.info.dtype, count: rows * columns)
+    let wt = try Matrix.transposeOfRowMajor(values, rows: rows, columns: columns)
+    weights.append((tensor.name, wt, try singularValues(wt).map { Double($0) * Double($0) }))
+  }
+  for _ in 0..<repeats {
+    let (t0, c0) = (now(), cpuNow())
+    for w in weights { _ = try svd(w.wt) }
+    svdSeconds = (min(svdSeconds.wall, now() - t0), min(svdSeconds.cpu, cpuNow() - c0))
+  }
+  print(
+    "\(weights.count) weights from \(path ?? "Student-t \(synthetic![0])x\(synthetic![1])"), BLAS threads \(blasThreadCount()); svd (sgesdd with vectors) "
+      + String(format: "%.3f s wall, %.3f s CPU (best of %d)", svdSeconds.wall, svdSeconds.cpu, repeats))
+  print("rank  setting                error/optimum: selection  worst    wall s   CPU s   svd/rsvd (CPU)")
+  for k in ranks {
+    let selected = weights.filter { k < min($0.wt.rows, $0.wt.columns) }
+    let optimum = selected.reduce(0.0) { $0 + $1.sigma.dropFirst(k).reduce(0, +) }
+    // Settings take turns within each repeat, so a busy spell on a shared machine does
+    // not land on one setting only; the best of the repeats is kept.
+    var seconds = [(wall: Double, cpu: Double)](repeating: (.infinity, .infinity), count: settings.count)
+    for _ in 0..<repeats {
+      for (s, setting) in settings.enumerated() {
+        let (t0, c0) = (now(), cpuNow())
+        for (i, w) in selected.enumerated() {
+          _ = try randomizedSVD(
+            w.wt, rank: k, oversampling: setting.oversampling(rank: k), powerIterations: setting.powerIterations,
+            normalizer: setting.normalizer, seed: UInt64(i))
+        }
+        seconds[s] = (min(seconds[s].wall, now() - t0), min(seconds[s].cpu, cpuNow() - c0))
+      }
+    }
+    for (s, setting) in settings.enumerated() {
+      for seed in 0..<seeds {
+        var error = 0.0
+        var worst = 0.0
+        for (i, w) in selected.enumerated() {
+          let r = try randomizedSVD(
+            w.wt, rank: k, oversampling: setting.oversampling(rank: k), powerIterations: setting.powerIterations,
+            normalizer: setting.normalizer, seed: UInt64(i) &+ seed &* 1000)
+          var scaled = r.u.storage
+          for c in 0..<k { for row in 0..<r.u.rows { scaled[row + c * r.u.rows] *= r.singularValues[c] } }
+          var product = try Matrix(rows: r.u.rows, columns: r.vt.columns)
+          try gemm(try Matrix(rows: r.u.rows, columns: k, columnMajor: scaled), r.vt, into: &product)
+          var e = 0.0
+          for (a, b) in zip(product.storage, w.wt.storage) { e += Double(a - b) * Double(a - b) }
+          error += e
+          worst = max(worst, (e / w.sigma.dropFirst(k).reduce(0, +)).squareRoot())
+        }
+        print(
+          String(
+            format: "%4d  %-21@  %.5f                  %.5f  %7.3f  %7.3f  %6.1f", k, setting.description as NSString,
+            (error / optimum).squareRoot(), worst, seconds[s].wall, seconds[s].cpu, svdSeconds.cpu / seconds[s].cpu))
+      }
+    }
+  }
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 do {
   switch arguments.first {
@@ -410,10 +546,11 @@ do {
   case "quantize": try quantizeBenchmark(Array(arguments.dropFirst()))
   case "prune": try pruneBenchmark(Array(arguments.dropFirst()))
   case "factorize": try factorizeBenchmark(Array(arguments.dropFirst()))
+  case "rsvd": try randomizedSVDBenchmark(Array(arguments.dropFirst()))
   case "memcpy": print("memcpy (1 thread): \(gb(memcpyBandwidth()))")
   default:
     print(
-      "usage: swiftcompress-bench pipeline|quantize|prune|factorize|memcpy ... (see Benchmarks/swiftcompress-bench/main.swift)"
+      "usage: swiftcompress-bench pipeline|quantize|prune|factorize|rsvd|memcpy ... (see Benchmarks/swiftcompress-bench/main.swift)"
     )
     exit(64)
   }

@@ -27,6 +27,25 @@ func singularValuesOf(_ checkpoint: Checkpoint, _ name: String) throws -> [Float
   return try singularValues(Matrix(rows: tensor.info.shape[0], columns: tensor.info.shape[1], rowMajor: values))
 }
 
+/// A square weight as hard for a randomized SVD as MiniLM's (issue 12): a power-law head,
+/// 4 i^-0.5 on seeded random orthonormal U and V, over a Gaussian bulk of N(0, 1/n) entries
+/// (singular values from 0 to about 2, the noise floor trained weights also have). The bulk
+/// is what makes it hard: the head alone, even at i^-0.3, kept the old defaults within
+/// 1.5 % of the optimum. Row-major.
+func slowlyDecayingWeight(_ n: Int, seed: UInt64) throws -> [Float] {
+  var rng = SplitMix64(seed: seed)
+  var u = try qr(Matrix(rows: n, columns: n, columnMajor: (0..<(n * n)).map { _ in rng.gaussian() })).q
+  let v = try qr(Matrix(rows: n, columns: n, columnMajor: (0..<(n * n)).map { _ in rng.gaussian() })).q
+  for j in 0..<n {
+    let sigma = 4 / Float(j + 1).squareRoot()
+    for i in 0..<n { u[i, j] *= sigma }
+  }
+  // The column-major storage of U S V^T is the row-major V S U^T: as random a weight.
+  let w = try gemm(u, v, transposeB: true)
+  let noise = 1 / Float(n).squareRoot()
+  return w.storage.map { $0 + noise * rng.gaussian() }
+}
+
 @Suite("Low-rank factorization")
 struct FactorizeTests {
   /// Truncated SVD reaches the Eckart-Young optimum: relative error
@@ -49,6 +68,55 @@ struct FactorizeTests {
       #expect(output.tensor(named: module + ".weight_b")?.info.shape == [rank, shape[1]])
       #expect(output.tensor(named: entry.name) == nil)
     }
+  }
+
+  /// Issue 12: with its default oversampling and power iterations, rsvd stays within 1 %
+  /// of the Eckart-Young optimum (the error of `--method svd`, sgesdd) on a 384 x 384
+  /// weight whose spectrum decays like MiniLM's (`slowlyDecayingWeight`, seed 12; rsvd
+  /// seed 0). Ratio of relative Frobenius errors, tolerance 1.01 at every rank. Measured:
+  /// the old defaults (10 oversampling columns, 2 power iterations) 1.0129, 1.0217, 1.0294
+  /// at ranks 32, 64, 128 (on MiniLM: 1.011, 1.018, 1.027); the new ones (10, 4) 1.0045,
+  /// 1.0064, 1.0074.
+  @Test(arguments: [32, 64, 128])
+  func rsvdDefaultsStayNearTheOptimumOnASlowlyDecayingSpectrum(_ rank: Int) throws {
+    let folder = TemporaryFolder()
+    let n = 384
+    let input = folder.file("in.safetensors")
+    let bytes = try slowlyDecayingWeight(n, seed: 12).withUnsafeBytes { Array($0) }
+    try writeTensors([("layer.weight", .f32, [n, n], bytes)], to: input)
+    func error(_ method: FactorizationMethod) throws -> Double {
+      let report = try Compressor.run(
+        pass: try FactorizePass(configuration: .init(method: method, rank: .rank(rank))),
+        options: CompressionOptions(
+          input: input, output: folder.file(method.rawValue), selection: try TensorSelection(),
+          command: "factorize"))
+      return try #require(report.totals.metrics?.relativeFrobeniusError)
+    }
+    let ratio = try error(.rsvd) / error(.svd)
+    #expect(ratio >= 1 - 1e-5 && ratio <= 1.01, "rank \(rank): rsvd / svd = \(ratio)")
+  }
+
+  /// LU normalisation of the power iterations (the default) spans the same subspaces as
+  /// QR: on the slowly decaying weight at rank 64 with 4 power iterations, the two errors
+  /// agree within 1e-4 relative (Float32 rounding), and both are within 1 % of sgesdd's.
+  @Test func luAndQRNormalisedPowerIterationsAgree() throws {
+    let n = 384
+    let wt = try Matrix.transposeOfRowMajor(try slowlyDecayingWeight(n, seed: 12), rows: n, columns: n)
+    let optimum = Double(try svd(wt).truncationError(keeping: 64))
+    var errors: [PowerIterationNormalizer: Double] = [:]
+    for normalizer in PowerIterationNormalizer.allCases {
+      let r = try randomizedSVD(wt, rank: 64, oversampling: 10, powerIterations: 4, normalizer: normalizer, seed: 5)
+      var scaled = r.u
+      for j in 0..<64 { for i in 0..<n { scaled[i, j] *= r.singularValues[j] } }
+      let product = try gemm(scaled, r.vt)
+      errors[normalizer] = zip(product.storage, wt.storage).reduce(0.0) {
+        $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1)
+      }
+      .squareRoot()
+    }
+    let (lu, qr) = (try #require(errors[.lu]), try #require(errors[.qr]))
+    #expect(abs(lu - qr) <= 1e-4 * qr, "LU \(lu) vs QR \(qr)")
+    #expect(lu <= 1.01 * optimum && qr <= 1.01 * optimum, "LU \(lu), QR \(qr), optimum \(optimum)")
   }
 
   @Test func rsvdIsCloseToTheOptimumAndSeededAndLQIsWorse() throws {

@@ -153,7 +153,8 @@ public struct LowRankResidualPass: CompressionPass {
   {
     do {
       let wt = try Matrix.transposeOfRowMajor(values, rows: rows, columns: columns)
-      let t = try randomizedSVD(wt, rank: k, oversampling: 10, powerIterations: 2, seed: seed)
+      // Not factorize's defaults: LQ-LoRA keeps the randomized SVD it was measured with.
+      let t = try randomizedSVD(wt, rank: k, oversampling: 10, powerIterations: 2, normalizer: .qr, seed: seed)
       return FactorizePass.svdFactors(u: t.u, singularValues: t.singularValues, vt: t.vt, rows: rows)
     } catch {
       throw .invalidTensor(name: name, reason: "LAPACK failed: \(error.localizedDescription)")

@@ -154,8 +154,10 @@ enum StageBuilder {
         return try FactorizePass(
           configuration: .init(
             method: try r.choice("method", FactorizationMethod.self) ?? .svd, rank: rules[0],
-            ignore: r.strings("ignore") ?? ["lm_head"], oversampling: try r.int("oversampling") ?? 10,
-            powerIterations: try r.int("power_iterations") ?? 2, seed: try r.uint64("seed") ?? 0,
+            ignore: r.strings("ignore") ?? ["lm_head"],
+            oversampling: try r.int("oversampling") ?? FactorizePass.defaultOversampling,
+            powerIterations: try r.int("power_iterations") ?? FactorizePass.defaultPowerIterations,
+            seed: try r.uint64("seed") ?? 0,
             calibration: try r.scalar("calibration")))
       }
     } catch {

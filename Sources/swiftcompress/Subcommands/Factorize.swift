@@ -58,10 +58,14 @@ extension SwiftCompressCommand {
         valueName: "file"))
     var calibration: String?
 
-    @Option(name: .long, parsing: .unconditional, help: "rsvd: extra random columns. (default: 10)")
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: "rsvd: extra random columns. (default: \(FactorizePass.defaultOversampling))")
     var oversampling: Int?
 
-    @Option(name: .long, parsing: .unconditional, help: "rsvd: power iterations. (default: 2)")
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: "rsvd: power iterations. (default: \(FactorizePass.defaultPowerIterations))")
     var powerIterations: Int?
 
     @Option(name: .long, parsing: .unconditional, help: "rsvd: seed. (default: 0)")
