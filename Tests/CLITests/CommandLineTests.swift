@@ -195,7 +195,10 @@ struct UsageErrorTests {
       "convert": ["default: 5GB"],
       "quantize": ["default: 5GB", "default: 128", "default: none"],
       "prune": ["default: 5GB", "default: dense", "default: l2", "default: 0"],
-      "factorize": ["default: 5GB", "default: svd", "default: 10", "default: 2", "default: 0"],
+      "factorize": [
+        "default: 5GB", "default: svd", "default: \(FactorizePass.defaultOversampling)",
+        "default: \(FactorizePass.defaultPowerIterations)", "default: 0",
+      ],
       "decompress": ["default: 5GB"],
       "run": ["default: 5GB"],
     ]
