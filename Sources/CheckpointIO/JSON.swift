@@ -386,6 +386,20 @@ public enum JSONText {
     return out
   }
 
+  /// `value` as compact JSON: no spaces, members in their order, non-ASCII kept as UTF-8
+  /// (for a safetensors `__metadata__` value).
+  public static func compact(_ value: JSONValue) -> String {
+    switch value {
+    case .null: "null"
+    case .bool(let b): b ? "true" : "false"
+    case .number(let text): text
+    case .string(let s): quoted(s)
+    case .array(let items): "[" + items.map(compact).joined(separator: ",") + "]"
+    case .object(let members):
+      "{" + members.map { quoted($0.key) + ":" + compact($0.value) }.joined(separator: ",") + "}"
+    }
+  }
+
   /// `value` as Python's `json.dumps(value, indent=2, sort_keys=True)` writes it
   /// (non-ASCII escaped), with a final newline as transformers writes config.json, or
   /// without one as llm-compressor does. Numbers keep their original text.

@@ -166,23 +166,17 @@ public enum Compressor {
     let floatDTypes = Set(outputs.map(\.dtype).filter(\.isFloatingPoint))
     let pass = plan.pass
     var metadata = plan.metadata ?? [:]
-    if checkpoint.layout != .file, checkpoint.auxiliaryFiles.contains("config.json") {
+    if LoaderContract.hasConfigFile(checkpoint) {
       guard let data = FileManager.default.contents(atPath: checkpoint.folder + "/config.json"),
         let config = try? JSONParser.parse(Array(data)),  // not valid JSON: copied unchanged, not ours to judge
         let text = pass.editedConfig(config, outputFloatDTypes: floatDTypes)
       else { return }
-      let (final, guarded) = LoaderContract.finished(text, tensors: outputs)
+      let (final, parsed) = LoaderContract.finished(text, tensors: outputs)
       plan.configText = final
-      let parsed = try? JSONParser.parse(Array(final.utf8))
-      if guarded {
+      if let parsed, !LoaderGuard.layouts(of: parsed).isEmpty {
         plan.extraFiles[LoaderGuard.modelingFileName] = LoaderGuard.modelingSource(
-          originalModelType: parsed.flatMap(LoaderGuard.originalModelType))
-        let layouts = parsed.map(LoaderGuard.layouts(of:)) ?? []
-        plan.notes.append(
-          "the output holds \(layouts.joined(separator: " and ")), which no standard loader reads: config.json sends transformers and vLLM to \(LoaderGuard.modelingFileName), which they run only with trust_remote_code"
-            + (LoaderGuard.loadable(layouts, originalAutoMap: parsed?[LoaderGuard.recordKey]?["auto_map"])
-              ? " (it builds the factorized layers)" : " and which refuses these layouts")
-            + "; 'swiftcompress decompress' writes a dense checkpoint every loader reads")
+          originalModelType: LoaderGuard.originalModelType(parsed))
+        plan.notes.append("the output " + LoaderGuard.summary(of: parsed))
       } else if checkpoint.auxiliaryFiles.contains(LoaderGuard.modelingFileName) {
         plan.droppedFiles.append(LoaderGuard.modelingFileName)
       }
@@ -195,7 +189,7 @@ public enum Compressor {
         let edited = try? JSONParser.parse(Array(text.utf8))
       else { return }
       let final = LoaderContract.reconciled(edited, tensors: outputs)
-      for key in LoaderContract.recordKeys { metadata[key] = final[key].map(LoaderContract.compact) }
+      for key in LoaderContract.recordKeys { metadata[key] = final[key].map(JSONText.compact) }
       let kept = LoaderContract.recordKeys.filter { final[$0] != nil }
       if !kept.isEmpty {
         plan.warnings.append(

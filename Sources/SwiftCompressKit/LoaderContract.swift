@@ -81,10 +81,12 @@ public enum LoaderContract {
   /// The config groups of a `quantization_config` block.
   static func groups(of quantization: JSONValue?) -> [ConfigGroup] {
     (quantization?["config_groups"]?.members ?? []).map { member in
-      ConfigGroup(
-        name: member.key, targets: (member.value["targets"]?.arrayValue ?? []).compactMap(\.stringValue),
+      let targets = (member.value["targets"]?.arrayValue ?? []).compactMap(\.stringValue)
+      return ConfigGroup(
+        name: member.key, targets: targets,
         format: member.value["format"]?.stringValue ?? quantization?["format"]?.stringValue ?? "",
-        weights: member.value["weights"])
+        weights: member.value["weights"],
+        nameRules: targets.filter { $0 != "Linear" }.compactMap { try? IgnoreRule($0) })
     }
   }
 
@@ -127,20 +129,19 @@ public enum LoaderContract {
   /// completed, and the loader guard set or removed. The text is kept as it is when
   /// nothing changes; otherwise it is rewritten in the same style (sorted keys, two-space
   /// indent, the same final newline or none).
-  static func finished(_ text: String, tensors: [PlannedTensor]) -> (text: String, guarded: Bool) {
-    guard let config = try? JSONParser.parse(Array(text.utf8)) else { return (text, false) }
+  static func finished(_ text: String, tensors: [PlannedTensor]) -> (text: String, config: JSONValue?) {
+    guard let config = try? JSONParser.parse(Array(text.utf8)) else { return (text, nil) }
     var edited = reconciled(config, tensors: tensors)
-    let guarded = !LoaderGuard.layouts(of: edited).isEmpty
-    edited = guarded ? LoaderGuard.guarded(edited) : LoaderGuard.restored(edited)
-    guard edited != config else { return (text, guarded) }
-    return (JSONText.pretty(edited, trailingNewline: text.hasSuffix("\n")), guarded)
+    edited = LoaderGuard.layouts(of: edited).isEmpty ? LoaderGuard.restored(edited) : LoaderGuard.guarded(edited)
+    guard edited != config else { return (text, edited) }
+    return (JSONText.pretty(edited, trailingNewline: text.hasSuffix("\n")), edited)
   }
 
   /// The config of `checkpoint`: its config.json, or for a checkpoint without one, the
   /// records its weights' `__metadata__` carries (an object of `recordKeys`). Nil when
   /// there is neither (or config.json is not valid JSON).
   public static func config(of checkpoint: Checkpoint) -> JSONValue? {
-    if checkpoint.layout != .file, checkpoint.auxiliaryFiles.contains("config.json") {
+    if hasConfigFile(checkpoint) {
       return FileManager.default.contents(atPath: checkpoint.folder + "/config.json").flatMap {
         try? JSONParser.parse(Array($0))
       }
@@ -151,8 +152,12 @@ public enum LoaderContract {
 
   /// Where `config(of:)` reads: config.json, or without one the (first) weight file.
   public static func configPath(of checkpoint: Checkpoint) -> String {
+    hasConfigFile(checkpoint) ? checkpoint.folder + "/config.json" : checkpoint.files.first?.path ?? checkpoint.path
+  }
+
+  /// Whether `checkpoint` is a folder with a config.json.
+  static func hasConfigFile(_ checkpoint: Checkpoint) -> Bool {
     checkpoint.layout != .file && checkpoint.auxiliaryFiles.contains("config.json")
-      ? checkpoint.folder + "/config.json" : checkpoint.files.first?.path ?? checkpoint.path
   }
 
   /// The records of `recordKeys` found in `metadata`, parsed.
@@ -161,19 +166,6 @@ public enum LoaderContract {
       guard let text = metadata?[key], let value = try? JSONParser.parse(Array(text.utf8)), value.members != nil
       else { return nil }
       return JSONMember(key, value)
-    }
-  }
-
-  /// `value` as compact JSON (no spaces, keys in their order), for `__metadata__`.
-  static func compact(_ value: JSONValue) -> String {
-    switch value {
-    case .null: "null"
-    case .bool(let b): b ? "true" : "false"
-    case .number(let text): text
-    case .string(let s): JSONText.quoted(s)
-    case .array(let items): "[" + items.map(compact).joined(separator: ",") + "]"
-    case .object(let members):
-      "{" + members.map { JSONText.quoted($0.key) + ":" + compact($0.value) }.joined(separator: ",") + "}"
     }
   }
 }
@@ -287,6 +279,15 @@ public enum LoaderGuard {
       }
     }
     return .object(members)
+  }
+
+  /// How a guarded checkpoint loads, for the run's note and `verify`'s.
+  static func summary(of config: JSONValue) -> String {
+    let found = layouts(of: config)
+    let layouts = found.joined(separator: " and ")
+    return loadable(found, originalAutoMap: config[recordKey]?["auto_map"])
+      ? "holds \(layouts), which no standard loader reads: transformers and vLLM load it only with trust_remote_code=True, through \(modelingFileName), which builds the factorized layers; swiftcompress decompress makes it dense for every loader"
+      : "holds \(layouts), which no standard loader reads: transformers and vLLM refuse it, and with trust_remote_code=True \(modelingFileName) says why; swiftcompress decompress makes it dense for every loader"
   }
 
   /// The original `model_type` a guarded config records.
@@ -423,6 +424,8 @@ extension LoaderContract {
     var targets: [String]
     var format: String
     var weights: JSONValue?
+    /// The name targets (all but `Linear`), compiled once.
+    var nameRules: [IgnoreRule] = []
 
     /// The tensor a module's quantized weight is stored under, which compressed-tensors'
     /// model-free tools look for first (`weight` for the formats that keep that name).
@@ -431,10 +434,7 @@ extension LoaderContract {
     /// Whether the group targets `module`: by class for `Linear` (transformers; here a
     /// module whose weight looks linear), or by name (exact, or `re:` matched from the start).
     func targets(_ module: String, looksLinear: Bool) -> Bool {
-      targets.contains { target in
-        if target == "Linear" { return looksLinear }
-        return (try? IgnoreRule(target))?.matches(module) ?? false
-      }
+      (looksLinear && targets.contains("Linear")) || nameRules.contains { $0.matches(module) }
     }
   }
 
@@ -442,7 +442,6 @@ extension LoaderContract {
   /// weights' `__metadata__`) and its tensors that changes what a loader does, as `verify`
   /// problems; and notes on how the checkpoint loads.
   public static func check(_ checkpoint: Checkpoint) -> (problems: [ValidationProblem], notes: [String]) {
-    let hasConfigFile = checkpoint.layout != .file && checkpoint.auxiliaryFiles.contains("config.json")
     let where_ = configPath(of: checkpoint)
     let tensors = checkpoint.tensors.map { TensorDescriptor($0.info) }
     let modules = StoredModules(tensors)
@@ -539,7 +538,7 @@ extension LoaderContract {
     if !modules.sparse.isEmpty { found.append("\(modules.sparse.count) bitmask-sparse, e.g. '\(modules.sparse[0])'") }
     if !found.isEmpty {
       let modelType = config["model_type"]?.stringValue
-      if !hasConfigFile {
+      if !hasConfigFile(checkpoint) {
         notes.append(
           "no config.json: no standard loader builds a model from it; its modules are \(found.joined(separator: "; ")); swiftcompress decompress makes it dense"
         )
@@ -554,12 +553,7 @@ extension LoaderContract {
           "config.json sends loaders to \(LoaderGuard.modelingFileName), which is missing: copy it from the output swiftcompress wrote, or rewrite the checkpoint"
         )
       } else {
-        let layouts = LoaderGuard.layouts(of: config)
-        notes.append(
-          LoaderGuard.loadable(layouts, originalAutoMap: config[LoaderGuard.recordKey]?["auto_map"])
-            ? "holds \(layouts.joined(separator: " and ")): transformers loads it only with trust_remote_code=True (\(LoaderGuard.modelingFileName) builds the factorized layers); swiftcompress decompress makes it dense for every loader"
-            : "holds \(layouts.joined(separator: " and ")): standard loaders refuse it (\(LoaderGuard.modelingFileName) says why); swiftcompress decompress makes it dense"
-        )
+        notes.append(LoaderGuard.summary(of: config))
       }
     }
     return (problems, notes)
