@@ -286,7 +286,7 @@ public enum LoaderGuard {
     let found = layouts(of: config)
     let layouts = found.joined(separator: " and ")
     return loadable(found, originalAutoMap: config[recordKey]?["auto_map"])
-      ? "holds \(layouts), which no standard loader reads: transformers and vLLM load it only with trust_remote_code=True, through \(modelingFileName), which builds the factorized layers; swiftcompress decompress makes it dense for every loader"
+      ? "holds \(layouts), which no standard loader reads: transformers loads it only with trust_remote_code=True, through \(modelingFileName), which builds the factorized layers (vLLM refuses it without --trust-remote-code); swiftcompress decompress makes it dense for every loader"
       : "holds \(layouts), which no standard loader reads: transformers and vLLM refuse it, and with trust_remote_code=True \(modelingFileName) says why; swiftcompress decompress makes it dense for every loader"
   }
 
