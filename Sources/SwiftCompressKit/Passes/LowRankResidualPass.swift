@@ -13,22 +13,6 @@ import LinearAlgebra
 /// records the rank under `swiftcompress_lowrank_residual`, and `decompress` adds the
 /// product back.
 public struct LowRankResidualPass: CompressionPass {
-  public struct Configuration: Codable, Sendable, Equatable {
-    public var quantize: QuantizePass.Configuration
-    /// Rank k of the correction.
-    public var rank: Int
-    /// Alternations of quantize and low-rank fit.
-    public var iterations: Int
-
-    public init(
-      quantize: QuantizePass.Configuration, rank: Int, iterations: Int = LowRankResidualPass.defaultIterations
-    ) {
-      self.quantize = quantize
-      self.rank = rank
-      self.iterations = iterations
-    }
-  }
-
   public static let identifier = "lowrank-residual"
   public static let summary = "quantized weight plus a low-rank correction, W ~ Q + A B (LQ-LoRA)"
   public static let defaultIterations = 3

@@ -1,0 +1,20 @@
+import CheckpointIO
+import Foundation
+
+extension LowRankResidualPass {
+  public struct Configuration: Codable, Sendable, Equatable {
+    public var quantize: QuantizePass.Configuration
+    /// Rank k of the correction.
+    public var rank: Int
+    /// Alternations of quantize and low-rank fit.
+    public var iterations: Int
+
+    public init(
+      quantize: QuantizePass.Configuration, rank: Int, iterations: Int = LowRankResidualPass.defaultIterations
+    ) {
+      self.quantize = quantize
+      self.rank = rank
+      self.iterations = iterations
+    }
+  }
+}

@@ -1,0 +1,88 @@
+import CheckpointIO
+import Foundation
+
+extension PrunePass {
+  public struct Configuration: Codable, Sendable, Equatable {
+    public var method: PruneMethod
+    /// Fraction of weights to prune, in [0, 1) (unstructured methods).
+    public var sparsity: Double?
+    public var scope: PruneScope
+    /// N:M pattern (method nm, or magnitude/wanda/random restricted to N:M).
+    public var pattern: NMPattern?
+    /// Wanda's calibration-statistics file.
+    public var calibration: String?
+    public var seed: UInt64
+    public var sparseFormat: SparseFormat
+    /// Modules left dense, as in compressed-tensors' ignore list (exact or re:<regex>).
+    public var ignore: [String]
+    /// Structured pruning: which units, what fraction of them per layer, and how scored.
+    public var structure: StructuredUnit?
+    public var ratio: Double?
+    public var norm: UnitNorm
+    /// Structured pruning: cut the coupled tensors and update config.json.
+    public var shrink: Bool
+
+    public init(
+      method: PruneMethod, sparsity: Double? = nil, scope: PruneScope? = nil, pattern: NMPattern? = nil,
+      calibration: String? = nil, seed: UInt64 = 0, sparseFormat: SparseFormat = .dense, ignore: [String] = ["lm_head"],
+      structure: StructuredUnit? = nil, ratio: Double? = nil, norm: UnitNorm = .l2, shrink: Bool = false
+    ) {
+      self.method = method
+      self.sparsity = sparsity
+      self.scope = scope ?? (method == .wanda ? .row : .tensor)
+      self.pattern = pattern
+      self.calibration = calibration
+      self.seed = seed
+      self.sparseFormat = sparseFormat
+      self.ignore = ignore
+      self.structure = structure
+      self.ratio = ratio
+      self.norm = norm
+      self.shrink = shrink
+    }
+
+    /// Every key but `method` may be left out (recipes, the pass registry).
+    public init(from decoder: any Decoder) throws {
+      let c = try decoder.container(keyedBy: CodingKeys.self)
+      self.init(
+        method: try c.decode(PruneMethod.self, forKey: .method),
+        sparsity: try c.decodeIfPresent(Double.self, forKey: .sparsity),
+        scope: try c.decodeIfPresent(PruneScope.self, forKey: .scope),
+        pattern: try c.decodeIfPresent(String.self, forKey: .pattern).map { text in
+          guard let pattern = NMPattern(text) else {
+            throw DecodingError.dataCorruptedError(forKey: .pattern, in: c, debugDescription: "'\(text)' is not N:M")
+          }
+          return pattern
+        },
+        calibration: try c.decodeIfPresent(String.self, forKey: .calibration),
+        seed: try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0,
+        sparseFormat: try c.decodeIfPresent(SparseFormat.self, forKey: .sparseFormat) ?? .dense,
+        ignore: try c.decodeIfPresent([String].self, forKey: .ignore) ?? ["lm_head"],
+        structure: try c.decodeIfPresent(StructuredUnit.self, forKey: .structure),
+        ratio: try c.decodeIfPresent(Double.self, forKey: .ratio),
+        norm: try c.decodeIfPresent(UnitNorm.self, forKey: .norm) ?? .l2,
+        shrink: try c.decodeIfPresent(Bool.self, forKey: .shrink) ?? false)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(method, forKey: .method)
+      try c.encodeIfPresent(sparsity, forKey: .sparsity)
+      try c.encode(scope, forKey: .scope)
+      try c.encodeIfPresent(pattern?.description, forKey: .pattern)
+      try c.encodeIfPresent(calibration, forKey: .calibration)
+      try c.encode(seed, forKey: .seed)
+      try c.encode(sparseFormat, forKey: .sparseFormat)
+      try c.encode(ignore, forKey: .ignore)
+      try c.encodeIfPresent(structure, forKey: .structure)
+      try c.encodeIfPresent(ratio, forKey: .ratio)
+      try c.encode(norm, forKey: .norm)
+      try c.encode(shrink, forKey: .shrink)
+    }
+
+    enum CodingKeys: String, CodingKey {
+      case method, sparsity, scope, pattern, calibration, seed, ignore, structure, ratio, norm, shrink
+      case sparseFormat = "sparse_format"
+    }
+  }
+}
