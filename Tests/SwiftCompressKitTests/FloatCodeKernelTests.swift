@@ -69,7 +69,7 @@ struct FloatCodeKernelTests {
       var mismatches = 0
       for i in x.indices {
         let code = i % 2 == 0 ? packed[i / 2] & 0xF : packed[i / 2] >> 4
-        let expected = QuantizePass.e2m1Code(x[i])
+        let expected = MXFP4Codec.e2m1Code(x[i])
         if code != expected || recon[i].bitPattern != Float32Conversion.e2m1Table[Int(expected)].bitPattern {
           mismatches += 1
           if mismatches < 5 { Issue.record("x = \(x[i]): code \(code) value \(recon[i]), expected \(expected)") }

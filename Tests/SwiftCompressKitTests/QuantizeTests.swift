@@ -139,24 +139,24 @@ struct FP4Tests {
   @Test func e2m1RoundsToNearestEvenOnTheGrid() {
     let table = Float32Conversion.e2m1Table
     for code in 0..<16 where code != 8 {
-      #expect(QuantizePass.e2m1Code(table[code]) == UInt8(code))
+      #expect(MXFP4Codec.e2m1Code(table[code]) == UInt8(code))
     }
     let ties: [(Float, UInt8)] = [(0.25, 0), (0.75, 2), (1.25, 2), (1.75, 4), (2.5, 4), (3.5, 6), (5, 6)]
     for (value, code) in ties {
-      #expect(QuantizePass.e2m1Code(value) == code, "\(value)")
-      #expect(QuantizePass.e2m1Code(-value) == code | 8, "\(-value)")
+      #expect(MXFP4Codec.e2m1Code(value) == code, "\(value)")
+      #expect(MXFP4Codec.e2m1Code(-value) == code | 8, "\(-value)")
     }
-    #expect(QuantizePass.e2m1Code(-0.1) == 8)
+    #expect(MXFP4Codec.e2m1Code(-0.1) == 8)
   }
 
   /// The reference's MX exponent: floor(log2(amax)) - 2 + 127, except that a mantissa of
   /// 1.75 or more rounds amax up to the next power of two first (llama.cpp does not).
   @Test func mxExponentFollowsTheReferenceRule() {
-    #expect(QuantizePass.mxExponent(6) == 127)  // 1.5 x 2^2: 6 / 2^0 = 6
-    #expect(QuantizePass.mxExponent(7) == 128)  // 1.75 x 2^2 rounds up to 2^3
-    #expect(QuantizePass.mxExponent(Float(1.75).nextDown * 4) == 127)
-    #expect(QuantizePass.mxExponent(1) == 125)
-    #expect(QuantizePass.mxExponent(0) == 0)
+    #expect(MXFP4Codec.mxExponent(6) == 127)  // 1.5 x 2^2: 6 / 2^0 = 6
+    #expect(MXFP4Codec.mxExponent(7) == 128)  // 1.75 x 2^2 rounds up to 2^3
+    #expect(MXFP4Codec.mxExponent(Float(1.75).nextDown * 4) == 127)
+    #expect(MXFP4Codec.mxExponent(1) == 125)
+    #expect(MXFP4Codec.mxExponent(0) == 0)
   }
 }
 

@@ -15,8 +15,8 @@ public struct DenseTensor: Sendable, Equatable {
   public var storage: String
   /// The stored tensor the values come from (the primary one of a compressed module).
   let source: CheckpointTensor
-  /// The decompressed output, nil for a plain tensor.
-  let planned: PlannedTensor?
+  /// The dense weight a compressed tensor decodes to, nil for a plain tensor.
+  let planned: DenseWeight?
 
   /// Number of elements.
   public var elementCount: Int { PlannedTensor(name: name, dtype: dtype, shape: shape).elementCount ?? 0 }
@@ -35,7 +35,7 @@ public struct DenseCheckpoint: Sendable {
   public let tensors: [DenseTensor]
   /// Things the user should know (a checkpoint that looks compressed but is read as stored).
   public let warnings: [String]
-  let pass: DecompressPass?
+  let layout: StoredLayout?
   private let byName: [String: Int]
 
   /// Opens `path` and works out its dense view.
@@ -47,36 +47,35 @@ public struct DenseCheckpoint: Sendable {
   /// cannot be decompressed.
   public init(_ checkpoint: Checkpoint) throws(SwiftCompressError) {
     self.checkpoint = checkpoint
-    var pass: DecompressPass?
+    var layout: StoredLayout?
     do {
-      pass = try DecompressPass(configuration: .init(dtype: .f32)).prepared(for: checkpoint)
+      layout = try StoredLayout.read(checkpoint)
     } catch {
       // Only a checkpoint that declares no quantization_config is read as stored.
       if Self.declaresQuantization(checkpoint) { throw error }
-      pass = nil
+      layout = nil
     }
-    self.pass = pass
-    format = pass?.format.map(Self.name(of:)) ?? "dense"
+    self.layout = layout
+    format = layout?.name ?? "dense"
     var tensors: [DenseTensor] = []
     for tensor in checkpoint.tensors {
       let stored = DenseTensor(
         name: tensor.name, shape: tensor.info.shape, dtype: tensor.info.dtype, storage: tensor.info.dtype.rawValue,
         source: tensor, planned: nil)
-      guard let pass else {
+      guard let layout else {
         tensors.append(stored)
         continue
       }
-      switch try pass.plan(TensorDescriptor(tensor.info)) {
-      case .keep:
+      switch try layout.role(of: TensorDescriptor(tensor.info)) {
+      case .other:
         tensors.append(stored)
-      case .transform(let outputs, let note):
-        // Companions (outputs: []) are folded into their module's primary tensor.
-        for output in outputs {
-          tensors.append(
-            DenseTensor(
-              name: output.name, shape: output.shape, dtype: output.dtype,
-              storage: tensor.info.dtype.rawValue + (note.map { " " + $0 } ?? ""), source: tensor, planned: output))
-        }
+      case .companion:
+        break  // folded into its weight's primary tensor
+      case .primary(let weight):
+        tensors.append(
+          DenseTensor(
+            name: weight.name, shape: weight.shape, dtype: .f32,
+            storage: tensor.info.dtype.rawValue + " " + weight.note, source: tensor, planned: weight))
       }
     }
     self.tensors = tensors
@@ -84,7 +83,7 @@ public struct DenseCheckpoint: Sendable {
     for (i, tensor) in tensors.enumerated() { byName[tensor.name] = i }
     self.byName = byName
     var warnings: [String] = []
-    if pass == nil,
+    if layout == nil,
       let sign = checkpoint.tensors.first(where: {
         $0.name.hasSuffix(".weight_packed") || $0.name.hasSuffix(".weight_scale") || $0.name.hasSuffix(".weight_a")
           || $0.name.hasSuffix(".bitmask")
@@ -106,17 +105,6 @@ public struct DenseCheckpoint: Sendable {
     return config["quantization_config"] != nil
   }
 
-  static func name(of format: DecompressPass.Format) -> String {
-    switch format.kind {
-    case .packed(let bits): "pack-quantized int\(bits)"
-    case .float8: "float-quantized FP8"
-    case .mxfp4: "mxfp4-pack-quantized"
-    case .nvfp4: "nvfp4-pack-quantized"
-    case .sparseBitmask: "sparse-bitmask"
-    case .lowRank: "low-rank (factorize)"
-    }
-  }
-
   /// The logical tensor named `name`.
   public func tensor(named name: String) -> DenseTensor? {
     byName[name].map { tensors[$0] }
@@ -132,7 +120,7 @@ public struct DenseCheckpoint: Sendable {
       for companion in companions.tensors { checkpoint.release(companion) }
     }
     let bytes = checkpoint.bytes(of: tensor.source)
-    guard let planned = tensor.planned, let pass else {
+    guard let weight = tensor.planned, let layout else {
       return try body(.stored(TensorInput(descriptor: TensorDescriptor(tensor.source.info), bytes: bytes)))
     }
     let input = TensorInput(descriptor: TensorDescriptor(tensor.source.info), bytes: bytes) { name in
@@ -140,21 +128,11 @@ public struct DenseCheckpoint: Sendable {
       companions.tensors.append(companion)
       return TensorInput(descriptor: TensorDescriptor(companion.info), bytes: checkpoint.bytes(of: companion))
     }
-    let result = try pass.transform(input, outputs: [planned])
-    guard result.outputs.count == 1, planned.dtype == .f32, let count = planned.elementCount else {
+    let floats = try layout.decode(input, as: weight)
+    guard floats.count == weight.shape.reduce(1, *) else {
       throw SwiftCompressError.passBrokePlan(
-        pass: DecompressPass.identifier, tensor: tensor.source.name, reason: "did not return one F32 tensor")
-    }
-    let floats: [Float]
-    switch result.outputs[0] {
-    case .input: floats = Float32Conversion.floats(bytes, dtype: .f32, count: count)
-    case .borrowed(let view): floats = Float32Conversion.floats(view, dtype: .f32, count: count)
-    case .owned(let array): floats = array.withUnsafeBytes { Float32Conversion.floats($0, dtype: .f32, count: count) }
-    }
-    guard floats.count == count else {
-      throw SwiftCompressError.passBrokePlan(
-        pass: DecompressPass.identifier, tensor: tensor.source.name,
-        reason: "returned \(floats.count) values for \(count)")
+        pass: layout.name, tensor: tensor.source.name,
+        reason: "decoded \(floats.count) values for \(weight.shape.reduce(1, *))")
     }
     return try body(.decoded(floats))
   }

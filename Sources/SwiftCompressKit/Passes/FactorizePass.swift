@@ -290,7 +290,7 @@ public struct FactorizePass: CompressionPass {
   /// targets) are recorded.
   public func planned(transforming tensors: [TensorDescriptor]) -> FactorizePass {
     var pass = self
-    let modules = Set(tensors.compactMap { QuantizePass.module(of: $0.name) })
+    let modules = Set(tensors.compactMap { LinearWeights.module(of: $0.name) })
     pass.factorized = factorized.filter { modules.contains($0.key) }
     return pass
   }
@@ -300,7 +300,7 @@ public struct FactorizePass: CompressionPass {
   }
 
   /// The config.json key of the factorization record.
-  public static let configKey = "swiftcompress_factorization"
+  public static let configKey = LowRankRecord.configKey
 
   /// The smallest rank meeting an energy or error rule, from singular values.
   static func rank(for rule: RankRule, singularValues sigma: [Float]) -> Int {
@@ -363,14 +363,14 @@ public struct FactorizePass: CompressionPass {
       switch configuration.method {
       case .svd:
         let t = try svd(wt).truncated(rank: k)
-        factors = Self.svdFactors(u: t.u, singularValues: t.singularValues, vt: t.vt, rows: rows)
+        factors = Factorization.svdFactors(u: t.u, singularValues: t.singularValues, vt: t.vt, rows: rows)
       case .rsvd:
         let t = try randomizedSVD(
           wt, rank: k, oversampling: configuration.oversampling, powerIterations: configuration.powerIterations,
           seed: configuration.seed ^ RandomCriterion.fnv1a(name))
-        factors = Self.svdFactors(u: t.u, singularValues: t.singularValues, vt: t.vt, rows: rows)
+        factors = Factorization.svdFactors(u: t.u, singularValues: t.singularValues, vt: t.vt, rows: rows)
       case .lq:
-        factors = try Self.lqFactors(wt, rank: k, rows: rows, columns: columns)
+        factors = try Factorization.lqFactors(wt, rank: k, rows: rows, columns: columns)
       }
     } catch let error as LinearAlgebraError {
       throw .invalidTensor(name: name, reason: "LAPACK failed: \(error.localizedDescription)")
@@ -384,13 +384,13 @@ public struct FactorizePass: CompressionPass {
       }
     }
     // Stored in the weight's dtype; the error is measured for the stored factors.
-    let aBytes = QuantizePass.encode(factors.a, as: outputs[0].dtype)
-    let bBytes = QuantizePass.encode(factors.b, as: outputs[1].dtype)
+    let aBytes = DenseCodec.encode(factors.a, as: outputs[0].dtype)
+    let bBytes = DenseCodec.encode(factors.b, as: outputs[1].dtype)
     let a = aBytes.withUnsafeBytes { Float32Conversion.floats($0, dtype: outputs[0].dtype, count: rows * k) }
     let b = bBytes.withUnsafeBytes { Float32Conversion.floats($0, dtype: outputs[1].dtype, count: k * columns) }
     let dense: [Float]
     do {
-      dense = try Self.product(a: a, b: b, rows: rows, rank: k, columns: columns)
+      dense = try LowRankCodec.product(a: a, b: b, rows: rows, rank: k, columns: columns)
     } catch {
       throw .invalidTensor(name: name, reason: "BLAS failed: \(error.localizedDescription)")
     }
@@ -404,45 +404,20 @@ public struct FactorizePass: CompressionPass {
     return result
   }
 
-  /// Row-major A (out x k) = U_k sqrt(S_k) and B (k x in) = sqrt(S_k) V_k^T from the SVD of
-  /// W^T = V S U^T (`u` is V, `vt` is U^T).
-  static func svdFactors(u: Matrix, singularValues: [Float], vt: Matrix, rows: Int) -> (
-    a: [Float], b: [Float]
-  ) {
-    let k = singularValues.count
-    let roots = singularValues.map { Float(Double($0).squareRoot()) }
-    // Row-major A (out x k) is the column-major storage of A^T = sqrt(S) U^T (k x out).
-    var a = vt.storage
-    for j in 0..<rows { for i in 0..<k { a[i + j * k] *= roots[i] } }
-    // Row-major B (k x in) is the column-major storage of B^T = V sqrt(S) (in x k).
-    var b = u.storage
-    let inputs = u.rows
-    for i in 0..<k { for r in 0..<inputs { b[r + i * inputs] *= roots[i] } }
-    return (a, b)
-  }
+}
 
-  /// W^T P = Q R (sgeqp3) gives W = P R^T Q^T: A = P R_k^T (out x k), B = Q_k^T (k x in),
-  /// whose rows are orthonormal.
-  static func lqFactors(_ wt: Matrix, rank k: Int, rows: Int, columns: Int) throws -> (
-    a: [Float], b: [Float]
-  ) {
-    let f = try pivotedQR(wt, keeping: k)
-    // Row-major B (k x in) is the column-major storage of Q_k (in x k).
-    let b = Array(f.q.storage.prefix(columns * k))
-    // Row-major A (out x k): row perm[j] of A is column j of R_k (k x out).
-    var a = [Float](repeating: 0, count: rows * k)
-    for j in 0..<rows {
-      for i in 0..<k { a[f.permutation[j] * k + i] = f.r[i, j] }
+extension FactorizePass {
+  /// weight_a x weight_b, each factor as later stages left it (quantized factors decoded).
+  public func reconstruct(_ input: TensorDescriptor, from outputs: ChainedOutputs) throws(SwiftCompressError)
+    -> [Float]
+  {
+    let a = try outputs.dense(0)
+    let b = try outputs.dense(1)
+    do {
+      return try LowRankCodec.product(
+        a: a, b: b, rows: input.shape[0], rank: outputs.planned[0].shape[1], columns: input.shape[1])
+    } catch {
+      throw .invalidTensor(name: input.name, reason: "BLAS failed: \(error.localizedDescription)")
     }
-    return (a, b)
-  }
-
-  /// Row-major A B (out x in), computed as the column-major B^T A^T (in x out).
-  static func product(a: [Float], b: [Float], rows: Int, rank k: Int, columns: Int) throws -> [Float] {
-    let at = try Matrix(rows: k, columns: rows, columnMajor: a)
-    let bt = try Matrix(rows: columns, columns: k, columnMajor: b)
-    var c = try Matrix(rows: columns, columns: rows)
-    try gemm(bt, at, into: &c)
-    return c.storage
   }
 }

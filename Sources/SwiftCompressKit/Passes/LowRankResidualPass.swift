@@ -21,6 +21,8 @@ public struct LowRankResidualPass: CompressionPass {
 
   public let configuration: Configuration
   var quantize: QuantizePass
+  /// The layout written: the scheme's codec plus the low-rank factors.
+  let codec: LowRankResidualCodec
 
   public init(configuration: Configuration) throws(SwiftCompressError) {
     guard configuration.rank >= 1 else {
@@ -31,12 +33,14 @@ public struct LowRankResidualPass: CompressionPass {
     }
     self.configuration = configuration
     quantize = try QuantizePass(configuration: configuration.quantize)
+    codec = LowRankResidualCodec(
+      base: configuration.quantize.scheme.codec(groupSize: configuration.quantize.groupSize))
   }
 
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> LowRankResidualPass {
     var pass = self
     pass.quantize = try quantize.prepared(for: checkpoint)
-    if !pass.quantize.fp8Sources.isEmpty {
+    if try !Float8Input.sources(checkpoint).isEmpty {
       throw .invalidCheckpoint(
         path: checkpoint.path,
         reason:
@@ -53,7 +57,7 @@ public struct LowRankResidualPass: CompressionPass {
     switch try quantize.plan(tensor) {
     case .keep(let reason): return .keep(reason: reason)
     case .transform(let outputs, let note):
-      guard let module = QuantizePass.module(of: tensor.name) else {
+      guard let module = LinearWeights.module(of: tensor.name) else {
         return .keep(reason: "not a .weight tensor (a low-rank residual needs a whole weight)")
       }
       let (rows, columns) = (tensor.shape[0], tensor.shape[1])
@@ -64,8 +68,10 @@ public struct LowRankResidualPass: CompressionPass {
       }
       return .transform(
         outputs: outputs + [
-          PlannedTensor(name: module + ".lowrank_a", dtype: tensor.dtype, shape: [rows, k]),
-          PlannedTensor(name: module + ".lowrank_b", dtype: tensor.dtype, shape: [k, columns]),
+          PlannedTensor(
+            name: LowRankResidualCodec.factorNames(module: module).a, dtype: tensor.dtype, shape: [rows, k]),
+          PlannedTensor(
+            name: LowRankResidualCodec.factorNames(module: module).b, dtype: tensor.dtype, shape: [k, columns]),
         ],
         note: (note.map { $0 + ", " } ?? "") + "plus rank \(k) low-rank part (\(configuration.iterations) iterations)")
     }
@@ -88,7 +94,7 @@ public struct LowRankResidualPass: CompressionPass {
     var best: (codes: [[UInt8]], a: [UInt8], b: [UInt8], dense: [Float], error: Double)?
     for iteration in 0..<configuration.iterations {
       // Q = quantize(W - A B), stored as the weight's dtype.
-      let residual = QuantizePass.encode(zip(weights, lowRank).map { $0 - $1 }, as: dtype)
+      let residual = DenseCodec.encode(zip(weights, lowRank).map { $0 - $1 }, as: dtype)
       let codes: [[UInt8]] = try withBuffers([residual]) { (views) throws(SwiftCompressError) -> [[UInt8]] in
         let result = try quantize.transform(
           TensorInput(descriptor: input.descriptor, bytes: views[0]), outputs: quantized)
@@ -100,16 +106,16 @@ public struct LowRankResidualPass: CompressionPass {
           }
         }
       }
-      let dequantized = try quantize.dequantize(quantized, data: codes, shape: [rows, columns])
+      let dequantized = try codec.base.decode(outputs: quantized, data: codes, shape: [rows, columns])
       // A B = the rank-k SVD of W - dequantize(Q), stored in the weight's dtype.
       let target = zip(weights, dequantized).map { $0 - $1 }
       let (aValues, bValues) = try Self.factors(
         target, rows: rows, columns: columns, rank: k, seed: RandomCriterion.fnv1a(name) &+ UInt64(iteration),
         name: name)
-      let a = QuantizePass.encode(aValues, as: dtype)
-      let b = QuantizePass.encode(bValues, as: dtype)
+      let a = DenseCodec.encode(aValues, as: dtype)
+      let b = DenseCodec.encode(bValues, as: dtype)
       do {
-        lowRank = try FactorizePass.product(
+        lowRank = try LowRankCodec.product(
           a: a.withUnsafeBytes { Float32Conversion.floats($0, dtype: dtype, count: rows * k) },
           b: b.withUnsafeBytes { Float32Conversion.floats($0, dtype: dtype, count: k * columns) }, rows: rows, rank: k,
           columns: columns)
@@ -139,32 +145,9 @@ public struct LowRankResidualPass: CompressionPass {
       let wt = try Matrix.transposeOfRowMajor(values, rows: rows, columns: columns)
       // Not factorize's defaults: LQ-LoRA keeps the randomized SVD it was measured with.
       let t = try randomizedSVD(wt, rank: k, oversampling: 10, powerIterations: 2, normalizer: .qr, seed: seed)
-      return FactorizePass.svdFactors(u: t.u, singularValues: t.singularValues, vt: t.vt, rows: rows)
+      return Factorization.svdFactors(u: t.u, singularValues: t.singularValues, vt: t.vt, rows: rows)
     } catch {
       throw .invalidTensor(name: name, reason: "LAPACK failed: \(error.localizedDescription)")
-    }
-  }
-
-  /// Adds `<module>.lowrank_a` x `<module>.lowrank_b` to `dense` when the checkpoint
-  /// holds them (decompress of a low-rank residual checkpoint).
-  static func addLowRank(module: String, of input: TensorInput, to dense: inout [Float], rows: Int, columns: Int)
-    throws(SwiftCompressError)
-  {
-    guard let a = input.companion(named: module + ".lowrank_a") else { return }
-    guard let b = input.companion(named: module + ".lowrank_b") else {
-      throw .invalidTensor(name: module + ".lowrank_b", reason: "missing: the low-rank part needs both factors")
-    }
-    let k = a.descriptor.shape.count == 2 ? a.descriptor.shape[1] : -1
-    guard a.descriptor.shape == [rows, k], b.descriptor.shape == [k, columns] else {
-      throw .invalidTensor(
-        name: module + ".lowrank_a",
-        reason: "shapes \(a.descriptor.shape) and \(b.descriptor.shape) do not multiply to [\(rows), \(columns)]")
-    }
-    do {
-      let product = try FactorizePass.product(a: a.floats(), b: b.floats(), rows: rows, rank: k, columns: columns)
-      for i in dense.indices { dense[i] += product[i] }
-    } catch {
-      throw .invalidTensor(name: module + ".lowrank_a", reason: "BLAS failed: \(error.localizedDescription)")
     }
   }
 
@@ -182,46 +165,11 @@ public struct LowRankResidualPass: CompressionPass {
   }
 
   public var outputMetadata: [String: String] { quantize.outputMetadata }
-}
 
-extension QuantizePass {
-  /// The dense Float32 values of this pass's outputs for one weight, with the
-  /// arithmetic of `decompress` (the reference dequantizer's).
-  func dequantize(_ outputs: [PlannedTensor], data: [[UInt8]], shape: [Int]) throws(SwiftCompressError) -> [Float] {
-    let scheme = configuration.scheme
-    let kind: DecompressPass.Format.Kind =
-      scheme.isFloat8 ? .float8 : scheme == .mxfp4 ? .mxfp4 : scheme == .nvfp4 ? .nvfp4 : .packed(bits: scheme.bits)
-    let decompress = DecompressPass(
-      configuration: .init(dtype: .f32),
-      format: .init(kind: kind, block: scheme == .fp8Block ? [128, 128] : nil, target: .f32))
-    guard let primary = outputs.first, data.count == outputs.count else {
-      throw .passBrokePlan(pass: Self.identifier, tensor: "?", reason: "no outputs to dequantize")
-    }
-    let base = primary.name.hasSuffix("_packed") ? String(primary.name.dropLast("_packed".count)) : primary.name
-    return try withBuffers(data) { (buffers) throws(SwiftCompressError) -> [Float] in
-      let inputs = zip(outputs, buffers).map { TensorInput(descriptor: $0, bytes: $1) }
-      let byName = Dictionary(uniqueKeysWithValues: inputs.map { ($0.descriptor.name, $0) })
-      let primaryInput = TensorInput(descriptor: primary, bytes: buffers[0]) { byName[$0] }
-      let result = try decompress.transform(
-        primaryInput, outputs: [PlannedTensor(name: base, dtype: .f32, shape: shape)])
-      guard case .owned(let bytes) = result.outputs.first else {
-        throw .passBrokePlan(pass: Self.identifier, tensor: base, reason: "dequantization gave no values")
-      }
-      return bytes.withUnsafeBytes { Float32Conversion.floats($0, dtype: .f32, count: $0.count / 4) }
-    }
+  /// The quantized weight plus its low-rank part, decoded by the codec.
+  public func reconstruct(_ input: TensorDescriptor, from outputs: ChainedOutputs) throws(SwiftCompressError)
+    -> [Float]
+  {
+    try codec.decode(outputs: outputs.planned, data: try outputs.bytes(), shape: input.shape)
   }
-}
-
-/// Runs `body` with raw views of every array in `arrays`.
-func withBuffers<R>(_ arrays: [[UInt8]], _ body: ([UnsafeRawBufferPointer]) throws(SwiftCompressError) -> R)
-  throws(SwiftCompressError) -> R
-{
-  func nest(_ index: Int, _ views: [UnsafeRawBufferPointer]) throws(SwiftCompressError) -> R {
-    guard index < arrays.count else { return try body(views) }
-    let result: Result<R, SwiftCompressError> = arrays[index].withUnsafeBytes { raw in
-      Result { () throws(SwiftCompressError) -> R in try nest(index + 1, views + [raw]) }
-    }
-    return try result.get()
-  }
-  return try nest(0, [])
 }

@@ -179,6 +179,35 @@ public protocol CompressionPass: Sendable {
   /// The text of the model's `config.json` as the pass edits it, or nil to copy it
   /// unchanged. `outputFloatDTypes` are the dtypes of every floating-point tensor written.
   func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String?
+
+  /// The dense values of `input` rebuilt from what this pass made of it, as a recipe
+  /// chain measures the error of the whole chain: quantized outputs decode through their
+  /// codec, factors multiply out, a shrunk tensor is put back in its shape. The default
+  /// takes a single output's dense values.
+  func reconstruct(_ input: TensorDescriptor, from outputs: ChainedOutputs) throws(SwiftCompressError) -> [Float]
+}
+
+/// What a pass made of one tensor inside a recipe chain, for `reconstruct`.
+public struct ChainedOutputs {
+  /// The tensors the pass planned for it.
+  public let planned: [PlannedTensor]
+  private let storedBytes: () throws(SwiftCompressError) -> [[UInt8]]
+  private let denseValues: (Int) throws(SwiftCompressError) -> [Float]
+
+  public init(
+    planned: [PlannedTensor], bytes: @escaping () throws(SwiftCompressError) -> [[UInt8]],
+    dense: @escaping (Int) throws(SwiftCompressError) -> [Float]
+  ) {
+    self.planned = planned
+    storedBytes = bytes
+    denseValues = dense
+  }
+
+  /// The outputs' bytes as written (outputs no later stage changed: quantized ones).
+  public func bytes() throws(SwiftCompressError) -> [[UInt8]] { try storedBytes() }
+
+  /// The dense values output `index` stands for once every later stage is undone.
+  public func dense(_ index: Int) throws(SwiftCompressError) -> [Float] { try denseValues(index) }
 }
 
 extension CompressionPass {
@@ -207,6 +236,16 @@ extension CompressionPass {
   }
 
   public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? { nil }
+
+  public func reconstruct(_ input: TensorDescriptor, from outputs: ChainedOutputs) throws(SwiftCompressError)
+    -> [Float]
+  {
+    guard outputs.planned.count == 1 else {
+      throw .passBrokePlan(
+        pass: Self.identifier, tensor: input.name, reason: "cannot decode \(outputs.planned.count) outputs")
+    }
+    return try outputs.dense(0)
+  }
 
   /// The configuration as JSON, for reports and recipes.
   public var configurationJSON: String {

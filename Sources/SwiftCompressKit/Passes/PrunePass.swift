@@ -159,7 +159,7 @@ public struct PrunePass: CompressionPass {
       var modules: [(String, Int)] = []
       for tensor in checkpoint.tensors {
         guard case .transform = try plan(TensorDescriptor(tensor.info)),
-          let module = QuantizePass.module(of: tensor.name)
+          let module = LinearWeights.module(of: tensor.name)
         else { continue }
         modules.append((module, tensor.info.shape[1]))
       }
@@ -253,12 +253,12 @@ public struct PrunePass: CompressionPass {
       return try transformStructured(input, outputs: outputs)
     }
     let (rows, columns) = (input.descriptor.shape[0], input.descriptor.shape[1])
-    guard let module = QuantizePass.module(of: input.descriptor.name) else {
+    guard let module = LinearWeights.module(of: input.descriptor.name) else {
       throw .passBrokePlan(pass: Self.identifier, tensor: input.descriptor.name, reason: "not a module weight")
     }
     let count = rows * columns
     // 1. The keep mask, one byte per weight.
-    var keep: [UInt8] = QuantizePass.uninitialized(count)
+    var keep: [UInt8] = RowLoops.uninitialized(count)
     try keep.withUnsafeMutableBufferPointer { (mask) throws(SwiftCompressError) in
       try computeMask(input, module: module, rows: rows, columns: columns, into: mask)
     }
@@ -269,7 +269,7 @@ public struct PrunePass: CompressionPass {
     var rowZeros = [Int](repeating: 0, count: rows)
     var rowOver = [Int](repeating: 0, count: rows)
     let writeDense = configuration.sparseFormat == .dense
-    var dense: [UInt8] = writeDense ? QuantizePass.uninitialized(count * elementSize) : []
+    var dense: [UInt8] = writeDense ? RowLoops.uninitialized(count * elementSize) : []
     let pattern = configuration.pattern
     let error = keep.withUnsafeBufferPointer { mask in
       dense.withUnsafeMutableBytes { denseOut in
@@ -279,7 +279,7 @@ public struct PrunePass: CompressionPass {
               nonisolated(unsafe) let (mask, denseOut, keptOut, zerosOut, overOut) = (
                 mask, denseOut, keptOut, zerosOut, overOut
               )
-              return QuantizePass.parallelRows(input, rows: rows, columns: columns) { row, values, reconstruction in
+              return RowLoops.parallelRows(input, rows: rows, columns: columns) { row, values, reconstruction in
                 let rowMask = mask.baseAddress! + row * columns
                 var zeros = 0
                 keptOut[row] = sck_mask_row(values.baseAddress, rowMask, columns, reconstruction.baseAddress, &zeros)
@@ -299,7 +299,7 @@ public struct PrunePass: CompressionPass {
         }
       }
     }
-    try QuantizePass.rejectNonFinite(error, input, rows: rows, columns: columns, purpose: "pruning")
+    try RowLoops.rejectNonFinite(error, input, rows: rows, columns: columns, purpose: "pruning")
     let kept = rowKept.reduce(0, +)
     var sparsity = SparsityInfo(
       target: pattern.map { 1 - Double($0.n) / Double($0.m) } ?? configuration.sparsity,
@@ -325,7 +325,7 @@ public struct PrunePass: CompressionPass {
     nonisolated(unsafe) let mask = mask
     let criterion = self.criterion
     if let pattern = configuration.pattern {
-      _ = QuantizePass.parallelRows(input, rows: rows, columns: columns, measure: false) { row, values, scores in
+      _ = RowLoops.parallelRows(input, rows: rows, columns: columns, measure: false) { row, values, scores in
         criterion.scores(module: module, row: row, values: values, into: scores)
         sck_nm_mask(scores.baseAddress, columns, Int32(pattern.n), Int32(pattern.m), mask.baseAddress! + row * columns)
       }
@@ -335,7 +335,7 @@ public struct PrunePass: CompressionPass {
     switch configuration.scope {
     case .row:
       let prune = Int((sparsity * Double(columns)).rounded(.down))
-      _ = QuantizePass.parallelRows(input, rows: rows, columns: columns, measure: false) { row, values, scores in
+      _ = RowLoops.parallelRows(input, rows: rows, columns: columns, measure: false) { row, values, scores in
         criterion.scores(module: module, row: row, values: values, into: scores)
         let out = mask.baseAddress! + row * columns
         guard prune > 0 else {
@@ -385,7 +385,7 @@ public struct PrunePass: CompressionPass {
     var rowTies = [Int](repeating: 0, count: rows)
     rowTies.withUnsafeMutableBufferPointer { tiesOut in
       nonisolated(unsafe) let tiesOut = tiesOut
-      _ = QuantizePass.parallelRows(input, rows: rows, columns: columns, measure: false) { row, values, scores in
+      _ = RowLoops.parallelRows(input, rows: rows, columns: columns, measure: false) { row, values, scores in
         criterion.scores(module: module, row: row, values: values, into: scores)
         var none: UInt64 = 0  // keep every tie here; the first ones are pruned below, in order
         _ = sck_threshold_mask(scores.baseAddress, columns, threshold, &none, mask.baseAddress! + row * columns)
@@ -424,7 +424,7 @@ public struct PrunePass: CompressionPass {
     var sources: [ScoreSource] = []
     for tensor in checkpoint.tensors {
       let descriptor = TensorDescriptor(tensor.info)
-      guard case .transform = try plan(descriptor), let module = QuantizePass.module(of: tensor.name) else { continue }
+      guard case .transform = try plan(descriptor), let module = LinearWeights.module(of: tensor.name) else { continue }
       let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor))
       sources.append(
         ScoreSource(
@@ -472,5 +472,20 @@ extension PrunePass {
     ])
     guard let edited = config.setting("quantization_config", to: quantization) else { return nil }
     return JSONText.pretty(edited)
+  }
+}
+
+extension PrunePass {
+  /// The pruned tensor's values; a tensor structured pruning cut is put back in its shape,
+  /// with zeros where units were removed.
+  public func reconstruct(_ input: TensorDescriptor, from outputs: ChainedOutputs) throws(SwiftCompressError)
+    -> [Float]
+  {
+    guard outputs.planned.count == 1 else {
+      throw .passBrokePlan(
+        pass: Self.identifier, tensor: input.name, reason: "cannot decode \(outputs.planned.count) outputs")
+    }
+    let values = try outputs.dense(0)
+    return expandShrunk(values, of: input) ?? values
   }
 }

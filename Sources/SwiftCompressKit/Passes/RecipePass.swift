@@ -427,50 +427,13 @@ public struct RecipePass: CompressionPass {
         }
       }
     }
-    let shape = step.input.tensor.shape
-    switch step.pass {
-    case let q as QuantizePass:
-      return try q.dequantize(step.outputs, data: try finalBytes(), shape: shape)
-    case let r as LowRankResidualPass:
-      let bytes = try finalBytes()
-      var dense = try r.quantize.dequantize(
-        Array(step.outputs.dropLast(2)), data: Array(bytes.dropLast(2)), shape: shape)
-      let k = r.configuration.rank
-      let a = bytes[bytes.count - 2].withUnsafeBytes {
-        Float32Conversion.floats($0, dtype: step.outputs[step.outputs.count - 2].dtype, count: shape[0] * k)
-      }
-      let b = bytes[bytes.count - 1].withUnsafeBytes {
-        Float32Conversion.floats($0, dtype: step.outputs[step.outputs.count - 1].dtype, count: k * shape[1])
-      }
-      do {
-        let product = try FactorizePass.product(a: a, b: b, rows: shape[0], rank: k, columns: shape[1])
-        for i in dense.indices { dense[i] += product[i] }
-      } catch {
-        throw .invalidTensor(name: step.input.tensor.name, reason: "BLAS failed: \(error.localizedDescription)")
-      }
-      return dense
-    case is FactorizePass:
-      let a = try decode(outputs[0], trace: trace, stored: stored, input: input)
-      let b = try decode(outputs[1], trace: trace, stored: stored, input: input)
-      do {
-        return try FactorizePass.product(
-          a: a, b: b, rows: shape[0], rank: step.outputs[0].shape[1], columns: shape[1])
-      } catch {
-        throw .invalidTensor(name: step.input.tensor.name, reason: "BLAS failed: \(error.localizedDescription)")
-      }
-    default:
-      // Pruning writes the tensor itself (dense, same name; smaller when structured
-      // pruning cut it, then put back in its shape with zeros where units were removed).
-      guard outputs.count == 1 else {
-        throw .passBrokePlan(
-          pass: Self.identifier, tensor: step.input.tensor.name, reason: "cannot decode \(outputs.count) outputs")
-      }
-      let values = try decode(outputs[0], trace: trace, stored: stored, input: input)
-      if let prune = step.pass as? PrunePass, let expanded = prune.expandShrunk(values, of: step.input.tensor) {
-        return expanded
-      }
-      return values
-    }
+    return try step.pass.reconstruct(
+      step.input.tensor,
+      from: ChainedOutputs(
+        planned: step.outputs, bytes: finalBytes,
+        dense: { (i) throws(SwiftCompressError) -> [Float] in
+          try decode(outputs[i], trace: trace, stored: stored, input: input)
+        }))
   }
 
   /// The pass of each stage that edits config.json: factorize's records merge the ranks

@@ -9,6 +9,11 @@ enum LinearWeights {
     case keep(String)
   }
 
+  /// The module a `.weight` tensor belongs to.
+  static func module(of name: String) -> String? {
+    name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : nil
+  }
+
   /// The module of `tensor` when it is a selected linear weight, or why it is kept.
   /// Throws for a linear weight whose dtype cannot be processed.
   /// With `factors`, factorize's `<module>.weight_a` and `.weight_b` count as linear
@@ -17,7 +22,7 @@ enum LinearWeights {
     throws(SwiftCompressError) -> Selection
   {
     let factor = factors ? [".weight_a", ".weight_b"].first { tensor.name.hasSuffix($0) } : nil
-    guard let module = QuantizePass.module(of: tensor.name) ?? factor.map({ String(tensor.name.dropLast($0.count)) })
+    guard let module = module(of: tensor.name) ?? factor.map({ String(tensor.name.dropLast($0.count)) })
     else { return .keep("not a .weight tensor") }
     if let rule = rules.first(where: { $0.matches(module) }) { return .keep("ignored by '\(rule.entry)'") }
     if TensorSelection.isEmbedding(tensor.name) { return .keep("embedding table (not a linear layer)") }

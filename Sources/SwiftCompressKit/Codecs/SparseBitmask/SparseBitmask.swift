@@ -36,8 +36,8 @@ enum SparseBitmask {
       offsets[row] = total
       total += rowKept[row]
     }
-    var values: [UInt8] = QuantizePass.uninitialized(total * elementSize)
-    var bitmask: [UInt8] = QuantizePass.uninitialized(rows * maskBytes)
+    var values: [UInt8] = RowLoops.uninitialized(total * elementSize)
+    var bitmask: [UInt8] = RowLoops.uninitialized(rows * maskBytes)
     let rowOffsets = offsets
     keep.withUnsafeBufferPointer { mask in
       values.withUnsafeMutableBytes { valuesOut in
@@ -93,7 +93,7 @@ enum SparseBitmask {
         reason: "holds \(values.elementCount) values but the bitmask of \(name) marks \(offsets[rows])")
     }
     let starts = offsets
-    var dense: [UInt8] = QuantizePass.uninitialized(rows * columns * elementSize)
+    var dense: [UInt8] = RowLoops.uninitialized(rows * columns * elementSize)
     dense.withUnsafeMutableBytes { out in
       nonisolated(unsafe) let out = out
       let blocks = (rows + 63) / 64

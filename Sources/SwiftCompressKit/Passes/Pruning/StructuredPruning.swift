@@ -139,7 +139,7 @@ struct StructuredPlan: Sendable, Equatable {
       }
       for tensor in checkpoint.tensors {
         let info = tensor.info
-        guard info.shape.count == 2, let module = QuantizePass.module(of: tensor.name), !ignored(module),
+        guard info.shape.count == 2, let module = LinearWeights.module(of: tensor.name), !ignored(module),
           !TensorSelection.isEmbedding(tensor.name), [.f32, .bf16, .f16].contains(info.dtype)
         else { continue }
         let units = unit == .rows ? info.shape[0] : info.shape[1]
@@ -482,7 +482,7 @@ extension PrunePass {
       while c < columns && !removedColumns.contains(c) { c += 1 }
       keptRuns.append(start..<c)
     }
-    var output: [UInt8] = QuantizePass.uninitialized(outputs[0].byteCount ?? 0)
+    var output: [UInt8] = RowLoops.uninitialized(outputs[0].byteCount ?? 0)
     var accumulator = ErrorAccumulator()
     var values = [Float](repeating: 0, count: columns)
     var reconstruction = [Float](repeating: 0, count: columns)
@@ -518,7 +518,7 @@ extension PrunePass {
         }
       }
     }
-    try QuantizePass.rejectNonFinite(accumulator, input, rows: rows, columns: columns, purpose: "pruning")
+    try RowLoops.rejectNonFinite(accumulator, input, rows: rows, columns: columns, purpose: "pruning")
     let count = rows * columns
     var info = SparsityInfo(
       target: nil, achieved: Double(zeros) / Double(max(count, 1)), zeros: zeros,
