@@ -80,12 +80,13 @@ static inline float bf16_round(float x) {
     }                                                                                                     \
   } else if (bits == 8) {                                                                                 \
     if ((void *)words != (void *)codes) memcpy(words, codes, n); /* little-endian: element 0 lowest */   \
-  } else {                                                                                                \
-    const size_t per = 32 / (size_t)bits;                                                                 \
-    for (size_t w = 0; w < n / per; w++) {                                                                \
-      uint32_t word = 0;                                                                                  \
-      for (size_t j = 0; j < per; j++) word |= (uint32_t)codes[w * per + j] << (bits * j);                \
-      words[w] = word;                                                                                    \
+  } else { /* a little-endian bit stream: a code may straddle two words (3, 5, 6 bits) */                  \
+    for (size_t w = 0; w < (n * (size_t)bits + 31) / 32; w++) words[w] = 0;                              \
+    for (size_t i = 0; i < n; i++) {                                                                      \
+      const size_t bit = i * (size_t)bits, w = bit / 32;                                                  \
+      const unsigned shift = (unsigned)(bit % 32);                                                        \
+      words[w] |= (uint32_t)codes[i] << shift;                                                            \
+      if (shift + (unsigned)bits > 32) words[w + 1] |= (uint32_t)codes[i] >> (32 - shift);                \
     }                                                                                                     \
   }
 

@@ -1,5 +1,6 @@
 import CheckpointIO
 import Foundation
+import LinearAlgebra
 import TestSupport
 import Testing
 
@@ -343,5 +344,38 @@ struct PerChannelTests {
         golden + "/dequantized.json",
       ])
     #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+  }
+}
+
+@Suite("Integer packing")
+struct IntegerPackingTests {
+  /// compressed-tensors' pack_to_int32 as a row bit stream: 3-bit codes 0...7 repeated give
+  /// the words the reference writes (codes straddle word boundaries); an independent
+  /// computation of each code's bits checks every width from 2 to 8 both ways.
+  @Test func codesFormOneLittleEndianBitStreamPerRow() {
+    let codes = (0..<32).map { UInt8($0 % 8) }
+    var bytes = [UInt8](repeating: 0, count: 12)
+    bytes.withUnsafeMutableBytes { IntegerPackCodec.pack(codes, bits: 3, into: $0, wordOffset: 0) }
+    let words = bytes.withUnsafeBytes { raw in
+      (0..<3).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self) }
+    }
+    #expect(words == [0x88fa_c688, 0xc688_fac6, 0xfac6_88fa])
+    var random = SeededGaussian(seed: 7)
+    for bits in 2...8 {
+      let columns = 64
+      let row = (0..<columns).map { _ in UInt8(Int(random.uniform() * 256) % (1 << bits)) }
+      var packed = [UInt8](repeating: 0, count: columns * bits / 8)
+      packed.withUnsafeMutableBytes { IntegerPackCodec.pack(row, bits: bits, into: $0, wordOffset: 0) }
+      // Bit i of the stream is bit i % 8 of byte i / 8 (little-endian words).
+      for (j, code) in row.enumerated() {
+        var value = 0
+        for b in 0..<bits where packed[(j * bits + b) / 8] >> ((j * bits + b) % 8) & 1 == 1 { value |= 1 << b }
+        #expect(value == Int(code), "bits \(bits), code \(j)")
+      }
+      let unpacked = packed.withUnsafeBytes {
+        IntegerPackCodec.unpackStream($0, rows: 1, columns: columns, bits: bits)
+      }
+      #expect(unpacked.map(UInt8.init) == row)
+    }
   }
 }

@@ -63,7 +63,8 @@ void sck_error_stats_f32(const float *ref, const float *out, size_t n, sck_error
 /// replaces a zero scale. Writes per element the code q + 2^(bits-1) into `codes` (a
 /// scratch row) and the reconstruction (q - zp) * s, per group the scale and (asymmetric)
 /// the zero point, and finally the codes packed into little-endian 32-bit `words` filled
-/// from the least significant bit (for 8 bits `codes` may be `words` itself).
+/// from the least significant bit, as one bit stream per row (a 3-, 5- or 6-bit code may
+/// straddle two words; for 8 bits `codes` may be `words` itself).
 void sck_quantize_int_groups(const float *x, size_t groups, size_t group, int bits, int symmetric, int dtype,
                              float epsilon, uint8_t *codes, uint32_t *words, float *scales, float *zero_points,
                              float *recon);

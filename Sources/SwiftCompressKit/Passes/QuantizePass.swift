@@ -32,7 +32,7 @@ public struct QuantizePass: CompressionPass {
   }
 
   public init(configuration: Configuration) throws(SwiftCompressError) {
-    let multiple = 32 / configuration.scheme.bits
+    let multiple = IntegerPackCodec.groupMultiple(bits: configuration.scheme.bits)
     guard
       configuration.scheme.fixedGrouping != nil
         || (configuration.groupSize >= 0 && configuration.groupSize % multiple == 0)

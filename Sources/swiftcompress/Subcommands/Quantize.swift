@@ -63,7 +63,7 @@ extension SwiftCompressCommand {
           "--group-size does not apply to \(scheme.rawValue), which always uses \(grouping); leave it out (it applies to the integer schemes W8A16, W4A16 and W4A16_ASYM)."
         )
       }
-      let multiple = 32 / scheme.bits  // codes per packed 32-bit word
+      let multiple = IntegerPackCodec.groupMultiple(bits: scheme.bits)  // groups fill whole 32-bit words
       guard groupSize >= 0, groupSize % multiple == 0 else {
         throw ValidationError(
           "--group-size must be 0 (one scale per output channel) or a positive multiple of \(multiple) for \(scheme.rawValue), not \(groupSize)."

@@ -2,10 +2,11 @@ import CKernels
 import CheckpointIO
 import Foundation
 
-/// compressed-tensors' `pack-quantized` layout: integer codes in groups of `g`
+/// compressed-tensors' `pack-quantized` layout: 2- to 8-bit integer codes in groups of `g`
 /// consecutive inputs, packed into int32 words. For a weight W [out, in]:
-/// - `<weight>_packed` I32 [out, in * bits / 32]: q + 2^(bits-1), packed into int32 words
-///   from the least significant bit;
+/// - `<weight>_packed` I32 [out, in * bits / 32]: q + 2^(bits-1), each row one
+///   little-endian bit stream (code j at bits j * bits ..< (j + 1) * bits), so a 3-, 5- or
+///   6-bit code may straddle two words;
 /// - `<weight>_scale` [out, in / g] in W's dtype;
 /// - `<weight>_zero_point` I32 [out * bits / 32, in / g] (asymmetric only), packed the
 ///   same way along the output dimension;
@@ -32,14 +33,21 @@ public struct IntegerPackCodec: QuantizationCodec {
   public var format: String { "pack-quantized" }
   public var layoutName: String { "pack-quantized int\(bits)" }
 
-  /// Codes per 32-bit word.
+  /// Codes per 32-bit word of the asymmetric zero points (4 bits only).
   var perWord: Int { 32 / bits }
 
-  public static let readableFormat = "pack-quantized (4 or 8 bits)"
+  /// What group sizes must be a multiple of, so that every group fills whole words.
+  public static func groupMultiple(bits: Int) -> Int {
+    var (a, b) = (32, bits)
+    while b != 0 { (a, b) = (b, a % b) }
+    return 32 / a
+  }
+
+  public static let readableFormat = "pack-quantized (2 to 8 bits)"
 
   public static func described(format: String, weights: JSONValue?) -> IntegerPackCodec? {
     let bits = weights?["num_bits"]?.uint64Value.map(Int.init) ?? 0
-    guard format == "pack-quantized", bits == 4 || bits == 8 else { return nil }
+    guard format == "pack-quantized", (2...8).contains(bits) else { return nil }
     let strategy = weights?["strategy"]?.stringValue
     return IntegerPackCodec(
       bits: bits, symmetric: weights?["symmetric"] != .bool(false),
@@ -51,13 +59,15 @@ public struct IntegerPackCodec: QuantizationCodec {
   ) {
     let (rows, columns) = (weight.shape[0], weight.shape[1])
     let group = groupSize == 0 ? columns : groupSize
-    guard columns % group == 0, columns % perWord == 0 else {
+    let multiple = Self.groupMultiple(bits: bits)
+    guard columns % group == 0, columns % multiple == 0 else {
       let need =
         columns % group != 0
-        ? "group size \(group) does not divide it" : "\(bits)-bit codes pack \(perWord) per 32-bit word"
+        ? "group size \(group) does not divide it"
+        : "\(bits)-bit codes fill whole 32-bit words only \(multiple) at a time"
       let fix =
         weight.name.hasSuffix(".weight_a")
-        ? "choose a factorize rank that is a multiple of \(max(group == columns ? perWord : group, perWord))"
+        ? "choose a factorize rank that is a multiple of \(max(group == columns ? multiple : group, multiple))"
         : "choose a group size that divides \(columns)"
       throw .invalidTensor(
         name: weight.name, reason: "its rows have \(columns) values and \(need); \(fix), or --ignore \(module)")
@@ -98,8 +108,7 @@ public struct IntegerPackCodec: QuantizationCodec {
     let round = DTypeRounding(dtype)
     let symmetric = symmetric
     let bits = bits
-    let perWord = perWord
-    let words = columns / perWord
+    let words = columns * bits / 32
     let searching = context.scaleSearch == .mse
     // Every element of these is written below (the kernel or the search loop).
     var packed = searching ? [UInt8](repeating: 0, count: rows * words * 4) : RowLoops.uninitialized(rows * words * 4)
@@ -165,6 +174,7 @@ public struct IntegerPackCodec: QuantizationCodec {
         reconstruction: .measured(error))
     }
 
+    var rowCodes = [UInt8](repeating: 0, count: columns)
     let (error, baseline) = try RowLoops.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
       row, values, reconstruction, alternative in
       for g in 0..<groups {
@@ -181,18 +191,14 @@ public struct IntegerPackCodec: QuantizationCodec {
         }
         scales[row * groups + g] = scale
         if !symmetric { zeroPoints[row * groups + g] = zeroPoint }
-        for w in (range.lowerBound / perWord)..<(range.upperBound / perWord) {
-          var word: UInt32 = 0
-          for j in 0..<perWord {
-            let i = w * perWord + j
-            let q = code(values[i], scale, zeroPoint)
-            word |= UInt32(q + offset) << UInt32(bits * j)
-            reconstruction[i] = round(round(q - zeroPoint) * scale)
-          }
-          packed.withUnsafeMutableBytes {
-            $0.storeBytes(of: word.littleEndian, toByteOffset: (row * words + w) * 4, as: UInt32.self)
-          }
+        for i in range {
+          let q = code(values[i], scale, zeroPoint)
+          rowCodes[i] = UInt8(q + offset)
+          reconstruction[i] = round(round(q - zeroPoint) * scale)
         }
+      }
+      packed.withUnsafeMutableBytes { out in
+        Self.pack(rowCodes, bits: bits, into: out, wordOffset: row * words)
       }
     }
     return TransformResult(
@@ -235,7 +241,7 @@ public struct IntegerPackCodec: QuantizationCodec {
       return nil
     }
     return DenseWeight(
-      name: weight, shape: [stored.shape[0], stored.shape[1] * perWord], dtype: nil, note: "dequantized")
+      name: weight, shape: [stored.shape[0], stored.shape[1] * 32 / bits], dtype: nil, note: "dequantized")
   }
 
   public func isCompanion(_ stored: TensorDescriptor) -> Bool { QuantizedNames.isCompanion(stored.name) }
@@ -262,7 +268,7 @@ public struct IntegerPackCodec: QuantizationCodec {
         }
       }
     }
-    let codes = Self.unpack(primary.bytes, rows: rows, words: primary.descriptor.shape[1], bits: bits)
+    let codes = Self.unpackStream(primary.bytes, rows: rows, columns: columns, bits: bits)
     var dense = [Float](repeating: 0, count: rows * columns)
     for row in 0..<rows {
       for column in 0..<columns {
@@ -274,7 +280,44 @@ public struct IntegerPackCodec: QuantizationCodec {
     return dense
   }
 
-  /// The `bits`-bit codes of `rows` rows of `words` little-endian int32 words each.
+  /// Packs one row's codes as a little-endian bit stream into 32-bit words from
+  /// `wordOffset` on (the layout `sck_quantize_int_groups` writes).
+  static func pack(_ codes: [UInt8], bits: Int, into out: UnsafeMutableRawBufferPointer, wordOffset: Int) {
+    var words = [UInt32](repeating: 0, count: (codes.count * bits + 31) / 32)
+    for (i, code) in codes.enumerated() {
+      let bit = i * bits
+      let shift = bit % 32
+      words[bit / 32] |= UInt32(code) << UInt32(shift)
+      if shift + bits > 32 { words[bit / 32 + 1] |= UInt32(code) >> UInt32(32 - shift) }
+    }
+    for (w, word) in words.enumerated() {
+      out.storeBytes(of: word.littleEndian, toByteOffset: (wordOffset + w) * 4, as: UInt32.self)
+    }
+  }
+
+  /// The `bits`-bit codes of `rows` rows of `columns` codes, each row a little-endian bit
+  /// stream of ceil(columns * bits / 32) int32 words.
+  static func unpackStream(_ bytes: UnsafeRawBufferPointer, rows: Int, columns: Int, bits: Int) -> [UInt32] {
+    let words = (columns * bits + 31) / 32
+    let mask: UInt32 = (1 << UInt32(bits)) - 1
+    var codes = [UInt32](repeating: 0, count: rows * columns)
+    for row in 0..<rows {
+      func word(_ w: Int) -> UInt32 {
+        UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: (row * words + w) * 4, as: UInt32.self))
+      }
+      for i in 0..<columns {
+        let bit = i * bits
+        let shift = bit % 32
+        var value = word(bit / 32) >> UInt32(shift)
+        if shift + bits > 32 { value |= word(bit / 32 + 1) << UInt32(32 - shift) }
+        codes[row * columns + i] = value & mask
+      }
+    }
+    return codes
+  }
+
+  /// The `bits`-bit codes of `rows` rows of `words` little-endian int32 words each, each
+  /// word holding 32 / bits codes (the zero points' layout).
   static func unpack(_ bytes: UnsafeRawBufferPointer, rows: Int, words: Int, bits: Int) -> [UInt32] {
     let perWord = 32 / bits
     let mask: UInt32 = (1 << UInt32(bits)) - 1
