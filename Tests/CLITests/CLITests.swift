@@ -190,9 +190,9 @@ struct QuantizeCommandTests {
     #expect(
       FileManager.default.contentsEqual(
         atPath: out + "/config.json", andPath: fixture("golden/quantization/tiny-llama-f32/W8A16/config.json")))
-    let unknown = try swiftcompress("quantize", fixture("tiny-llama-f32"), folder.file("x"), "--scheme", "W3A16")
+    let unknown = try swiftcompress("quantize", fixture("tiny-llama-f32"), folder.file("x"), "--scheme", "W7A16")
     #expect(unknown.status == 64)  // a bad value on the command line is a usage error
-    #expect(unknown.stderr.contains("W3A16") && unknown.stderr.contains("W4A16_ASYM"))  // the known schemes are listed
+    #expect(unknown.stderr.contains("W7A16") && unknown.stderr.contains("W4A16_ASYM"))  // the known schemes are listed
     #expect(!FileManager.default.fileExists(atPath: folder.file("x")))
     let badGroup = try swiftcompress(
       "quantize", fixture("tiny-llama-f32"), folder.file("y"), "--scheme", "W4A16", "--group-size", "256")

@@ -84,6 +84,10 @@ extension QuantizationScheme {
   public static let w4a16Asym = QuantizationScheme("W4A16_ASYM") {
     IntegerPackCodec(bits: 4, symmetric: false, groupSize: $0)
   }
+  public static let w2a16 = QuantizationScheme("W2A16") { IntegerPackCodec(bits: 2, symmetric: true, groupSize: $0) }
+  public static let w3a16 = QuantizationScheme("W3A16") { IntegerPackCodec(bits: 3, symmetric: true, groupSize: $0) }
+  public static let w5a16 = QuantizationScheme("W5A16") { IntegerPackCodec(bits: 5, symmetric: true, groupSize: $0) }
+  public static let w6a16 = QuantizationScheme("W6A16") { IntegerPackCodec(bits: 6, symmetric: true, groupSize: $0) }
   public static let fp8Dynamic = QuantizationScheme("FP8_DYNAMIC", fixedGrouping: "one scale per output channel") {
     _ in Float8Codec(block: nil)
   }
@@ -98,7 +102,9 @@ extension QuantizationScheme {
   }
 
   /// Every preset, in the order help and tests list them.
-  public static let allCases: [QuantizationScheme] = [w8a16, w4a16, w4a16Asym, fp8Dynamic, fp8Block, mxfp4, nvfp4]
+  public static let allCases: [QuantizationScheme] = [
+    w8a16, w4a16, w4a16Asym, fp8Dynamic, fp8Block, mxfp4, nvfp4, w2a16, w3a16, w5a16, w6a16,
+  ]
 
   /// The codec types a checkpoint's `quantization_config` may name.
   static let codecTypes: [any QuantizationCodec.Type] = [
