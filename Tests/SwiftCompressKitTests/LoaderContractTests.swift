@@ -85,7 +85,7 @@ struct LoaderContractTests {
     let quantized = names.filter { $0.hasSuffix(".weight_scale") }.map { String($0.dropLast(".weight_scale".count)) }
     #expect(!quantized.isEmpty && dense.count > 5, "the selection leaves some modules of each kind")
     // Norms stay out of ignore unless the quantized weight keeps the name `weight` (FP8).
-    let listed = dense.filter { scheme.isFloat8 || !$0.hasSuffix("norm") }
+    let listed = dense.filter { scheme.keepsWeightName || !$0.hasSuffix("norm") }
     let unlisted = listed.filter { module in !ignore.contains { Self.matches($0, module) } }
     #expect(unlisted.isEmpty, "stored unquantized but not in ignore: \(unlisted)")
     let wronglyIgnored = quantized.filter { module in ignore.contains { Self.matches($0, module) } }
@@ -184,7 +184,7 @@ struct LoaderContractTests {
   @Test func theReferencesOwnOutputsVerifyButFP8WithItsNormsUnlisted() throws {
     for scheme in QuantizationScheme.allCases {
       let report = try VerificationReport.verify(fixture("golden/quantization/tiny-llama-bf16/\(scheme.rawValue)"))
-      if scheme.isFloat8 {
+      if scheme.keepsWeightName {
         // llm-compressor leaves the norms out of ignore; compressed-tensors' model-free
         // dequantizer then stops at model.layers.0.input_layernorm.weight_scale.
         #expect(Set(report.problems.map(\.rule)) == [.configDenseTarget] && report.problems.count == 5)

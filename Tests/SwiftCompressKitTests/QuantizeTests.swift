@@ -39,7 +39,7 @@ struct QuantizeTests {
       }
     }
     #expect(differing.isEmpty, "\(differing.count) tensors differ, e.g. \(differing.prefix(3))")
-    if scheme.isFloat8 {
+    if scheme.keepsWeightName {
       // FP8 keeps the name `weight`: compressed-tensors' model-free dequantizer looks for
       // the scale of every `M.weight` not ignored, and stops at the norms the reference
       // leaves out of `ignore` (its own output fails that way). Ours lists them after the
@@ -377,5 +377,14 @@ struct IntegerPackingTests {
       }
       #expect(unpacked.map(UInt8.init) == row)
     }
+  }
+}
+
+extension QuantizationScheme {
+  /// Whether the quantized weight keeps the name `weight` (FP8, MXFP8), which makes
+  /// swiftcompress list the norms in `ignore` too (asked of the scheme's codec).
+  var keepsWeightName: Bool {
+    let weight = PlannedTensor(name: "m.weight", dtype: .f32, shape: [128, 128])
+    return (try? codec(groupSize: 128).layout(of: weight, module: "m").outputs.first?.name) == weight.name
   }
 }

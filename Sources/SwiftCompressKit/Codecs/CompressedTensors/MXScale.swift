@@ -1,0 +1,51 @@
+import CheckpointIO
+import Foundation
+
+/// The E8M0 group scale of compressed-tensors' MX layouts (`generate_mx_scales`), in the
+/// weight's dtype: amax rounded to a power of two on its bit pattern (up when its mantissa
+/// fraction reaches the element format's threshold), e = 127 + log2 of that - `offset`
+/// (log2 of the element format's largest value), clamped to 0...255. The scale used is
+/// S = 2^(e - 127) in the weight's dtype; where that is 0 (F16 below 2^-24), S is 1 and
+/// the stored byte 127, as the reference's epsilon for a uint8 scale makes it.
+struct MXScale {
+  /// Mantissa bits of the element format whose rounding threshold the reference uses.
+  let elementMantissaBits: Int
+  /// floor(log2(largest element value)): 8 for E4M3, 2 for E2M3 and E2M1.
+  let offset: Int
+
+  /// The stored byte and the scale S for a group whose largest magnitude is `amax` (a
+  /// value of `dtype`).
+  func scale(amax: Float, dtype: DType) -> (byte: UInt8, scale: Float) {
+    let (bits, mantissa): (UInt32, Int) =
+      switch dtype {
+      case .bf16: (amax.bitPattern >> 16, 7)
+      case .f16: (UInt32(Float16(amax).bitPattern), 10)
+      default: (amax.bitPattern, 23)
+      }
+    let total = dtype == .f32 ? 32 : 16
+    let signExponent: UInt32 = (UInt32.max >> UInt32(32 - total)) ^ ((1 << UInt32(mantissa)) - 1)
+    let rounded = (bits &+ (1 << UInt32(mantissa - elementMantissaBits - 1))) & signExponent
+    let power: Float =
+      switch dtype {
+      case .bf16: Float(bitPattern: rounded << 16)
+      case .f16: Float(Float16(bitPattern: UInt16(truncatingIfNeeded: rounded)))
+      default: Float(bitPattern: rounded)
+      }
+    var e = 0
+    if power > 0, power.isFinite { e = min(max(127 + Int(power.exponent) - offset, 0), 255) }
+    let s = DTypeRounding(dtype)(Float(sign: .plus, exponent: e - 127, significand: 1))
+    return s == 0 ? (127, 1) : (UInt8(e), s)
+  }
+
+  /// 2^(byte - 127) as the reference's decompressors compute it: in BF16.
+  static func decodedScale(_ byte: UInt8) -> Float {
+    DTypeRounding(.bf16)(Float(sign: .plus, exponent: Int(byte) - 127, significand: 1))
+  }
+
+  /// The largest magnitude of `values[range]`.
+  static func amax(_ values: UnsafeBufferPointer<Float>, _ range: Range<Int>) -> Float {
+    var m: Float = 0
+    for i in range { m = max(m, abs(values[i])) }
+    return m
+  }
+}
