@@ -388,3 +388,39 @@ extension QuantizationScheme {
     return (try? codec(groupSize: 128).layout(of: weight, module: "m").outputs.first?.name) == weight.name
   }
 }
+
+@Suite("MX scales and E2M3 codes")
+struct MXBuildingBlockTests {
+  /// The E8M0 rule of compressed-tensors' generate_mx_scales, at the thresholds measured
+  /// by running the reference (compressed-tensors 0.20) on crafted weights:
+  /// MXFP8 rounds amax up to the next power of two from a mantissa of 1.75 (E2M1's
+  /// threshold, which the reference uses), MXFP6 from 1.9375; an all-zero group gives 0,
+  /// except in F16 where 2^-127 underflows and the reference stores 127 with a scale of 1.
+  @Test func e8m0ExponentFollowsTheReference() {
+    let mx8 = MXFP8Codec.scaleRule
+    let mx6 = MXFP6Codec.scaleRule
+    #expect(mx8.scale(amax: 1.75, dtype: .f32).byte == 120)
+    #expect(mx8.scale(amax: 1.7421875, dtype: .bf16).byte == 119)
+    #expect(mx6.scale(amax: 1.9375, dtype: .f32).byte == 126)
+    #expect(mx6.scale(amax: 1.9296875, dtype: .f16).byte == 125)
+    #expect(mx8.scale(amax: 0.1298828125, dtype: .bf16).byte == 116)
+    #expect(mx6.scale(amax: 0.1298828125, dtype: .bf16).byte == 122)
+    #expect(mx6.scale(amax: 0, dtype: .f32).byte == 0)
+    #expect(mx6.scale(amax: 0, dtype: .bf16).byte == 0)
+    let f16Zero = mx8.scale(amax: 0, dtype: .f16)
+    #expect(f16Zero.byte == 127 && f16Zero.scale == 1)
+  }
+
+  /// The reference's worked example: x = 0.203125, -0.328125, -0.0722656, -0.953125 round
+  /// to 0.25, -0.375, -0.125, -1 on the E2M3 grid, codes 0x02, 0x23, 0x21, 0x28; ties go to
+  /// even; a negative value that rounds to zero keeps its sign; every code decodes to itself.
+  @Test func e2m3CodesRoundToNearestEven() {
+    #expect(
+      [0.203125, -0.328125, -0.0722656, -0.953125].map { MXFP6Codec.code(Float($0)) } == [0x02, 0x23, 0x21, 0x28])
+    #expect(MXFP6Codec.code(0.0625) == 0x00)  // halfway between 0 and 0.125: to even
+    #expect(MXFP6Codec.code(0.1875) == 0x02)  // halfway between 0.125 and 0.25: to even (0.25)
+    #expect(MXFP6Codec.code(-0.01) == 0x20)
+    #expect(MXFP6Codec.code(7.5) == 0x1F && MXFP6Codec.code(-7.5) == 0x3F)
+    for code in UInt8(0)..<64 { #expect(MXFP6Codec.code(MXFP6Codec.value(code)) == code) }
+  }
+}

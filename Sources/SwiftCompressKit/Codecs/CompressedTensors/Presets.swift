@@ -103,14 +103,17 @@ extension QuantizationScheme {
   public static let mxfp8 = QuantizationScheme("MXFP8A16", label: "MXFP8", fixedGrouping: "groups of 32") { _ in
     MXFP8Codec()
   }
+  public static let mxfp6 = QuantizationScheme("MXFP6A16", label: "MXFP6", fixedGrouping: "groups of 32") { _ in
+    MXFP6Codec()
+  }
 
   /// Every preset, in the order help and tests list them.
   public static let allCases: [QuantizationScheme] = [
-    w8a16, w4a16, w4a16Asym, fp8Dynamic, fp8Block, mxfp4, nvfp4, w2a16, w3a16, w5a16, w6a16, mxfp8,
+    w8a16, w4a16, w4a16Asym, fp8Dynamic, fp8Block, mxfp4, nvfp4, w2a16, w3a16, w5a16, w6a16, mxfp8, mxfp6,
   ]
 
   /// The codec types a checkpoint's `quantization_config` may name.
   static let codecTypes: [any QuantizationCodec.Type] = [
-    IntegerPackCodec.self, Float8Codec.self, MXFP4Codec.self, NVFP4Codec.self, MXFP8Codec.self,
+    IntegerPackCodec.self, Float8Codec.self, MXFP4Codec.self, NVFP4Codec.self, MXFP8Codec.self, MXFP6Codec.self,
   ]
 }
