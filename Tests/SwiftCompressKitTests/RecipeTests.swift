@@ -76,7 +76,7 @@ struct RecipeTests {
   @Test(arguments: [
     ("stages:\n  - quantize:\n      scheme: W4A16\n      grup_size: 64\n", 4, "grup_size", "group_size"),
     ("stages:\n  - quantise:\n      scheme: W4A16\n", 2, "quantise", "prune, factorize, quantize"),
-    ("stages:\n  - quantize:\n      scheme: W5A16\n", 3, "scheme", "W4A16"),
+    ("stages:\n  - quantize:\n      scheme: W9A16\n", 3, "scheme", "W4A16"),
     ("stages:\n  - prune:\n      method: nm\n      scope: layer\n", 4, "scope", "tensor, row, global"),
     ("stages:\n  - prune:\n      method: magnitude\n      sparsity: half\n", 4, "sparsity", "a number"),
     ("stages:\n  - quantize:\n      group_size: 64\n", 2, "scheme", "W8A16"),
