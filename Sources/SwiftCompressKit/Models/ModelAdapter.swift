@@ -49,16 +49,11 @@ extension ModelAdapter {
 
   /// The group whose NVFP4 global scale `module` shares: its fused set's name
   /// ("model.layers.0.self_attn.qkv", "model.layers.0.mlp.gate_up"), or the module itself.
-  /// BERT's query/key/value read one input but are separate layers to loaders and to
-  /// llm-compressor: each keeps its own scale.
+  /// BERT's query/key/value read one input, but llm-compressor shares the scale only over
+  /// q_proj/k_proj/v_proj and gate_proj/up_proj: each keeps its own.
   public func scaleSharingGroup(ofModule module: String) -> String {
     fusedModules(of: module)?.name ?? module
   }
-
-  /// The attention blocks, in layer order.
-  public var attentionUnits: [ModelDescription.AttentionHeads] { model.layers.compactMap(\.attention) }
-  /// The MLPs, in layer order.
-  public var mlpUnits: [ModelDescription.MLPNeurons] { model.layers.compactMap(\.mlp) }
 }
 
 /// The registry of model adapters.
