@@ -151,12 +151,16 @@ struct ModelAdapterTests {
   }
 
   /// On every fixture the adapter answers what the name rules answered before adapters:
-  /// embeddings, the `Linear` target, the default selection and the scale groups.
-  @Test(arguments: ["tiny-llama-f32", "tiny-llama-sharded", "tiny-bert", "tiny-bert-128"])
-  func agreesWithTheNameRules(_ name: String) throws {
+  /// embeddings, the `Linear` target, the default selection and the scale groups. The
+  /// bare weight files have no config.json: the generic adapter.
+  @Test(arguments: [
+    ("tiny-llama-f32", "llama"), ("tiny-llama-sharded", "llama"), ("tiny-bert", "bert"), ("tiny-bert-128", "bert"),
+    ("tiny-llama-f32/model.safetensors", "generic"), ("tiny-bert/model.safetensors", "generic"),
+  ])
+  func agreesWithTheNameRules(_ name: String, _ family: String) throws {
     let checkpoint = try Checkpoint.open(fixture(name))
     let adapter = ModelAdapters.adapter(for: checkpoint)
-    #expect(adapter.model.family != "generic")
+    #expect(adapter.model.family == family)
     let generic = try TensorSelection()
     let adapted = generic.adapted(to: adapter)
     for tensor in checkpoint.tensors {
@@ -239,6 +243,13 @@ struct ModelAdapterTests {
     #expect(renamed.model.dimensions.attentionHeads == 4)
     #expect(renamed.isEmbedding("net.tok_embed.weight") && !renamed.isEmbedding("net.blocks.0.attn.wq.weight"))
     #expect(renamed.fusedModules(of: "net.blocks.0.attn.wq") == nil)
+    // Units found by names leave the questions to the name rules, even on odd names.
+    let odd = ModelAdapters.adapter(
+      config: nil,
+      tensorNames: ["embedder.layers.0.self_attn.q_proj.weight", "embedder.layers.0.mlp.gate_proj.weight"])
+    #expect(odd.model.layers.count == 1)
+    #expect(odd.isEmbedding("embedder.layers.0.self_attn.q_proj.weight"))
+    #expect(odd.scaleSharingGroup(ofModule: "embedder.layers.0.mlp.gate_proj") == "embedder.layers.0.mlp.gate_up")
   }
 
   /// Structured pruning of a model whose config.json names no known family (the generic

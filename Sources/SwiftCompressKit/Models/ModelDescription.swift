@@ -30,7 +30,10 @@ public struct ModelDescription: Sendable, Equatable {
   /// The norms' epsilon (`rms_norm_eps`, `layer_norm_eps`), for a forward pass.
   public let normEpsilon: Double?
 
-  /// What the questions of `ModelAdapter` look up, derived from the fields above.
+  /// What the questions of `ModelAdapter` look up, derived from the fields above: the
+  /// embedding modules, every module and norm described (a unit names modules, it does not
+  /// describe them: the generic adapter's units leave its answers to the name rules), and
+  /// each fused module's set.
   let embeddingModules: Set<String>
   let knownModules: Set<String>
   let fusedByModule: [String: FusedModules]
@@ -57,10 +60,6 @@ public struct ModelDescription: Sendable, Equatable {
     for layer in layers {
       known.formUnion(layer.modules.map(\.name))
       known.formUnion(layer.norms.map(\.name))
-      if let attention = layer.attention {
-        known.formUnion([attention.query, attention.key, attention.value, attention.output])
-      }
-      if let mlp = layer.mlp { known.formUnion(mlp.inputs + [mlp.output]) }
       for set in layer.fused {
         for module in set.modules { fused[module] = set }
       }
