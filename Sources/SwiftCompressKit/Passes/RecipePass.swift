@@ -27,31 +27,38 @@ struct StageTargets: @unchecked Sendable {  // Regex is immutable after init
     }
   }
 
-  /// The first entry matching `tensor`, or nil.
-  func match(_ tensor: TensorDescriptor) -> String? {
+  /// The first entry matching `tensor`, or nil; the generic adapter says what the
+  /// shorthands are.
+  func match(_ tensor: TensorDescriptor) -> String? { match(tensor, model: ModelAdapters.generic) }
+
+  /// Every entry matching `tensor`; the generic adapter says what the shorthands are.
+  func matches(_ tensor: TensorDescriptor) -> [String] { matches(tensor, model: ModelAdapters.generic) }
+
+  /// The first entry matching `tensor`, or nil. `model` says what the shorthands are.
+  func match(_ tensor: TensorDescriptor, model: any ModelAdapter) -> String? {
     for (entry, regex) in zip(entries, regexes) {
       if let regex {
         if tensor.name.contains(regex) { return entry }
-      } else if Self.isA(entry, tensor) {
+      } else if Self.isA(entry, tensor, model: model) {
         return entry
       }
     }
     return nil
   }
 
-  /// Every entry matching `tensor`.
-  func matches(_ tensor: TensorDescriptor) -> [String] {
+  /// Every entry matching `tensor`, as `model` sees the shorthands.
+  func matches(_ tensor: TensorDescriptor, model: any ModelAdapter) -> [String] {
     zip(entries, regexes).compactMap { entry, regex in
       if let regex { return tensor.name.contains(regex) ? entry : nil }
-      return Self.isA(entry, tensor) ? entry : nil
+      return Self.isA(entry, tensor, model: model) ? entry : nil
     }
   }
 
-  static func isA(_ shorthand: String, _ t: TensorDescriptor) -> Bool {
-    let embedding = TensorSelection.isEmbedding(t.name)
+  /// Whether `t` is what `shorthand` names, as `model` sees it.
+  static func isA(_ shorthand: String, _ t: TensorDescriptor, model: any ModelAdapter = ModelAdapters.generic) -> Bool {
     switch shorthand {
-    case "Linear": return t.shape.count == 2 && t.name.hasSuffix(".weight") && t.dtype.isFloatingPoint && !embedding
-    case "Embedding": return t.shape.count == 2 && embedding
+    case "Linear": return model.isLinearWeight(t)
+    case "Embedding": return t.shape.count == 2 && model.isEmbedding(t.name)
     default: return false
     }
   }

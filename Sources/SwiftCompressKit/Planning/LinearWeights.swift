@@ -17,15 +17,17 @@ enum LinearWeights {
   /// The module of `tensor` when it is a selected linear weight, or why it is kept.
   /// Throws for a linear weight whose dtype cannot be processed.
   /// With `factors`, factorize's `<module>.weight_a` and `.weight_b` count as linear
-  /// weights of `<module>` too (quantize can store them).
-  static func select(_ tensor: TensorDescriptor, ignoring rules: [IgnoreRule], verb: String, factors: Bool = false)
-    throws(SwiftCompressError) -> Selection
-  {
+  /// weights of `<module>` too (quantize can store them). `model` says which tensors are
+  /// embeddings.
+  static func select(
+    _ tensor: TensorDescriptor, ignoring rules: [IgnoreRule], verb: String, factors: Bool = false,
+    model: any ModelAdapter = ModelAdapters.generic
+  ) throws(SwiftCompressError) -> Selection {
     let factor = factors ? [".weight_a", ".weight_b"].first { tensor.name.hasSuffix($0) } : nil
     guard let module = module(of: tensor.name) ?? factor.map({ String(tensor.name.dropLast($0.count)) })
     else { return .keep("not a .weight tensor") }
     if let rule = rules.first(where: { $0.matches(module) }) { return .keep("ignored by '\(rule.entry)'") }
-    if TensorSelection.isEmbedding(tensor.name) { return .keep("embedding table (not a linear layer)") }
+    if model.isEmbedding(tensor.name) { return .keep("embedding table (not a linear layer)") }
     guard tensor.shape.count == 2 else {
       return .keep("\(tensor.shape.count)-D tensor (only 2-D linear weights are \(verb))")
     }

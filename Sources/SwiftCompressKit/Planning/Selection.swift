@@ -9,7 +9,9 @@ import CheckpointIO
 ///   defaults below), or no `include` patterns were given and the defaults allow it.
 ///
 /// Defaults: tensors of rank 0 or 1 (norms, biases, scalars) and embedding tables
-/// are left untouched, as are integer and boolean tensors (whatever the patterns).
+/// are left untouched, as are integer and boolean tensors (whatever the patterns). The
+/// model adapter says which tensors are embeddings: the generic adapter's name rules
+/// unless the selection is `adapted(to:)` a checkpoint's adapter.
 // Regex is not marked Sendable, but these are immutable after init and matching does not
 // mutate them, so sharing a selection across threads is safe.
 public struct TensorSelection: @unchecked Sendable {
@@ -17,11 +19,16 @@ public struct TensorSelection: @unchecked Sendable {
   public let exclude: [String]
   private let includeRegexes: [Regex<AnyRegexOutput>]
   private let excludeRegexes: [Regex<AnyRegexOutput>]
+  /// What the defaults ask which tensors are embedding tables.
+  public private(set) var model: any ModelAdapter
 
   /// Compiles the patterns; a bad one throws naming the option.
-  public init(include: [String] = [], exclude: [String] = []) throws(SwiftCompressError) {
+  public init(include: [String] = [], exclude: [String] = [], model: any ModelAdapter = ModelAdapters.generic)
+    throws(SwiftCompressError)
+  {
     self.include = include
     self.exclude = exclude
+    self.model = model
     includeRegexes = try include.map { (p) throws(SwiftCompressError) in
       try TensorSelection.compile(p, option: "--include")
     }
@@ -38,12 +45,18 @@ public struct TensorSelection: @unchecked Sendable {
     }
   }
 
-  /// The tensor names that count as embedding tables: a module path component
-  /// containing "embed" (embed_tokens, word_embeddings, position_embeddings, ...) or
-  /// GPT-2's `wte` / `wpe`.
+  /// The same selection, asking `model` which tensors are embeddings.
+  public func adapted(to model: any ModelAdapter) -> TensorSelection {
+    var selection = self
+    selection.model = model
+    return selection
+  }
+
+  /// Whether tensor `name` is an embedding table by the generic adapter's name rules (a
+  /// module path component containing "embed", GPT-2's `wte` / `wpe`), for callers that
+  /// have no checkpoint's adapter at hand.
   public static func isEmbedding(_ name: String) -> Bool {
-    let components = name.split(separator: ".").dropLast()
-    return components.contains { $0.lowercased().contains("embed") || $0 == "wte" || $0 == "wpe" }
+    ModelAdapters.generic.isEmbedding(name)
   }
 
   /// A warning for each `--include` or `--exclude` pattern that matches none of `names`.
@@ -79,7 +92,7 @@ public struct TensorSelection: @unchecked Sendable {
     if tensor.shape.count <= 1 {
       return .skipped(reason: "\(tensor.shape.count)-D tensor (norm, bias or scalar) left untouched by default")
     }
-    if TensorSelection.isEmbedding(name) {
+    if model.isEmbedding(name) {
       return .skipped(reason: "embedding table left untouched by default")
     }
     return .selected

@@ -498,7 +498,8 @@ extension LoaderContract {
           "quantization_config matches the tensors: \(Format.count(modules.quantized.count, "module")) stored quantized (\(groups.map { "'\($0.name)' \($0.format)" }.joined(separator: ", "))), \(Format.count(ignoredCount, "module")) stored unquantized and listed in ignore"
         )
       }
-      notes += fusedNotes(modules)
+      notes += fusedNotes(
+        modules, model: ModelAdapters.adapter(config: config, tensorNames: checkpoint.tensors.map(\.name)))
     }
     if let sparsity = quantization?["sparsity_config"] {
       let rules = (sparsity["ignore"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap { try? IgnoreRule($0) } }
@@ -646,16 +647,22 @@ extension LoaderContract {
   }
 
   /// vLLM fuses q/k/v (and gate/up) projections into one layer and refuses a layer whose
-  /// parts are stored differently: one note per such layer.
-  static func fusedNotes(_ modules: StoredModules) -> [String] {
+  /// parts are stored differently: one note per such layer, the attention sets first. The
+  /// sets are the ones `model` says loaders fuse.
+  static func fusedNotes(_ modules: StoredModules, model: any ModelAdapter = ModelAdapters.generic) -> [String] {
     let quantized = Set(modules.quantized)
     let dense = Set(modules.dense)
+    // Each set at its first part.
+    let sets = (modules.quantized + modules.dense).compactMap { module in
+      model.fusedModules(of: module).flatMap { $0.modules.first == module ? $0 : nil }
+    }
     var notes: [String] = []
-    for parts in [["q_proj", "k_proj", "v_proj"], ["gate_proj", "up_proj"]] {
-      for module in modules.quantized + modules.dense where module.hasSuffix("." + parts[0]) {
-        let stem = String(module.dropLast(parts[0].count))
-        let kinds = parts.map {
-          quantized.contains(stem + $0) ? "quantized" : dense.contains(stem + $0) ? "dense" : "absent"
+    for kind in ModelDescription.FusedModules.Kind.allCases {
+      for set in sets where set.kind == kind {
+        let stem = ModelAdapters.module(ofTensor: set.modules[0]) + "."
+        let parts = set.modules.map { String($0.dropFirst(stem.count)) }
+        let kinds = set.modules.map {
+          quantized.contains($0) ? "quantized" : dense.contains($0) ? "dense" : "absent"
         }
         if Set(kinds.filter { $0 != "absent" }).count > 1 {
           notes.append(

@@ -108,10 +108,12 @@ struct StructuredPlan: Sendable, Equatable {
     var alongRows: Bool
   }
 
+  /// The units are the ones `ModelAdapters.adapter(for:)` describes; each is cut where its
+  /// tensors are in the checkpoint, with the sizes read from them.
   init(checkpoint: Checkpoint, pass: PrunePass) throws(SwiftCompressError) {
     let configuration = pass.configuration
     guard let unit = configuration.structure, let ratio = configuration.ratio else { return }
-    let config = Self.config(of: checkpoint)
+    let adapter = ModelAdapters.adapter(for: checkpoint)
     let names = Set(checkpoint.tensors.map(\.name))
     func ignored(_ module: String) -> Bool { pass.ignoreRules.contains { $0.matches(module) } }
     /// A unit group is left alone when any of its modules is ignored; with --shrink that
@@ -140,7 +142,7 @@ struct StructuredPlan: Sendable, Equatable {
       for tensor in checkpoint.tensors {
         let info = tensor.info
         guard info.shape.count == 2, let module = LinearWeights.module(of: tensor.name), !ignored(module),
-          !TensorSelection.isEmbedding(tensor.name), [.f32, .bf16, .f16].contains(info.dtype)
+          !adapter.isEmbedding(tensor.name), [.f32, .bf16, .f16].contains(info.dtype)
         else { continue }
         let units = unit == .rows ? info.shape[0] : info.shape[1]
         let members = [(tensor.name, unit == .rows)]
@@ -153,35 +155,25 @@ struct StructuredPlan: Sendable, Equatable {
       }
     case .mlp:
       var intermediate: Int?
-      for layer in Self.layers(names, suffix: ".mlp.gate_proj.weight") {
-        let gate = layer + ".mlp.gate_proj", up = layer + ".mlp.up_proj", down = layer + ".mlp.down_proj"
-        if try anyIgnored([gate, up, down]) { continue }
-        guard names.contains(up + ".weight"), names.contains(down + ".weight"),
-          let units = checkpoint.tensor(named: gate + ".weight")?.info.shape.first
+      // Gated MLPs (gate/up/down) first, then the others, each by layer name.
+      let mlps = adapter.model.layers.compactMap { layer in layer.mlp.map { (layer: layer.name, unit: $0) } }
+        .filter { names.contains($0.unit.inputs[0] + ".weight") }
+        .sorted { ($0.unit.gated ? 0 : 1, $0.layer) < ($1.unit.gated ? 0 : 1, $1.layer) }.map(\.unit)
+      for mlp in mlps {
+        if try anyIgnored(mlp.inputs + [mlp.output]) { continue }
+        guard mlp.inputs.dropFirst().allSatisfy({ names.contains($0 + ".weight") }),
+          names.contains(mlp.output + ".weight"),
+          let units = checkpoint.tensor(named: mlp.inputs[0] + ".weight")?.info.shape.first
         else { continue }
-        var members = [(gate + ".weight", true), (up + ".weight", true), (down + ".weight", false)]
-        for bias in [gate + ".bias", up + ".bias"] where names.contains(bias) { members.append((bias, true)) }
+        // Each neuron: a row of every input projection, a column of the output projection,
+        // an element of the input projections' biases.
+        var members = mlp.inputs.map { ($0 + ".weight", true) } + [(mlp.output + ".weight", false)]
+        for bias in mlp.inputs.map({ $0 + ".bias" }) where names.contains(bias) { members.append((bias, true)) }
         let removed = try Self.choose(
           members: members, units: units, unitSize: 1, ratio: ratio, norm: configuration.norm, checkpoint: checkpoint,
-          label: layer + ".mlp")
+          label: mlp.name)
         record(
-          members, removed: removed, unitSize: 1, group: layer + ".mlp", unit: .mlpNeuron,
-          count: UnitCount(removed: removed.count, total: units))
-        intermediate = units - removed.count
-      }
-      for layer in Self.layers(names, suffix: ".intermediate.dense.weight") {
-        let inner = layer + ".intermediate.dense", outer = layer + ".output.dense"
-        if try anyIgnored([inner, outer]) { continue }
-        guard names.contains(outer + ".weight"),
-          let units = checkpoint.tensor(named: inner + ".weight")?.info.shape.first
-        else { continue }
-        var members = [(inner + ".weight", true), (outer + ".weight", false)]
-        if names.contains(inner + ".bias") { members.append((inner + ".bias", true)) }
-        let removed = try Self.choose(
-          members: members, units: units, unitSize: 1, ratio: ratio, norm: configuration.norm, checkpoint: checkpoint,
-          label: layer + ".intermediate")
-        record(
-          members, removed: removed, unitSize: 1, group: layer + ".intermediate", unit: .mlpNeuron,
+          members, removed: removed, unitSize: 1, group: mlp.name, unit: .mlpNeuron,
           count: UnitCount(removed: removed.count, total: units))
         intermediate = units - removed.count
       }
@@ -194,12 +186,13 @@ struct StructuredPlan: Sendable, Equatable {
       }
       configChanges = [("intermediate_size", intermediate)]
     case .heads:
-      guard let config, let heads = config["num_attention_heads"]?.uint64Value.map(Int.init), heads > 0 else {
+      let dimensions = adapter.model.dimensions
+      guard let heads = dimensions.attentionHeads, heads > 0 else {
         throw .invalidCheckpoint(
           path: checkpoint.path, reason: "head pruning needs a config.json with num_attention_heads next to the weights"
         )
       }
-      let kvHeads = config["num_key_value_heads"]?.uint64Value.map(Int.init) ?? heads
+      let kvHeads = dimensions.keyValueHeads ?? heads
       guard kvHeads > 0, heads % kvHeads == 0 else {
         throw .invalidFile(
           path: checkpoint.folder + "/config.json",
@@ -208,45 +201,47 @@ struct StructuredPlan: Sendable, Equatable {
       let perGroup = heads / kvHeads
       var kept: Int?
       var headDim = 0
-      for layer in Self.layers(names, suffix: ".self_attn.q_proj.weight") {
-        let p = layer + ".self_attn."
-        if try anyIgnored(["q_proj", "k_proj", "v_proj", "o_proj"].map { p + $0 }) { continue }
-        guard let q = checkpoint.tensor(named: p + "q_proj.weight")?.info.shape,
-          names.contains(p + "k_proj.weight"), names.contains(p + "v_proj.weight"), names.contains(p + "o_proj.weight")
+      // Grouped key-value attention (Llama) first, then one key and value per head (BERT),
+      // each by layer name.
+      let blocks = adapter.model.layers.compactMap { layer in layer.attention.map { (layer: layer.name, unit: $0) } }
+        .filter { names.contains($0.unit.query + ".weight") }
+        .sorted { ($0.unit.groupedKeyValue ? 0 : 1, $0.layer) < ($1.unit.groupedKeyValue ? 0 : 1, $1.layer) }
+        .map(\.unit)
+      for attention in blocks where attention.groupedKeyValue {
+        let (q, k, v, o) = (attention.query, attention.key, attention.value, attention.output)
+        if try anyIgnored([q, k, v, o]) { continue }
+        guard let shape = checkpoint.tensor(named: q + ".weight")?.info.shape,
+          [k, v, o].allSatisfy({ names.contains($0 + ".weight") })
         else { continue }
-        headDim = q[0] / heads
-        guard headDim * heads == q[0] else {
+        headDim = shape[0] / heads
+        guard headDim * heads == shape[0] else {
           throw .invalidTensor(
-            name: p + "q_proj.weight", reason: "its \(q[0]) rows are not num_attention_heads \(heads) x a head size")
+            name: q + ".weight", reason: "its \(shape[0]) rows are not num_attention_heads \(heads) x a head size")
         }
         // A unit is one key-value group: its key and value rows, and the rows of the
-        // query heads it serves with the matching o_proj columns.
+        // query heads it serves with the matching output-projection columns.
         let removed = try Self.chooseHeads(
-          layer: p, heads: heads, kvHeads: kvHeads, headDim: headDim, ratio: ratio, norm: configuration.norm,
+          attention, heads: heads, kvHeads: kvHeads, headDim: headDim, ratio: ratio, norm: configuration.norm,
           names: names, checkpoint: checkpoint)
         // Every tensor of the layer counts the chosen units, the key-value groups (and,
         // when a group serves several query heads, the attention heads in them).
         let queryUnits = removed.flatMap { g in (g * perGroup)..<((g + 1) * perGroup) }
-        let group = String(p.dropLast())
         let count =
           perGroup == 1
           ? UnitCount(removed: removed.count, total: kvHeads)
           : UnitCount(
             removed: removed.count, total: kvHeads, headsRemoved: queryUnits.count, headsTotal: heads)
         let headUnit: PrunedUnit = perGroup == 1 ? .attentionHead : .keyValueHeadGroup
-        var queryMembers = [(p + "q_proj.weight", true), (p + "o_proj.weight", false)]
-        if names.contains(p + "q_proj.bias") { queryMembers.append((p + "q_proj.bias", true)) }
+        let (queryMembers, kvMembers) = Self.headMembers(attention, names: names)
         record(
-          queryMembers, removed: queryUnits, unitSize: headDim, group: group, unit: headUnit, count: count,
+          queryMembers, removed: queryUnits, unitSize: headDim, group: attention.name, unit: headUnit, count: count,
           newGroup: false)
-        var kvMembers = [(p + "k_proj.weight", true), (p + "v_proj.weight", true)]
-        for bias in [p + "k_proj.bias", p + "v_proj.bias"] where names.contains(bias) { kvMembers.append((bias, true)) }
-        record(kvMembers, removed: removed, unitSize: headDim, group: group, unit: headUnit, count: count)
+        record(kvMembers, removed: removed, unitSize: headDim, group: attention.name, unit: headUnit, count: count)
         kept = kvHeads - removed.count
       }
-      for layer in Self.layers(names, suffix: ".attention.self.query.weight") {
-        let prefix = layer + ".attention."
-        if try anyIgnored(["self.query", "self.key", "self.value", "output.dense"].map { prefix + $0 }) { continue }
+      for attention in blocks where !attention.groupedKeyValue {
+        let (q, k, v, o) = (attention.query, attention.key, attention.value, attention.output)
+        if try anyIgnored([q, k, v, o]) { continue }
         if configuration.shrink {
           throw .invalidOption(
             option: "--shrink",
@@ -254,23 +249,17 @@ struct StructuredPlan: Sendable, Equatable {
               "transformers derives BERT's head size from hidden_size / num_attention_heads, so a BERT with fewer heads cannot be described in config.json; prune BERT heads without --shrink (zeroed in place)"
           )
         }
-        let p = layer + ".attention."
-        guard let q = checkpoint.tensor(named: p + "self.query.weight")?.info.shape,
-          names.contains(p + "output.dense.weight")
+        guard let shape = checkpoint.tensor(named: q + ".weight")?.info.shape, names.contains(o + ".weight")
         else { continue }
-        headDim = q[0] / heads
-        var members = [(p + "self.query.weight", true), (p + "output.dense.weight", false)]
-        for part in ["key", "value"] where names.contains(p + "self.\(part).weight") {
-          members.append((p + "self.\(part).weight", true))
-        }
-        for part in ["query", "key", "value"] where names.contains(p + "self.\(part).bias") {
-          members.append((p + "self.\(part).bias", true))
-        }
+        headDim = shape[0] / heads
+        var members = [(q + ".weight", true), (o + ".weight", false)]
+        for part in [k, v] where names.contains(part + ".weight") { members.append((part + ".weight", true)) }
+        for part in [q, k, v] where names.contains(part + ".bias") { members.append((part + ".bias", true)) }
         let removed = try Self.choose(
           members: members, units: heads, unitSize: headDim, ratio: ratio, norm: configuration.norm,
-          checkpoint: checkpoint, label: p + "self")
+          checkpoint: checkpoint, label: ModelAdapters.module(ofTensor: q))
         record(
-          members, removed: removed, unitSize: headDim, group: layer + ".attention", unit: .attentionHead,
+          members, removed: removed, unitSize: headDim, group: attention.name, unit: .attentionHead,
           count: UnitCount(removed: removed.count, total: heads))
         kept = nil
       }
@@ -302,18 +291,6 @@ struct StructuredPlan: Sendable, Equatable {
         : Cut(columns: indices, group: group, unit: unit, count: count)
     }
     if newGroup { groups.append((group, count)) }
-  }
-
-  static func config(of checkpoint: Checkpoint) -> JSONValue? {
-    guard checkpoint.layout != .file,
-      let data = FileManager.default.contents(atPath: checkpoint.folder + "/config.json")
-    else { return nil }
-    return try? JSONParser.parse(Array(data))
-  }
-
-  /// Layer prefixes of tensors named `<prefix><suffix>`, in name order.
-  static func layers(_ names: Set<String>, suffix: String) -> [String] {
-    names.filter { $0.hasSuffix(suffix) }.map { String($0.dropLast(suffix.count)) }.sorted()
   }
 
   /// The per-unit sum of |w| (L1) or of w^2 (L2, whose square root orders the same) over
@@ -382,22 +359,36 @@ struct StructuredPlan: Sendable, Equatable {
     return order.prefix(count).sorted()
   }
 
+  /// The tensors of a grouped key-value attention block: the query rows and output
+  /// columns (per query head), and the key and value rows (per key-value head), biases
+  /// included.
+  static func headMembers(_ attention: ModelDescription.AttentionHeads, names: Set<String>) -> (
+    query: [(String, Bool)], keyValue: [(String, Bool)]
+  ) {
+    var query = [(attention.query + ".weight", true), (attention.output + ".weight", false)]
+    if names.contains(attention.query + ".bias") { query.append((attention.query + ".bias", true)) }
+    var keyValue = [(attention.key + ".weight", true), (attention.value + ".weight", true)]
+    for bias in [attention.key + ".bias", attention.value + ".bias"] where names.contains(bias) {
+      keyValue.append((bias, true))
+    }
+    return (query, keyValue)
+  }
+
   /// Key-value groups scored over their key/value rows, their query heads' rows and the
-  /// matching o_proj columns.
+  /// matching output-projection columns.
   static func chooseHeads(
-    layer p: String, heads: Int, kvHeads: Int, headDim: Int, ratio: Double, norm: UnitNorm, names: Set<String>,
-    checkpoint: Checkpoint
+    _ attention: ModelDescription.AttentionHeads, heads: Int, kvHeads: Int, headDim: Int, ratio: Double,
+    norm: UnitNorm, names: Set<String>, checkpoint: Checkpoint
   ) throws(SwiftCompressError) -> [Int] {
     let perGroup = heads / kvHeads
-    var queryMembers = [(p + "q_proj.weight", true), (p + "o_proj.weight", false)]
-    if names.contains(p + "q_proj.bias") { queryMembers.append((p + "q_proj.bias", true)) }
-    var kvMembers = [(p + "k_proj.weight", true), (p + "v_proj.weight", true)]
-    for bias in [p + "k_proj.bias", p + "v_proj.bias"] where names.contains(bias) { kvMembers.append((bias, true)) }
+    let (queryMembers, kvMembers) = headMembers(attention, names: names)
     let query = try unitSums(queryMembers, units: heads, unitSize: headDim, norm: norm, checkpoint: checkpoint)
     let kv = try unitSums(kvMembers, units: kvHeads, unitSize: headDim, norm: norm, checkpoint: checkpoint)
     var groups = kv
     for h in 0..<heads { groups[h / perGroup] += query[h] }
-    return try lowest(groups, ratio: ratio, label: p + "self_attn")
+    // The label repeats "self_attn" ("model.layers.0.self_attn.self_attn"), as it always
+    // has; correcting it changes an error message.
+    return try lowest(groups, ratio: ratio, label: attention.name + ".self_attn")
   }
 
   /// config.json with the new sizes.
