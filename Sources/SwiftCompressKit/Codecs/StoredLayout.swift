@@ -97,6 +97,20 @@ public struct StoredLayout: Sendable {
     return StoredLayout(codecs: codecs, modelDType: torchDType, record: .quantization)
   }
 
+  /// Refuses a checkpoint whose config.json records a quantization: pruning or factorizing
+  /// compressed weights would change their codes.
+  public static func refuseCompressed(_ checkpoint: Checkpoint) throws(SwiftCompressError) {
+    let configPath = checkpoint.folder + "/config.json"
+    if checkpoint.layout != .file, let data = FileManager.default.contents(atPath: configPath),
+      let config = try? JSONParser.parse(Array(data)), config["quantization_config"] != nil
+    {
+      throw .invalidCheckpoint(
+        path: checkpoint.path,
+        reason:
+          "is already compressed (its config.json has a quantization_config); run 'swiftcompress decompress' first")
+    }
+  }
+
   /// What `stored` is in this layout.
   public func role(of stored: TensorDescriptor) throws(SwiftCompressError) -> Role {
     for codec in codecs {

@@ -68,6 +68,8 @@ public enum RankRule: Codable, Sendable, Equatable {
 /// as `<module>.weight_a` and `<module>.weight_b` in the weight's dtype. See
 /// docs/algorithms.md#factorize.
 public struct FactorizePass: CompressionPass {
+  /// The checkpoint's model adapter, from `prepared(for:)`.
+  var model: any ModelAdapter = ModelAdapters.generic
   public static let identifier = "factorize"
   /// rsvd's extra random columns by default (Halko et al.'s usual 10).
   public static let defaultOversampling = 10
@@ -103,7 +105,7 @@ public struct FactorizePass: CompressionPass {
 
   public func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
     let module: String
-    switch try LinearWeights.select(tensor, ignoring: ignoreRules, verb: "factorized") {
+    switch try LinearWeights.select(tensor, ignoring: ignoreRules, verb: "factorized", model: model) {
     case .keep(let reason): return .keep(reason: reason)
     case .module(let name): module = name
     }
@@ -145,8 +147,9 @@ public struct FactorizePass: CompressionPass {
   /// The rank of every selected weight: from its shape (rank, ratio rules) or from its
   /// singular values (energy, max-error: sgesdd without vectors, streaming).
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> FactorizePass {
-    try PrunePass.refuseCompressed(checkpoint)
+    try StoredLayout.refuseCompressed(checkpoint)
     var pass = self
+    pass.model = ModelAdapters.adapter(for: checkpoint)
     if let path = configuration.calibration {
       var modules: [(String, Int)] = []
       for tensor in checkpoint.tensors {
@@ -164,7 +167,9 @@ public struct FactorizePass: CompressionPass {
     }
     for tensor in checkpoint.tensors {
       let descriptor = TensorDescriptor(tensor.info)
-      guard case .module(let module) = try LinearWeights.select(descriptor, ignoring: ignoreRules, verb: "factorized")
+      guard
+        case .module(let module) = try LinearWeights.select(
+          descriptor, ignoring: ignoreRules, verb: "factorized", model: pass.model)
       else { continue }
       let (rows, columns) = (descriptor.shape[0], descriptor.shape[1])
       var k = shapeRank(rows: rows, columns: columns)
@@ -200,7 +205,9 @@ public struct FactorizePass: CompressionPass {
     var weights: [Weight] = []
     for tensor in checkpoint.tensors {
       let descriptor = TensorDescriptor(tensor.info)
-      guard case .module(let module) = try LinearWeights.select(descriptor, ignoring: ignoreRules, verb: "factorized")
+      guard
+        case .module(let module) = try LinearWeights.select(
+          descriptor, ignoring: ignoreRules, verb: "factorized", model: model)
       else { continue }
       let (rows, columns) = (descriptor.shape[0], descriptor.shape[1])
       let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor))

@@ -67,6 +67,8 @@ public struct NMPattern: Codable, Sendable, Equatable, CustomStringConvertible {
 /// Among equal scores the weight with the lower index is pruned first, as a stable sort
 /// orders them, so results are reproducible everywhere.
 public struct PrunePass: CompressionPass {
+  /// The checkpoint's model adapter, from `prepared(for:)`.
+  var model: any ModelAdapter = ModelAdapters.generic
   public static let identifier = "prune"
   public static let summary = "unstructured, N:M and structured pruning, stored dense or as compressed-tensors bitmasks"
   public let configuration: Configuration
@@ -150,7 +152,8 @@ public struct PrunePass: CompressionPass {
 
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> PrunePass {
     var pass = self
-    try Self.refuseCompressed(checkpoint)
+    try StoredLayout.refuseCompressed(checkpoint)
+    pass.model = ModelAdapters.adapter(for: checkpoint)
     if configuration.method == .structured {
       pass.structuredPlan = try StructuredPlan(checkpoint: checkpoint, pass: self)
       return pass
@@ -172,19 +175,6 @@ public struct PrunePass: CompressionPass {
     return pass
   }
 
-  /// Pruning compressed weights would prune their codes.
-  static func refuseCompressed(_ checkpoint: Checkpoint) throws(SwiftCompressError) {
-    let configPath = checkpoint.folder + "/config.json"
-    if checkpoint.layout != .file, let data = FileManager.default.contents(atPath: configPath),
-      let config = try? JSONParser.parse(Array(data)), config["quantization_config"] != nil
-    {
-      throw .invalidCheckpoint(
-        path: checkpoint.path,
-        reason:
-          "is already compressed (its config.json has a quantization_config); run 'swiftcompress decompress' first")
-    }
-  }
-
   // MARK: Planning
 
   public func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
@@ -192,7 +182,7 @@ public struct PrunePass: CompressionPass {
       return try planStructured(tensor)  // weights and biases, as the structured plan decided
     }
     let module: String
-    switch try LinearWeights.select(tensor, ignoring: ignoreRules, verb: "pruned") {
+    switch try LinearWeights.select(tensor, ignoring: ignoreRules, verb: "pruned", model: model) {
     case .keep(let reason): return .keep(reason: reason)
     case .module(let name): module = name
     }

@@ -20,6 +20,8 @@ public struct QuantizePass: CompressionPass {
   let ignoreRules: [IgnoreRule]
   /// Global scales by module, from `prepared(for:)`, for a codec that shares one.
   var globalScales: [String: Float] = [:]
+  /// The checkpoint's model adapter (which modules share an input), from `prepared(for:)`.
+  var model: any ModelAdapter = ModelAdapters.generic
   /// FP8 input weights by module, from `prepared(for:)`.
   var fp8Sources: [String: Float8Input] = [:]
 
@@ -56,6 +58,7 @@ public struct QuantizePass: CompressionPass {
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> QuantizePass {
     var pass = self
     pass.fp8Sources = try Float8Input.sources(checkpoint)
+    pass.model = ModelAdapters.adapter(for: checkpoint)
     guard codec.sharesGlobalScale else { return pass }
     var amaxBySet: [String: Float] = [:]
     var setOf: [String: String] = [:]
@@ -77,7 +80,7 @@ public struct QuantizePass: CompressionPass {
         amax = RowLoops.absMax(input)
       }
       checkpoint.release(tensor)
-      let set = Self.fusedSet(of: module)
+      let set = pass.model.scaleSharingGroup(ofModule: module)
       setOf[module] = set
       dtypeOf[module] = pass.fp8Sources[module]?.dtype ?? tensor.info.dtype
       amaxBySet[set] = max(amaxBySet[set] ?? 0, amax)
@@ -90,16 +93,6 @@ public struct QuantizePass: CompressionPass {
 
   public func selectionWarnings(for checkpoint: Checkpoint) -> [String] {
     IgnoreRule.unmatched(ignoreRules, in: checkpoint)
-  }
-
-  /// The fused set a module's NVFP4 global scale is shared with.
-  static func fusedSet(of module: String) -> String {
-    for (parts, name) in [(["q_proj", "k_proj", "v_proj"], "qkv"), (["gate_proj", "up_proj"], "gate_up")] {
-      for part in parts where module.hasSuffix("." + part) {
-        return String(module.dropLast(part.count)) + name
-      }
-    }
-    return module
   }
 
   public func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
@@ -122,7 +115,7 @@ public struct QuantizePass: CompressionPass {
   }
 
   private func planDense(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
-    switch try LinearWeights.select(tensor, ignoring: ignoreRules, verb: "quantized", factors: true) {
+    switch try LinearWeights.select(tensor, ignoring: ignoreRules, verb: "quantized", factors: true, model: model) {
     case .keep(let reason): return .keep(reason: reason)
     case .module(let module):
       // Outputs are named after the weight: <module>.weight_packed, or for a factor of
