@@ -162,6 +162,12 @@ public protocol CompressionPass: Sendable {
   /// its outputs; every other pass counts its inputs.
   var countsParametersOfOutputs: Bool { get }
 
+  // MARK: As a recipe stage
+
+  /// The recipe stage that rebuilds this pass: its kind and every option, defaults
+  /// included (the effective recipe). nil for passes recipes do not chain.
+  var recipeStage: (any RecipeStageConfiguration)? { get }
+
   /// Decides, from the descriptor alone, what happens to a selected tensor.
   func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision
 
@@ -197,6 +203,8 @@ extension CompressionPass {
   public var measuresError: Bool { true }
 
   public var countsParametersOfOutputs: Bool { false }
+
+  public var recipeStage: (any RecipeStageConfiguration)? { nil }
 
   /// The weights an input tensor stands for, over which bits per weight are counted: its
   /// elements, or with `countsParametersOfOutputs` its outputs' (none for a companion

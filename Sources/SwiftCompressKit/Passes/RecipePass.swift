@@ -99,8 +99,7 @@ public struct RecipePass: CompressionPass {
     let file = configuration.file
     var stages: [Stage] = []
     for (i, recipe) in configuration.stages.enumerated() {
-      let base = try StageBuilder.makePass(
-        kind: recipe.kind, options: recipe.options, file: file, stageLine: recipe.line)
+      let base = try recipe.kind.pass(options: recipe.options, file: file, stageLine: recipe.line)
       let label = "stage \(i + 1) (\(recipe.kind.rawValue))"
       func refuse(_ reason: String) -> SwiftCompressError {
         .invalidRecipe(file: file, line: recipe.line, key: recipe.kind.rawValue, reason: reason)
@@ -179,9 +178,8 @@ public struct RecipePass: CompressionPass {
             options.merge(stage.overrides[index].recipe.options) { _, new in new }
           }
           let last = key.split(separator: ",").last.flatMap { Int($0) } ?? 0
-          variant = try StageBuilder.makePass(
-            kind: stage.recipe.kind, options: options, file: configuration.file,
-            stageLine: stage.overrides[last].recipe.line)
+          variant = try stage.recipe.kind.pass(
+            options: options, file: configuration.file, stageLine: stage.overrides[last].recipe.line)
         }
         pass.stages[s].variants[key] = try variant.prepared(for: checkpoint)
       }
@@ -524,7 +522,7 @@ public struct RecipePass: CompressionPass {
   public var effectiveRecipe: Recipe {
     var recipe = configuration
     for (i, stage) in stages.enumerated() {
-      recipe.stages[i].options = StageBuilder.effectiveOptions(of: stage.base)
+      recipe.stages[i].options = stage.base.recipeStage?.recipeOptions ?? [:]
     }
     return recipe
   }
