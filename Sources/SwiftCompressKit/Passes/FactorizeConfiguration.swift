@@ -74,4 +74,18 @@ extension FactorizePass.Configuration: RecipeStageConfiguration {
 extension FactorizePass {
   public var recipeStage: (any RecipeStageConfiguration)? { configuration }
 
+  public var wholeModelRequirement: String? {
+    switch configuration.rank {
+    case .energy, .maxError: "chooses ranks from singular values"
+    case .budget, .modelRatio: "shares one rank budget"
+    case .rank, .ratio: nil
+    }
+  }
+
+  /// The ranks recorded in config.json cover both variants' factorized modules.
+  public func merged(with variant: FactorizePass) -> FactorizePass {
+    var merged = self
+    merged.factorized.merge(variant.factorized) { old, _ in old }
+    return merged
+  }
 }

@@ -115,4 +115,20 @@ extension PrunePass.Configuration: RecipeStageConfiguration {
 extension PrunePass {
   public var recipeStage: (any RecipeStageConfiguration)? { configuration }
 
+  public var wholeModelRequirement: String? {
+    if configuration.method == .structured { return "removes units chosen over coupled tensors" }
+    if configuration.scope == .global && configuration.pattern == nil { return "uses one global threshold" }
+    return nil
+  }
+
+  public var allTensorsRequirement: String? {
+    guard configuration.method == .structured else { return nil }
+    return
+      "removes units across coupled tensors (weights and their biases), which must all be offered to it: choose what it prunes with 'structure' and 'ignore', not targets or exclude"
+  }
+
+  public var chainingRefusal: String? {
+    guard configuration.sparseFormat == .bitmask else { return nil }
+    return "stores a bitmask, which later stages cannot take: use sparse_format: dense when other stages follow"
+  }
 }

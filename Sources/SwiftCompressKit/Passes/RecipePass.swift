@@ -104,25 +104,17 @@ public struct RecipePass: CompressionPass {
       func refuse(_ reason: String) -> SwiftCompressError {
         .invalidRecipe(file: file, line: recipe.line, key: recipe.kind.rawValue, reason: reason)
       }
-      if i > 0, let why = Self.needsInputWeights(base) {
+      if i > 0, let why = base.wholeModelRequirement {
         throw refuse("\(label) \(why), computed from the input weights, so it must be the first stage")
       }
-      if let prune = base as? PrunePass, prune.configuration.method == .structured,
-        recipe.targets != nil || !recipe.exclude.isEmpty
-      {
-        throw refuse(
-          "\(label) removes units across coupled tensors (weights and their biases), which must all be offered to it: choose what it prunes with 'structure' and 'ignore', not targets or exclude"
-        )
+      if let why = base.allTensorsRequirement, recipe.targets != nil || !recipe.exclude.isEmpty {
+        throw refuse("\(label) \(why)")
       }
-      if !recipe.overrides.isEmpty, let why = Self.needsInputWeights(base) {
+      if !recipe.overrides.isEmpty, let why = base.wholeModelRequirement {
         throw refuse("\(label) \(why), so its options cannot change per tensor: remove its overrides")
       }
-      if let prune = base as? PrunePass, prune.configuration.sparseFormat == .bitmask,
-        i < configuration.stages.count - 1
-      {
-        throw refuse(
-          "\(label) stores a bitmask, which later stages cannot take: use sparse_format: dense when other stages follow"
-        )
+      if let why = base.chainingRefusal, i < configuration.stages.count - 1 {
+        throw refuse("\(label) \(why)")
       }
       var overrides: [Override] = []
       for o in recipe.overrides {
@@ -139,22 +131,6 @@ public struct RecipePass: CompressionPass {
           overrides: overrides))
     }
     self.stages = stages
-  }
-
-  /// Why a pass's plan depends on the whole input model, or nil.
-  static func needsInputWeights(_ pass: any CompressionPass) -> String? {
-    if let p = pass as? PrunePass {
-      if p.configuration.method == .structured { return "removes units chosen over coupled tensors" }
-      if p.configuration.scope == .global && p.configuration.pattern == nil { return "uses one global threshold" }
-    }
-    if let f = pass as? FactorizePass {
-      switch f.configuration.rank {
-      case .energy, .maxError: return "chooses ranks from singular values"
-      case .budget, .modelRatio: return "shares one rank budget"
-      case .rank, .ratio: break
-      }
-    }
-    return nil
   }
 
   /// Every stage's passes, prepared for `checkpoint`: one per combination of overrides
@@ -471,17 +447,16 @@ public struct RecipePass: CompressionPass {
     }
   }
 
-  /// The pass of each stage that edits config.json: factorize's records merge the ranks
-  /// of every variant.
+  /// The pass of each stage that edits config.json: its variants (the one without
+  /// overrides first) merged into one.
   private func editor(_ stage: Stage) -> any CompressionPass {
     let variants = stage.variants.keys.sorted().compactMap { stage.variants[$0] }
-    if var merged = variants.first as? FactorizePass {
-      for case let f as FactorizePass in variants.dropFirst() {
-        merged.factorized.merge(f.factorized) { old, _ in old }
-      }
-      return merged
-    }
-    return stage.variants[""] ?? variants.first ?? stage.base
+    guard let first = variants.first else { return stage.base }
+    return Self.merging(first, variants.dropFirst())
+  }
+
+  private static func merging<P: CompressionPass>(_ first: P, _ others: ArraySlice<any CompressionPass>) -> P {
+    others.reduce(first) { merged, other in (other as? P).map(merged.merged(with:)) ?? merged }
   }
 
   public func planned(transforming tensors: [TensorDescriptor]) -> RecipePass {
