@@ -28,27 +28,34 @@ public enum RankRule: Codable, Sendable, Equatable {
   /// The same, as a fraction of the selected weights' parameters.
   case modelRatio(Double)
 
-  enum CodingKeys: String, CodingKey {
-    case rank, energy, ratio, budget
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case rank, energy
     case maxError = "max_error"
+    case ratio, budget
     case modelRatio = "model_ratio"
   }
 
   /// One key, as in a recipe: {"rank": 64}, {"energy": 0.9}, {"max_error": 0.1}, {"ratio": 0.5}.
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
-    guard c.allKeys.count == 1, let key = c.allKeys.first else {
+    var rules: [RankRule] = []
+    for key in CodingKeys.allCases where c.contains(key) {
+      switch key {
+      case .rank: rules.append(.rank(try c.decode(Int.self, forKey: .rank)))
+      case .energy: rules.append(.energy(try c.decode(Double.self, forKey: .energy)))
+      case .maxError: rules.append(.maxError(try c.decode(Double.self, forKey: .maxError)))
+      case .ratio: rules.append(.ratio(try c.decode(Double.self, forKey: .ratio)))
+      case .budget: rules.append(.budget(try c.decode(Int.self, forKey: .budget)))
+      case .modelRatio: rules.append(.modelRatio(try c.decode(Double.self, forKey: .modelRatio)))
+      }
+    }
+    guard rules.count == 1 else {
+      let keys = CodingKeys.allCases.map(\.stringValue).joined(separator: ", ")
       throw DecodingError.dataCorrupted(
-        .init(codingPath: c.codingPath, debugDescription: "give exactly one of rank, energy, max_error, ratio"))
+        .init(
+          codingPath: c.codingPath, debugDescription: "give exactly one rank rule of \(keys) (\(rules.count) given)"))
     }
-    switch key {
-    case .rank: self = .rank(try c.decode(Int.self, forKey: .rank))
-    case .energy: self = .energy(try c.decode(Double.self, forKey: .energy))
-    case .maxError: self = .maxError(try c.decode(Double.self, forKey: .maxError))
-    case .ratio: self = .ratio(try c.decode(Double.self, forKey: .ratio))
-    case .budget: self = .budget(try c.decode(Int.self, forKey: .budget))
-    case .modelRatio: self = .modelRatio(try c.decode(Double.self, forKey: .modelRatio))
-    }
+    self = rules[0]
   }
 
   public func encode(to encoder: any Encoder) throws {

@@ -18,3 +18,11 @@ extension LowRankResidualPass {
     }
   }
 }
+
+extension LowRankResidualPass {
+  /// A recipe's quantize stage with `residual_rank` and `residual_iterations`.
+  public var recipeStage: (any RecipeStageConfiguration)? {
+    QuantizeStageConfiguration(
+      quantize: configuration.quantize, residualRank: configuration.rank, residualIterations: configuration.iterations)
+  }
+}

@@ -162,6 +162,30 @@ public protocol CompressionPass: Sendable {
   /// its outputs; every other pass counts its inputs.
   var countsParametersOfOutputs: Bool { get }
 
+  // MARK: As a recipe stage
+
+  /// The recipe stage that rebuilds this pass: its kind and every option, defaults
+  /// included (the effective recipe). nil for passes recipes do not chain.
+  var recipeStage: (any RecipeStageConfiguration)? { get }
+
+  /// Why this pass plans from the input model's weights (statistics gathered in
+  /// `prepared(for:)`, such as a global threshold or singular values), or nil. A recipe
+  /// runs such a pass only as its first stage, with the same options for every tensor.
+  var wholeModelRequirement: String? { get }
+
+  /// Why this pass must be offered every tensor it could change, so that a recipe stage
+  /// may not narrow it with targets or exclude (the reason names what to use instead), or nil.
+  var allTensorsRequirement: String? { get }
+
+  /// Why no later recipe stage can take what this pass writes (the reason says what to
+  /// change), or nil.
+  var chainingRefusal: String? { get }
+
+  /// This pass and `variant`, the same recipe stage with other options for some tensors
+  /// (overrides), as one: what the stage records in config.json and the output metadata
+  /// covers the tensors of both. The default is this pass.
+  func merged(with variant: Self) -> Self
+
   /// Decides, from the descriptor alone, what happens to a selected tensor.
   func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision
 
@@ -226,6 +250,16 @@ extension CompressionPass {
   public var measuresError: Bool { true }
 
   public var countsParametersOfOutputs: Bool { false }
+
+  public var recipeStage: (any RecipeStageConfiguration)? { nil }
+
+  public var wholeModelRequirement: String? { nil }
+
+  public var allTensorsRequirement: String? { nil }
+
+  public var chainingRefusal: String? { nil }
+
+  public func merged(with variant: Self) -> Self { self }
 
   /// The weights an input tensor stands for, over which bits per weight are counted: its
   /// elements, or with `countsParametersOfOutputs` its outputs' (none for a companion

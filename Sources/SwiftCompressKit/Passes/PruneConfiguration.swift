@@ -2,6 +2,8 @@ import CheckpointIO
 import Foundation
 
 extension PrunePass {
+  /// The prune options, as the command line, a recipe stage and the pass registry's JSON
+  /// give them.
   public struct Configuration: Codable, Sendable, Equatable {
     public var method: PruneMethod
     /// Fraction of weights to prune, in [0, 1) (unstructured methods).
@@ -22,14 +24,25 @@ extension PrunePass {
     /// Structured pruning: cut the coupled tensors and update config.json.
     public var shrink: Bool
 
+    // The value of each option left out.
+    /// Wanda compares weights within a row (its paper's comparison group); the others
+    /// within the tensor.
+    public static func defaultScope(for method: PruneMethod) -> PruneScope { method == .wanda ? .row : .tensor }
+    public static let defaultSeed: UInt64 = 0
+    public static let defaultSparseFormat = SparseFormat.dense
+    public static let defaultIgnore = ["lm_head"]
+    public static let defaultNorm = UnitNorm.l2
+    public static let defaultShrink = false
+
     public init(
       method: PruneMethod, sparsity: Double? = nil, scope: PruneScope? = nil, pattern: NMPattern? = nil,
-      calibration: String? = nil, seed: UInt64 = 0, sparseFormat: SparseFormat = .dense, ignore: [String] = ["lm_head"],
-      structure: StructuredUnit? = nil, ratio: Double? = nil, norm: UnitNorm = .l2, shrink: Bool = false
+      calibration: String? = nil, seed: UInt64 = defaultSeed, sparseFormat: SparseFormat = defaultSparseFormat,
+      ignore: [String] = defaultIgnore, structure: StructuredUnit? = nil, ratio: Double? = nil,
+      norm: UnitNorm = defaultNorm, shrink: Bool = defaultShrink
     ) {
       self.method = method
       self.sparsity = sparsity
-      self.scope = scope ?? (method == .wanda ? .row : .tensor)
+      self.scope = scope ?? Self.defaultScope(for: method)
       self.pattern = pattern
       self.calibration = calibration
       self.seed = seed
@@ -44,24 +57,25 @@ extension PrunePass {
     /// Every key but `method` may be left out (recipes, the pass registry).
     public init(from decoder: any Decoder) throws {
       let c = try decoder.container(keyedBy: CodingKeys.self)
+      let method = try c.decode(PruneMethod.self, forKey: .method)
+      let pattern = try c.decodeIfPresent(String.self, forKey: .pattern).map { text in
+        guard let pattern = NMPattern(text) else {
+          throw DecodingError.dataCorruptedError(
+            forKey: .pattern, in: c, debugDescription: "must be N:M, such as '2:4', not '\(text)'")
+        }
+        return pattern
+      }
       self.init(
-        method: try c.decode(PruneMethod.self, forKey: .method),
-        sparsity: try c.decodeIfPresent(Double.self, forKey: .sparsity),
-        scope: try c.decodeIfPresent(PruneScope.self, forKey: .scope),
-        pattern: try c.decodeIfPresent(String.self, forKey: .pattern).map { text in
-          guard let pattern = NMPattern(text) else {
-            throw DecodingError.dataCorruptedError(forKey: .pattern, in: c, debugDescription: "'\(text)' is not N:M")
-          }
-          return pattern
-        },
+        method: method, sparsity: try c.decodeIfPresent(Double.self, forKey: .sparsity),
+        scope: try c.decodeIfPresent(PruneScope.self, forKey: .scope), pattern: pattern,
         calibration: try c.decodeIfPresent(String.self, forKey: .calibration),
-        seed: try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0,
-        sparseFormat: try c.decodeIfPresent(SparseFormat.self, forKey: .sparseFormat) ?? .dense,
-        ignore: try c.decodeIfPresent([String].self, forKey: .ignore) ?? ["lm_head"],
+        seed: try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? Self.defaultSeed,
+        sparseFormat: try c.decodeIfPresent(SparseFormat.self, forKey: .sparseFormat) ?? Self.defaultSparseFormat,
+        ignore: try c.decodeIfPresent([String].self, forKey: .ignore) ?? Self.defaultIgnore,
         structure: try c.decodeIfPresent(StructuredUnit.self, forKey: .structure),
         ratio: try c.decodeIfPresent(Double.self, forKey: .ratio),
-        norm: try c.decodeIfPresent(UnitNorm.self, forKey: .norm) ?? .l2,
-        shrink: try c.decodeIfPresent(Bool.self, forKey: .shrink) ?? false)
+        norm: try c.decodeIfPresent(UnitNorm.self, forKey: .norm) ?? Self.defaultNorm,
+        shrink: try c.decodeIfPresent(Bool.self, forKey: .shrink) ?? Self.defaultShrink)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -84,5 +98,37 @@ extension PrunePass {
       case method, sparsity, scope, pattern, calibration, seed, ignore, structure, ratio, norm, shrink
       case sparseFormat = "sparse_format"
     }
+  }
+}
+
+extension PrunePass.Configuration: RecipeStageConfiguration {
+  public static let stageKind = StageKind.prune
+  public static let optionKeys = [
+    "method", "sparsity", "scope", "pattern", "calibration", "seed", "sparse_format", "structure", "ratio", "norm",
+    "shrink", "ignore",
+  ]
+  public static let overrideKeys = ["method", "sparsity", "pattern", "seed"]
+
+  public func pass() throws(SwiftCompressError) -> any CompressionPass { try PrunePass(configuration: self) }
+}
+
+extension PrunePass {
+  public var recipeStage: (any RecipeStageConfiguration)? { configuration }
+
+  public var wholeModelRequirement: String? {
+    if configuration.method == .structured { return "removes units chosen over coupled tensors" }
+    if configuration.scope == .global && configuration.pattern == nil { return "uses one global threshold" }
+    return nil
+  }
+
+  public var allTensorsRequirement: String? {
+    guard configuration.method == .structured else { return nil }
+    return
+      "removes units across coupled tensors (weights and their biases), which must all be offered to it: choose what it prunes with 'structure' and 'ignore', not targets or exclude"
+  }
+
+  public var chainingRefusal: String? {
+    guard configuration.sparseFormat == .bitmask else { return nil }
+    return "stores a bitmask, which later stages cannot take: use sparse_format: dense when other stages follow"
   }
 }

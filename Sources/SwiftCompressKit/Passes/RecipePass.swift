@@ -106,31 +106,22 @@ public struct RecipePass: CompressionPass {
     let file = configuration.file
     var stages: [Stage] = []
     for (i, recipe) in configuration.stages.enumerated() {
-      let base = try StageBuilder.makePass(
-        kind: recipe.kind, options: recipe.options, file: file, stageLine: recipe.line)
+      let base = try recipe.kind.pass(options: recipe.options, file: file, stageLine: recipe.line)
       let label = "stage \(i + 1) (\(recipe.kind.rawValue))"
       func refuse(_ reason: String) -> SwiftCompressError {
         .invalidRecipe(file: file, line: recipe.line, key: recipe.kind.rawValue, reason: reason)
       }
-      if i > 0, let why = Self.needsInputWeights(base) {
+      if i > 0, let why = base.wholeModelRequirement {
         throw refuse("\(label) \(why), computed from the input weights, so it must be the first stage")
       }
-      if let prune = base as? PrunePass, prune.configuration.method == .structured,
-        recipe.targets != nil || !recipe.exclude.isEmpty
-      {
-        throw refuse(
-          "\(label) removes units across coupled tensors (weights and their biases), which must all be offered to it: choose what it prunes with 'structure' and 'ignore', not targets or exclude"
-        )
+      if let why = base.allTensorsRequirement, recipe.targets != nil || !recipe.exclude.isEmpty {
+        throw refuse("\(label) \(why)")
       }
-      if !recipe.overrides.isEmpty, let why = Self.needsInputWeights(base) {
+      if !recipe.overrides.isEmpty, let why = base.wholeModelRequirement {
         throw refuse("\(label) \(why), so its options cannot change per tensor: remove its overrides")
       }
-      if let prune = base as? PrunePass, prune.configuration.sparseFormat == .bitmask,
-        i < configuration.stages.count - 1
-      {
-        throw refuse(
-          "\(label) stores a bitmask, which later stages cannot take: use sparse_format: dense when other stages follow"
-        )
+      if let why = base.chainingRefusal, i < configuration.stages.count - 1 {
+        throw refuse("\(label) \(why)")
       }
       var overrides: [Override] = []
       for o in recipe.overrides {
@@ -147,22 +138,6 @@ public struct RecipePass: CompressionPass {
           overrides: overrides))
     }
     self.stages = stages
-  }
-
-  /// Why a pass's plan depends on the whole input model, or nil.
-  static func needsInputWeights(_ pass: any CompressionPass) -> String? {
-    if let p = pass as? PrunePass {
-      if p.configuration.method == .structured { return "removes units chosen over coupled tensors" }
-      if p.configuration.scope == .global && p.configuration.pattern == nil { return "uses one global threshold" }
-    }
-    if let f = pass as? FactorizePass {
-      switch f.configuration.rank {
-      case .energy, .maxError: return "chooses ranks from singular values"
-      case .budget, .modelRatio: return "shares one rank budget"
-      case .rank, .ratio: break
-      }
-    }
-    return nil
   }
 
   /// Every stage's passes, prepared for `checkpoint`: one per combination of overrides
@@ -186,9 +161,8 @@ public struct RecipePass: CompressionPass {
             options.merge(stage.overrides[index].recipe.options) { _, new in new }
           }
           let last = key.split(separator: ",").last.flatMap { Int($0) } ?? 0
-          variant = try StageBuilder.makePass(
-            kind: stage.recipe.kind, options: options, file: configuration.file,
-            stageLine: stage.overrides[last].recipe.line)
+          variant = try stage.recipe.kind.pass(
+            options: options, file: configuration.file, stageLine: stage.overrides[last].recipe.line)
         }
         pass.stages[s].variants[key] = try variant.prepared(for: checkpoint)
       }
@@ -443,17 +417,16 @@ public struct RecipePass: CompressionPass {
         }))
   }
 
-  /// The pass of each stage that edits config.json: factorize's records merge the ranks
-  /// of every variant.
+  /// The pass of each stage that edits config.json: its variants (the one without
+  /// overrides first) merged into one.
   private func editor(_ stage: Stage) -> any CompressionPass {
     let variants = stage.variants.keys.sorted().compactMap { stage.variants[$0] }
-    if var merged = variants.first as? FactorizePass {
-      for case let f as FactorizePass in variants.dropFirst() {
-        merged.factorized.merge(f.factorized) { old, _ in old }
-      }
-      return merged
-    }
-    return stage.variants[""] ?? variants.first ?? stage.base
+    guard let first = variants.first else { return stage.base }
+    return Self.merging(first, variants.dropFirst())
+  }
+
+  private static func merging<P: CompressionPass>(_ first: P, _ others: ArraySlice<any CompressionPass>) -> P {
+    others.reduce(first) { merged, other in (other as? P).map(merged.merged(with:)) ?? merged }
   }
 
   public func planned(transforming tensors: [TensorDescriptor]) -> RecipePass {
@@ -494,7 +467,7 @@ public struct RecipePass: CompressionPass {
   public var effectiveRecipe: Recipe {
     var recipe = configuration
     for (i, stage) in stages.enumerated() {
-      recipe.stages[i].options = StageBuilder.effectiveOptions(of: stage.base)
+      recipe.stages[i].options = stage.base.recipeStage?.recipeOptions ?? [:]
     }
     return recipe
   }

@@ -378,7 +378,7 @@ struct YAMLReader {
     guard case .mapping(let options) = body else {
       throw .invalidRecipe(file: file, line: stageLine, key: name, reason: "must hold a mapping of options")
     }
-    let allowed = ["targets", "exclude", "overrides"] + StageBuilder.optionKeys(kind)
+    let allowed = ["targets", "exclude", "overrides"] + kind.configurationType.optionKeys
     let entries = try members(options, allowed: allowed, context: "a \(name) stage")
     for (key, entry) in entries {
       switch key {
@@ -401,7 +401,7 @@ struct YAMLReader {
     guard case .mapping(let mapping) = node else {
       throw .invalidRecipe(file: file, line: line, key: "overrides", reason: "each override must be a mapping")
     }
-    let allowed = ["targets", "skip"] + StageBuilder.overrideKeys(kind)
+    let allowed = ["targets", "skip"] + kind.configurationType.overrideKeys
     let entries = try members(mapping, allowed: allowed, context: "a \(kind.rawValue) override")
     guard let targets = entries["targets"] else {
       throw .invalidRecipe(

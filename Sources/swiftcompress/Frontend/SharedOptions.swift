@@ -49,8 +49,9 @@ struct IgnoreOptions: ParsableArguments {
       valueName: "module"))
   var ignore: [String] = []
 
-  /// The modules to leave alone: those given, or lm_head.
-  var modules: [String] { ignore.isEmpty ? ["lm_head"] : ignore }
+  /// The modules to leave alone, nil when none is given: then the pass's default
+  /// (`defaultIgnore` of its configuration, lm_head, as the help says).
+  var modules: [String]? { ignore.isEmpty ? nil : ignore }
 }
 
 /// `--min-sqnr`, `--max-bpw`, `--min-ratio`: the gates every compressing command takes.

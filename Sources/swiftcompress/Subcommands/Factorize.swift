@@ -23,7 +23,7 @@ extension SwiftCompressCommand {
     var output: String
 
     @Option(name: .long, help: "svd | rsvd | lq.")
-    var method: FactorizationMethod = .svd
+    var method: FactorizationMethod = FactorizePass.Configuration.defaultMethod
 
     @Option(name: .long, parsing: .unconditional, help: "A fixed rank k.")
     var rank: Int?
@@ -68,7 +68,8 @@ extension SwiftCompressCommand {
       help: "rsvd: power iterations. (default: \(FactorizePass.defaultPowerIterations))")
     var powerIterations: Int?
 
-    @Option(name: .long, parsing: .unconditional, help: "rsvd: seed. (default: 0)")
+    @Option(
+      name: .long, parsing: .unconditional, help: "rsvd: seed. (default: \(FactorizePass.Configuration.defaultSeed))")
     var seed: UInt64?
 
     @OptionGroup var ignoring: IgnoreOptions
@@ -104,7 +105,8 @@ extension SwiftCompressCommand {
             reason: "give exactly one of --rank, --energy, --max-error, --ratio, --budget and --model-ratio")
         }
         var configuration = FactorizePass.Configuration(
-          method: method, rank: rules[0], ignore: ignoring.modules, calibration: calibration)
+          method: method, rank: rules[0], calibration: calibration)
+        if let modules = ignoring.modules { configuration.ignore = modules }
         if let oversampling { configuration.oversampling = oversampling }
         if let powerIterations { configuration.powerIterations = powerIterations }
         if let seed { configuration.seed = seed }

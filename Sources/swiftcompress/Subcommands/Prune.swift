@@ -51,10 +51,16 @@ extension SwiftCompressCommand {
       name: .long, help: ArgumentHelp("Activation statistics for wanda (see docs/algorithms.md).", valueName: "file"))
     var calibration: String?
 
-    @Option(name: .long, parsing: .unconditional, help: "Seed of the random method. (default: 0)")
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: "Seed of the random method. (default: \(PrunePass.Configuration.defaultSeed))")
     var seed: UInt64?
 
-    @Option(name: .long, help: "dense (zeros in place) | bitmask (compressed-tensors sparse-bitmask). (default: dense)")
+    @Option(
+      name: .long,
+      help:
+        "dense (zeros in place) | bitmask (compressed-tensors sparse-bitmask). (default: \(PrunePass.Configuration.defaultSparseFormat.rawValue))"
+    )
     var sparseFormat: SparseFormat?
 
     @Option(name: .long, help: "Structured pruning unit: mlp | heads | rows | columns.")
@@ -64,7 +70,9 @@ extension SwiftCompressCommand {
       name: .long, parsing: .unconditional, help: "Structured pruning: fraction of units removed per layer, in [0, 1).")
     var ratio: Double?
 
-    @Option(name: .long, help: "Structured pruning: unit score, l1 | l2. (default: l2)")
+    @Option(
+      name: .long,
+      help: "Structured pruning: unit score, l1 | l2. (default: \(PrunePass.Configuration.defaultNorm.rawValue))")
     var norm: UnitNorm?
 
     @Flag(name: .long, help: "Structured pruning: cut the coupled tensors and update config.json (else zero in place).")
@@ -108,7 +116,8 @@ extension SwiftCompressCommand {
       try Diagnostics.reportingErrors {
         var configuration = PrunePass.Configuration(
           method: method, sparsity: sparsity, scope: scope, pattern: pattern, calibration: calibration,
-          ignore: ignoring.modules, structure: structure, ratio: ratio, shrink: shrink)
+          structure: structure, ratio: ratio, shrink: shrink)
+        if let modules = ignoring.modules { configuration.ignore = modules }
         if let seed { configuration.seed = seed }
         if let sparseFormat { configuration.sparseFormat = sparseFormat }
         if let norm { configuration.norm = norm }

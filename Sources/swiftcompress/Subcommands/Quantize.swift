@@ -39,7 +39,7 @@ extension SwiftCompressCommand {
     @Option(
       name: .long, parsing: .unconditional,
       help: ArgumentHelp(
-        "Inputs per quantization group of the integer schemes (W8A16, W4A16, W4A16_ASYM); 0 for one scale per output channel. (default: 128)"
+        "Inputs per quantization group of the integer schemes (W8A16, W4A16, W4A16_ASYM); 0 for one scale per output channel. (default: \(QuantizePass.Configuration.defaultGroupSize))"
       ))
     var groupSize: Int?
 
@@ -48,7 +48,7 @@ extension SwiftCompressCommand {
       help: ArgumentHelp(
         "none: scales from each group's maximum, as the reference; mse: per group, the scale with the least squared error, in the same format (the report also shows round-to-nearest's error).",
         valueName: "none|mse"))
-    var scaleSearch: ScaleSearch = .none
+    var scaleSearch: ScaleSearch = QuantizePass.Configuration.defaultScaleSearch
 
     @OptionGroup var ignoring: IgnoreOptions
 
@@ -73,9 +73,9 @@ extension SwiftCompressCommand {
 
     func run() throws {
       try Diagnostics.reportingErrors {
-        var configuration = QuantizePass.Configuration(
-          scheme: scheme, ignore: ignoring.modules, scaleSearch: scaleSearch)
+        var configuration = QuantizePass.Configuration(scheme: scheme, scaleSearch: scaleSearch)
         if let groupSize { configuration.groupSize = groupSize }
+        if let modules = ignoring.modules { configuration.ignore = modules }
         let pass = try QuantizePass(configuration: configuration)
         let options = try self.options.compression(
           input: input, output: output, command: "quantize", pass: pass, gates: gates)
