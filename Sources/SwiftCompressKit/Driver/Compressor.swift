@@ -473,23 +473,11 @@ public enum Compressor {
     var result: [(String, [String])] = []
     for tensor in checkpoint.tensors {
       let descriptor = TensorDescriptor(tensor.info)
-      var lines: [String] = []
-      switch options.selection.decide(descriptor, defaults: pass.usesDefaultSelection) {
-      case .skipped(let reason):
-        lines.append("not selected: \(reason)")
-      case .selected:
-        if let recipe = pass as? RecipePass {
-          lines = try recipe.explanation(for: descriptor)
-        } else {
-          let patterns = options.selection.include.isEmpty ? "default selection" : "matches --include"
-          switch try pass.plan(descriptor) {
-          case .keep(let reason): lines.append("\(patterns); \(type(of: pass).identifier) keeps it: \(reason)")
-          case .transform(let outputs, let note):
-            let shown = outputs.map { "\($0.name) \($0.dtype.rawValue)\($0.shape)" }.joined(separator: ", ")
-            lines.append("\(patterns); \(type(of: pass).identifier) -> \(shown)\(note.map { " (\($0))" } ?? "")")
-          }
+      let lines: [String] =
+        switch options.selection.decide(descriptor, defaults: pass.usesDefaultSelection) {
+        case .skipped(let reason): ["not selected: \(reason)"]
+        case .selected: try pass.explanation(for: descriptor, selection: options.selection)
         }
-      }
       result.append((tensor.name, lines))
     }
     return result
