@@ -155,12 +155,6 @@ public enum Compressor {
     return result
   }
 
-  /// `SWIFTCOMPRESS_TEST_KILL_AFTER_SHARDS=N`: a test hook that SIGKILLs the process (or
-  /// with `SWIFTCOMPRESS_TEST_KILL_SIGNAL=INT` interrupts it) once N output shards are
-  /// journaled, so the resume tests interrupt a run at a known point.
-  static let killAfterShards: Int? = ProcessInfo.processInfo.environment["SWIFTCOMPRESS_TEST_KILL_AFTER_SHARDS"]
-    .flatMap { Int($0) }
-
   /// What determines an output's bytes, for its manifest (and the journal a resumed
   /// run must match): never paths or timings, so identical runs write identical
   /// manifests. A part of a split run records which part it is.

@@ -134,12 +134,6 @@ final class OutputWriter {
       let (bytes, crc) = try Manifest.checksum(path: try folder.path(for: fileName))
       try journal.append(Manifest.Entry(path: fileName, bytes: bytes, crc32: crc), records: pending, in: folder)
       pending = []
-      // Test hook: the resume tests kill the run here, after this many shards.
-      if let limit = Compressor.killAfterShards, journal.shards.count >= limit {
-        kill(
-          getpid(), ProcessInfo.processInfo.environment["SWIFTCOMPRESS_TEST_KILL_SIGNAL"] == "INT" ? SIGINT : SIGKILL)
-        sleep(10)  // the signal thread exits the process
-      }
     }
   }
 
