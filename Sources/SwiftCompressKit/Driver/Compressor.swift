@@ -20,6 +20,9 @@ public struct CompressionOptions: Sendable {
   public var split: ShardSplit?
   /// `--strict`: any warning of the plan stops the run before anything is written (exit 65).
   public var strict = false
+  /// `--jobs`: worker threads of the data-parallel loops, bound for the run's duration
+  /// (`Parallel.withJobs`); nil for one per core. The output bytes do not depend on it.
+  public var jobs: Int?
 
   public static let defaultMaxShardSize = 5_000_000_000
 
@@ -77,28 +80,30 @@ public enum Compressor {
     progress: (@Sendable (ProgressUpdate) -> Void)?
   ) throws -> Report {
     let started = ContinuousClock.now
-    let (checkpoint, plan) = try prepare(pass, options: options)
-    let identity = manifestOptions(checkpoint: checkpoint, pass: plan.pass, options: options)
-    let staging = try Staging(plan: plan, checkpoint: checkpoint, options: options, identity: identity)
-    let editedFiles = try staging.writeAuxiliaryFiles(of: checkpoint, plan: plan)
-    let writer = OutputWriter(
-      plan: plan, checkpoint: checkpoint, staging: staging, split: options.split, started: started,
-      progress: progress)
-    try streamer.stream(plan, from: checkpoint, into: writer)
-    try writer.finish()
-    let report = report(
-      checkpoint: checkpoint, plan: plan, options: options, staging: staging, editedFiles: editedFiles,
-      records: writer.records, seconds: seconds(ContinuousClock.now - started))
-    try commit(
-      report, records: writer.records, into: staging.folder, options: options, identity: identity,
-      finishedShards: writer.finishedShards)
-    return report
+    return try Parallel.withJobs(options.jobs) {
+      let (checkpoint, plan) = try prepare(pass, options: options)
+      let identity = manifestOptions(checkpoint: checkpoint, pass: plan.pass, options: options)
+      let staging = try Staging(plan: plan, checkpoint: checkpoint, options: options, identity: identity)
+      let editedFiles = try staging.writeAuxiliaryFiles(of: checkpoint, plan: plan)
+      let writer = OutputWriter(
+        plan: plan, checkpoint: checkpoint, staging: staging, split: options.split, started: started,
+        progress: progress)
+      try streamer.stream(plan, from: checkpoint, into: writer)
+      try writer.finish()
+      let report = report(
+        checkpoint: checkpoint, plan: plan, options: options, staging: staging, editedFiles: editedFiles,
+        records: writer.records, seconds: seconds(ContinuousClock.now - started))
+      try commit(
+        report, records: writer.records, into: staging.folder, options: options, identity: identity,
+        finishedShards: writer.finishedShards)
+      return report
+    }
   }
 
   /// Plans `pass` over `options.input` as `run` would, and writes nothing: the per-tensor
   /// outputs with their sizes, the totals, and the size gates (the error gates need a run).
   public static func dryRun(pass: any CompressionPass, options: CompressionOptions) throws -> PlanReport {
-    try dryRun(prepare(pass, options: options).plan, options: options)
+    try Parallel.withJobs(options.jobs) { try dryRun(prepare(pass, options: options).plan, options: options) }
   }
 
   static func dryRun(_ plan: CompressionPlan, options: CompressionOptions) -> PlanReport {
@@ -140,19 +145,21 @@ public enum Compressor {
   public static func explain(pass: any CompressionPass, options: CompressionOptions) throws -> [(
     tensor: String, lines: [String]
   )] {
-    let checkpoint = try Checkpoint.open(options.input)
-    let pass = try pass.prepared(for: checkpoint)
-    var result: [(String, [String])] = []
-    for tensor in checkpoint.tensors {
-      let descriptor = TensorDescriptor(tensor.info)
-      let lines: [String] =
-        switch options.selection.decide(descriptor, defaults: pass.usesDefaultSelection) {
-        case .skipped(let reason): ["not selected: \(reason)"]
-        case .selected: try pass.explanation(for: descriptor, selection: options.selection)
-        }
-      result.append((tensor.name, lines))
+    try Parallel.withJobs(options.jobs) {
+      let checkpoint = try Checkpoint.open(options.input)
+      let pass = try pass.prepared(for: checkpoint)
+      var result: [(String, [String])] = []
+      for tensor in checkpoint.tensors {
+        let descriptor = TensorDescriptor(tensor.info)
+        let lines: [String] =
+          switch options.selection.decide(descriptor, defaults: pass.usesDefaultSelection) {
+          case .skipped(let reason): ["not selected: \(reason)"]
+          case .selected: try pass.explanation(for: descriptor, selection: options.selection)
+          }
+        result.append((tensor.name, lines))
+      }
+      return result
     }
-    return result
   }
 
   /// What determines an output's bytes, for its manifest (and the journal a resumed

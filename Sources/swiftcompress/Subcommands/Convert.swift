@@ -50,7 +50,6 @@ extension SwiftCompressCommand {
 /// Runs a pass (or only plans or explains it) with progress on a terminal and prints
 /// the result; a failed quality gate exits 3 once the output is written.
 func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared: OutputOptions) throws {
-  if let jobs = shared.jobs { Parallel.jobs = jobs }
   if shared.explain {
     let explanation = try Compressor.explain(pass: pass, options: options)
     if shared.json {
