@@ -21,6 +21,8 @@ final class OutputWriter {
   /// The records not yet in the journal: they join it with the next finished shard.
   private var pending: [TensorRecord] = []
   private var bytesDone = 0
+  /// The input's tensor bytes, for the progress.
+  private let byteCount: Int
   private let started: ContinuousClock.Instant
   private let progress: (@Sendable (ProgressUpdate) -> Void)?
 
@@ -38,6 +40,7 @@ final class OutputWriter {
     writers = Array(repeating: nil, count: plan.layout.shards.count)
     self.started = started
     self.progress = progress
+    byteCount = checkpoint.tensorByteCount
   }
 
   /// The output shards finished so far (by this run or the one it resumed), checksummed.
@@ -100,7 +103,7 @@ final class OutputWriter {
       progress(
         ProgressUpdate(
           tensorsDone: index + 1, tensorCount: plan.entries.count, bytesDone: bytesDone,
-          byteCount: checkpoint.tensorByteCount, elapsed: Compressor.seconds(ContinuousClock.now - started),
+          byteCount: byteCount, elapsed: Compressor.seconds(ContinuousClock.now - started),
           currentTensor: tensor.name, entry: done))
     }
   }
