@@ -4,6 +4,12 @@ import SwiftCompressKit
 import TestSupport
 import Testing
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// Runs the built `swiftcompress` executable.
 func swiftcompress(_ arguments: String...) throws -> (status: Int32, stdout: String, stderr: String) {
   try runProcess(swiftcompressExecutable, arguments)
@@ -661,26 +667,89 @@ struct SplitMergeTests {
 
 @Suite("Resume after a kill")
 struct ResumeTests {
-  let model = fixture("tiny-llama-sharded")
-  let arguments = ["--scheme", "W4A16", "--max-shard-size", "100KB"]
+  /// The output's shards: one linear weight each.
+  static let shardCount = 24
+  let arguments = ["--scheme", "W4A16", "--max-shard-size", "600KB"]
 
-  func killedRun(_ out: String, afterShards: Int, signal: String = "KILL") throws -> (status: Int32, stderr: String) {
-    let command =
-      "SWIFTCOMPRESS_TEST_KILL_SIGNAL=\(signal) SWIFTCOMPRESS_TEST_KILL_AFTER_SHARDS=\(afterShards) exec '\(swiftcompressExecutable)' quantize '\(model)' '\(out)' --scheme W4A16 --max-shard-size 100KB -q"
-    let result = try runProcess("/bin/sh", ["-c", command])
-    return (result.status, result.stderr)
+  /// A model of `shardCount` F32 linear weights of 512 x 2048 (4 MiB each) with a
+  /// config.json: its W4A16 output has one weight per shard, so that a run is still far
+  /// from done when its first shards are journaled.
+  func makeModel(_ folder: TemporaryFolder) throws -> String {
+    let model = folder.file("model")
+    try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: false)
+    let (rows, columns) = (512, 2048)
+    let row = (0..<columns).map { Float(($0 * 7919) % 2001) / 1000 - 1 }
+    let tensor = [[Float]](repeating: row, count: rows).flatMap { $0 }
+    let names = (0..<Self.shardCount).map { "model.layers.\($0).mlp.up_proj.weight" }
+    let writer = try SafeTensorsWriter(
+      destination: model + "/model.safetensors",
+      tensors: names.map { PlannedTensor(name: $0, dtype: .f32, shape: [rows, columns]) })
+    for name in names { try tensor.withUnsafeBytes { try writer.write(name, $0) } }
+    try writer.finish()
+    _ = FileManager.default.createFile(atPath: model + "/config.json", contents: Data("{}\n".utf8))
+    return model
+  }
+
+  /// The shards the journal of the staging folder of `out` lists, nil when there is no
+  /// staging folder or no journal yet.
+  func journaledShards(_ out: String) -> Int? {
+    let parent = (out as NSString).deletingLastPathComponent
+    let prefix = "." + (out as NSString).lastPathComponent + ".partial-"
+    let staging = ((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []).filter { $0.hasPrefix(prefix) }
+    for name in staging {
+      // The run writes its journal aside and renames it: a read sees a whole one.
+      guard let data = FileManager.default.contents(atPath: parent + "/" + name + "/" + OutputCleanup.journalFileName),
+        let journal = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        let shards = journal["shards"] as? [Any]
+      else { continue }
+      return shards.count
+    }
+    return nil
+  }
+
+  /// Starts `quantize` on `model` into `out`, waits until its journal lists at least
+  /// `afterShards` finished shards (however loaded the machine), sends it `signal` and
+  /// waits for it to end. Returns its status, its stderr, and the shards its journal
+  /// lists once it is gone (at least `afterShards`; a few more when it went on while
+  /// the signal was on its way).
+  func interruptedRun(_ model: String, _ out: String, afterShards: Int, signal: Int32) throws -> (
+    status: Int32, stderr: String, journaled: Int
+  ) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: swiftcompressExecutable)
+    process.arguments = ["quantize", model, out] + arguments + ["-q"]
+    let stderr = Pipe()
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = stderr
+    try process.run()
+    let reader = FileHandleReader(stderr.fileHandleForReading)
+    let deadline = Date().addingTimeInterval(600)
+    while process.isRunning, (journaledShards(out) ?? 0) < afterShards, Date() < deadline {
+      Thread.sleep(forTimeInterval: 0.002)
+    }
+    let reached = (journaledShards(out) ?? 0) >= afterShards
+    kill(process.processIdentifier, reached ? signal : SIGKILL)
+    process.waitUntilExit()
+    let text = reader.text()
+    try #require(reached, "the run ended or stalled before journaling \(afterShards) shards: \(text)")
+    return (process.terminationStatus, text, journaledShards(out) ?? 0)
   }
 
   /// Ctrl-C after two shards keeps them for the next run, and says so.
   @Test func anInterruptKeepsFinishedShardsForTheNextRun() throws {
     let folder = TemporaryFolder()
-    let interrupted = try killedRun(folder.file("out"), afterShards: 2, signal: "INT")
+    let model = try makeModel(folder)
+    let interrupted = try interruptedRun(model, folder.file("out"), afterShards: 2, signal: SIGINT)
     #expect(interrupted.status == 130, "\(interrupted.stderr)")
     #expect(interrupted.stderr.contains("rerun the same command to resume"))
     #expect(try staging(folder).count == 1)
+    #expect(interrupted.journaled >= 2 && interrupted.journaled < Self.shardCount, "\(interrupted.journaled)")
     let rerun = try runProcess(swiftcompressExecutable, ["quantize", model, folder.file("out")] + arguments)
     #expect(rerun.status == 0, "\(rerun.stderr)")
-    #expect(rerun.stderr.contains("resumed an interrupted run: 2 of 5 output shards"))
+    #expect(
+      rerun.stderr.contains(
+        "resumed an interrupted run: \(interrupted.journaled) of \(Self.shardCount) output shards"),
+      "\(rerun.stderr)")
     #expect(try staging(folder).isEmpty)
   }
 
@@ -690,16 +759,18 @@ struct ResumeTests {
 
   @Test func aRerunSkipsTheShardsAKilledRunFinished() throws {
     let folder = TemporaryFolder()
-    let clean = try swiftcompress(
-      "quantize", model, folder.file("clean"), "--scheme", "W4A16", "--max-shard-size", "100KB", "-q")
+    let model = try makeModel(folder)
+    let clean = try runProcess(swiftcompressExecutable, ["quantize", model, folder.file("clean")] + arguments + ["-q"])
     #expect(clean.status == 0)
-    // SIGKILL after 3 of 5 shards: no output, a staging folder with its journal.
-    #expect(try killedRun(folder.file("out"), afterShards: 3).status % 128 == 9)
+    // SIGKILL after 3 shards: no output, a staging folder with its journal.
+    let killed = try interruptedRun(model, folder.file("out"), afterShards: 3, signal: SIGKILL)
+    #expect(killed.status % 128 == 9)
+    #expect(killed.journaled >= 3 && killed.journaled < Self.shardCount, "\(killed.journaled)")
     #expect(!FileManager.default.fileExists(atPath: folder.file("out")))
     let left = try staging(folder)
     #expect(left.count == 1)
-    // Damage one finished shard: it is written again, the other two are kept.
-    let second = folder.file(left[0] + "/model-00002-of-00005.safetensors")
+    // Damage one finished shard: it is written again, the others are kept.
+    let second = folder.file(left[0] + String(format: "/model-00002-of-%05d.safetensors", Self.shardCount))
     let handle = try #require(FileHandle(forUpdatingAtPath: second))
     try handle.seek(toOffset: 200)
     try handle.write(contentsOf: Data([0xAB, 0xCD]))
@@ -707,7 +778,9 @@ struct ResumeTests {
     let rerun = try runProcess(
       swiftcompressExecutable, ["quantize", model, folder.file("out")] + arguments + ["--json"])
     #expect(rerun.status == 0, "\(rerun.stderr)")
-    #expect(rerun.stderr.contains("resumed an interrupted run: 2 of 5 output shards"))
+    #expect(
+      rerun.stderr.contains("resumed an interrupted run: \(killed.journaled - 1) of \(Self.shardCount) output shards"),
+      "\(rerun.stderr)")
     #expect(try staging(folder).isEmpty)
     for name in try FileManager.default.contentsOfDirectory(atPath: folder.file("clean"))
     where !name.hasPrefix("swiftcompress-report.") {
@@ -726,10 +799,11 @@ struct ResumeTests {
 
   @Test func otherOptionsStartAfreshAndClearTheStaleFolder() throws {
     let folder = TemporaryFolder()
-    #expect(try killedRun(folder.file("out"), afterShards: 2).status % 128 == 9)
+    let model = try makeModel(folder)
+    #expect(try interruptedRun(model, folder.file("out"), afterShards: 2, signal: SIGKILL).status % 128 == 9)
     #expect(try staging(folder).count == 1)
     let rerun = try swiftcompress(
-      "quantize", model, folder.file("out"), "--scheme", "W8A16", "--max-shard-size", "100KB")
+      "quantize", model, folder.file("out"), "--scheme", "W8A16", "--max-shard-size", "600KB")
     #expect(rerun.status == 0, "\(rerun.stderr)")
     #expect(!rerun.stderr.contains("resumed"))
     #expect(try staging(folder).isEmpty)

@@ -87,7 +87,7 @@ struct ReportChartTests {
   @Test func svgIsWellFormedWithOneBarGroupPerLayer() throws {
     let folder = TemporaryFolder()
     let report = try quantized(in: folder)
-    let svg = report.svgChart()
+    let svg = SVGChartReporter().render(report)
     let parsed = try #require(ParsedSVG.parse(svg), "the SVG is not well-formed XML")
     #expect(parsed.elements.first?.name == "svg")
     #expect(parsed.elements.first?.attributes["version"] == "1.1")
@@ -98,13 +98,13 @@ struct ReportChartTests {
       #expect(parsed.barWidth(layer, "before") != nil && parsed.barWidth(layer, "after") != nil, "\(layer)")
     }
     #expect(svg.contains("swiftcompress quantize"))
-    #expect(report.svgChart() == svg)  // deterministic
+    #expect(SVGChartReporter().render(report) == svg)  // deterministic
   }
 
   @Test func barLengthsAreProportionalToBytes() throws {
     let folder = TemporaryFolder()
     let report = try quantized(in: folder)
-    let parsed = try #require(ParsedSVG.parse(report.svgChart()))
+    let parsed = try #require(ParsedSVG.parse(SVGChartReporter().render(report)))
     let layers = Dictionary(uniqueKeysWithValues: report.layerSummaries().map { ($0.label, $0) })
     let zero = try #require(layers["0"])
     let other = try #require(layers["other"])
@@ -154,7 +154,7 @@ struct ReportChartTests {
       QuantizePass(configuration: .init(scheme: .w4a16)), exclude: ["layers\\.1\\."], in: folder)
     let layers = report.layerSummaries()
     #expect(layers.first { $0.label == "1" }?.relativeError == nil)
-    let parsed = try #require(ParsedSVG.parse(report.svgChart()))
+    let parsed = try #require(ParsedSVG.parse(SVGChartReporter().render(report)))
     #expect(parsed.barWidth("layer-1", "error") == nil)
     #expect(parsed.barWidth("layer-0", "error") != nil)
     #expect(parsed.barWidth("layer-1", "before") != nil)
@@ -175,7 +175,7 @@ struct ReportChartTests {
     }
     let parameters = entries.reduce(0.0) { $0 + Double($1.parameters) }
     #expect(abs((zero.relativeError ?? 0) - (weighted / parameters).squareRoot()) <= 1e-12)
-    #expect(report.svgChart().contains("~" + Format.metric(zero.relativeError)))
+    #expect(SVGChartReporter().render(report).contains("~" + Format.metric(zero.relativeError)))
   }
 
   @Test func tensorNamesAreEscaped() throws {
@@ -183,8 +183,8 @@ struct ReportChartTests {
     var report = try quantized(in: folder)
     report.tensors[0].name = "model.layers.0.<&>\"'.weight"
     report.command = "quantize <&>"
-    let svg = report.svgChart()
-    let html = report.html()
+    let svg = SVGChartReporter().render(report)
+    let html = HTMLReporter().render(report)
     #expect(ParsedSVG.parse(svg) != nil)
     for text in [svg, html] {
       #expect(text.contains("model.layers.0.&lt;&amp;&gt;&quot;&#39;.weight"))
@@ -204,13 +204,13 @@ struct ReportChartTests {
 
     var empty = base
     empty.tensors = []
-    let emptyParsed = try #require(ParsedSVG.parse(empty.svgChart()))
+    let emptyParsed = try #require(ParsedSVG.parse(SVGChartReporter().render(empty)))
     #expect(emptyParsed.layerGroups.isEmpty)
-    #expect(empty.html().contains("<svg "))
+    #expect(HTMLReporter().render(empty).contains("<svg "))
 
     var one = base
     one.tensors = base.tensors.filter { Report.layerIndex(of: $0.name) == 0 }
-    let oneParsed = try #require(ParsedSVG.parse(one.svgChart()))
+    let oneParsed = try #require(ParsedSVG.parse(SVGChartReporter().render(one)))
     #expect(oneParsed.layerGroups == ["layer-0"])
 
     var many = base
@@ -220,7 +220,7 @@ struct ReportChartTests {
       entry.bytesBefore = template.bytesBefore * (1 + i % 7)
       return entry
     }
-    let svg = many.svgChart()
+    let svg = SVGChartReporter().render(many)
     let parsed = try #require(ParsedSVG.parse(svg))
     #expect(parsed.layerGroups == (0..<200).map { "layer-\($0)" })
     // The chart grows with the layers instead of squeezing them: 20 px a row.
@@ -230,13 +230,13 @@ struct ReportChartTests {
     let before3 = try #require(parsed.barWidth("layer-3", "before"))
     let before0 = try #require(parsed.barWidth("layer-0", "before"))
     #expect(abs(before3 / before0 - 4) < 1e-3)
-    #expect(many.svgChart() == svg)
+    #expect(SVGChartReporter().render(many) == svg)
   }
 
   @Test func htmlIsOneSelfContainedPage() throws {
     let folder = TemporaryFolder()
     let report = try quantized(in: folder)
-    let html = report.html()
+    let html = HTMLReporter().render(report)
     #expect(html.hasPrefix("<!DOCTYPE html>"))
     #expect(html.contains("<svg xmlns=\"http://www.w3.org/2000/svg\""))
     #expect(html.contains("id=\"layer-0\""))
@@ -255,8 +255,8 @@ struct ReportChartTests {
     let htmlPath = folder.file("cast/" + Report.htmlFileName)
     let svg = try String(contentsOfFile: svgPath, encoding: .utf8)
     let html = try String(contentsOfFile: htmlPath, encoding: .utf8)
-    #expect(svg == report.svgChart())
-    #expect(html == report.html())
+    #expect(svg == SVGChartReporter().render(report))
+    #expect(html == HTMLReporter().render(report))
     #expect(ParsedSVG.parse(svg)?.layerGroups.count == 3)
   }
 }

@@ -94,16 +94,17 @@ public func runProcess(_ executable: String, _ arguments: [String]) throws -> (
 }
 
 /// Reads a pipe on a background thread.
-final class FileHandleReader: @unchecked Sendable {
+public final class FileHandleReader: @unchecked Sendable {
   private var data = Data()
   private let done = DispatchSemaphore(value: 0)
-  init(_ handle: FileHandle) {
+  public init(_ handle: FileHandle) {
     Thread.detachNewThread { [self] in
       data = handle.readDataToEndOfFile()
       done.signal()
     }
   }
-  func text() -> String {
+  /// Everything read, once the writer closed the pipe.
+  public func text() -> String {
     done.wait()
     return String(decoding: data, as: UTF8.self)
   }

@@ -32,38 +32,6 @@ public struct ShardSplit: Codable, Sendable, Equatable {
   }
 }
 
-extension ErrorAccumulator: Codable {
-  enum CodingKeys: String, CodingKey {
-    case referenceSquares = "reference_squares"
-    case reconstructionSquares = "reconstruction_squares"
-    case errorSquares = "error_squares"
-    case dot
-    case maxAbsError = "max_abs_error"
-    case nonFinite = "non_finite"
-  }
-
-  public init(from decoder: any Decoder) throws {
-    let c = try decoder.container(keyedBy: CodingKeys.self)
-    self.init()
-    referenceSquares = try c.decode(Double.self, forKey: .referenceSquares)
-    reconstructionSquares = try c.decode(Double.self, forKey: .reconstructionSquares)
-    errorSquares = try c.decode(Double.self, forKey: .errorSquares)
-    dot = try c.decode(Double.self, forKey: .dot)
-    maxAbsError = try c.decode(Float.self, forKey: .maxAbsError)
-    nonFinite = try c.decode(Int.self, forKey: .nonFinite)
-  }
-
-  public func encode(to encoder: any Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(referenceSquares, forKey: .referenceSquares)
-    try c.encode(reconstructionSquares, forKey: .reconstructionSquares)
-    try c.encode(errorSquares, forKey: .errorSquares)
-    try c.encode(dot, forKey: .dot)
-    try c.encode(maxAbsError, forKey: .maxAbsError)
-    try c.encode(nonFinite, forKey: .nonFinite)
-  }
-}
-
 /// What a run learnt about one input tensor: its report entry and the raw error sums,
 /// from which the totals are computed (in input order, so a merge of parts gives the
 /// same bits as one run).
@@ -99,46 +67,6 @@ public struct PartRecords: Codable, Sendable, Equatable {
   public init(split: ShardSplit, records: [TensorRecord]) {
     self.split = split
     self.records = records
-  }
-}
-
-extension Report {
-  /// Fills the tensors, totals and gates from `records` (any order; input order is used).
-  mutating func complete(with records: [TensorRecord], gates: QualityGates) {
-    let ordered = records.sorted { $0.index < $1.index }
-    tensors = ordered.compactMap(\.entry)
-    var total = ErrorAccumulator()
-    var baselineTotal: ErrorAccumulator?
-    var measuredAny = false
-    var unmeasured = false  // a transform whose error is not comparable element-wise
-    for record in ordered {
-      if record.measurement == .measured, let error = record.error {
-        total.merge(error)
-        measuredAny = true
-      }
-      if record.measurement == .unmeasured { unmeasured = true }
-      if let baseline = record.baseline {
-        baselineTotal = baselineTotal ?? ErrorAccumulator()
-        baselineTotal?.merge(baseline)
-      }
-    }
-    let metrics: ErrorMetrics? =
-      if measuredAny { total.metrics } else if tensors.contains(where: { !$0.isKept }) && !unmeasured { .exact } else {
-        nil
-      }
-    totals = Totals(tensors: tensors, metrics: metrics)
-    totals.roundToNearestMetrics = baselineTotal?.metrics
-    totals.sparsity = SparsityInfo.total(
-      tensors.compactMap { entry in entry.sparsity.map { (entry.name, entry.parameters, $0) } })
-    self.gates = gates.check(totals)
-  }
-
-  /// Writes the JSON, Markdown, SVG and HTML renderings into `folder`.
-  func write(into folder: OutputFolder) throws {
-    try folder.write(jsonText(), to: Report.jsonFileName)
-    try folder.write(markdown(), to: Report.markdownFileName)
-    try folder.write(svgChart(), to: Report.svgFileName)
-    try folder.write(html(), to: Report.htmlFileName)
   }
 }
 
@@ -261,22 +189,6 @@ public enum Merger {
     } catch {
       throw CheckpointError.cannotCreateOutput(
         path: destination, reason: "cannot copy \(source): \(error.localizedDescription)")
-    }
-  }
-}
-
-extension QualityGates {
-  /// The gates that produced `results` (their limits).
-  init(results: [GateResult]) {
-    self.init()
-    for result in results {
-      switch result.gate {
-      case "max_error": maxError = result.limit
-      case "min_sqnr": minSQNR = result.limit
-      case "max_bpw": maxBitsPerWeight = result.limit
-      case "min_ratio": minRatio = result.limit
-      default: break
-      }
     }
   }
 }

@@ -209,6 +209,10 @@ public protocol CompressionPass: Sendable {
   /// codec, factors multiply out, a shrunk tensor is put back in its shape. The default
   /// takes a single output's dense values.
   func reconstruct(_ input: TensorDescriptor, from outputs: ChainedOutputs) throws(SwiftCompressError) -> [Float]
+
+  /// For `--explain`: how the pass decides about `tensor`, which `selection` selected,
+  /// one line per decision (a recipe: one per stage, with its overrides).
+  func explanation(for tensor: TensorDescriptor, selection: TensorSelection) throws(SwiftCompressError) -> [String]
 }
 
 /// What a pass made of one tensor inside a recipe chain, for `reconstruct`.
@@ -287,6 +291,19 @@ extension CompressionPass {
     encoder.outputFormatting = [.sortedKeys]
     guard let data = try? encoder.encode(configuration) else { return "{}" }
     return String(decoding: data, as: UTF8.self)
+  }
+
+  /// One line: how the tensor was selected, and the pass's decision with its outputs.
+  public func explanation(for tensor: TensorDescriptor, selection: TensorSelection) throws(SwiftCompressError)
+    -> [String]
+  {
+    let patterns = selection.include.isEmpty ? "default selection" : "matches --include"
+    switch try plan(tensor) {
+    case .keep(let reason): return ["\(patterns); \(Self.identifier) keeps it: \(reason)"]
+    case .transform(let outputs, let note):
+      let shown = outputs.map { "\($0.name) \($0.dtype.rawValue)\($0.shape)" }.joined(separator: ", ")
+      return ["\(patterns); \(Self.identifier) -> \(shown)\(note.map { " (\($0))" } ?? "")"]
+    }
   }
 }
 

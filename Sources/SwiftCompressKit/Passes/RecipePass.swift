@@ -525,3 +525,13 @@ extension TensorSelection {
     return selection
   }()
 }
+
+extension RecipePass {
+  /// For `--explain`: the recipe's own trace (`explanation(for:)`), each stage's
+  /// targets and overrides; the run's selection has no patterns of its own.
+  public func explanation(for tensor: TensorDescriptor, selection: TensorSelection) throws(SwiftCompressError)
+    -> [String]
+  {
+    try explanation(for: tensor)
+  }
+}

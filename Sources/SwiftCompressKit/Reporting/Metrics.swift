@@ -171,3 +171,35 @@ public func forEachChunk(
     }
   }
 }
+
+extension ErrorAccumulator: Codable {
+  enum CodingKeys: String, CodingKey {
+    case referenceSquares = "reference_squares"
+    case reconstructionSquares = "reconstruction_squares"
+    case errorSquares = "error_squares"
+    case dot
+    case maxAbsError = "max_abs_error"
+    case nonFinite = "non_finite"
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    self.init()
+    referenceSquares = try c.decode(Double.self, forKey: .referenceSquares)
+    reconstructionSquares = try c.decode(Double.self, forKey: .reconstructionSquares)
+    errorSquares = try c.decode(Double.self, forKey: .errorSquares)
+    dot = try c.decode(Double.self, forKey: .dot)
+    maxAbsError = try c.decode(Float.self, forKey: .maxAbsError)
+    nonFinite = try c.decode(Int.self, forKey: .nonFinite)
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(referenceSquares, forKey: .referenceSquares)
+    try c.encode(reconstructionSquares, forKey: .reconstructionSquares)
+    try c.encode(errorSquares, forKey: .errorSquares)
+    try c.encode(dot, forKey: .dot)
+    try c.encode(maxAbsError, forKey: .maxAbsError)
+    try c.encode(nonFinite, forKey: .nonFinite)
+  }
+}

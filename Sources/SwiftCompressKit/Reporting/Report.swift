@@ -208,95 +208,8 @@ public struct Report: Codable, Sendable, Equatable {
     case tool, command, input, output, pass, selection, tensors, totals, timing, warnings, notes, gates
   }
 
-  /// Every file a run writes for its report (they hold timings: the manifest lists
-  /// them without checksums).
-  public static var fileNames: Set<String> { [jsonFileName, markdownFileName, svgFileName, htmlFileName] }
-
   /// The report as pretty, key-sorted JSON (non-finite numbers as strings).
   public func jsonText() -> String { Format.json(self) }
-
-  /// The report for people, as Markdown.
-  public func markdown() -> String {
-    var lines: [String] = []
-    lines.append("# swiftcompress report")
-    lines.append("")
-    lines.append("- command: `\(command)`, pass `\(pass.identifier)` \(pass.configuration)")
-    lines.append(
-      "- input: `\(input.path)` (\(input.layout), \(Format.count(input.files.count, "file")), \(Format.count(input.tensorCount, "tensor")), \(Format.bytes(input.bytes)))"
-    )
-    lines.append(
-      "- output: `\(output.path)` (\(Format.count(output.files.count, "file"))\(output.index.map { ", index \($0)" } ?? ""))"
-    )
-    if !selection.include.isEmpty {
-      lines.append("- include: \(selection.include.map { "`\($0)`" }.joined(separator: ", "))")
-    }
-    if !selection.exclude.isEmpty {
-      lines.append("- exclude: \(selection.exclude.map { "`\($0)`" }.joined(separator: ", "))")
-    }
-    for warning in warnings { lines.append("- warning: \(warning)") }
-    for note in notes { lines.append("- note: \(note)") }
-    lines.append("")
-    lines.append("## Totals")
-    lines.append("")
-    lines.append(
-      "| tensors | transformed | kept | parameters | bytes before | bytes after | bits/weight before | bits/weight after | ratio | rel. error | SQNR dB | cosine | max abs error |"
-    )
-    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    let m = totals.metrics
-    lines.append(
-      "| \(totals.tensors) | \(totals.transformed) | \(totals.kept) | \(totals.parameters) | \(Format.bytes(totals.bytesBefore)) | \(Format.bytes(totals.bytesAfter)) | \(Format.fixed(totals.bitsPerWeightBefore, 3)) | \(Format.fixed(totals.bitsPerWeightAfter, 3)) | \(Format.fixed(totals.compressionRatio, 3)) | \(Format.metric(m?.relativeFrobeniusError)) | \(Format.sqnr(m)) | \(Format.cosine(m?.cosineSimilarity)) | \(Format.metric(m?.maxAbsError)) |"
-    )
-    if let sparsity = totals.sparsity {
-      lines.append("")
-      lines.append(Format.sparsitySummary(sparsity) + ".")
-      let table = Self.unitTableMarkdown(sparsity)
-      if !table.isEmpty {
-        lines.append("")
-        lines += table
-      }
-    }
-    if !gates.isEmpty {
-      lines.append("")
-      lines.append("Quality gates: " + gates.map(\.summary).joined(separator: "; ") + ".")
-    }
-    if let rtn = totals.roundToNearestMetrics {
-      lines.append("")
-      lines.append(
-        "Plain round-to-nearest would have cost: relative error \(Format.metric(rtn.relativeFrobeniusError)), SQNR \(Format.sqnr(rtn)) dB (the scale search gave \(Format.metric(m?.relativeFrobeniusError)), \(Format.sqnr(m)) dB)."
-      )
-    }
-    lines.append("")
-    lines.append("## Tensors")
-    lines.append("")
-    lines.append(
-      "| tensor | dtype | shape | action | bytes before | bytes after | bits/weight | rel. error | SQNR dB | cosine | max abs error | note |"
-    )
-    lines.append("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for t in tensors {
-      let outDTypes = Set(t.outputs.map(\.dtype)).sorted().joined(separator: "+")
-      let dtype = t.action == "transformed" && outDTypes != t.dtype ? "\(t.dtype) -> \(outDTypes)" : t.dtype
-      lines.append(
-        "| `\(Format.markdownCell(t.name))` | \(dtype) | \(t.shape.map(String.init).joined(separator: "x")) | \(t.action) | \(t.bytesBefore) | \(t.bytesAfter) | \(Format.fixed(t.bitsPerWeightAfter, 3)) | \(Format.metric(t.metrics?.relativeFrobeniusError)) | \(Format.sqnr(t.metrics)) | \(Format.cosine(t.metrics?.cosineSimilarity)) | \(Format.metric(t.metrics?.maxAbsError)) | \(Format.markdownCell([t.reason, t.sparsity.map { "sparsity \(Format.fixed($0.achieved * 100, 1))%" }].compactMap { $0 }.joined(separator: "; "))) |"
-      )
-    }
-    lines.append("")
-    if !output.copiedFiles.isEmpty {
-      lines.append("Copied unchanged: \(output.copiedFiles.map { "`\($0)`" }.joined(separator: ", ")).")
-      lines.append("")
-    }
-    if !output.editedFiles.isEmpty {
-      lines.append("Edited by the pass: \(output.editedFiles.map { "`\($0)`" }.joined(separator: ", ")).")
-      lines.append("")
-    }
-    if !output.ignoredFiles.isEmpty {
-      lines.append("Not copied (other weight files): \(output.ignoredFiles.map { "`\($0)`" }.joined(separator: ", ")).")
-      lines.append("")
-    }
-    lines.append(
-      "Time \(Format.fixed(timing.seconds, 3)) s, \(Format.bytes(Int(timing.bytesPerSecond)))/s, peak RSS \(Format.bytes(timing.peakRSSBytes))."
-    )
-    return lines.joined(separator: "\n") + "\n"
-  }
 }
 
 extension Report {
@@ -316,19 +229,6 @@ extension Report {
     }
     let rows = layers.map { row($0.layer.map(String.init) ?? "-", $0.name, $0.count) } + [row("all", "", model)]
     return (header, rows)
-  }
-
-  /// The same table in Markdown, names as code.
-  static func unitTableMarkdown(_ sparsity: SparsityInfo) -> [String] {
-    guard let (header, rows) = unitTable(sparsity) else { return [] }
-    func line(_ cells: [String]) -> String { "|" + cells.map { $0.isEmpty ? " |" : " \($0) |" }.joined() }
-    var lines = [line(header), "|---:|---|" + String(repeating: "---:|", count: header.count - 2)]
-    for row in rows {
-      var cells = row
-      if !cells[1].isEmpty { cells[1] = "`\(Format.markdownCell(cells[1]))`" }
-      lines.append(line(cells))
-    }
-    return lines
   }
 
   /// Assembles the report of a finished run.
@@ -353,6 +253,54 @@ extension Report {
       tensors: tensors,
       totals: Totals(tensors: tensors, metrics: totalMetrics),
       timing: timing)
+  }
+}
+
+extension Report {
+  /// Fills the tensors, totals and gates from `records` (any order; input order is used).
+  mutating func complete(with records: [TensorRecord], gates: QualityGates) {
+    let ordered = records.sorted { $0.index < $1.index }
+    tensors = ordered.compactMap(\.entry)
+    var total = ErrorAccumulator()
+    var baselineTotal: ErrorAccumulator?
+    var measuredAny = false
+    var unmeasured = false  // a transform whose error is not comparable element-wise
+    for record in ordered {
+      if record.measurement == .measured, let error = record.error {
+        total.merge(error)
+        measuredAny = true
+      }
+      if record.measurement == .unmeasured { unmeasured = true }
+      if let baseline = record.baseline {
+        baselineTotal = baselineTotal ?? ErrorAccumulator()
+        baselineTotal?.merge(baseline)
+      }
+    }
+    let metrics: ErrorMetrics? =
+      if measuredAny { total.metrics } else if tensors.contains(where: { !$0.isKept }) && !unmeasured { .exact } else {
+        nil
+      }
+    totals = Totals(tensors: tensors, metrics: metrics)
+    totals.roundToNearestMetrics = baselineTotal?.metrics
+    totals.sparsity = SparsityInfo.total(
+      tensors.compactMap { entry in entry.sparsity.map { (entry.name, entry.parameters, $0) } })
+    self.gates = gates.check(totals)
+  }
+}
+
+extension QualityGates {
+  /// The gates that produced `results` (their limits).
+  init(results: [GateResult]) {
+    self.init()
+    for result in results {
+      switch result.gate {
+      case "max_error": maxError = result.limit
+      case "min_sqnr": minSQNR = result.limit
+      case "max_bpw": maxBitsPerWeight = result.limit
+      case "min_ratio": minRatio = result.limit
+      default: break
+      }
+    }
   }
 }
 

@@ -280,6 +280,7 @@ struct PipelineOptions: ParsableArguments {
       command: command, gates: gates, recipe: Recipe.singleStage(pass, selection: selection, gates: gates))
     options.split = try output.split()
     options.strict = output.strict
+    options.jobs = output.jobs
     return options
   }
 }

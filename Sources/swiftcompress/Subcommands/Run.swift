@@ -42,6 +42,7 @@ extension SwiftCompressCommand {
           force: options.force, command: "run", gates: recipe.gates, recipe: pass.effectiveRecipe)
         compression.split = try options.split()
         compression.strict = options.strict
+        compression.jobs = options.jobs
         try runPipeline(pass: pass, options: compression, shared: options)
       }
     }

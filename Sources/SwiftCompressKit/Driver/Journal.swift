@@ -38,6 +38,17 @@ struct Journal: Codable, Sendable {
     return found
   }
 
+  /// The journal step, after each finished shard: `file` joins the journal with the
+  /// records of the tensors done since the last one, and the journal is written into
+  /// `folder` aside and renamed, so an interruption never leaves half a journal.
+  mutating func append(_ file: Manifest.Entry, records: [TensorRecord], in folder: OutputFolder) throws {
+    shards.append(Shard(file: file, records: records))
+    try folder.write(Format.json(self), to: Self.fileName + ".tmp")
+    guard rename(try folder.path(for: Self.fileName + ".tmp"), try folder.path(for: Self.fileName)) == 0 else {
+      throw CheckpointError.cannotCreateOutput(path: folder.destination, reason: "cannot write the resume journal")
+    }
+  }
+
   static func load(_ folder: String) -> Journal? {
     guard let data = FileManager.default.contents(atPath: folder + "/" + fileName) else { return nil }
     return try? Format.decodeJSON(Journal.self, from: data)

@@ -1,0 +1,189 @@
+import CheckpointIO
+import Foundation
+
+/// The writer every streamer feeds: it takes the transformed tensors in plan order and
+/// writes their outputs into the output shards, journals each shard as it is finished,
+/// and keeps the record of every tensor (report entry and error sums) for the report.
+///
+/// With `--shard-index/--shard-count` it writes only this part's output shards; when it
+/// resumes an interrupted run it writes none of the shards that run finished.
+final class OutputWriter {
+  let plan: CompressionPlan
+  let checkpoint: Checkpoint
+  private let folder: OutputFolder
+  private let split: ShardSplit?
+  private let adopted: Set<Int>
+  private let journaled: [Int: TensorRecord]
+  private var journal: Journal
+  private var writers: [SafeTensorsWriter?]
+  /// Every tensor's record, in the order they were done.
+  private(set) var records: [TensorRecord] = []
+  /// The records not yet in the journal: they join it with the next finished shard.
+  private var pending: [TensorRecord] = []
+  private var bytesDone = 0
+  /// The input's tensor bytes, for the progress.
+  private let byteCount: Int
+  private let started: ContinuousClock.Instant
+  private let progress: (@Sendable (ProgressUpdate) -> Void)?
+
+  init(
+    plan: CompressionPlan, checkpoint: Checkpoint, staging: Staging, split: ShardSplit?,
+    started: ContinuousClock.Instant, progress: (@Sendable (ProgressUpdate) -> Void)?
+  ) {
+    self.plan = plan
+    self.checkpoint = checkpoint
+    folder = staging.folder
+    adopted = staging.adopted
+    journaled = staging.journaled
+    journal = staging.journal
+    self.split = split
+    writers = Array(repeating: nil, count: plan.layout.shards.count)
+    self.started = started
+    self.progress = progress
+    byteCount = checkpoint.tensorByteCount
+  }
+
+  /// The output shards finished so far (by this run or the one it resumed), checksummed.
+  var finishedShards: [Manifest.Entry] { journal.shards.map(\.file) }
+
+  /// Whether this run writes output shard `shard`: with a split, the shards s with
+  /// s % count == index.
+  func isAssigned(_ shard: Int) -> Bool {
+    guard let split else { return true }
+    return shard % split.count == split.index
+  }
+
+  /// Whether the tensor at `index` of the plan must be transformed: not when none of
+  /// its outputs is in this part's shards (a tensor with no outputs, folded into
+  /// another, belongs to part 0), nor when the interrupted run this one resumes wrote all
+  /// of them and journaled its record, which is then taken as this run's.
+  func claim(_ index: Int) -> Bool {
+    let shards = plan.entries[index].outputs.map { plan.shardOfOutput[$0.name] ?? 0 }
+    guard shards.isEmpty ? isAssigned(0) : shards.contains(where: isAssigned) else { return false }
+    if !shards.isEmpty, shards.allSatisfy(adopted.contains), let record = journaled[index] {
+      records.append(record)  // written by the interrupted run
+      return false
+    }
+    return true
+  }
+
+  /// Takes what the pass made of the tensor at `index` (claimed, and handed over in plan
+  /// order): checks it against the plan, writes the outputs this run writes, journals the
+  /// shards it finishes, measures the error and records the tensor.
+  func accept(_ index: Int, input: TensorInput, result: TransformResult) throws {
+    let entry = plan.entries[index]
+    let tensor = entry.tensor
+    let identifier = type(of: plan.pass).identifier
+    guard result.outputs.count == entry.outputs.count else {
+      throw SwiftCompressError.passBrokePlan(
+        pass: identifier, tensor: tensor.name,
+        reason: "returned \(result.outputs.count) outputs for \(entry.outputs.count) planned")
+    }
+    var outputEntries: [Report.OutputTensor] = []
+    for (planned, data) in zip(entry.outputs, result.outputs) {
+      let size = data.count(inputByteCount: tensor.info.byteCount)
+      guard size == planned.byteCount else {
+        throw SwiftCompressError.passBrokePlan(
+          pass: identifier, tensor: tensor.name,
+          reason: "output '\(planned.name)' has \(size) bytes, planned \(planned.byteCount ?? -1)")
+      }
+      let shard = plan.shardOfOutput[planned.name] ?? 0
+      outputEntries.append(
+        Report.OutputTensor(
+          name: planned.name, dtype: planned.dtype.rawValue, shape: planned.shape, bytes: size,
+          file: plan.layout.shards[shard].fileName))
+      guard isAssigned(shard), !adopted.contains(shard) else { continue }
+      try write(planned.name, data, of: tensor, into: shard)
+    }
+    let record = self.record(index, input: input, result: result, outputs: outputEntries)
+    records.append(record)
+    pending.append(record)
+    bytesDone += tensor.info.byteCount
+    if let progress, let done = record.entry {
+      progress(
+        ProgressUpdate(
+          tensorsDone: index + 1, tensorCount: plan.entries.count, bytesDone: bytesDone,
+          byteCount: byteCount, elapsed: Compressor.seconds(ContinuousClock.now - started),
+          currentTensor: tensor.name, entry: done))
+    }
+  }
+
+  /// Finishes the shards no tensor was written into (an empty model still gets a valid
+  /// file), removes the journal (the run is complete) and writes the index.
+  func finish() throws {
+    for shard in plan.layout.shards.indices where writers[shard] == nil && isAssigned(shard) && !adopted.contains(shard)
+    {
+      try writer(for: shard).finish()
+    }
+    try? FileManager.default.removeItem(atPath: try folder.path(for: Journal.fileName))
+    if let indexName = plan.layout.indexFileName {
+      try folder.write(plan.layout.indexJSON(), to: indexName)
+    }
+  }
+
+  /// Writes one output into `shard`; a shard complete with it is finished and journaled.
+  private func write(_ name: String, _ data: OutputData, of tensor: CheckpointTensor, into shard: Int) throws {
+    let target = try writer(for: shard)
+    switch data {
+    case .input:
+      let file = checkpoint.files[tensor.file]
+      try target.copy(name, from: file.mapping, range: file.fileRange(of: tensor.info))
+    case .borrowed(let view): try target.write(name, view)
+    case .owned(let array): try array.withUnsafeBytes { try target.write(name, $0) }
+    }
+    if target.isComplete {
+      try target.finish()
+      let fileName = plan.layout.shards[shard].fileName
+      let (bytes, crc) = try Manifest.checksum(path: try folder.path(for: fileName))
+      try journal.append(Manifest.Entry(path: fileName, bytes: bytes, crc32: crc), records: pending, in: folder)
+      pending = []
+    }
+  }
+
+  private func writer(for shard: Int) throws -> SafeTensorsWriter {
+    if let existing = writers[shard] { return existing }
+    let info = plan.layout.shards[shard]
+    let created = try SafeTensorsWriter(
+      destination: try folder.path(for: info.fileName), tensors: info.tensors, metadata: plan.metadata)
+    writers[shard] = created
+    return created
+  }
+
+  /// The tensor's report entry and error sums.
+  private func record(_ index: Int, input: TensorInput, result: TransformResult, outputs: [Report.OutputTensor])
+    -> TensorRecord
+  {
+    let entry = plan.entries[index]
+    let tensor = entry.tensor
+    var record = TensorRecord(index: index, entry: nil, error: nil, baseline: result.baseline, measurement: .kept)
+    var reason: String?
+    switch entry.action {
+    case .keep(let why):
+      reason = why
+    case .transform(let note):
+      reason = note
+      switch result.reconstruction {
+      case .exact: record.measurement = .exact
+      case .dense(let values):
+        record.error = measure(input, against: values)
+        record.measurement = .measured
+      case .measured(let accumulator):
+        record.error = accumulator
+        record.measurement = .measured
+      case .notApplicable:
+        record.measurement = .unmeasured
+      }
+    }
+    let parameters = plan.pass.parameters(of: entry)
+    let after = outputs.reduce(0) { $0 + $1.bytes }
+    record.entry = Report.TensorEntry(
+      name: tensor.name, dtype: tensor.info.dtype.rawValue, shape: tensor.info.shape, parameters: parameters,
+      action: entry.action.isKeep ? "kept" : "transformed",
+      reason: reason, outputs: outputs, bytesBefore: tensor.info.byteCount, bytesAfter: after,
+      bitsPerWeightBefore: Compressor.bitsPerWeight(tensor.info.byteCount, parameters),
+      bitsPerWeightAfter: Compressor.bitsPerWeight(after, parameters), metrics: record.metrics,
+      roundToNearestMetrics: result.baseline?.metrics, sparsity: result.sparsity,
+      svdOptimumError: result.optimalError)
+    return record
+  }
+}
