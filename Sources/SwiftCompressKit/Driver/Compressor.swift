@@ -148,13 +148,14 @@ public enum Compressor {
     try Parallel.withJobs(options.jobs) {
       let checkpoint = try Checkpoint.open(options.input)
       let pass = try pass.prepared(for: checkpoint)
+      let selection = options.selection.adapted(to: ModelAdapters.adapter(for: checkpoint))
       var result: [(String, [String])] = []
       for tensor in checkpoint.tensors {
         let descriptor = TensorDescriptor(tensor.info)
         let lines: [String] =
-          switch options.selection.decide(descriptor, defaults: pass.usesDefaultSelection) {
+          switch selection.decide(descriptor, defaults: pass.usesDefaultSelection) {
           case .skipped(let reason): ["not selected: \(reason)"]
-          case .selected: try pass.explanation(for: descriptor, selection: options.selection)
+          case .selected: try pass.explanation(for: descriptor, selection: selection)
           }
         result.append((tensor.name, lines))
       }

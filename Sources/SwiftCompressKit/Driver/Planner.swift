@@ -73,11 +73,13 @@ extension Compressor {
   ) throws(SwiftCompressError) -> CompressionPlan {
     var entries: [PlanEntry] = []
     var producer: [String: String] = [:]
+    // The default selection asks the checkpoint's model which tensors are embeddings.
+    let selection = options.selection.adapted(to: ModelAdapters.adapter(for: checkpoint))
     for tensor in checkpoint.tensors {
       let descriptor = TensorDescriptor(tensor.info)
       let unchanged = [PlannedTensor(name: tensor.name, dtype: tensor.info.dtype, shape: tensor.info.shape)]
       var entry: PlanEntry
-      switch options.selection.decide(descriptor, defaults: pass.usesDefaultSelection) {
+      switch selection.decide(descriptor, defaults: pass.usesDefaultSelection) {
       case .skipped(let reason):
         entry = PlanEntry(tensor: tensor, action: .keep(reason: reason), outputs: unchanged)
       case .selected:
