@@ -27,13 +27,6 @@ struct StageTargets: @unchecked Sendable {  // Regex is immutable after init
     }
   }
 
-  /// The first entry matching `tensor`, or nil; the generic adapter says what the
-  /// shorthands are.
-  func match(_ tensor: TensorDescriptor) -> String? { match(tensor, model: ModelAdapters.generic) }
-
-  /// Every entry matching `tensor`; the generic adapter says what the shorthands are.
-  func matches(_ tensor: TensorDescriptor) -> [String] { matches(tensor, model: ModelAdapters.generic) }
-
   /// The first entry matching `tensor`, or nil. `model` says what the shorthands are.
   func match(_ tensor: TensorDescriptor, model: any ModelAdapter) -> String? {
     for (entry, regex) in zip(entries, regexes) {
@@ -100,6 +93,9 @@ public struct RecipePass: CompressionPass {
   }
 
   var stages: [Stage]
+  /// The checkpoint's model adapter (what `Linear`, `Embedding` and the default selection
+  /// mean), from `prepared(for:)`.
+  var model: any ModelAdapter = ModelAdapters.generic
 
   public init(configuration: Recipe) throws(SwiftCompressError) {
     self.configuration = configuration
@@ -144,11 +140,12 @@ public struct RecipePass: CompressionPass {
   /// that some tensor matches.
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> RecipePass {
     var pass = self
+    pass.model = ModelAdapters.adapter(for: checkpoint)
     for s in pass.stages.indices {
       let stage = pass.stages[s]
       var keys: Set<String> = []
       for tensor in checkpoint.tensors {
-        let (key, skipped) = Self.overrideKey(stage, TensorDescriptor(tensor.info))
+        let (key, skipped) = pass.overrideKey(stage, TensorDescriptor(tensor.info))
         if !skipped { keys.insert(key) }
       }
       for key in keys.sorted() {
@@ -171,10 +168,10 @@ public struct RecipePass: CompressionPass {
   }
 
   /// The matching overrides of `tensor` as a key ("0,2"), and whether one of them says skip.
-  static func overrideKey(_ stage: Stage, _ tensor: TensorDescriptor) -> (String, Bool) {
+  func overrideKey(_ stage: Stage, _ tensor: TensorDescriptor) -> (String, Bool) {
     var matched: [Int] = []
     var skip = false
-    for (i, o) in stage.overrides.enumerated() where o.targets.match(tensor) != nil {
+    for (i, o) in stage.overrides.enumerated() where o.targets.match(tensor, model: model) != nil {
       if o.recipe.skip {
         skip = true
       } else if !o.recipe.options.isEmpty {
@@ -207,16 +204,16 @@ public struct RecipePass: CompressionPass {
   }
 
   /// Whether `stage` takes `tensor` (by its input name), with the reason.
-  static func select(_ stage: Stage, _ tensor: TensorDescriptor, usesDefaults: Bool) -> (Bool, String) {
-    if let hit = stage.exclude.match(tensor) { return (false, "matches exclude '\(hit)'") }
+  func select(_ stage: Stage, _ tensor: TensorDescriptor, usesDefaults: Bool) -> (Bool, String) {
+    if let hit = stage.exclude.match(tensor, model: model) { return (false, "matches exclude '\(hit)'") }
     guard let targets = stage.targets else {
-      switch TensorSelection.defaultSelection.decide(tensor, defaults: usesDefaults) {
+      switch TensorSelection.defaultSelection.adapted(to: model).decide(tensor, defaults: usesDefaults) {
       case .selected: return (true, "default selection")
       case .skipped(let reason): return (false, reason)
       }
     }
     guard tensor.dtype.isFloatingPoint else { return (false, "\(tensor.dtype.rawValue) tensor (not floating point)") }
-    if let hit = targets.match(tensor) { return (true, "target '\(hit)' matched") }
+    if let hit = targets.match(tensor, model: model) { return (true, "target '\(hit)' matched") }
     return (false, "matches no target (\(targets.described))")
   }
 
@@ -225,7 +222,7 @@ public struct RecipePass: CompressionPass {
     var current = [Node(tensor: tensor, producer: -1)]
     var final: Set<String> = []  // quantized outputs: no later stage changes them
     for (s, stage) in stages.enumerated() {
-      let (selected, why) = Self.select(stage, tensor, usesDefaults: stage.base.usesDefaultSelection)
+      let (selected, why) = select(stage, tensor, usesDefaults: stage.base.usesDefaultSelection)
       guard selected else {
         trace.explanation.append("\(stage.label): not applied: \(why)")
         trace.keepReasons.append(why)
@@ -234,7 +231,7 @@ public struct RecipePass: CompressionPass {
       var line = "\(stage.label): \(why)"
       for (i, o) in stage.overrides.enumerated() {
         let at = o.recipe.line > 0 ? " (line \(o.recipe.line))" : ""
-        if let hit = o.targets.match(tensor) {
+        if let hit = o.targets.match(tensor, model: model) {
           let change =
             o.recipe.skip
             ? "skip"
@@ -245,7 +242,7 @@ public struct RecipePass: CompressionPass {
           line += "; override \(i + 1)\(at) did not match (targets \(o.targets.described))"
         }
       }
-      let (key, skipped) = Self.overrideKey(stage, tensor)
+      let (key, skipped) = overrideKey(stage, tensor)
       if skipped {
         trace.explanation.append(line + " -> skipped by override")
         trace.keepReasons.append("skipped by an override of \(stage.label)")
@@ -435,7 +432,7 @@ public struct RecipePass: CompressionPass {
     for tensor in tensors {
       guard let trace = try? trace(tensor) else { continue }
       for s in Set(trace.steps.map(\.stage)) {
-        let (key, _) = Self.overrideKey(stages[s], tensor)
+        let (key, _) = overrideKey(stages[s], tensor)
         changed[s][key, default: []].append(tensor)
       }
     }
@@ -490,13 +487,14 @@ public struct RecipePass: CompressionPass {
       let floats = tensors.filter(\.dtype.isFloatingPoint)
       for (key, list) in [("targets", stage.targets), ("exclude", stage.exclude)] {
         guard let list else { continue }
-        let matched = Set(floats.flatMap(list.matches))
+        let matched = Set(floats.flatMap { list.matches($0, model: model) })
         for entry in list.entries where !matched.contains(entry) {
           warnings.append("\(place): \(key) entry '\(entry)' matches no tensor of the input")
         }
       }
-      let taken = tensors.filter { Self.select(stage, $0, usesDefaults: stage.base.usesDefaultSelection).0 }
-      for (i, o) in stage.overrides.enumerated() where !taken.contains(where: { o.targets.match($0) != nil }) {
+      let taken = tensors.filter { select(stage, $0, usesDefaults: stage.base.usesDefaultSelection).0 }
+      for (i, o) in stage.overrides.enumerated()
+      where !taken.contains(where: { o.targets.match($0, model: model) != nil }) {
         warnings.append(
           "\(file)\(o.recipe.line > 0 ? ":\(o.recipe.line)" : ""): \(stage.label): override \(i + 1) (targets \(o.targets.described)) matches no tensor the stage takes"
         )
