@@ -4,6 +4,9 @@ import CheckpointIO
 /// arithmetic done in that dtype (PyTorch computes BF16/F16 operations in Float32 and
 /// rounds each result to nearest even).
 struct DTypeRounding: Sendable {
+  /// PyTorch's names of the float dtypes, as config.json's `torch_dtype` writes them.
+  static let torchNames: [DType: String] = [.f32: "float32", .f16: "float16", .bf16: "bfloat16", .f64: "float64"]
+
   let dtype: DType
 
   init(_ dtype: DType) {

@@ -133,4 +133,6 @@ public struct StoredLayout: Sendable {
 public enum LowRankRecord {
   /// The config.json key of the record.
   public static let configKey = "swiftcompress_factorization"
+  /// The config.json key of the low-rank residual's record (`LowRankResidualCodec`).
+  public static let residualConfigKey = "swiftcompress_lowrank_residual"
 }

@@ -48,7 +48,7 @@ public struct CastPass: CompressionPass {
   /// (and `dtype`, its newer name, when present) says so, so that loaders using
   /// `torch_dtype="auto"` get the new dtype. A mixed checkpoint keeps its config.
   public func editedConfig(_ config: JSONValue, outputFloatDTypes: Set<DType>) -> String? {
-    guard outputFloatDTypes == [configuration.dtype], let name = CastPass.torchNames[configuration.dtype],
+    guard outputFloatDTypes == [configuration.dtype], let name = DTypeRounding.torchNames[configuration.dtype],
       config["torch_dtype"] != nil || config["dtype"] != nil
     else { return nil }
     var edited = config
@@ -57,8 +57,6 @@ public struct CastPass: CompressionPass {
     }
     return edited == config ? nil : JSONText.pretty(edited)  // as transformers writes it
   }
-
-  static let torchNames: [DType: String] = [.f32: "float32", .f16: "float16", .bf16: "bfloat16", .f64: "float64"]
 
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) -> TransformResult {
     let target = configuration.dtype

@@ -111,9 +111,9 @@ public struct DecompressPass: CompressionPass {
     guard let members = config.members, let layout else { return nil }
     if let partial {
       // Some weights stay compressed: the records stay; factorize's lists only those left.
-      guard let record = config[FactorizePass.configKey], let modules = record["modules"]?.members,
+      guard let record = config[LowRankRecord.configKey], let modules = record["modules"]?.members,
         let edited = config.setting(
-          FactorizePass.configKey,
+          LowRankRecord.configKey,
           to: record.setting("modules", to: .object(modules.filter { !partial.contains($0.key) })) ?? record)
       else { return JSONText.pretty(config) }
       return JSONText.pretty(edited)
@@ -129,7 +129,7 @@ public struct DecompressPass: CompressionPass {
       case .factorization: nil
       }
     guard let target else { return JSONText.pretty(edited) }
-    if let name = CastPass.torchNames[target], config["torch_dtype"] != nil {
+    if let name = DTypeRounding.torchNames[target], config["torch_dtype"] != nil {
       edited = edited.setting("torch_dtype", to: .string(name)) ?? edited
     }
     return JSONText.pretty(edited)

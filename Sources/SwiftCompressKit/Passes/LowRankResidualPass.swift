@@ -17,7 +17,7 @@ public struct LowRankResidualPass: CompressionPass {
   public static let summary = "quantized weight plus a low-rank correction, W ~ Q + A B (LQ-LoRA)"
   public static let defaultIterations = 3
   /// The config.json key of the record.
-  public static let configKey = "swiftcompress_lowrank_residual"
+  public static let configKey = LowRankRecord.residualConfigKey
 
   public let configuration: Configuration
   var quantize: QuantizePass

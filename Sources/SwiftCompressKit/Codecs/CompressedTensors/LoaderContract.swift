@@ -69,7 +69,7 @@ struct StoredModules: Sendable {
 public enum LoaderContract {
   /// config.json keys swiftcompress records what it did under; a checkpoint without a
   /// config.json carries them in its weights' `__metadata__` (as JSON text).
-  public static let recordKeys = ["quantization_config", FactorizePass.configKey, LowRankResidualPass.configKey]
+  public static let recordKeys = ["quantization_config", LowRankRecord.configKey, LowRankRecord.residualConfigKey]
 
   /// Modules that transformers never takes for a `Linear` target (norms are not
   /// `nn.Linear`) and that compressed-tensors' model-free tools skip when the quantized
@@ -208,10 +208,10 @@ public enum LoaderGuard {
   public static func layouts(of config: JSONValue) -> [String] {
     var layouts: [String] = []
     let quantized = config["quantization_config"]?["config_groups"]?.members?.isEmpty == false
-    if config[FactorizePass.configKey] != nil {
+    if config[LowRankRecord.configKey] != nil {
       layouts.append(quantized ? "quantized factorized weights" : factorized)
     }
-    if config[LowRankResidualPass.configKey] != nil { layouts.append("a low-rank residual") }
+    if config[LowRankRecord.residualConfigKey] != nil { layouts.append("a low-rank residual") }
     if let format = config["quantization_config"]?["sparsity_config"]?["format"]?.stringValue,
       SparseBitmask.formats.contains(format)
     {
@@ -509,21 +509,21 @@ extension LoaderContract {
           "'\(module)' is stored as a bitmask but sparsity_config.ignore names it")
       }
     }
-    if let record = config[FactorizePass.configKey]?["modules"]?.members {
+    if let record = config[LowRankRecord.configKey]?["modules"]?.members {
       let ranks = Dictionary(
         record.map { ($0.key, $0.value.uint64Value.map(Int.init)) }, uniquingKeysWith: { a, _ in a })
       for module in modules.factorized where ranks[module] == nil {
         problem(
           .configLayout, module + ".weight_a",
-          "'\(module)' is stored factorized but \(FactorizePass.configKey) does not list it")
+          "'\(module)' is stored factorized but \(LowRankRecord.configKey) does not list it")
       }
       for (module, rank) in ranks.sorted(by: { $0.key < $1.key }) {
         let a = modules.tensors[module + ".weight_a"] ?? modules.tensors[module + ".weight_a_packed"]
         if a == nil {
           problem(
-            .configLayout, module + ".weight_a", "\(FactorizePass.configKey) lists '\(module)', which has no weight_a")
+            .configLayout, module + ".weight_a", "\(LowRankRecord.configKey) lists '\(module)', which has no weight_a")
         } else if let a, a.name.hasSuffix(".weight_a"), a.shape.count == 2, a.shape[1] != rank {
-          problem(.configLayout, a.name, "has rank \(a.shape[1]) but \(FactorizePass.configKey) records \(rank ?? -1)")
+          problem(.configLayout, a.name, "has rank \(a.shape[1]) but \(LowRankRecord.configKey) records \(rank ?? -1)")
         }
       }
     }
