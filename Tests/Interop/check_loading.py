@@ -54,7 +54,8 @@ MODELS = {
     "bert": ("tiny-bert-128", AutoModel, r"layer\.0\.(intermediate|output)\.", r"attention", r"layer\.1\."),
 }
 IDS = torch.tensor([[1, 17, 42, 99, 250, 3, 7, 511], [2, 5, 300, 8, 12, 400, 0, 33]])
-SCHEMES = ["W8A16", "W4A16", "W4A16_ASYM", "FP8_DYNAMIC", "FP8_BLOCK", "MXFP4A16", "NVFP4A16"]
+SCHEMES = ["W8A16", "W4A16", "W4A16_ASYM", "FP8_DYNAMIC", "FP8_BLOCK", "MXFP4A16", "NVFP4A16", "W2A16", "W3A16", "W5A16",
+           "W6A16", "MXFP8A16", "MXFP6A16"]
 # Tolerance on the forward pass, relative to the largest output magnitude of the
 # decompressed model (x10 in BF16). Both sides hold the same weights, so only the order of
 # float sums may differ. The FP8 presets also quantize activations to FP8 (E4M3, per token

@@ -86,7 +86,10 @@ public enum LoaderContract {
         name: member.key, targets: targets,
         format: member.value["format"]?.stringValue ?? quantization?["format"]?.stringValue ?? "",
         weights: member.value["weights"],
-        nameRules: targets.filter { $0 != "Linear" }.compactMap { try? IgnoreRule($0) })
+        nameRules: targets.filter { $0 != "Linear" }.compactMap { try? IgnoreRule($0) },
+        codec: QuantizationConfig.codec(
+          format: member.value["format"]?.stringValue ?? quantization?["format"]?.stringValue ?? "",
+          weights: member.value["weights"]))
     }
   }
 
@@ -426,10 +429,12 @@ extension LoaderContract {
     var weights: JSONValue?
     /// The name targets (all but `Linear`), compiled once.
     var nameRules: [IgnoreRule] = []
+    /// The codec that reads the group's layout, nil for a format none reads.
+    var codec: (any QuantizationCodec)?
 
     /// The tensor a module's quantized weight is stored under, which compressed-tensors'
-    /// model-free tools look for first (`weight` for the formats that keep that name).
-    var rootSuffix: String { ["float-quantized", "mxfp8-quantized"].contains(format) ? ".weight" : ".weight_packed" }
+    /// model-free tools look for first (`weight` for the layouts that keep that name).
+    var rootSuffix: String { codec?.keepsWeightName == true ? ".weight" : ".weight_packed" }
 
     /// Whether the group targets `module`: by class for `Linear` (transformers; here a
     /// module whose weight looks linear), or by name (exact, or `re:` matched from the start).
@@ -560,89 +565,50 @@ extension LoaderContract {
     return (problems, notes)
   }
 
-  /// How `module`'s tensors differ from what `group` describes, or nil.
+  /// How `module`'s tensors differ from what `group` describes, or nil: the group's codec
+  /// lays out the dense weight the stored primary tensor stands for, and every tensor of
+  /// that layout must be there with that dtype and shape.
   static func layoutMismatch(_ module: String, group: ConfigGroup, modules: StoredModules, checkpoint: Checkpoint)
     -> String?
   {
-    let weights = group.weights
-    let bits = weights?["num_bits"]?.uint64Value.map(Int.init) ?? 0
-    let strategy = weights?["strategy"]?.stringValue ?? ""
-    let groupSize = weights?["group_size"]?.uint64Value.map(Int.init)
-    let symmetric = weights?["symmetric"] != .bool(false)
-    func tensor(_ suffix: String) -> PlannedTensor? { modules.tensors[module + suffix] }
+    let strategy = group.weights?["strategy"]?.stringValue ?? ""
+    if ["group", "tensor_group"].contains(strategy), group.weights?["group_size"]?.uint64Value ?? 0 == 0 {
+      return "strategy '\(strategy)' without a group_size"
+    }
+    guard let codec = group.codec else { return nil }  // a format no codec reads: not judged
     func describe(_ t: PlannedTensor) -> String { "\(t.name) is \(t.dtype.rawValue) \(t.shape)" }
-    guard let scale = tensor(".weight_scale") else { return "\(module).weight_scale is missing" }
-    // The dense weight's shape.
-    var rows = 0
-    var columns = 0
-    switch group.format {
-    case "pack-quantized":
-      guard bits > 0, 32 % bits == 0 || bits == 3 || bits == 5 || bits == 6 else {
-        return "num_bits \(bits) cannot be packed"
-      }
-      guard let packed = tensor(".weight_packed"), packed.dtype == .i32, packed.shape.count == 2 else {
-        return tensor(".weight_packed").map { describe($0) + ", not I32 [rows, words]" }
-          ?? "\(module).weight_packed is missing"
-      }
-      guard let shape = tensor(".weight_shape"), shape.dtype == .i64, shape.elementCount == 2,
-        let stored = checkpoint.tensor(named: shape.name)
-      else { return "\(module).weight_shape (I64 [2]) is missing" }
+    let primaryName = module + group.rootSuffix
+    guard let primary = modules.tensors[primaryName] else { return "\(primaryName) is missing" }
+    guard let dense = try? codec.densePrimary(primary) else {
+      return "\(describe(primary)), which is not a \(codec.layoutName) weight"
+    }
+    // A stored weight_shape must be the dense shape the codes stand for.
+    if let shape = modules.tensors[dense.name + "_shape"], let stored = checkpoint.tensor(named: shape.name) {
+      guard shape.dtype == .i64, shape.elementCount == 2 else { return "\(describe(shape)), not I64 [2]" }
       let bytes = checkpoint.bytes(of: stored)
-      rows = Int(Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: Int64.self)))
-      columns = Int(Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: Int64.self)))
-      let words = (columns * bits + 31) / 32
-      guard packed.shape == [rows, words] else {
-        return "\(describe(packed)), but weight_shape [\(rows), \(columns)] at \(bits) bits needs [\(rows), \(words)]"
+      let values = (0..<2).map { Int(Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))) }
+      guard values == dense.shape else {
+        return
+          "\(describe(primary)) holds a \(dense.shape) weight at \(codec.bits) bits, but weight_shape says \(values)"
       }
-      if !symmetric {
-        guard let zp = tensor(".weight_zero_point") else {
-          return "asymmetric weights need \(module).weight_zero_point"
-        }
-        guard zp.dtype == .i32, zp.shape.count == 2, zp.shape[0] == (rows * bits + 31) / 32,
-          zp.shape[1] == scale.shape.last
-        else { return "\(describe(zp)), not the zero points packed along the output dimension" }
-      }
-    case "float-quantized", "mxfp8-quantized":
-      guard let weight = tensor(".weight"), weight.dtype == .f8E4M3, weight.shape.count == 2 else {
-        return tensor(".weight").map { describe($0) + ", not F8_E4M3 [rows, columns]" } ?? "\(module).weight is missing"
-      }
-      (rows, columns) = (weight.shape[0], weight.shape[1])
-    case "mxfp4-pack-quantized", "nvfp4-pack-quantized":
-      guard let packed = tensor(".weight_packed"), packed.dtype == .u8, packed.shape.count == 2 else {
-        return tensor(".weight_packed").map { describe($0) + ", not U8 [rows, columns / 2]" }
-          ?? "\(module).weight_packed is missing"
-      }
-      (rows, columns) = (packed.shape[0], packed.shape[1] * 2)
-      if group.format == "nvfp4-pack-quantized" {
-        guard let global = tensor(".weight_global_scale"), global.dtype == .f32, global.elementCount == 1 else {
-          return "\(module).weight_global_scale (F32 [1]) is missing"
-        }
-      }
-    default:
-      return nil  // a format this check does not know: not judged
     }
-    // The scale grid.
-    let expected: [Int]?
-    switch strategy {
-    case "channel": expected = [rows, 1]
-    case "group", "tensor_group":
-      guard let groupSize, groupSize > 0 else { return "strategy '\(strategy)' without a group_size" }
-      guard columns % groupSize == 0 else {
-        return "rows of \(columns) values do not split into groups of \(groupSize)"
-      }
-      expected = [rows, columns / groupSize]
-    case "block":
-      let block = (weights?["block_structure"]?.arrayValue ?? []).compactMap { $0.uint64Value.map(Int.init) }
-      guard block.count == 2, block[0] > 0, block[1] > 0 else { return "strategy 'block' without a block_structure" }
-      expected = [(rows + block[0] - 1) / block[0], (columns + block[1] - 1) / block[1]]
-    case "tensor": expected = nil
-    default: return nil
-    }
-    if let expected, scale.shape != expected {
+    let scaleDType = modules.tensors[dense.name + "_scale"].map(\.dtype).flatMap { $0.isFloatingPoint ? $0 : nil }
+    let expected: [PlannedTensor]
+    do {
+      expected = try codec.layout(
+        of: PlannedTensor(name: dense.name, dtype: scaleDType ?? .f32, shape: dense.shape), module: module
+      ).outputs
+    } catch {
       return
-        "\(describe(scale)), but a '\(strategy)' scale of [\(rows), \(columns)]\(groupSize.map { " in groups of \($0)" } ?? "") is \(expected)"
+        "a [\(dense.shape.map(String.init).joined(separator: ", "))] weight cannot be stored so: \(error.errorDescription ?? "\(error)")"
     }
-    if expected == nil, scale.elementCount != 1 { return "\(describe(scale)), but a 'tensor' scale is one value" }
+    for tensor in expected {
+      guard let stored = modules.tensors[tensor.name] else { return "\(tensor.name) is missing" }
+      if stored.shape != tensor.shape || stored.dtype != tensor.dtype {
+        return
+          "\(describe(stored)), but \(codec.layoutName) with these arguments stores \(tensor.dtype.rawValue) \(tensor.shape) for a \(dense.shape) weight"
+      }
+    }
     return nil
   }
 

@@ -63,6 +63,12 @@ public protocol QuantizationCodec: WeightCodec {
 }
 
 extension QuantizationCodec {
+  /// Whether the quantized weight keeps the name `weight` (FP8, MXFP8): readers that
+  /// decide by names then take every `M.weight` for a quantized one.
+  public var keepsWeightName: Bool {
+    (try? densePrimary(PlannedTensor(name: "m.weight", dtype: .f8E4M3, shape: [32, 32]))) != nil
+  }
+
   public var sharesGlobalScale: Bool { false }
   public var inputActivations: JSONValue { .null }
   public var layoutName: String { format }

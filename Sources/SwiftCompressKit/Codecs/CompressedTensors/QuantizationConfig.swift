@@ -29,8 +29,11 @@ public enum QuantizationConfig {
   /// The codec a `quantization_config` block describes (its format and first config
   /// group's weights), or nil when no registered codec reads it.
   public static func codec(of block: JSONValue) -> (any QuantizationCodec)? {
-    let format = block["format"]?.stringValue ?? ""
-    let weights = block["config_groups"]?.members?.first?.value["weights"]
+    codec(format: block["format"]?.stringValue ?? "", weights: block["config_groups"]?.members?.first?.value["weights"])
+  }
+
+  /// The codec a config group's format and `weights` describe, or nil.
+  static func codec(format: String, weights: JSONValue?) -> (any QuantizationCodec)? {
     for type in QuantizationScheme.codecTypes {
       if let codec = type.described(format: format, weights: weights) { return codec }
     }
