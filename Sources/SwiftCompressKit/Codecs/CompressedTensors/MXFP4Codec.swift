@@ -143,8 +143,9 @@ public struct MXFP4Codec: QuantizationCodec {
   }
 }
 
-/// What the two FP4 layouts (MXFP4, NVFP4) share: two E2M1 codes per byte, even element in
-/// the low nibble, and a scale per fixed group.
+/// What the microscaled layouts share: a scale per fixed group of a row (MXFP4, MXFP6,
+/// MXFP8, NVFP4), their config arguments, and for the FP4 ones two E2M1 codes per byte,
+/// even element in the low nibble.
 enum FP4Layout {
   static func check(_ weight: TensorDescriptor, module: String, group: Int) throws(SwiftCompressError) {
     let columns = weight.shape[1]
@@ -158,10 +159,10 @@ enum FP4Layout {
         "its rows have \(columns) values and group size \(group) does not divide it; \(fix), or --ignore \(module)")
   }
 
-  static func arguments(group: Int, strategy: String) -> [JSONMember] {
+  static func arguments(group: Int, strategy: String, bits: Int = 4) -> [JSONMember] {
     [
       JSONMember("dynamic", .bool(false)), JSONMember("group_size", .number(String(group))),
-      JSONMember("num_bits", .number("4")), JSONMember("strategy", .string(strategy)),
+      JSONMember("num_bits", .number(String(bits))), JSONMember("strategy", .string(strategy)),
       JSONMember("symmetric", .bool(true)), JSONMember("type", .string("float")),
     ]
   }

@@ -37,12 +37,7 @@ public struct MXFP6Codec: QuantizationCodec {
   }
 
   public var weightArguments: [JSONMember] {
-    [
-      JSONMember("dynamic", .bool(false)), JSONMember("group_size", .number("32")),
-      JSONMember("num_bits", .number("6")), JSONMember("scale_dtype", .string("torch.uint8")),
-      JSONMember("strategy", .string("group")), JSONMember("symmetric", .bool(true)),
-      JSONMember("type", .string("float")),
-    ]
+    FP4Layout.arguments(group: 32, strategy: "group", bits: 6) + [JSONMember("scale_dtype", .string("torch.uint8"))]
   }
 
   /// The E2M3 magnitudes, by code (without the sign bit).

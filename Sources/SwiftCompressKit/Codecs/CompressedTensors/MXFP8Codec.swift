@@ -36,12 +36,7 @@ public struct MXFP8Codec: QuantizationCodec {
   }
 
   public var weightArguments: [JSONMember] {
-    [
-      JSONMember("dynamic", .bool(false)), JSONMember("group_size", .number("32")),
-      JSONMember("num_bits", .number("8")), JSONMember("scale_dtype", .string("torch.uint8")),
-      JSONMember("strategy", .string("group")), JSONMember("symmetric", .bool(true)),
-      JSONMember("type", .string("float")),
-    ]
+    FP4Layout.arguments(group: 32, strategy: "group", bits: 8) + [JSONMember("scale_dtype", .string("torch.uint8"))]
   }
 
   public func encode(_ input: TensorInput, context: QuantizationContext) throws(SwiftCompressError)
