@@ -32,8 +32,6 @@ public struct QuantizationScheme: Sendable, Hashable, Codable, CustomStringConve
   public var bits: Int { codec(groupSize: 0).bits }
   /// The compressed-tensors format name written in `quantization_config`.
   public var format: String { codec(groupSize: 0).format }
-  /// FP8 (E4M3) values stored under the weight's own name.
-  public var isFloat8: Bool { format == Float8Codec(block: nil).format }
 
   /// The config group's name: the preset's, or for an integer scheme with one scale per
   /// output channel (not a preset) `config_group_0`, as the reference names it.
