@@ -389,6 +389,23 @@ extension QuantizationScheme {
   }
 }
 
+extension IntegerPackingTests {
+  /// Zero points are read as whole codes per 32-bit word: a layout with zero points at a
+  /// width that does not divide 32 is not read (decompress says the format is unsupported)
+  /// rather than misread.
+  @Test func zeroPointsAtWidthsNotDividing32AreNotRead() throws {
+    func weights(_ bits: Int, symmetric: Bool) throws -> JSONValue {
+      try JSONParser.parse(
+        Array(#"{"num_bits": \#(bits), "symmetric": \#(symmetric), "strategy": "group", "group_size": 128}"#.utf8))
+    }
+    #expect(IntegerPackCodec.described(format: "pack-quantized", weights: try weights(3, symmetric: false)) == nil)
+    #expect(IntegerPackCodec.described(format: "pack-quantized", weights: try weights(3, symmetric: true))?.bits == 3)
+    #expect(
+      IntegerPackCodec.described(format: "pack-quantized", weights: try weights(4, symmetric: false))?.symmetric
+        == false)
+  }
+}
+
 @Suite("MX scales and E2M3 codes")
 struct MXBuildingBlockTests {
   /// The E8M0 rule of compressed-tensors' generate_mx_scales, at the thresholds measured
@@ -409,6 +426,10 @@ struct MXBuildingBlockTests {
     #expect(mx6.scale(amax: 0, dtype: .bf16).byte == 0)
     let f16Zero = mx8.scale(amax: 0, dtype: .f16)
     #expect(f16Zero.byte == 127 && f16Zero.scale == 1)
+    // A maximum that rounds up past F16's largest power of two takes the next exponent,
+    // as MXFP4's kernel does, not an infinite scale.
+    #expect(mx6.scale(amax: 65504, dtype: .f16).byte == MXFP4Codec.mxExponent(65504))
+    #expect(mx8.scale(amax: 60000, dtype: .f16).byte == 135)
   }
 
   /// The reference's worked example: x = 0.203125, -0.328125, -0.0722656, -0.953125 round

@@ -120,6 +120,15 @@ public struct StoredLayout: Sendable {
     return .other
   }
 
+  /// The dense weight's bytes in the stored values' dtype when its layout holds them
+  /// exactly (`WeightCodec.exactBytes`), else nil.
+  public func exactBytes(_ primary: TensorInput, as weight: DenseWeight) throws(SwiftCompressError) -> [UInt8]? {
+    for codec in codecs where try codec.densePrimary(primary.descriptor) != nil {
+      return try codec.exactBytes(primary, as: weight)
+    }
+    return nil
+  }
+
   /// The dense values of the weight whose primary tensor is `primary`.
   public func decode(_ primary: TensorInput, as weight: DenseWeight) throws(SwiftCompressError) -> [Float] {
     for codec in codecs where try codec.densePrimary(primary.descriptor) != nil {

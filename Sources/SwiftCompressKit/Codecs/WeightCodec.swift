@@ -43,9 +43,18 @@ public protocol WeightCodec: Sendable {
   /// The dense Float32 values, row-major in `weight.shape`, of the weight whose primary
   /// tensor is `primary`; companions come from `primary.companion(named:)`.
   func decode(_ primary: TensorInput, as weight: DenseWeight) throws(SwiftCompressError) -> [Float]
+
+  /// The dense weight's bytes in the stored values' own dtype, for a layout that holds the
+  /// values exactly (a sparse bitmask), so that they are written without passing through
+  /// Float32; nil (the default) for layouts whose values are computed.
+  func exactBytes(_ primary: TensorInput, as weight: DenseWeight) throws(SwiftCompressError) -> [UInt8]?
 }
 
 extension WeightCodec {
+  public func exactBytes(_ primary: TensorInput, as weight: DenseWeight) throws(SwiftCompressError) -> [UInt8]? {
+    nil
+  }
+
   /// Decodes the outputs a pass produced for one weight (`outputs[0]` is the primary),
   /// as a recipe chain or a low-rank residual does to measure what they cost.
   public func decode(outputs: [PlannedTensor], data: [[UInt8]], shape: [Int]) throws(SwiftCompressError) -> [Float] {

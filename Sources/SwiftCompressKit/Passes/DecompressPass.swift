@@ -100,6 +100,9 @@ public struct DecompressPass: CompressionPass {
       case .primary(var weight) = try layout.role(of: input.descriptor)
     else { return TransformResult(outputs: [], reconstruction: .notApplicable) }
     weight.shape = output.shape
+    if output.dtype == input.descriptor.dtype, let bytes = try layout.exactBytes(input, as: weight) {
+      return TransformResult(outputs: [.owned(bytes)], reconstruction: .notApplicable)
+    }
     let dense = try layout.decode(input, as: weight)
     return TransformResult(
       outputs: [.owned(DenseCodec.encode(dense, as: output.dtype))], reconstruction: .notApplicable)

@@ -43,14 +43,16 @@ public struct IntegerPackCodec: QuantizationCodec {
     return 32 / a
   }
 
-  public static let readableFormat = "pack-quantized (2 to 8 bits)"
+  public static let readableFormat = "pack-quantized (2 to 8 bits; with zero points 2, 4 or 8)"
 
   public static func described(format: String, weights: JSONValue?) -> IntegerPackCodec? {
     let bits = weights?["num_bits"]?.uint64Value.map(Int.init) ?? 0
-    guard format == "pack-quantized", (2...8).contains(bits) else { return nil }
+    let symmetric = weights?["symmetric"] != .bool(false)
+    // Zero points are read as whole codes per word, which only widths dividing 32 have.
+    guard format == "pack-quantized", (2...8).contains(bits), symmetric || 32 % bits == 0 else { return nil }
     let strategy = weights?["strategy"]?.stringValue
     return IntegerPackCodec(
-      bits: bits, symmetric: weights?["symmetric"] != .bool(false),
+      bits: bits, symmetric: symmetric,
       groupSize: strategy == "channel" ? 0 : weights?["group_size"]?.uint64Value.map(Int.init) ?? 0)
   }
 

@@ -32,7 +32,12 @@ struct MXScale {
       default: Float(bitPattern: rounded)
       }
     var e = 0
-    if power > 0, power.isFinite { e = min(max(127 + Int(power.exponent) - offset, 0), 255) }
+    if power > 0 {
+      // A maximum that rounds up past the dtype's largest power of two takes the next
+      // exponent, as MXFP4's kernel does, rather than an infinite scale.
+      let exponent = power.isFinite ? Int(power.exponent) : (dtype == .f16 ? 16 : 128)
+      e = min(max(127 + exponent - offset, 0), 255)
+    }
     let s = DTypeRounding(dtype)(Float(sign: .plus, exponent: e - 127, significand: 1))
     return s == 0 ? (127, 1) : (UInt8(e), s)
   }

@@ -49,11 +49,15 @@ public struct SparseBitmaskCodec: WeightCodec {
     module(stored.name, [".bitmask", ".shape", ".row_offsets"]) != nil
   }
 
-  public func decode(_ primary: TensorInput, as weight: DenseWeight) throws(SwiftCompressError) -> [Float] {
+  public func exactBytes(_ primary: TensorInput, as weight: DenseWeight) throws(SwiftCompressError) -> [UInt8]? {
     let module = String(weight.name.dropLast(".weight".count))
     let bitmask = try requiredCompanion(primary, module + ".bitmask", purpose: "expanded")
-    let dense = try SparseBitmask.decode(
+    return try SparseBitmask.decode(
       name: weight.name, values: primary, bitmask: bitmask, rows: weight.shape[0], columns: weight.shape[1])
+  }
+
+  public func decode(_ primary: TensorInput, as weight: DenseWeight) throws(SwiftCompressError) -> [Float] {
+    let dense = try exactBytes(primary, as: weight) ?? []
     return dense.withUnsafeBytes {
       Float32Conversion.floats($0, dtype: primary.descriptor.dtype, count: weight.shape[0] * weight.shape[1])
     }
