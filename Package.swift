@@ -9,6 +9,7 @@ let package = Package(
     .library(name: "CheckpointIO", targets: ["CheckpointIO"]),
     .library(name: "SwiftCompressKit", targets: ["SwiftCompressKit"]),
     .library(name: "LinearAlgebra", targets: ["LinearAlgebra"]),
+    .library(name: "Tokenizers", targets: ["Tokenizers"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -27,13 +28,15 @@ let package = Package(
     .target(name: "CKernels", linkerSettings: [.linkedLibrary("z")]),
     .target(name: "LinearAlgebra", dependencies: ["CLapack"]),
     .target(name: "CheckpointIO", dependencies: ["CKernels"]),
+    // Hugging Face tokenizer.json (BPE byte-level and SentencePiece-style, WordPiece), token-exact.
+    .target(name: "Tokenizers", dependencies: ["CheckpointIO"]),
     .target(
       name: "SwiftCompressKit",
       dependencies: ["CheckpointIO", "CKernels", "LinearAlgebra", .product(name: "Yams", package: "Yams")]),
     .executableTarget(
       name: "swiftcompress",
       dependencies: [
-        "SwiftCompressKit", "CheckpointIO", "CKernels",
+        "SwiftCompressKit", "CheckpointIO", "CKernels", "Tokenizers",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -46,6 +49,7 @@ let package = Package(
     .testTarget(name: "KernelsTests", dependencies: ["CKernels", "TestSupport"]),
     .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra", "TestSupport"]),
     .testTarget(name: "CheckpointIOTests", dependencies: ["CheckpointIO", "TestSupport"]),
+    .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "TestSupport"]),
     .testTarget(name: "SwiftCompressKitTests", dependencies: ["SwiftCompressKit", "CheckpointIO", "TestSupport"]),
     .testTarget(name: "CLITests", dependencies: ["swiftcompress", "CheckpointIO", "SwiftCompressKit", "TestSupport"]),
   ],
