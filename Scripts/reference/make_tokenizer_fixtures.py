@@ -31,6 +31,10 @@ What it writes (all deterministic; running it twice gives byte-identical files):
                    split false), [INST]/[/INST] special tokens, Metaspace decoder chain
     bert-wordpiece uncased BERT normalizer, BertPreTokenizer, WordPiece "##",
                    [PAD]=0 [UNK] [CLS] [SEP] [MASK] (lstrip), "[CLS] $A [SEP]" template
+- `Fixtures/golden/tokenizers/variants.json`: for components the six fixtures do not use (other Metaspace
+  schemes, NFKC/NFD/NFKD, Lowercase, Strip, StripAccents, regex Replace, every Split behavior, an ICU-only
+  regex, BertProcessing, RobertaProcessing, a cased BERT normalizer, WhitespaceSplit, ...), a fixture with
+  those components swapped in and the ids of a few texts.
 - `Fixtures/golden/tokenizers/<name>.jsonl`: a header line, then one JSON object per corpus
   line: {"line": i, "ids": encode(line).ids} and, for some lines, "ids_no_special"
   (add_special_tokens False), "truncated": {"max_length": m, "ids": ...} (with
@@ -521,6 +525,72 @@ def make_bert(training_file):
     return tok, config
 
 
+VARIANT_TEXTS = ["Hello  world <s>again", " leading and trailing ", "Ça  va? DON'T 12345 ﬁ Ⅻ", "a\tb\u00a0c  d",
+                 "<|fim_prefix|>   x [MASK] y"]
+
+
+def byte_level_after(split):
+    return {"type": "Sequence", "pretokenizers": [
+        split, {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+
+
+# (name, fixture, top-level components replaced, model fields replaced): components the six fixtures do not use.
+VARIANTS = [
+    ("metaspace-always-split", "mistral-spm",
+     {"pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True}}, {}),
+    ("metaspace-never", "mistral-spm",
+     {"pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "never", "split": False}}, {}),
+    ("nfkc-lowercase-strip", "gpt2-bpe", {"normalizer": {"type": "Sequence", "normalizers": [
+        {"type": "NFKC"}, {"type": "Lowercase"}, {"type": "Strip", "strip_left": True, "strip_right": True}]}}, {}),
+    ("nfd-strip-accents", "gpt2-bpe",
+     {"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFD"}, {"type": "StripAccents"}]}}, {}),
+    ("nfkd", "gpt2-bpe", {"normalizer": {"type": "NFKD"}}, {}),
+    ("regex-replace", "gpt2-bpe",
+     {"normalizer": {"type": "Replace", "pattern": {"Regex": "[0-9]+"}, "content": "#"}}, {}),
+] + [
+    ("split-" + behavior.lower(), "gpt2-bpe", {"pre_tokenizer": byte_level_after(
+        {"type": "Split", "pattern": {"String": " "}, "behavior": behavior, "invert": False})}, {})
+    for behavior in ["Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous"]
+] + [
+    ("split-inverted", "gpt2-bpe", {"pre_tokenizer": byte_level_after(
+        {"type": "Split", "pattern": {"String": " "}, "behavior": "Removed", "invert": True})}, {}),
+    ("split-icu-regex", "gpt2-bpe", {"pre_tokenizer": byte_level_after(
+        {"type": "Split", "pattern": {"Regex": "[0-9]+|[a-z]+"}, "behavior": "Isolated", "invert": False})}, {}),
+    ("split-gpt2-pattern", "gpt2-bpe", {"pre_tokenizer": byte_level_after(
+        {"type": "Split", "pattern": {"Regex": GPT2_PATTERN}, "behavior": "Isolated", "invert": False})}, {}),
+    ("bytelevel-prefix-space", "gpt2-bpe",
+     {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}}, {}),
+    ("bert-processing", "bert-wordpiece",
+     {"post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]}}, {}),
+    ("roberta-processing", "bert-wordpiece", {"post_processor": {
+        "type": "RobertaProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2], "trim_offsets": True,
+        "add_prefix_space": False}}, {}),
+    ("bert-cased", "bert-wordpiece", {"normalizer": {
+        "type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": False, "strip_accents": False,
+        "lowercase": False}}, {}),
+    ("whitespace-split", "bert-wordpiece", {"pre_tokenizer": {"type": "WhitespaceSplit"}}, {}),
+    ("wordpiece-short-words", "bert-wordpiece", {}, {"max_input_chars_per_word": 4}),
+    ("llama3-with-merges", "llama3-bpe", {}, {"ignore_merges": False}),
+    ("spm-no-fuse-unk", "llama2-spm", {}, {"fuse_unk": False, "byte_fallback": False}),
+]
+
+
+def write_variants(path):
+    out = []
+    for name, base, components, fields in VARIANTS:
+        with open(os.path.join(ROOT, "Fixtures/tokenizers", base, "tokenizer.json"), encoding="utf-8") as f:
+            spec = json.load(f)
+        spec.update(components)
+        spec["model"].update(fields)
+        tok = Tokenizer.from_str(json.dumps(spec))
+        out.append({"name": name, "fixture": base, "components": components, "model_fields": fields,
+                    "texts": VARIANT_TEXTS, "ids": [tok.encode(t).ids for t in VARIANT_TEXTS],
+                    "ids_no_special": [tok.encode(t, add_special_tokens=False).ids for t in VARIANT_TEXTS]})
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(json.dumps({"tokenizers_version": tokenizers.__version__, "variants": out}, ensure_ascii=False,
+                           indent=1) + "\n")
+
+
 def write_golden(path, name, tok, lines):
     n_special = tok.num_special_tokens_to_add(False)
     with open(path, "w", encoding="utf-8", newline="\n") as f:
@@ -575,6 +645,7 @@ def main():
             f.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         write_golden(os.path.join(golden_dir, name + ".jsonl"), name, tok, corpus)
         print(name, tok.get_vocab_size(with_added_tokens=True))
+    write_variants(os.path.join(golden_dir, "variants.json"))
     print("corpus lines:", len(corpus))
 
 

@@ -2,8 +2,7 @@ import CheckpointIO
 import Foundation
 import TestSupport
 import Testing
-
-@testable import Tokenizers
+import Tokenizers
 
 // Token-exact tests against the Rust `tokenizers` library (Python binding 0.23.3): the ids of every line of
 // Fixtures/text/corpus.txt (2,400 lines) by each fixture tokenizer, written by
