@@ -13,7 +13,7 @@ enum SplitBehavior: String, Sendable {
 }
 
 /// Splits `piece` at `matches` as `NormalizedString::split` does; empty pieces are dropped.
-func split(_ piece: Piece, matches: [Range<Int>], behavior: SplitBehavior, invert: Bool = false) -> [Piece] {
+func splitPiece(_ piece: Piece, matches: [Range<Int>], behavior: SplitBehavior, invert: Bool = false) -> [Piece] {
   let text = piece.scalars
   // Every scalar in exactly one span, each span flagged as a match or not.
   var spans: [(range: Range<Int>, isMatch: Bool)] = []
@@ -80,7 +80,7 @@ struct SplitPreTokenizer: PreTokenizer {
   let invert: Bool
 
   func preTokenize(_ pieces: [Piece]) -> [Piece] {
-    pieces.flatMap { split($0, matches: regex.matches($0.scalars), behavior: behavior, invert: invert) }
+    pieces.flatMap { splitPiece($0, matches: regex.matches($0.scalars), behavior: behavior, invert: invert) }
   }
 }
 
@@ -119,7 +119,7 @@ struct ByteLevelPreTokenizer: PreTokenizer {
     for var piece in pieces {
       if addPrefixSpace && piece.scalars.first != " " { piece.scalars.insert(" ", at: 0) }
       let words =
-        useRegex ? split(piece, matches: SplitRegex.gpt2.matches(piece.scalars), behavior: .isolated) : [piece]
+        useRegex ? splitPiece(piece, matches: SplitRegex.gpt2.matches(piece.scalars), behavior: .isolated) : [piece]
       for var word in words {
         var mapped: [Unicode.Scalar] = []
         mapped.reserveCapacity(word.scalars.count * 2)
@@ -159,7 +159,7 @@ struct MetaspacePreTokenizer: PreTokenizer {
       if prepend { piece.scalars.insert(replacement, at: 0) }
       if split {
         let matches = piece.scalars.indices.filter { piece.scalars[$0] == replacement }.map { $0..<($0 + 1) }
-        out += Tokenizers.split(piece, matches: matches, behavior: .mergedWithNext)
+        out += splitPiece(piece, matches: matches, behavior: .mergedWithNext)
       } else {
         out.append(piece)
       }
@@ -174,9 +174,9 @@ struct BertPreTokenizer: PreTokenizer {
     var out: [Piece] = []
     for piece in pieces {
       let spaces = piece.scalars.indices.filter { piece.scalars[$0].properties.isWhitespace }.map { $0..<($0 + 1) }
-      for word in split(piece, matches: spaces, behavior: .removed) {
+      for word in splitPiece(piece, matches: spaces, behavior: .removed) {
         let marks = word.scalars.indices.filter { isBertPunctuation(word.scalars[$0]) }.map { $0..<($0 + 1) }
-        out += split(word, matches: marks, behavior: .isolated)
+        out += splitPiece(word, matches: marks, behavior: .isolated)
       }
     }
     return out
@@ -203,7 +203,7 @@ struct WhitespaceSplitPreTokenizer: PreTokenizer {
   func preTokenize(_ pieces: [Piece]) -> [Piece] {
     pieces.flatMap { piece in
       let spaces = piece.scalars.indices.filter { piece.scalars[$0].properties.isWhitespace }.map { $0..<($0 + 1) }
-      return split(piece, matches: spaces, behavior: .removed)
+      return splitPiece(piece, matches: spaces, behavior: .removed)
     }
   }
 }
