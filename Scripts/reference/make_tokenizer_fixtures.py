@@ -35,6 +35,9 @@ What it writes (all deterministic; running it twice gives byte-identical files):
   schemes, NFKC/NFD/NFKD, Lowercase, Strip, StripAccents, regex Replace, every Split behavior, an ICU-only
   regex, BertProcessing, RobertaProcessing, a cased BERT normalizer, WhitespaceSplit, ...), a fixture with
   those components swapped in and the ids of a few texts.
+- `Fixtures/golden/tokenizers/fuzz.jsonl`: 1,500 seeded random concatenations of edge-case pieces (`FUZZ_PIECES`:
+  line breaks, contractions, every letter and number category, marks, scalars newer than Oniguruma's Unicode
+  tables, controls, emoji, added-token strings) with the ids of all six tokenizers.
 - `Fixtures/golden/tokenizers/<name>.jsonl`: a header line, then one JSON object per corpus
   line: {"line": i, "ids": encode(line).ids} and, for some lines, "ids_no_special"
   (add_special_tokens False), "truncated": {"max_length": m, "ids": ...} (with
@@ -591,6 +594,41 @@ def write_variants(path):
                            indent=1) + "\n")
 
 
+# Edge-case pieces for the fuzz texts: line breaks (which corpus lines cannot hold), contractions in all cases
+# (and LONG S, which Oniguruma's case folding matches as s), letters and numbers of every category, marks,
+# scalars assigned after Oniguruma's Unicode version (U+1E6C0, U+0C5C, U+11DE0), unassigned U+0378,
+# controls, emoji sequences and added-token strings with their neighbours.
+FUZZ_PIECES = [
+    " ", "  ", "\t", "\n", "\r\n", "\r", "\n\n", " \n ", "\u00a0", "\u3000", "\u2028", "\x85", "\x0b",
+    "'", "'s", "'S", "'ll", "'LL", "'Re", "'ve", "'d", "'m", "'t", "'\u017f", "'x", "n't",
+    "a", "Z", "word", "WORD", "é", "e\u0301", "ß", "\u01c5", "\u02b0", "中文", "ー", "한", "ก", "\u0e31", "\u0301",
+    "1", "12", "1234", "\u0663", "\u216b", "\u00bd", "\u00b2", ".", ",", "!?", "-", "_", "(", "\u00ab", "$", "\u20ac",
+    "+", "...", "😀", "👍🏽", "👩‍💻", "\u200d", "\x00", "\x1b", "\ufeff", "\U0001e6c0", "\u0c5c", "\U00011de0",
+    "\u0378", "<s>", "</s>", "[MASK]", "[CLS]", "<|endoftext|>", "<|begin_of_text|>", "hello world", "Hello World",
+    "c++", "C++", "<|fim_prefix|>", "<0x41>", "▁", "##",
+]
+
+
+def fuzz_texts(seed, count):
+    rng = random.Random(seed)
+    texts, seen = [], set()
+    while len(texts) < count:
+        text = "".join(rng.choice(FUZZ_PIECES) for _ in range(rng.randrange(1, 25)))
+        if text not in seen:
+            seen.add(text)
+            texts.append(text)
+    return texts
+
+
+def write_fuzz(path, tokenizers_by_name):
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(json.dumps({"tokenizers_version": tokenizers.__version__, "tokenizers": list(tokenizers_by_name)})
+                + "\n")
+        for text in fuzz_texts(99, 1500):
+            record = {"text": text, "ids": {name: tok.encode(text).ids for name, tok in tokenizers_by_name.items()}}
+            f.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
 def write_golden(path, name, tok, lines):
     n_special = tok.num_special_tokens_to_add(False)
     with open(path, "w", encoding="utf-8", newline="\n") as f:
@@ -646,6 +684,9 @@ def main():
         write_golden(os.path.join(golden_dir, name + ".jsonl"), name, tok, corpus)
         print(name, tok.get_vocab_size(with_added_tokens=True))
     write_variants(os.path.join(golden_dir, "variants.json"))
+    loaded = {name: Tokenizer.from_file(os.path.join(ROOT, "Fixtures/tokenizers", name, "tokenizer.json"))
+              for name in built}
+    write_fuzz(os.path.join(golden_dir, "fuzz.jsonl"), loaded)
     print("corpus lines:", len(corpus))
 
 

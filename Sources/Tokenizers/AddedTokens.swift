@@ -121,8 +121,10 @@ struct AddedTokens: Sendable {
   }
 }
 
-/// The Rust `regex` crate's Unicode `\w`: alphabetic, marks, decimal digits, connector punctuation, joiners.
+/// The Rust `regex` crate's Unicode `\w`: alphabetic, marks, decimal digits, connector punctuation, joiners;
+/// not the letters and digits of Unicode versions newer than its tables (the same ones Oniguruma lacks).
 func isWordScalar(_ c: Unicode.Scalar) -> Bool {
+  if c.value >= 0x80 && scalarClass(c) == .other && isAssignedAfterOniguruma(c) { return false }
   let p = c.properties
   if p.isAlphabetic || p.isJoinControl { return true }
   switch p.generalCategory {

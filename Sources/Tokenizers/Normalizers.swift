@@ -155,11 +155,12 @@ struct BertNormalizer: Normalizer {
   }
 }
 
-/// BERT's control characters: categories Cc, Cf, Cn, Co, Cs except tab, newline and carriage return.
+/// BERT's control characters: categories Cc, Cf, Co, Cs except tab, newline and carriage return. Unassigned
+/// scalars (Cn) are kept, as the library keeps them (measured: U+0378, U+2065, U+FFFF stay).
 func isBertControl(_ c: Unicode.Scalar) -> Bool {
   if c == "\t" || c == "\n" || c == "\r" { return false }
   switch c.properties.generalCategory {
-  case .control, .format, .unassigned, .privateUse, .surrogate: return true
+  case .control, .format, .privateUse, .surrogate: return true
   default: return false
   }
 }

@@ -139,6 +139,12 @@ func scalarClass(_ c: Unicode.Scalar) -> ScalarClass {
   }
 }
 
+/// Whether `c` is one of the letters or numbers Swift knows but the Unicode tables of `tokenizers` do not.
+func isAssignedAfterOniguruma(_ c: Unicode.Scalar) -> Bool {
+  let v = c.value
+  return lettersUnknownToOniguruma.contains { $0.contains(v) } || numbersUnknownToOniguruma.contains { $0.contains(v) }
+}
+
 @inline(__always) private func isCRLF(_ c: Unicode.Scalar) -> Bool { c == "\r" || c == "\n" }
 
 private func run(_ text: [Unicode.Scalar], from start: Int, while predicate: (Unicode.Scalar) -> Bool) -> Int {

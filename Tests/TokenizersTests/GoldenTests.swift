@@ -159,3 +159,30 @@ func describe(_ line: String) -> String {
     #expect(exact == lines.count)
   }
 }
+
+@Suite struct FuzzTests {
+  /// 1,500 seeded random texts of edge-case pieces (line breaks, contractions, every letter and number
+  /// category, scalars newer than Oniguruma's tables, controls, emoji, added-token strings): the ids of all six
+  /// tokenizers equal the library's (Fixtures/golden/tokenizers/fuzz.jsonl).
+  @Test(arguments: fixtureTokenizers)
+  func fuzzTextsAreTokenExact(name: String) throws {
+    let tokenizer = try loadFixtureTokenizer(name)
+    let data = try #require(FileManager.default.contents(atPath: fixture("golden/tokenizers/fuzz.jsonl")))
+    let lines = Array(data).split(separator: UInt8(ascii: "\n")).dropFirst()
+    var exact = 0
+    var failures: [String] = []
+    for line in lines {
+      let record = try JSONParser.parse(Array(line))
+      let text = record["text"]!.stringValue!
+      let expected = ints(record["ids"]![name])!
+      let ids = tokenizer.encode(text)
+      if ids == expected {
+        exact += 1
+      } else if failures.count < 5 {
+        failures.append("\(describe(text)): \(ids) != \(expected)")
+      }
+    }
+    #expect(lines.count == 1500)
+    #expect(exact == 1500, "\(name): \(exact)/1500\n\(failures.joined(separator: "\n"))")
+  }
+}
