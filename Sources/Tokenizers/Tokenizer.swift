@@ -61,13 +61,18 @@ public final class Tokenizer: Sendable {
   /// The ids of `text`, with the post-processor's special tokens when `addSpecialTokens`, truncated to
   /// `maxLength` tokens (special tokens included) as `tokenizers`' `enable_truncation` does: the text's ids are
   /// cut on the right to `maxLength` minus the number of special tokens, then the special tokens are added.
-  /// With no `maxLength`, the file's own `truncation.max_length` applies when it has one.
+  /// With no `maxLength`, the file's own `truncation.max_length` applies when it has one. As in the library, a
+  /// `maxLength` smaller than the number of special tokens truncates nothing.
   public func encode(_ text: String, addSpecialTokens: Bool = true, maxLength: Int? = nil) -> [Int] {
     var ids = encodeWithoutPostProcessing(text)
     if let maxLength = maxLength ?? fileMaxLength {
       let added = addSpecialTokens ? (postProcessor?.addedTokenCount ?? 0) : 0
-      let keep = max(0, maxLength - added)
-      if ids.count > keep { ids.removeLast(ids.count - keep) }
+      // The library computes `max_length - added` in wrapping unsigned arithmetic: below the number of special
+      // tokens, nothing is truncated (measured with tokenizers 0.23.3).
+      if added <= maxLength {
+        let keep = maxLength - added
+        if ids.count > keep { ids.removeLast(ids.count - keep) }
+      }
     }
     if addSpecialTokens, let postProcessor {
       ids = postProcessor.process(ids)
