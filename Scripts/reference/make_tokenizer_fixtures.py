@@ -529,7 +529,7 @@ def make_bert(training_file):
 
 
 VARIANT_TEXTS = ["Hello  world <s>again", " leading and trailing ", "Ça  va? DON'T 12345 ﬁ Ⅻ", "a\tb\u00a0c  d",
-                 "<|fim_prefix|>   x [MASK] y"]
+                 "<|fim_prefix|>   x [MASK] y", "x=3.14159, y=(a_b)!! ٣٤ ½ don't\n\nnew"]
 
 
 def byte_level_after(split):
@@ -572,6 +572,12 @@ VARIANTS = [
         "type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": False, "strip_accents": False,
         "lowercase": False}}, {}),
     ("whitespace-split", "bert-wordpiece", {"pre_tokenizer": {"type": "WhitespaceSplit"}}, {}),
+    ("whitespace", "bert-wordpiece", {"pre_tokenizer": {"type": "Whitespace"}}, {}),
+    ("punctuation", "bert-wordpiece", {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "WhitespaceSplit"}, {"type": "Punctuation", "behavior": "MergedWithPrevious"}]}}, {}),
+    ("digits-individual", "gpt2-bpe", {"pre_tokenizer": byte_level_after({"type": "Digits", "individual_digits": True})},
+     {}),
+    ("digits-runs", "gpt2-bpe", {"pre_tokenizer": byte_level_after({"type": "Digits", "individual_digits": False})}, {}),
     ("wordpiece-short-words", "bert-wordpiece", {}, {"max_input_chars_per_word": 4}),
     ("llama3-with-merges", "llama3-bpe", {}, {"ignore_merges": False}),
     ("spm-no-fuse-unk", "llama2-spm", {}, {"fuse_unk": False, "byte_fallback": False}),

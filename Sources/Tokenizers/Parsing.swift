@@ -7,7 +7,8 @@ struct ParseContext {
   static let supportedModels = "BPE, WordPiece"
   static let supportedNormalizers =
     "NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, Strip, StripAccents, BertNormalizer, Sequence"
-  static let supportedPreTokenizers = "ByteLevel, Split, Metaspace, BertPreTokenizer, WhitespaceSplit, Sequence"
+  static let supportedPreTokenizers =
+    "ByteLevel, Split, Metaspace, BertPreTokenizer, Whitespace, WhitespaceSplit, Digits, Punctuation, Sequence"
   static let supportedPostProcessors = "TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel, Sequence"
   static let supportedDecoders = "ByteLevel, WordPiece, Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence"
 
@@ -286,6 +287,14 @@ struct ParseContext {
         replacement: replacement, prependScheme: scheme, split: try bool(value, "split", default: true))
     case "BertPreTokenizer": return BertPreTokenizer()
     case "WhitespaceSplit": return WhitespaceSplitPreTokenizer()
+    case "Whitespace": return WhitespacePreTokenizer()
+    case "Digits": return DigitsPreTokenizer(individualDigits: try bool(value, "individual_digits", default: false))
+    case "Punctuation":
+      let name = value["behavior"]?.stringValue ?? "Isolated"
+      guard let behavior = SplitBehavior(rawValue: name) else {
+        throw invalid("the Punctuation behavior \"\(name)\" is unknown")
+      }
+      return PunctuationPreTokenizer(behavior: behavior)
     case "Sequence":
       guard let list = value["pretokenizers"]?.arrayValue else {
         throw invalid("a Sequence pre-tokenizer has no \"pretokenizers\" list")

@@ -208,6 +208,58 @@ struct WhitespaceSplitPreTokenizer: PreTokenizer {
   }
 }
 
+/// `Whitespace`: the matches of Rust regex `\w+|[^\w\s]+` are kept, the rest (whitespace) removed.
+struct WhitespacePreTokenizer: PreTokenizer {
+  func preTokenize(_ pieces: [Piece]) -> [Piece] {
+    pieces.flatMap { piece in
+      let text = piece.scalars
+      var matches: [Range<Int>] = []
+      var i = 0
+      while i < text.count {
+        let word = isWordScalar(text[i])
+        if !word && text[i].properties.isWhitespace {
+          i += 1
+          continue
+        }
+        var j = i + 1
+        while j < text.count && isWordScalar(text[j]) == word && (word || !text[j].properties.isWhitespace) { j += 1 }
+        matches.append(i..<j)
+        i = j
+      }
+      return splitPiece(piece, matches: matches, behavior: .removed, invert: true)
+    }
+  }
+}
+
+/// `Digits`: numeric scalars (categories Nd, Nl, No) each on their own (`individual_digits`) or in runs.
+struct DigitsPreTokenizer: PreTokenizer {
+  let individualDigits: Bool
+  func preTokenize(_ pieces: [Piece]) -> [Piece] {
+    pieces.flatMap { piece in
+      let digits = piece.scalars.indices.filter { isNumeric(piece.scalars[$0]) }.map { $0..<($0 + 1) }
+      return splitPiece(piece, matches: digits, behavior: individualDigits ? .isolated : .contiguous)
+    }
+  }
+}
+
+func isNumeric(_ c: Unicode.Scalar) -> Bool {
+  switch c.properties.generalCategory {
+  case .decimalNumber, .letterNumber, .otherNumber: return true
+  default: return false
+  }
+}
+
+/// `Punctuation`: punctuation scalars (as BERT's) split off with the given behavior.
+struct PunctuationPreTokenizer: PreTokenizer {
+  let behavior: SplitBehavior
+  func preTokenize(_ pieces: [Piece]) -> [Piece] {
+    pieces.flatMap { piece in
+      let marks = piece.scalars.indices.filter { isBertPunctuation(piece.scalars[$0]) }.map { $0..<($0 + 1) }
+      return splitPiece(piece, matches: marks, behavior: behavior)
+    }
+  }
+}
+
 /// `Sequence` of pre-tokenizers, applied in order.
 struct SequencePreTokenizer: PreTokenizer {
   let preTokenizers: [PreTokenizer]

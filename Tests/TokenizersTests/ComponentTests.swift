@@ -37,7 +37,7 @@ func unsupportedReason(_ json: [UInt8]) -> String? {
   @Test func variantsMatchTheLibrary() throws {
     let data = try #require(FileManager.default.contents(atPath: fixture("golden/tokenizers/variants.json")))
     let variants = try #require(try JSONParser.parse(Array(data))["variants"]?.arrayValue)
-    #expect(variants.count == 21)
+    #expect(variants.count == 25)
     for variant in variants {
       let name = variant["name"]!.stringValue!
       let json = try variantJSON(
@@ -57,7 +57,7 @@ func unsupportedReason(_ json: [UInt8]) -> String? {
   @Test func unsupportedComponentsAreRefusedWithTheSupportedList() throws {
     let cases: [(String, String, String, String)] = [
       ("gpt2-bpe", "normalizer", #"{"type": "Precompiled", "precompiled_charsmap": ""}"#, "normalizer \"Precompiled\""),
-      ("gpt2-bpe", "pre_tokenizer", #"{"type": "Whitespace"}"#, "pre-tokenizer \"Whitespace\""),
+      ("gpt2-bpe", "pre_tokenizer", #"{"type": "FixedLength", "length": 5}"#, "pre-tokenizer \"FixedLength\""),
       ("gpt2-bpe", "post_processor", #"{"type": "Unknown"}"#, "post-processor \"Unknown\""),
       ("gpt2-bpe", "decoder", #"{"type": "CTC", "pad_token": "<pad>"}"#, "decoder \"CTC\""),
       ("gpt2-bpe", "model", #"{"type": "Unigram", "unk_id": 0, "vocab": [["a", 0.0]]}"#, "model \"Unigram\""),
@@ -65,8 +65,8 @@ func unsupportedReason(_ json: [UInt8]) -> String? {
         "bert-wordpiece", "model", #"{"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "a"}"#, "model \"WordLevel\""
       ),
       (
-        "gpt2-bpe", "pre_tokenizer", #"{"type": "Sequence", "pretokenizers": [{"type": "Digits"}]}"#,
-        "pre-tokenizer \"Digits\""
+        "gpt2-bpe", "pre_tokenizer", #"{"type": "Sequence", "pretokenizers": [{"type": "UnicodeScripts"}]}"#,
+        "pre-tokenizer \"UnicodeScripts\""
       ),
     ]
     for (base, key, json, named) in cases {
