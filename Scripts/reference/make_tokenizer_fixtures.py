@@ -580,6 +580,7 @@ VARIANTS = [
     ("digits-runs", "gpt2-bpe", {"pre_tokenizer": byte_level_after({"type": "Digits", "individual_digits": False})}, {}),
     ("wordpiece-short-words", "bert-wordpiece", {}, {"max_input_chars_per_word": 4}),
     ("llama3-with-merges", "llama3-bpe", {}, {"ignore_merges": False}),
+    ("gpt2-empty-affixes", "gpt2-bpe", {}, {"continuing_subword_prefix": "", "end_of_word_suffix": ""}),
     ("spm-no-fuse-unk", "llama2-spm", {}, {"fuse_unk": False, "byte_fallback": False}),
 ]
 

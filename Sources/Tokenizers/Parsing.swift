@@ -117,8 +117,9 @@ struct ParseContext {
     }
     let vocab = try vocabulary(value["vocab"])
     let tokens = try tokenTable(value["vocab"])
-    let prefix = try optionalString(value, "continuing_subword_prefix")
-    let suffix = try optionalString(value, "end_of_word_suffix")
+    // GPT-2's file has "" for both, which changes nothing: the fast path of single-scalar lookups applies.
+    let prefix = try optionalString(value, "continuing_subword_prefix").flatMap { $0.isEmpty ? nil : $0 }
+    let suffix = try optionalString(value, "end_of_word_suffix").flatMap { $0.isEmpty ? nil : $0 }
     guard let mergeList = value["merges"]?.arrayValue else { throw invalid("the BPE model has no \"merges\" array") }
     var merges: [UInt64: (rank: Int32, id: Int32)] = [:]
     merges.reserveCapacity(mergeList.count)
