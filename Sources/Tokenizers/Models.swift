@@ -181,6 +181,8 @@ struct WordPieceModel: TokenizerModel {
   let unkId: Int
   let prefix: String
   let maxInputCharsPerWord: Int
+  /// The most scalars of a token without the prefix: longer candidates cannot match and are not tried.
+  let longestToken: Int
 
   var kind: String { "WordPiece" }
   var vocabularySize: Int { vocab.count }
@@ -193,13 +195,22 @@ struct WordPieceModel: TokenizerModel {
       return
     }
     var pieces: [Int] = []
-    let prefixScalars = Array(prefix.unicodeScalars)
+    // The word's UTF-8 once, with the byte offset of every scalar; candidates are byte slices of it.
+    var bytes: [UInt8] = []
+    var offsets: [Int] = []
+    for c in word {
+      offsets.append(bytes.count)
+      UTF8.encode(c) { bytes.append($0) }
+    }
+    offsets.append(bytes.count)
+    let prefixBytes = Array(prefix.utf8)
     var start = 0
     while start < word.count {
-      var end = word.count
+      var end = min(word.count, start + longestToken)
       var found: Int? = nil
       while start < end {
-        let id = start > 0 ? vocab[prefixScalars + word[start..<end]] : vocab[word[start..<end]]
+        let slice = bytes[offsets[start]..<offsets[end]]
+        let id = start > 0 ? vocab[bytes: prefixBytes + slice] : vocab[bytes: Array(slice)]
         if let id {
           found = id
           break
@@ -220,18 +231,27 @@ struct WordPieceModel: TokenizerModel {
 /// Tokens to ids, compared byte for byte: Swift's `String` equality is canonical equivalence ("e\u{301}" ==
 /// "é"), the library's is not, so a `[String: Int]` would find tokens the library does not.
 struct Vocabulary: Sendable {
-  private var ids: [[UInt8]: Int] = [:]
+  private var ids: [TokenBytes: Int] = [:]
 
   var count: Int { ids.count }
 
   subscript(token: String) -> Int? {
-    get { ids[Array(token.utf8)] }
-    set { ids[Array(token.utf8)] = newValue }
+    get { ids[TokenBytes(Array(token.utf8))] }
+    set { ids[TokenBytes(Array(token.utf8))] = newValue }
   }
 
-  subscript(scalars: some Collection<Unicode.Scalar>) -> Int? { ids[utf8(scalars)] }
+  subscript(scalars: some Collection<Unicode.Scalar>) -> Int? { ids[TokenBytes(utf8(scalars))] }
 
-  func contains(_ token: String) -> Bool { ids[Array(token.utf8)] != nil }
+  subscript(bytes bytes: [UInt8]) -> Int? { ids[TokenBytes(bytes)] }
+}
+
+/// A token's UTF-8, hashed as one block of bytes (an array's own hashing feeds the hasher byte by byte).
+struct TokenBytes: Hashable, Sendable {
+  let bytes: [UInt8]
+  init(_ bytes: [UInt8]) { self.bytes = bytes }
+  func hash(into hasher: inout Hasher) {
+    bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+  }
 }
 
 func utf8(_ scalars: some Collection<Unicode.Scalar>) -> [UInt8] {

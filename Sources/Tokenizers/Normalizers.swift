@@ -11,12 +11,20 @@ struct UnicodeNormalizer: Normalizer {
   let form: Form
 
   func normalize(_ text: [Unicode.Scalar]) -> [Unicode.Scalar] {
-    if text.allSatisfy({ $0.value < 0x80 }) { return text }
     return unicodeNormalized(text, form)
   }
 }
 
 func unicodeNormalized(_ text: [Unicode.Scalar], _ form: UnicodeNormalizer.Form) -> [Unicode.Scalar] {
+  // Below these scalars every form is the identity: no canonical decomposition starts before U+00C0, no
+  // compatibility one before U+00A0, and composition needs a scalar from U+0300 on.
+  let unchangedBelow: UInt32 =
+    switch form {
+    case .nfc: 0x300
+    case .nfd: 0xC0
+    case .nfkc, .nfkd: 0xA0
+    }
+  if text.allSatisfy({ $0.value < unchangedBelow }) { return text }
   var view = String.UnicodeScalarView()
   view.append(contentsOf: text)
   let string = String(view)

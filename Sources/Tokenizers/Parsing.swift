@@ -174,10 +174,11 @@ struct ParseContext {
     let tokens = try tokenTable(value["vocab"])
     let unk = try optionalString(value, "unk_token") ?? "[UNK]"
     guard let unkId = vocab[unk] else { throw invalid("the unk_token \"\(unk)\" is not in the vocabulary") }
+    let prefix = try optionalString(value, "continuing_subword_prefix") ?? "##"
+    let longest = tokens.values.map { $0.unicodeScalars.count }.max() ?? 0
     return WordPieceModel(
-      vocab: vocab, tokens: tokens, unkId: unkId,
-      prefix: try optionalString(value, "continuing_subword_prefix") ?? "##",
-      maxInputCharsPerWord: try int(value, "max_input_chars_per_word", default: 100))
+      vocab: vocab, tokens: tokens, unkId: unkId, prefix: prefix,
+      maxInputCharsPerWord: try int(value, "max_input_chars_per_word", default: 100), longestToken: longest)
   }
 
   // MARK: Added tokens
