@@ -113,6 +113,15 @@ public struct EvaluationProgress: Sendable {
   public var tokensDone: Int
   public var batchTokens: Int
   public var tokenCount: Int
+
+  public init(model: String, layer: Int, layers: Int, tokensDone: Int, batchTokens: Int, tokenCount: Int) {
+    self.model = model
+    self.layer = layer
+    self.layers = layers
+    self.tokensDone = tokensDone
+    self.batchTokens = batchTokens
+    self.tokenCount = tokenCount
+  }
 }
 
 /// Groups consecutive sequences into batches of at most `batchTokens` tokens (a longer sequence
