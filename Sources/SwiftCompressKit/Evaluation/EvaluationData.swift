@@ -51,6 +51,14 @@ public struct RawSamples: Sendable {
   /// Where each sample is in the file: its 1-based line number, or row for safetensors.
   public var labels: [String]
 
+  public init(path: String, format: EvaluationDataFormat, texts: [String], ids: [[Int]], labels: [String]) {
+    self.path = path
+    self.format = format
+    self.texts = texts
+    self.ids = ids
+    self.labels = labels
+  }
+
   public var count: Int { format == .textLines || format == .jsonText ? texts.count : ids.count }
 }
 
@@ -62,6 +70,13 @@ public struct EvaluationSamples: Sendable {
   public var info: DataInfo
   /// Warnings for the user (truncation to the model's positions).
   public var warnings: [String]
+
+  public init(sequences: [[Int32]], labels: [String], info: DataInfo, warnings: [String]) {
+    self.sequences = sequences
+    self.labels = labels
+    self.info = info
+    self.warnings = warnings
+  }
 }
 
 /// What the reports say about the data.
@@ -79,6 +94,21 @@ public struct DataInfo: Codable, Sendable, Equatable {
   public var seed: UInt64
   /// CRC-32 (hex) of the ids: each sequence's length then its ids, as little-endian Int64.
   public var tokenHash: String
+
+  public init(
+    file: String, format: EvaluationDataFormat, fileSamples: Int, samples: Int, tokens: Int, mode: String,
+    seqLen: Int?, seed: UInt64, tokenHash: String
+  ) {
+    self.file = file
+    self.format = format
+    self.fileSamples = fileSamples
+    self.samples = samples
+    self.tokens = tokens
+    self.mode = mode
+    self.seqLen = seqLen
+    self.seed = seed
+    self.tokenHash = tokenHash
+  }
 
   enum CodingKeys: String, CodingKey {
     case file, format, samples, tokens, mode, seed

@@ -2,7 +2,7 @@ import Foundation
 
 /// The arithmetic of `evaluate`, in Double.
 public enum EvaluationMath {
-  /// log softmax of `logits` in Double: x - max - log(sum exp(x - max)), as llama-perplexity does.
+  /// log softmax of `logits` in Double: (x - max) - log(sum exp(x - max)), as llama-perplexity does.
   public static func logSoftmax(_ logits: UnsafeBufferPointer<Float>, into result: inout [Double]) {
     let count = logits.count
     if result.count != count { result = [Double](repeating: 0, count: count) }
@@ -11,8 +11,8 @@ public enum EvaluationMath {
     for x in logits { maximum = max(maximum, Double(x)) }
     var sum = 0.0
     for x in logits { sum += exp(Double(x) - maximum) }
-    let shift = maximum + log(sum)
-    for i in 0..<count { result[i] = Double(logits[i]) - shift }
+    let logSum = log(sum)
+    for i in 0..<count { result[i] = (Double(logits[i]) - maximum) - logSum }
   }
 
   /// log softmax of `logits`.
@@ -91,7 +91,8 @@ public enum EvaluationMath {
     pearson(ranks(a), ranks(b))
   }
 
-  /// Cosine similarity in Double; 1 when both are zero vectors, 0 when only one is.
+  /// Cosine similarity in Double; 1 when both are zero vectors, 0 when only one is. A vector with
+  /// itself gives exactly 1 (sqrt of a rounded square is exact).
   public static func cosine(_ a: [Float], _ b: [Float]) -> Double {
     var (dot, aa, bb) = (0.0, 0.0, 0.0)
     for i in 0..<min(a.count, b.count) {
@@ -102,7 +103,7 @@ public enum EvaluationMath {
     }
     if aa == 0 && bb == 0 { return 1 }
     if aa == 0 || bb == 0 { return 0 }
-    return dot / (aa.squareRoot() * bb.squareRoot())
+    return dot / (aa * bb).squareRoot()
   }
 
   /// The upper triangle (i < j, row by row) of the pairwise cosine similarities of `vectors`.
