@@ -330,7 +330,8 @@ struct ActivationStatisticsTests {
     #expect(meanAbs == [1.5, 2.5])
     let norms = try CalibrationStatistics.load(path, modules: [(m, 2)])
     #expect(norms[m] == [3, 17.0.squareRoot()].map { Float($0) })
-    #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["stats.safetensors"])  // no temporary left
+    // No temporary file is left.
+    #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["stats.safetensors"])
   }
 }
 
