@@ -156,13 +156,14 @@ final class ForwardProgressLine: @unchecked Sendable {
   }
 }
 
-/// `max_position_embeddings` of the config.json beside `model`, nil when absent.
-func maxPositionEmbeddings(model: String) -> Int? {
+/// The integer `key` (`max_position_embeddings`, `vocab_size`) of the config.json beside `model`,
+/// nil when absent.
+func configInteger(model: String, _ key: String) -> Int? {
   let folder = (DataOptions.tokenizerPath(model: model) as NSString).deletingLastPathComponent
   guard let data = FileManager.default.contents(atPath: folder + "/config.json"),
     let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
   else { return nil }
-  return object["max_position_embeddings"] as? Int
+  return object[key] as? Int
 }
 
 /// Writes `text` to `path` through a temporary file renamed into place.

@@ -8,7 +8,8 @@ extension SwiftCompressCommand {
       abstract: "Print the token ids of each sample as evaluate and calibrate see them.",
       discussion: """
         The samples are read, drawn (--samples, --seed), tokenized with the model folder's \
-        tokenizer.json and cut (--seq-len, --pack) exactly as evaluate and calibrate do; one line per \
+        tokenizer.json and cut (--seq-len, --pack) exactly as evaluate and calibrate do (to the \
+        config.json's max_position_embeddings, and checked against its vocab_size with --tokens); one line per \
         sample, ids separated by spaces, or with --json a JSON list per line (the --tokens format).
         """)
 
@@ -23,7 +24,8 @@ extension SwiftCompressCommand {
     func run() throws {
       try Diagnostics.reportingErrors {
         let samples = try data.samples(
-          data.load(model: model), vocabularySize: nil, maxPositions: maxPositionEmbeddings(model: model))
+          data.load(model: model), vocabularySize: data.tokens != nil ? configInteger(model: model, "vocab_size") : nil,
+          maxPositions: configInteger(model: model, "max_position_embeddings"))
         var text = ""
         for sequence in samples.sequences {
           let ids = sequence.map { String($0) }
