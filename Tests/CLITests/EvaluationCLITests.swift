@@ -302,6 +302,23 @@ struct EvaluationGoldenTests {
     #expect(wrong.status == 64)
   }
 
+  /// A recipe's evaluate: block runs after the output is written; its failed gate exits 3.
+  @Test func recipeEvaluateBlock() throws {
+    let folder = TemporaryFolder()
+    let recipe = folder.file("recipe.yaml")
+    let tokens = Self.golden + "/tokens.tiny-llama-f32.jsonl"
+    let text = "stages:\n  - quantize: {scheme: W4A16}\nevaluate:\n  tokens: \(tokens)\n  max_kld: 1e-9\n"
+    FileManager.default.createFile(atPath: recipe, contents: Data(text.utf8))
+    let out = folder.file("out")
+    let result = try runProcess(swiftcompressExecutable, ["run", recipe, fixture("tiny-llama-f32"), out])
+    #expect(result.status == 3, "\(result.stderr)")
+    #expect(result.stdout.contains("Mean KLD"))
+    #expect(result.stderr.contains("max_kld"))
+    #expect(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
+    let written = try String(contentsOfFile: out + "/" + Recipe.fileName, encoding: .utf8)
+    #expect(written.contains("evaluate:") && written.contains("max_kld: 1e-09") || written.contains("max_kld: 1e-9"))
+  }
+
   /// A candidate of another architecture or vocabulary: exit 65, nothing computed.
   @Test func anIncompatibleCandidateExits65() throws {
     let (status, _, stderr) = try evaluate([

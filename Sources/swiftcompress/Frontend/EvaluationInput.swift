@@ -49,6 +49,26 @@ struct DataOptions: ParsableArguments {
 
   var sampling: SamplingOptions { SamplingOptions(samples: samples, seed: seed, seqLen: seqLen, pack: pack) }
 
+  var source: DataSource { DataSource(data: data, tokens: tokens, sampling: sampling) }
+
+  func load(model: String) throws -> LoadedData { try source.load(model: model) }
+
+  func samples(_ loaded: LoadedData, vocabularySize: Int?, maxPositions: Int?) throws -> EvaluationSamples {
+    try source.samples(loaded, vocabularySize: vocabularySize, maxPositions: maxPositions)
+  }
+
+  static func tokenizerPath(model: String) -> String { DataSource.tokenizerPath(model: model) }
+}
+
+/// Where samples come from and how they are drawn: from the command line or a recipe's
+/// `evaluate:` block.
+struct DataSource {
+  var data: String?
+  var tokens: String?
+  var sampling: SamplingOptions
+  var pack: Bool { sampling.pack }
+  var seqLen: Int? { sampling.seqLen }
+
   /// The tokenizer.json that goes with the model at `model` (a folder, or a file in one).
   static func tokenizerPath(model: String) -> String {
     var isDirectory: ObjCBool = false
