@@ -125,6 +125,45 @@ struct EvaluationCLITests {
     #expect(drawn.stdout.split(separator: "\n").count == 2)
   }
 
+  /// prune --method wanda and factorize --calibration read calibrate's file format (here the
+  /// transformers golden, whose sums of squares are F64): the square roots of the sums of squares
+  /// give the same masks as a file of those norms in the older format (here every weight equal).
+  @Test func pruneAndFactorizeReadTheStatisticsFile() throws {
+    let folder = TemporaryFolder()
+    let statistics = fixture("golden/evaluation/statistics.tiny-llama-f32.safetensors")
+    let file = try Checkpoint.open(statistics)
+    var norms: [(name: String, shape: [Int], values: [Float])] = []
+    for tensor in file.tensors where tensor.name.hasSuffix(".input_sum_squares") {
+      let n = tensor.info.shape[0]
+      let bytes = file.bytes(of: tensor)
+      let values = (0..<n).map { Float(bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self).squareRoot()) }
+      norms.append((String(tensor.name.dropLast(".input_sum_squares".count)), [n], values))
+    }
+    #expect(norms.count == 14)
+    let old = folder.file("norms.safetensors")
+    try writeF32(old, norms)
+    for calibration in [statistics, old] {
+      let name = calibration == old ? "old" : "new"
+      let pruned = try runProcess(
+        swiftcompressExecutable,
+        [
+          "prune", Self.model, folder.file("pruned-" + name), "--method", "wanda", "--sparsity", "0.5",
+          "--calibration", calibration, "--quiet",
+        ])
+      #expect(pruned.status == 0, "\(pruned.stderr)")
+      let factorized = try runProcess(
+        swiftcompressExecutable,
+        [
+          "factorize", Self.model, folder.file("factorized-" + name), "--rank", "4", "--calibration", calibration,
+          "--quiet",
+        ])
+      #expect(factorized.status == 0, "\(factorized.stderr)")
+    }
+    let diff = try runProcess(swiftcompressExecutable, ["diff", folder.file("pruned-new"), folder.file("pruned-old")])
+    #expect(diff.status == 0)
+    #expect(diff.stdout.contains("21 equal, 0 differ"), "\(diff.stdout)")
+  }
+
   @Test func evaluateRefusesAReportItCannotWrite() throws {
     let result = try runProcess(
       swiftcompressExecutable,

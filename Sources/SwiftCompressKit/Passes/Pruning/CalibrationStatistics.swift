@@ -7,7 +7,7 @@ import Foundation
 /// square roots are the norms; see `ActivationStatistics`), or a safetensors file with one 1-D
 /// tensor per linear layer, named after the module (`model.layers.0.mlp.down_proj`), holding for
 /// each input channel j the L2 norm ||X_j|| of that layer's inputs over the calibration set (F32,
-/// F16 or BF16), as docs/algorithms.md shows how to make with transformers.
+/// F16, BF16 or F64), as docs/algorithms.md shows how to make with transformers.
 public enum CalibrationStatistics {
   /// The norms of `modules` (name, input channels), validated.
   public static func load(_ path: String, modules: [(String, Int)]) throws(SwiftCompressError) -> [String: [Float]] {
@@ -29,7 +29,7 @@ public enum CalibrationStatistics {
             "the calibration file \(path) has no statistics for this layer (expected a tensor named '\(ActivationStatistics.TensorName.sumSquares(module))' as 'swiftcompress calibrate' writes, or '\(module)'); collect them for every pruned layer or --ignore it"
         )
       }
-      guard tensor.info.shape == [channels], [.f32, .f16, .bf16].contains(tensor.info.dtype) else {
+      guard tensor.info.shape == [channels], [.f32, .f16, .bf16, .f64].contains(tensor.info.dtype) else {
         throw .invalidModule(
           name: module,
           reason:
