@@ -22,6 +22,10 @@ as --tokens JSON lines files, seeded numpy draws):
    Spearman correlation (scipy.stats.spearmanr: average ranks for ties) of the upper triangles of
    the two pairwise cosine-similarity matrices.
 
+3. metrics.safetensors / metrics.json: the metrics alone, computed by numpy/torch on seeded
+   logits (4 samples, vocabulary 50) and embeddings (6 x 8, two equal, so tied similarities),
+   with llama-perplexity's ± and numpy's percentiles; no model involved.
+
 Each sample is run alone (batch of one, no padding, attention mask of ones, BERT token types 0).
 
 usage: /work/venvs/ref/bin/python Scripts/reference/make_evaluation_goldens.py SWIFTCOMPRESS [OUTDIR]
@@ -164,10 +168,78 @@ def encoder_figures(reference, candidate, samples):
             "spearman": float(rho)}
 
 
+def metric_goldens(out):
+    """metrics.safetensors / metrics.json: the metrics alone, from numpy, on seeded logits and
+    embeddings (no model): the Swift test feeds the same arrays through a stand-in model."""
+    rng = np.random.default_rng(16)
+    lengths = [7, 1, 12, 5]
+    vocabulary = 50
+    n = sum(lengths)
+    reference = (rng.standard_normal((n, vocabulary)) * 3).astype(np.float32)
+    candidate = (reference + rng.standard_normal((n, vocabulary)) * 0.3).astype(np.float32)
+    candidate[3] = reference[3]  # one position with exactly zero KL
+    tokens = rng.integers(0, vocabulary, size=n)
+    lp = torch.log_softmax(torch.from_numpy(reference).to(torch.float64), dim=-1).numpy()
+    lq = torch.log_softmax(torch.from_numpy(candidate).to(torch.float64), dim=-1).numpy()
+    kl, nll_p, nll_q, dp, same = [], [], [], [], 0
+    start = 0
+    for length in lengths:
+        for t in range(start, start + length - 1):
+            kl.append(float((np.exp(lp[t]) * (lp[t] - lq[t])).sum()))
+            nll_p.append(-lp[t, tokens[t + 1]])
+            nll_q.append(-lq[t, tokens[t + 1]])
+            dp.append(np.exp(lq[t, tokens[t + 1]]) - np.exp(lp[t, tokens[t + 1]]))
+            same += int(lp[t].argmax() == lq[t].argmax())
+        start += length
+    kl, nll_p, nll_q, dp = map(np.array, (kl, nll_p, nll_q, dp))
+    m = len(kl)
+
+    def uncertainty(x):
+        return float(np.sqrt(max(0.0, np.mean(x * x) - np.mean(x) ** 2) / (m - 1)))
+
+    top = same / m
+    decoder = {
+        "positions": m,
+        "reference_perplexity": float(np.exp(nll_p.mean())),
+        "reference_perplexity_uncertainty": float(np.exp(nll_p.mean()) * uncertainty(nll_p)),
+        "candidate_perplexity": float(np.exp(nll_q.mean())),
+        "mean_ln_ppl_ratio": float((nll_q - nll_p).mean()),
+        "kld": {"mean": float(kl.mean()), "uncertainty": uncertainty(kl), "max": float(kl.max()),
+                "min": float(kl.min())},
+        "delta_p_mean": float(dp.mean()),
+        "same_top_p": top,
+        "same_top_p_uncertainty": float(np.sqrt(top * (1 - top) / (m - 1))),
+    }
+    for name, q in [("p99.9", 99.9), ("p99", 99), ("p95", 95), ("p90", 90), ("median", 50), ("p10", 10),
+                    ("p5", 5), ("p1", 1), ("p0.1", 0.1)]:
+        decoder["kld"][name] = float(np.percentile(kl, q))
+    e_ref = rng.standard_normal((6, 8)).astype(np.float32)
+    e_ref[1] = e_ref[0]  # equal vectors: tied pairwise cosines
+    e_cand = (e_ref + rng.standard_normal((6, 8)) * 0.2).astype(np.float32)
+    a, b = e_ref.astype(np.float64), e_cand.astype(np.float64)
+    cos = (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+
+    def upper(v):
+        v = v / np.linalg.norm(v, axis=1, keepdims=True)
+        return (v @ v.T)[np.triu_indices(len(v), k=1)]
+
+    encoder = {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
+               "spearman": float(scipy.stats.spearmanr(upper(a), upper(b)).statistic)}
+    save_file({"reference": torch.from_numpy(reference), "candidate": torch.from_numpy(candidate),
+               "tokens": torch.from_numpy(tokens.astype(np.int64)),
+               "lengths": torch.tensor(lengths, dtype=torch.int64),
+               "embeddings_reference": torch.from_numpy(e_ref), "embeddings_candidate": torch.from_numpy(e_cand)},
+              os.path.join(out, "metrics.safetensors"))
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump({"decoder": decoder, "encoder": encoder}, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
 def main():
     swiftcompress = os.path.abspath(sys.argv[1])
     out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "Fixtures/golden/evaluation")
     os.makedirs(out, exist_ok=True)
+    metric_goldens(out)
     cases = [
         ("tiny-llama-f32", AutoModelForCausalLM, token_samples(14, 8, (16, 48), 512, first=1), "", ["lm_head"],
          decoder_figures, ["--scheme", "W4A16"]),

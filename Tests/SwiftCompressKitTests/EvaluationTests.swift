@@ -425,3 +425,138 @@ struct EvaluationDataTests {
     #expect(encoded.sequences == [[97, 98], [99]])
   }
 }
+
+/// A stand-in model that replays stored logits and embeddings: row r of the batch's hidden
+/// states is the global row index, the head returns the stored rows.
+final class ReplayForwardModel: ForwardModel {
+  let kind: ModelKind
+  let architecture = "Replay"
+  let vocabularySize: Int
+  let maxPositions: Int? = nil
+  let hiddenSize = 1
+  let layerCount = 1
+  let logitRows: [Float]
+  let embeddings: [[Float]]
+  /// The first global row (or sequence) of the next batch.
+  var nextRow = 0
+  var nextSequence = 0
+
+  init(kind: ModelKind, vocabulary: Int, logits: [Float], embeddings: [[Float]]) {
+    self.kind = kind
+    vocabularySize = vocabulary
+    logitRows = logits
+    self.embeddings = embeddings
+  }
+
+  func finalHiddenStates(_ batch: TokenBatch, observer: (any ActivationObserver)?) throws -> HiddenStates {
+    defer { nextRow += batch.tokenCount }
+    return HiddenStates(
+      values: (0..<batch.tokenCount).map { Float(nextRow + $0) }, rows: batch.tokenCount, width: 1,
+      offsets: batch.offsets)
+  }
+
+  func logits(_ hidden: HiddenStates, rows: Range<Int>) throws -> [Float] {
+    rows.flatMap { r in
+      let global = Int(hidden.values[r])
+      return logitRows[(global * vocabularySize)..<((global + 1) * vocabularySize)]
+    }
+  }
+
+  func sentenceEmbeddings(_ hidden: HiddenStates) throws -> [[Float]] {
+    let count = hidden.offsets.count - 1
+    defer { nextSequence += count }
+    return Array(embeddings[nextSequence..<(nextSequence + count)])
+  }
+}
+
+@Suite("Evaluation metrics against numpy")
+struct EvaluationMetricsGoldenTests {
+  static let folder = fixture("golden/evaluation")
+
+  func arrays() throws -> (file: Checkpoint, json: [String: Any]) {
+    let file = try Checkpoint.open(Self.folder + "/metrics.safetensors")
+    let data = try #require(FileManager.default.contents(atPath: Self.folder + "/metrics.json"))
+    return (file, try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any]))
+  }
+
+  func floats(_ file: Checkpoint, _ name: String) throws -> [Float] {
+    let tensor = try #require(file.tensor(named: name))
+    return Float32Conversion.floats(file.bytes(of: tensor), dtype: .f32, count: tensor.info.elementCount ?? 0)
+  }
+
+  func integers(_ file: Checkpoint, _ name: String) throws -> [Int] {
+    let tensor = try #require(file.tensor(named: name))
+    let bytes = file.bytes(of: tensor)
+    return (0..<(tensor.info.elementCount ?? 0)).map {
+      Int(bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))
+    }
+  }
+
+  /// Every decoder figure, with llama-perplexity's ± and numpy's percentiles, on seeded logits
+  /// (Scripts/reference/make_evaluation_goldens.py): to 1e-12 relative (the same Double
+  /// arithmetic, summed in another order), over batches of 5 tokens.
+  @Test func decoderFigures() throws {
+    let (file, json) = try arrays()
+    let tokens = try integers(file, "tokens").map(Int32.init)
+    var sequences: [[Int32]] = []
+    var start = 0
+    for length in try integers(file, "lengths") {
+      sequences.append(Array(tokens[start..<(start + length)]))
+      start += length
+    }
+    let reference = ReplayForwardModel(
+      kind: .decoder, vocabulary: 50, logits: try floats(file, "reference"), embeddings: [])
+    let candidate = ReplayForwardModel(
+      kind: .decoder, vocabulary: 50, logits: try floats(file, "candidate"), embeddings: [])
+    let report = try Evaluator.evaluate(
+      reference: reference, candidate: candidate, paths: ("r", "c"), samples: samples(sequences), batchTokens: 5)
+    let d = try #require(report.decoder)
+    let expected = json["decoder"] as! [String: Any]
+    let kld = expected["kld"] as! [String: Double]
+    func close(_ a: Double?, _ b: Double?, _ label: String) {
+      guard let a, let b else {
+        Issue.record("\(label): missing")
+        return
+      }
+      #expect(abs(a - b) <= 1e-12 * max(1, abs(b)), "\(label): \(a) vs \(b)")
+    }
+    #expect(d.positions == expected["positions"] as? Int)
+    close(d.kld.mean, kld["mean"], "mean")
+    close(d.kld.uncertainty, kld["uncertainty"], "±")
+    let percentiles: [(Double, String)] = [
+      (d.kld.maximum, "max"), (d.kld.p99_9, "p99.9"), (d.kld.p99, "p99"), (d.kld.p95, "p95"), (d.kld.p90, "p90"),
+      (d.kld.median, "median"), (d.kld.p10, "p10"), (d.kld.p5, "p5"), (d.kld.p1, "p1"), (d.kld.p0_1, "p0.1"),
+    ]
+    for (value, key) in percentiles { close(value, kld[key], key) }
+    #expect(d.kld.minimum == 0)  // the position whose logits are equal
+    close(d.referencePerplexity.mean, expected["reference_perplexity"] as? Double, "PPL(base)")
+    close(d.referencePerplexity.uncertainty, expected["reference_perplexity_uncertainty"] as? Double, "PPL ±")
+    close(d.candidatePerplexity.mean, expected["candidate_perplexity"] as? Double, "PPL(Q)")
+    close(d.meanLogPerplexityRatio.mean, expected["mean_ln_ppl_ratio"] as? Double, "ln ratio")
+    close(d.deltaP.mean, expected["delta_p_mean"] as? Double, "Δp")
+    close(d.sameTop.mean, expected["same_top_p"] as? Double, "same top")
+    close(d.sameTop.uncertainty, expected["same_top_p_uncertainty"] as? Double, "same top ±")
+  }
+
+  /// Encoder figures on seeded embeddings with tied similarities: cosines to 1e-12, Spearman
+  /// (scipy.stats.spearmanr) to 1e-12.
+  @Test func encoderFigures() throws {
+    let (file, json) = try arrays()
+    func rows(_ name: String) throws -> [[Float]] {
+      let values = try floats(file, name)
+      return (0..<6).map { Array(values[($0 * 8)..<(($0 + 1) * 8)]) }
+    }
+    let reference = ReplayForwardModel(
+      kind: .encoder, vocabulary: 50, logits: [], embeddings: try rows("embeddings_reference"))
+    let candidate = ReplayForwardModel(
+      kind: .encoder, vocabulary: 50, logits: [], embeddings: try rows("embeddings_candidate"))
+    let report = try Evaluator.evaluate(
+      reference: reference, candidate: candidate, paths: ("r", "c"), samples: samples((0..<6).map { [Int32($0)] }),
+      batchTokens: 4)
+    let e = try #require(report.encoder)
+    let expected = json["encoder"] as! [String: Double]
+    #expect(abs(e.cosineMean - expected["cosine_mean"]!) <= 1e-12)
+    #expect(abs(e.cosineMin - expected["cosine_min"]!) <= 1e-12)
+    #expect(abs(e.spearman! - expected["spearman"]!) <= 1e-12)
+  }
+}
