@@ -173,6 +173,54 @@ struct EvaluationCLITests {
   }
 }
 
+/// Text data through a real tokenizer.json: needs the tokenizers branch (its
+/// Fixtures/tokenizers/ and the Tokenizer implementation); skipped until it is merged.
+@Suite(
+  "tokenize text", .enabled(if: FileManager.default.fileExists(atPath: fixture("tokenizers/llama3-bpe/tokenizer.json")))
+)
+struct TokenizeTextTests {
+  /// A model folder with the Llama 3 tokenizer and a config.json stating only the positions.
+  func modelFolder(_ folder: TemporaryFolder) throws -> String {
+    let model = folder.file("model")
+    try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(
+      atPath: fixture("tokenizers/llama3-bpe/tokenizer.json"), toPath: model + "/tokenizer.json")
+    FileManager.default.createFile(
+      atPath: model + "/config.json", contents: Data(#"{"max_position_embeddings": 256}"#.utf8))
+    return model
+  }
+
+  /// Plain text and JSON lines of the same texts give the same ids; tokenize --json's output,
+  /// read back with --tokens, gives them again; --seq-len keeps the first ids.
+  @Test func textJSONLinesAndTokensAgree() throws {
+    let folder = TemporaryFolder()
+    let model = try modelFolder(folder)
+    let texts = ["Hello, world!", "  two spaces and a tab\there", "ünïcödé 🙂 text"]
+    let plain = folder.file("plain.txt")
+    FileManager.default.createFile(atPath: plain, contents: Data((texts.joined(separator: "\n") + "\n").utf8))
+    let jsonl = folder.file("texts.jsonl")
+    let lines = try texts.map {
+      String(decoding: try JSONSerialization.data(withJSONObject: ["text": $0]), as: UTF8.self)
+    }
+    FileManager.default.createFile(atPath: jsonl, contents: Data((lines.joined(separator: "\n") + "\n").utf8))
+    let a = try runProcess(swiftcompressExecutable, ["tokenize", model, "--data", plain])
+    #expect(a.status == 0, "\(a.stderr)")
+    #expect(a.stdout.split(separator: "\n").count == 3)
+    let b = try runProcess(swiftcompressExecutable, ["tokenize", model, "--data", jsonl])
+    #expect(b.stdout == a.stdout)
+    let json = try runProcess(swiftcompressExecutable, ["tokenize", model, "--data", plain, "--json"])
+    let ids = folder.file("ids.jsonl")
+    FileManager.default.createFile(atPath: ids, contents: Data(json.stdout.utf8))
+    let c = try runProcess(swiftcompressExecutable, ["tokenize", model, "--tokens", ids])
+    #expect(c.stdout == a.stdout, "\(c.stderr)")
+    let short = try runProcess(swiftcompressExecutable, ["tokenize", model, "--data", plain, "--seq-len", "3"])
+    for (full, cut) in zip(a.stdout.split(separator: "\n"), short.stdout.split(separator: "\n")) {
+      #expect(cut.split(separator: " ").count <= 3)
+      #expect(full.split(separator: " ").starts(with: cut.split(separator: " ")))
+    }
+  }
+}
+
 /// Tests that run the models forward: they need `ForwardModels.open` (the forward-pass branch)
 /// and are skipped until it is merged.
 @Suite("evaluate and calibrate against transformers", .enabled(if: forwardPassAvailable))
