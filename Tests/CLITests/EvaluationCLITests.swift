@@ -70,7 +70,7 @@ struct EvaluationCLITests {
   func badDataIsRefused(_ bad: BadDataCase) throws {
     let folder = TemporaryFolder()
     let path = folder.file("data.txt")
-    if let bytes = bad.bytes { FileManager.default.createFile(atPath: path, contents: Data(bytes)) }
+    if let bytes = bad.bytes { _ = FileManager.default.createFile(atPath: path, contents: Data(bytes)) }
     let options = bad.options.map { $0 == "DATA" ? path : $0 }
     let out = folder.file("stats.safetensors")
     let commands: [[String]] = [
@@ -91,7 +91,7 @@ struct EvaluationCLITests {
   @Test func idsOutsideTheVocabularyNameTheSample() throws {
     let folder = TemporaryFolder()
     let path = folder.file("ids.jsonl")
-    FileManager.default.createFile(atPath: path, contents: Data("[1, 2]\n\n[3, 512]\n".utf8))
+    _ = FileManager.default.createFile(atPath: path, contents: Data("[1, 2]\n\n[3, 512]\n".utf8))
     let result = try runProcess(swiftcompressExecutable, ["tokenize", Self.model, "--tokens", path])
     #expect(result.status == 65)
     #expect(result.stderr.contains("sample at line 3 holds token id 512"), "\(result.stderr)")
@@ -104,7 +104,7 @@ struct EvaluationCLITests {
     let folder = TemporaryFolder()
     let path = folder.file("ids.jsonl")
     let long = (0..<300).map { String($0 % 500) }.joined(separator: ",")
-    FileManager.default.createFile(atPath: path, contents: Data("[1, 2, 3]\n[4, 5]\n[\(long)]\n".utf8))
+    _ = FileManager.default.createFile(atPath: path, contents: Data("[1, 2, 3]\n[4, 5]\n[\(long)]\n".utf8))
     let plain = try runProcess(swiftcompressExecutable, ["tokenize", Self.model, "--tokens", path])
     #expect(plain.status == 0, "\(plain.stderr)")
     let lines = plain.stdout.split(separator: "\n")
@@ -185,7 +185,7 @@ struct TokenizeTextTests {
     try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
     try FileManager.default.copyItem(
       atPath: fixture("tokenizers/llama3-bpe/tokenizer.json"), toPath: model + "/tokenizer.json")
-    FileManager.default.createFile(
+    _ = FileManager.default.createFile(
       atPath: model + "/config.json", contents: Data(#"{"max_position_embeddings": 256}"#.utf8))
     return model
   }
@@ -197,12 +197,12 @@ struct TokenizeTextTests {
     let model = try modelFolder(folder)
     let texts = ["Hello, world!", "  two spaces and a tab\there", "ünïcödé 🙂 text"]
     let plain = folder.file("plain.txt")
-    FileManager.default.createFile(atPath: plain, contents: Data((texts.joined(separator: "\n") + "\n").utf8))
+    _ = FileManager.default.createFile(atPath: plain, contents: Data((texts.joined(separator: "\n") + "\n").utf8))
     let jsonl = folder.file("texts.jsonl")
     let lines = try texts.map {
       String(decoding: try JSONSerialization.data(withJSONObject: ["text": $0]), as: UTF8.self)
     }
-    FileManager.default.createFile(atPath: jsonl, contents: Data((lines.joined(separator: "\n") + "\n").utf8))
+    _ = FileManager.default.createFile(atPath: jsonl, contents: Data((lines.joined(separator: "\n") + "\n").utf8))
     let a = try runProcess(swiftcompressExecutable, ["tokenize", model, "--data", plain])
     #expect(a.status == 0, "\(a.stderr)")
     #expect(a.stdout.split(separator: "\n").count == 3)
@@ -210,7 +210,7 @@ struct TokenizeTextTests {
     #expect(b.stdout == a.stdout)
     let json = try runProcess(swiftcompressExecutable, ["tokenize", model, "--data", plain, "--json"])
     let ids = folder.file("ids.jsonl")
-    FileManager.default.createFile(atPath: ids, contents: Data(json.stdout.utf8))
+    _ = FileManager.default.createFile(atPath: ids, contents: Data(json.stdout.utf8))
     let c = try runProcess(swiftcompressExecutable, ["tokenize", model, "--tokens", ids])
     #expect(c.stdout == a.stdout, "\(c.stderr)")
     let short = try runProcess(swiftcompressExecutable, ["tokenize", model, "--data", plain, "--seq-len", "3"])
@@ -268,7 +268,7 @@ struct EvaluationGoldenTests {
     func values(_ file: Checkpoint, _ name: String) throws -> [Double] {
       let tensor = try #require(file.tensor(named: name))
       let bytes = file.bytes(of: tensor)
-      let n = tensor.info.elementCount ?? 0
+      let n = tensor.info.elementCount
       switch tensor.info.dtype {
       case .i64: return (0..<n).map { Double(bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
       case .f64: return (0..<n).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) }
@@ -397,7 +397,7 @@ struct EvaluationGoldenTests {
     let recipe = folder.file("recipe.yaml")
     let tokens = Self.golden + "/tokens.tiny-llama-f32.jsonl"
     let text = "stages:\n  - quantize: {scheme: W4A16}\nevaluate:\n  tokens: \(tokens)\n  max_kld: 1e-9\n"
-    FileManager.default.createFile(atPath: recipe, contents: Data(text.utf8))
+    _ = FileManager.default.createFile(atPath: recipe, contents: Data(text.utf8))
     let out = folder.file("out")
     let result = try runProcess(swiftcompressExecutable, ["run", recipe, fixture("tiny-llama-f32"), out])
     #expect(result.status == 3, "\(result.stderr)")
@@ -423,12 +423,12 @@ struct EvaluationGoldenTests {
     let folder = TemporaryFolder()
     let path = folder.file("ids.jsonl")
     let long = (0..<200).map { String(5 + $0 % 400) }.joined(separator: ",")
-    FileManager.default.createFile(atPath: path, contents: Data("[3, 9, 4]\n[\(long)]\n".utf8))
+    _ = FileManager.default.createFile(atPath: path, contents: Data("[3, 9, 4]\n[\(long)]\n".utf8))
     let (status, report, stderr) = try evaluate([fixture("tiny-bert"), fixture("tiny-bert"), "--tokens", path])
     #expect(status == 0, "\(stderr)")
     #expect(stderr.contains("max_position_embeddings 128"))
     #expect((report["data"] as? [String: Any])?["tokens"] as? Int == 3 + 128)
-    FileManager.default.createFile(atPath: path, contents: Data("[3, 9, 4]\n[1, 600]\n".utf8))
+    _ = FileManager.default.createFile(atPath: path, contents: Data("[3, 9, 4]\n[1, 600]\n".utf8))
     let bad = try evaluate([fixture("tiny-bert"), fixture("tiny-bert"), "--tokens", path])
     #expect(bad.status == 65)
     #expect(bad.stderr.contains("sample at line 2 holds token id 600"))

@@ -339,7 +339,7 @@ struct ActivationStatisticsTests {
 struct EvaluationDataTests {
   func write(_ text: String, _ folder: TemporaryFolder, _ name: String = "data.txt") -> String {
     let path = folder.file(name)
-    FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+    _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
     return path
   }
 
@@ -358,7 +358,7 @@ struct EvaluationDataTests {
   @Test func nonUTF8AndEmptyFilesNameTheProblem() {
     let folder = TemporaryFolder()
     let path = folder.file("bad.txt")
-    FileManager.default.createFile(atPath: path, contents: Data([0x61, 0x0A, 0x62, 0x0A, 0xFF, 0x0A]))
+    _ = FileManager.default.createFile(atPath: path, contents: Data([0x61, 0x0A, 0x62, 0x0A, 0xFF, 0x0A]))
     #expect(throws: SwiftCompressError.invalidFile(path: path, reason: "line 3 is not UTF-8 text")) {
       try EvaluationData.readText(path)
     }
@@ -481,13 +481,13 @@ struct EvaluationMetricsGoldenTests {
 
   func floats(_ file: Checkpoint, _ name: String) throws -> [Float] {
     let tensor = try #require(file.tensor(named: name))
-    return Float32Conversion.floats(file.bytes(of: tensor), dtype: .f32, count: tensor.info.elementCount ?? 0)
+    return Float32Conversion.floats(file.bytes(of: tensor), dtype: .f32, count: tensor.info.elementCount)
   }
 
   func integers(_ file: Checkpoint, _ name: String) throws -> [Int] {
     let tensor = try #require(file.tensor(named: name))
     let bytes = file.bytes(of: tensor)
-    return (0..<(tensor.info.elementCount ?? 0)).map {
+    return (0..<(tensor.info.elementCount)).map {
       Int(bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))
     }
   }
