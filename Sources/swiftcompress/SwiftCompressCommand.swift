@@ -15,7 +15,7 @@ struct SwiftCompressCommand: ParsableCommand {
     version: SwiftCompressVersion.current,
     subcommands: [
       Inspect.self, Verify.self, Convert.self, Quantize.self, Prune.self, Factorize.self, Decompress.self,
-      Run.self, Diff.self, Merge.self,
+      Run.self, Diff.self, Merge.self, Evaluate.self, Calibrate.self, Tokenize.self,
     ]
   )
 

@@ -199,3 +199,54 @@ struct RecipeOptionsTests {
     #expect(text.contains(#""groupSize":32"#) && text.contains(#""scaleSearch":"mse""#), "\(text)")
   }
 }
+
+@Suite("Recipe evaluate block")
+struct RecipeEvaluationTests {
+  /// docs/recipes.md lists exactly the keys the evaluate: block reads.
+  @Test func documentedKeysAreTheReadOnes() {
+    let documented = tableRows(under: "## Evaluation after the run").flatMap { quoted($0[0]) }
+    #expect(documented == RecipeEvaluation.keys)
+  }
+
+  /// Every key decodes, and the written recipe reads back the same.
+  @Test func parsesAndRoundTrips() throws {
+    let text = """
+      stages:
+        - quantize: {scheme: W4A16}
+      evaluate:
+        tokens: ids.jsonl
+        samples: 8
+        seed: 3
+        seq_len: 16
+        pack: true
+        batch_tokens: 64
+        max_kld: 0.05
+        min_top1: 0.9
+      """
+    let recipe = try Recipe.parse(text)
+    let evaluate = try #require(recipe.evaluate)
+    #expect(evaluate.tokens == "ids.jsonl" && evaluate.data == nil)
+    #expect(evaluate.sampling == SamplingOptions(samples: 8, seed: 3, seqLen: 16, pack: true))
+    #expect(evaluate.batchTokens == 64 && evaluate.gates == EvaluationGates(maxKLD: 0.05, minTop1: 0.9))
+    #expect(try Recipe.parse(recipe.yamlText()).evaluate == evaluate)
+    let json = try JSONEncoder().encode(recipe)
+    #expect(try JSONDecoder().decode(Recipe.self, from: json).evaluate == evaluate)
+  }
+
+  @Test(arguments: [
+    ("evaluate:\n  samples: 3\n", "'data' (a text file) or 'tokens'"),
+    ("evaluate:\n  data: a.txt\n  tokens: b.jsonl\n", "'data' (a text file) or 'tokens'"),
+    ("evaluate:\n  data: a.txt\n  pack: true\n", "needs seq_len"),
+    ("evaluate:\n  data: a.txt\n  max_kld: lots\n", "must be a number"),
+    ("evaluate:\n  data: a.txt\n  min_top1: 2\n", "[0, 1]"),
+    ("evaluate:\n  data: a.txt\n  perplexity: 3\n", "perplexity"),
+  ])
+  func errorsNameTheProblem(_ block: String, _ fragment: String) {
+    do {
+      _ = try Recipe.parse("stages:\n  - quantize: {scheme: W4A16}\n" + block)
+      Issue.record("parsed: \(block)")
+    } catch {
+      #expect(error.errorDescription?.contains(fragment) == true, "\(error.errorDescription ?? "")")
+    }
+  }
+}

@@ -130,6 +130,89 @@ public struct RecipeStage: Sendable, Equatable, Codable {
   }
 }
 
+/// A recipe's `evaluate:` block: after the run, `evaluate` of the input against the output on
+/// this data, with these gates (docs/recipes.md, docs/evaluation.md).
+public struct RecipeEvaluation: Sendable, Equatable, Codable {
+  /// A text data file (tokenized with the input model's tokenizer.json) ...
+  public var data: String?
+  /// ... or a token-ids file.
+  public var tokens: String?
+  public var sampling: SamplingOptions
+  public var batchTokens: Int?
+  public var gates: EvaluationGates
+
+  /// The keys of the block, as docs/recipes.md lists them.
+  public static let keys = [
+    "data", "tokens", "samples", "seed", "seq_len", "pack", "batch_tokens", "max_kld", "min_top1", "min_cosine",
+  ]
+
+  public init(
+    data: String? = nil, tokens: String? = nil, sampling: SamplingOptions = SamplingOptions(), batchTokens: Int? = nil,
+    gates: EvaluationGates = EvaluationGates()
+  ) {
+    self.data = data
+    self.tokens = tokens
+    self.sampling = sampling
+    self.batchTokens = batchTokens
+    self.gates = gates
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case data, tokens, samples, seed, pack
+    case seqLen = "seq_len"
+    case batchTokens = "batch_tokens"
+    case maxKLD = "max_kld"
+    case minTop1 = "min_top1"
+    case minCosine = "min_cosine"
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    data = try c.decodeIfPresent(String.self, forKey: .data)
+    tokens = try c.decodeIfPresent(String.self, forKey: .tokens)
+    sampling = SamplingOptions(
+      samples: try c.decodeIfPresent(Int.self, forKey: .samples),
+      seed: try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? SamplingOptions.defaultSeed,
+      seqLen: try c.decodeIfPresent(Int.self, forKey: .seqLen),
+      pack: try c.decodeIfPresent(Bool.self, forKey: .pack) ?? false)
+    batchTokens = try c.decodeIfPresent(Int.self, forKey: .batchTokens)
+    gates = EvaluationGates(
+      maxKLD: try c.decodeIfPresent(Double.self, forKey: .maxKLD),
+      minTop1: try c.decodeIfPresent(Double.self, forKey: .minTop1),
+      minCosine: try c.decodeIfPresent(Double.self, forKey: .minCosine))
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encodeIfPresent(data, forKey: .data)
+    try c.encodeIfPresent(tokens, forKey: .tokens)
+    try c.encodeIfPresent(sampling.samples, forKey: .samples)
+    try c.encode(sampling.seed, forKey: .seed)
+    try c.encodeIfPresent(sampling.seqLen, forKey: .seqLen)
+    try c.encode(sampling.pack, forKey: .pack)
+    try c.encodeIfPresent(batchTokens, forKey: .batchTokens)
+    try c.encodeIfPresent(gates.maxKLD, forKey: .maxKLD)
+    try c.encodeIfPresent(gates.minTop1, forKey: .minTop1)
+    try c.encodeIfPresent(gates.minCosine, forKey: .minCosine)
+  }
+
+  /// The block as YAML lines (indented under `evaluate:`).
+  func yamlLines() -> [String] {
+    var lines = ["evaluate:"]
+    if let data { lines.append("  data: \(YAMLText.scalar(data))") }
+    if let tokens { lines.append("  tokens: \(YAMLText.scalar(tokens))") }
+    if let v = sampling.samples { lines.append("  samples: \(v)") }
+    if sampling.seed != SamplingOptions.defaultSeed { lines.append("  seed: \(sampling.seed)") }
+    if let v = sampling.seqLen { lines.append("  seq_len: \(v)") }
+    if sampling.pack { lines.append("  pack: true") }
+    if let v = batchTokens { lines.append("  batch_tokens: \(v)") }
+    if let v = gates.maxKLD { lines.append("  max_kld: \(YAMLText.number(v))") }
+    if let v = gates.minTop1 { lines.append("  min_top1: \(YAMLText.number(v))") }
+    if let v = gates.minCosine { lines.append("  min_cosine: \(YAMLText.number(v))") }
+    return lines
+  }
+}
+
 /// A recipe: stages applied in order to every tensor they select, and quality gates.
 /// Read from YAML (docs/recipes.md); every run writes its effective recipe into the
 /// output folder, which `swiftcompress run` reproduces byte for byte.
@@ -138,6 +221,8 @@ public struct Recipe: Sendable, Equatable, Codable {
   public var file: String
   public var stages: [RecipeStage]
   public var gates: QualityGates
+  /// The `evaluate:` block: input against output on data, after the run.
+  public var evaluate: RecipeEvaluation?
 
   public static let fileName = "swiftcompress-recipe.yaml"
 
@@ -147,19 +232,21 @@ public struct Recipe: Sendable, Equatable, Codable {
     self.gates = gates
   }
 
-  enum CodingKeys: String, CodingKey { case stages, gates }
+  enum CodingKeys: String, CodingKey { case stages, gates, evaluate }
 
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     file = "recipe"
     stages = try c.decode([RecipeStage].self, forKey: .stages)
     gates = try c.decodeIfPresent(QualityGates.self, forKey: .gates) ?? QualityGates()
+    evaluate = try c.decodeIfPresent(RecipeEvaluation.self, forKey: .evaluate)
   }
 
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encode(stages, forKey: .stages)
     try c.encode(gates, forKey: .gates)
+    try c.encodeIfPresent(evaluate, forKey: .evaluate)
   }
 
   /// Reads and parses the recipe at `path`.
@@ -187,9 +274,9 @@ public struct Recipe: Sendable, Equatable, Codable {
     guard let root, case .mapping(let top) = root else {
       throw .invalidRecipe(
         file: file, line: root?.mark?.line ?? 0, key: nil,
-        reason: "must be a mapping with 'stages' (a list) and optionally 'gates'")
+        reason: "must be a mapping with 'stages' (a list) and optionally 'gates' and 'evaluate'")
     }
-    let members = try reader.members(top, allowed: ["stages", "gates"], context: "the top level")
+    let members = try reader.members(top, allowed: ["stages", "gates", "evaluate"], context: "the top level")
     guard let stagesNode = members["stages"] else {
       throw .invalidRecipe(
         file: file, line: root.mark?.line ?? 0, key: "stages", reason: "is missing: list at least one stage")
@@ -227,7 +314,9 @@ public struct Recipe: Sendable, Equatable, Codable {
         throw .invalidRecipe(file: file, line: gatesNode.line, key: "gates", reason: error.errorDescription ?? "")
       }
     }
-    return Recipe(file: file, stages: stages, gates: gates)
+    var recipe = Recipe(file: file, stages: stages, gates: gates)
+    if let node = members["evaluate"] { recipe.evaluate = try reader.evaluation(node) }
+    return recipe
   }
 
   static func line(of error: any Error) -> Int {
@@ -269,6 +358,7 @@ public struct Recipe: Sendable, Equatable, Codable {
       if let v = gates.maxBitsPerWeight { lines.append("  max_bpw: \(YAMLText.number(v))") }
       if let v = gates.minRatio { lines.append("  min_ratio: \(YAMLText.number(v))") }
     }
+    if let evaluate { lines += evaluate.yamlLines() }
     return lines.joined(separator: "\n") + "\n"
   }
 }
@@ -354,6 +444,70 @@ struct YAMLReader {
     default:
       throw .invalidRecipe(file: file, line: entry.line, key: key, reason: "must be a value or a list, not a mapping")
     }
+  }
+
+  /// The `evaluate:` block: data (or tokens), sampling and gates.
+  func evaluation(_ entry: Entry) throws(SwiftCompressError) -> RecipeEvaluation {
+    guard case .mapping(let mapping) = entry.value else {
+      throw .invalidRecipe(
+        file: file, line: entry.line, key: "evaluate",
+        reason: "must be a mapping such as '{data: eval.txt, samples: 64, max_kld: 0.05}'")
+    }
+    let m = try members(mapping, allowed: RecipeEvaluation.keys, context: "evaluate")
+    func text(_ key: String) throws(SwiftCompressError) -> String? {
+      guard let e = m[key] else { return nil }
+      guard case .scalar(let s) = e.value, !s.string.isEmpty else {
+        throw .invalidRecipe(file: file, line: e.line, key: key, reason: "must be a file path")
+      }
+      return s.string
+    }
+    func integer(_ key: String, minimum: Int) throws(SwiftCompressError) -> Int? {
+      guard let e = m[key] else { return nil }
+      guard case .scalar(let s) = e.value, let value = Int(s.string), value >= minimum else {
+        throw .invalidRecipe(file: file, line: e.line, key: key, reason: "must be an integer >= \(minimum)")
+      }
+      return value
+    }
+    func number(_ key: String) throws(SwiftCompressError) -> Double? {
+      guard let e = m[key] else { return nil }
+      guard case .scalar(let s) = e.value, let value = Double(s.string), value.isFinite else {
+        throw .invalidRecipe(file: file, line: e.line, key: key, reason: "must be a number")
+      }
+      return value
+    }
+    var result = RecipeEvaluation(data: try text("data"), tokens: try text("tokens"))
+    if (result.data == nil) == (result.tokens == nil) {
+      throw .invalidRecipe(
+        file: file, line: entry.line, key: "evaluate",
+        reason: "give the samples as one of 'data' (a text file) or 'tokens' (a token-ids file)")
+    }
+    result.sampling.samples = try integer("samples", minimum: 1)
+    if let e = m["seed"] {
+      guard case .scalar(let s) = e.value, let seed = UInt64(s.string) else {
+        throw .invalidRecipe(file: file, line: e.line, key: "seed", reason: "must be an integer >= 0")
+      }
+      result.sampling.seed = seed
+    }
+    result.sampling.seqLen = try integer("seq_len", minimum: 1)
+    if let e = m["pack"] {
+      guard case .scalar(let s) = e.value, let pack = Bool(s.string) else {
+        throw .invalidRecipe(file: file, line: e.line, key: "pack", reason: "must be true or false")
+      }
+      result.sampling.pack = pack
+      if pack && result.sampling.seqLen == nil {
+        throw .invalidRecipe(
+          file: file, line: e.line, key: "pack", reason: "needs seq_len, the length of the packed samples")
+      }
+    }
+    result.batchTokens = try integer("batch_tokens", minimum: 1)
+    result.gates = EvaluationGates(
+      maxKLD: try number("max_kld"), minTop1: try number("min_top1"), minCosine: try number("min_cosine"))
+    do {
+      try result.gates.validate()
+    } catch {
+      throw .invalidRecipe(file: file, line: entry.line, key: "evaluate", reason: error.errorDescription ?? "")
+    }
+    return result
   }
 
   /// `- quantize: {scheme: W4A16, ...}`: one key, the stage kind.

@@ -43,8 +43,45 @@ extension SwiftCompressCommand {
         compression.split = try options.split()
         compression.strict = options.strict
         compression.jobs = options.jobs
-        try runPipeline(pass: pass, options: compression, shared: options)
+        // The evaluate: block's data is read and checked before anything is written.
+        let evaluation = options.dryRun || options.explain || compression.split != nil ? nil : recipe.evaluate
+        let source = evaluation.map { DataSource(data: $0.data, tokens: $0.tokens, sampling: $0.sampling) }
+        let loaded = try source?.load(model: input)
+        var gateFailed = false
+        do {
+          try runPipeline(pass: pass, options: compression, shared: options)
+        } catch let exit as ExitCode where exit.rawValue == ExitStatus.gateFailed && evaluation != nil {
+          gateFailed = true
+        }
+        if let evaluation, let source, let loaded {
+          gateFailed = try evaluateOutput(evaluation, source: source, loaded: loaded) || gateFailed
+        } else if recipe.evaluate != nil && compression.split != nil {
+          Diagnostics.note("the recipe's evaluate: block is skipped in a split run; evaluate the merged output")
+        }
+        if gateFailed { throw ExitCode(ExitStatus.gateFailed) }
       }
+    }
+
+    /// The recipe's `evaluate:` block: input against output; true when one of its gates failed
+    /// (each named on standard error). The summary goes to standard output (not with --json or
+    /// --quiet, which keep standard output for the run's report).
+    func evaluateOutput(_ evaluation: RecipeEvaluation, source: DataSource, loaded: LoadedData) throws -> Bool {
+      let reference = try openModel(input)
+      let candidate = try openModel(output)
+      try Evaluator.checkCompatible(reference: reference, candidate: candidate, paths: (input, output))
+      try evaluation.gates.validate(for: reference.kind)
+      let positions = [reference.maxPositions, candidate.maxPositions].compactMap { $0 }.min()
+      let samples = try source.samples(loaded, vocabularySize: reference.vocabularySize, maxPositions: positions)
+      let progress = ForwardProgressLine(runsPerBatch: 2)
+      let result = try Evaluator.evaluate(
+        reference: reference, candidate: candidate, paths: (input, output), samples: samples,
+        batchTokens: evaluation.batchTokens ?? Evaluator.defaultBatchTokens, gates: evaluation.gates,
+        progress: options.quiet ? nil : progress.callback)
+      progress.finish()
+      if !options.json && !options.quiet { printResult("\n" + EvaluationReporter.text(result)) }
+      let failed = result.gates.filter { !$0.passed }
+      for gate in failed { Diagnostics.error("quality gate failed: \(gate.summary)") }
+      return !failed.isEmpty
     }
   }
 }

@@ -3,10 +3,11 @@ import Foundation
 
 /// Per-input-channel activation norms for activation-aware pruning and factorization.
 ///
-/// The file is a safetensors file with one 1-D tensor per linear layer, named after the
-/// module (`model.layers.0.mlp.down_proj`), holding for each input channel j the L2 norm
-/// ||X_j|| of that layer's inputs over the calibration set (F32, F16 or BF16).
-/// docs/algorithms.md shows how to make one with transformers.
+/// Two files are read: what `swiftcompress calibrate` writes (`<module>.input_sum_squares`, whose
+/// square roots are the norms; see `ActivationStatistics`), or a safetensors file with one 1-D
+/// tensor per linear layer, named after the module (`model.layers.0.mlp.down_proj`), holding for
+/// each input channel j the L2 norm ||X_j|| of that layer's inputs over the calibration set (F32,
+/// F16, BF16 or F64), as docs/algorithms.md shows how to make with transformers.
 public enum CalibrationStatistics {
   /// The norms of `modules` (name, input channels), validated.
   public static func load(_ path: String, modules: [(String, Int)]) throws(SwiftCompressError) -> [String: [Float]] {
@@ -20,14 +21,15 @@ public enum CalibrationStatistics {
     }
     var result: [String: [Float]] = [:]
     for (module, channels) in modules {
-      guard let tensor = file.tensor(named: module) else {
+      let sumSquares = file.tensor(named: ActivationStatistics.TensorName.sumSquares(module))
+      guard let tensor = sumSquares ?? file.tensor(named: module) else {
         throw .invalidModule(
           name: module,
           reason:
-            "the calibration file \(path) has no statistics for this layer (expected a tensor named '\(module)'); collect them for every pruned layer or --ignore it"
+            "the calibration file \(path) has no statistics for this layer (expected a tensor named '\(ActivationStatistics.TensorName.sumSquares(module))' as 'swiftcompress calibrate' writes, or '\(module)'); collect them for every pruned layer or --ignore it"
         )
       }
-      guard tensor.info.shape == [channels], [.f32, .f16, .bf16].contains(tensor.info.dtype) else {
+      guard tensor.info.shape == [channels], [.f32, .f16, .bf16, .f64].contains(tensor.info.dtype) else {
         throw .invalidModule(
           name: module,
           reason:
@@ -35,9 +37,9 @@ public enum CalibrationStatistics {
         )
       }
       // (-0 becomes +0: scores must be non-negative bit patterns.)
-      let norms = Float32Conversion.floats(file.bytes(of: tensor), dtype: tensor.info.dtype, count: channels).map {
-        $0 == 0 ? 0 : $0
-      }
+      let values = Float32Conversion.floats(file.bytes(of: tensor), dtype: tensor.info.dtype, count: channels)
+      // A sum of squares (calibrate's file) becomes the norm; a negative one is refused below.
+      let norms = (sumSquares != nil ? values.map { $0 >= 0 ? $0.squareRoot() : $0 } : values).map { $0 == 0 ? 0 : $0 }
       if let bad = norms.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
         throw .invalidModule(
           name: module,

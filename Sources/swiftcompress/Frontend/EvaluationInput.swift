@@ -1,0 +1,201 @@
+import ArgumentParser
+import CheckpointIO
+import Foundation
+import SwiftCompressKit
+import Tokenizers
+
+/// The data options of `evaluate`, `calibrate` and `tokenize`.
+struct DataOptions: ParsableArguments {
+  @Option(
+    name: .long,
+    help: ArgumentHelp(
+      "Samples as text: one per line, or JSON lines with a \"text\" field (tokenized with the model folder's tokenizer.json).",
+      valueName: "file"))
+  var data: String?
+
+  @Option(
+    name: .long,
+    help: ArgumentHelp(
+      "Samples as token ids instead of --data: JSON lines of id lists, or a .safetensors file with one I32/I64 [samples, length] tensor.",
+      valueName: "file"))
+  var tokens: String?
+
+  @Option(name: .long, parsing: .unconditional, help: "Draw this many samples (default: all), seeded by --seed.")
+  var samples: Int?
+
+  @Option(
+    name: .long, parsing: .unconditional,
+    help: "Seed of the --samples draw. (default: \(SamplingOptions.defaultSeed))")
+  var seed: UInt64 = SamplingOptions.defaultSeed
+
+  @Option(
+    name: .long, parsing: .unconditional,
+    help: "Tokens per sample: longer samples are truncated (with --pack: every sample is this long).")
+  var seqLen: Int?
+
+  @Flag(name: .long, help: "Concatenate all samples' tokens and cut them into --seq-len samples.")
+  var pack = false
+
+  func validate() throws {
+    switch (data, tokens) {
+    case (nil, nil): throw ValidationError("give the samples: --data FILE (text) or --tokens FILE (token ids).")
+    case (.some, .some): throw ValidationError("--data and --tokens are two ways to give the samples: give one.")
+    default: break
+    }
+    if let samples, samples < 1 { throw ValidationError("--samples must be at least 1, not \(samples).") }
+    if let seqLen, seqLen < 1 { throw ValidationError("--seq-len must be at least 1, not \(seqLen).") }
+    if pack && seqLen == nil { throw ValidationError("--pack needs --seq-len, the length of the packed samples.") }
+  }
+
+  var sampling: SamplingOptions { SamplingOptions(samples: samples, seed: seed, seqLen: seqLen, pack: pack) }
+
+  var source: DataSource { DataSource(data: data, tokens: tokens, sampling: sampling) }
+
+  func load(model: String) throws -> LoadedData { try source.load(model: model) }
+
+  func samples(_ loaded: LoadedData, vocabularySize: Int?, maxPositions: Int?) throws -> EvaluationSamples {
+    try source.samples(loaded, vocabularySize: vocabularySize, maxPositions: maxPositions)
+  }
+
+  static func tokenizerPath(model: String) -> String { DataSource.tokenizerPath(model: model) }
+}
+
+/// Where samples come from and how they are drawn: from the command line or a recipe's
+/// `evaluate:` block.
+struct DataSource {
+  var data: String?
+  var tokens: String?
+  var sampling: SamplingOptions
+  var pack: Bool { sampling.pack }
+  var seqLen: Int? { sampling.seqLen }
+
+  /// The tokenizer.json that goes with the model at `model` (a folder, or a file in one).
+  static func tokenizerPath(model: String) -> String {
+    var isDirectory: ObjCBool = false
+    let folder =
+      FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) && isDirectory.boolValue
+      ? model : (model as NSString).deletingLastPathComponent
+    return (folder.isEmpty ? "." : folder) + "/tokenizer.json"
+  }
+
+  /// The file's samples as read, before tokenization; a missing file exits 66.
+  func raw() throws -> RawSamples {
+    let path = tokens ?? data!
+    guard FileManager.default.fileExists(atPath: path) else {
+      Diagnostics.error("\(tokens != nil ? "--tokens" : "--data") '\(path)': no such file.")
+      throw ExitCode(ExitStatus.inputNotFound)
+    }
+    return try tokens != nil ? EvaluationData.readTokens(path) : EvaluationData.readText(path)
+  }
+
+  /// The data file read and, for text, the tokenizer.json of the model at `model` (a folder, or a
+  /// file in one): everything that can be checked before a model is opened.
+  func load(model: String) throws -> LoadedData {
+    let raw = try raw()
+    guard tokens == nil else { return LoadedData(raw: raw, tokenizer: nil) }
+    let path = Self.tokenizerPath(model: model)
+    guard FileManager.default.fileExists(atPath: path) else {
+      throw SwiftCompressError.invalidOption(
+        option: "--data",
+        reason:
+          "text samples are tokenized with the model's tokenizer.json, and \(path) does not exist; put the model's tokenizer.json there, or give token ids with --tokens FILE"
+      )
+    }
+    do {
+      return LoadedData(raw: raw, tokenizer: try Tokenizer(contentsOf: path))
+    } catch {
+      throw SwiftCompressError.invalidFile(path: path, reason: error.errorDescription ?? "\(error)")
+    }
+  }
+
+  /// The samples: tokenized (text data), drawn and cut, checked against `vocabularySize` (the
+  /// tokenizer's when nil); warnings printed.
+  func samples(_ loaded: LoadedData, vocabularySize: Int?, maxPositions: Int?) throws -> EvaluationSamples {
+    let truncation = pack ? nil : seqLen.map { min($0, maxPositions ?? $0) }
+    let tokenizer = loaded.tokenizer
+    let prepared = try EvaluationData.prepare(
+      loaded.raw, options: sampling,
+      vocabularySize: vocabularySize ?? tokenizer?.vocabularySize ?? Int(Int32.max), maxPositions: maxPositions
+    ) { text in
+      tokenizer?.encode(text, addSpecialTokens: true, maxLength: truncation) ?? []
+    }
+    for warning in prepared.warnings { Diagnostics.warning(warning) }
+    return prepared
+  }
+}
+
+/// A data file read, with the tokenizer its text needs.
+struct LoadedData {
+  var raw: RawSamples
+  var tokenizer: Tokenizer?
+}
+
+/// `--batch-tokens`.
+struct BatchOptions: ParsableArguments {
+  @Option(
+    name: .long, parsing: .unconditional,
+    help: "Tokens per forward batch (a longer sample is a batch by itself). (default: \(Evaluator.defaultBatchTokens))")
+  var batchTokens: Int = Evaluator.defaultBatchTokens
+
+  func validate() throws {
+    if batchTokens < 1 { throw ValidationError("--batch-tokens must be at least 1, not \(batchTokens).") }
+  }
+}
+
+/// The progress line of a forward run: model, layer i/n, tokens and tokens per second; only on a
+/// terminal that is not dumb.
+final class ForwardProgressLine: @unchecked Sendable {
+  private let start = ContinuousClock.now
+  private var lastDraw = ContinuousClock.now - .seconds(1)
+  private var drawn = false
+  /// How many forward runs each batch makes (2 for evaluate: reference and candidate).
+  let runsPerBatch: Int
+
+  init(runsPerBatch: Int) { self.runsPerBatch = runsPerBatch }
+
+  /// The callback, nil when progress is not drawn.
+  var callback: ((EvaluationProgress) -> Void)? {
+    Diagnostics.drawsProgress ? { [self] in update($0) } : nil
+  }
+
+  func update(_ p: EvaluationProgress) {
+    let now = ContinuousClock.now
+    guard now - lastDraw >= .milliseconds(100) else { return }
+    lastDraw = now
+    let elapsed = Double((now - start).components.seconds) + Double((now - start).components.attoseconds) * 1e-18
+    let done = Double(p.tokensDone) + Double(p.batchTokens) * Double(p.layer) / Double(max(1, p.layers))
+    let rate = elapsed > 0 ? done / elapsed : 0
+    Diagnostics.write(
+      "\r\u{1B}[2K\(p.model): layer \(p.layer)/\(p.layers), tokens \(p.tokensDone + p.batchTokens)/\(p.tokenCount), \(Format.fixed(rate, 0)) tokens/s"
+    )
+    drawn = true
+  }
+
+  func finish() {
+    if drawn { Diagnostics.write("\r\u{1B}[2K") }
+  }
+}
+
+/// The integer `key` (`max_position_embeddings`, `vocab_size`) of the config.json beside `model`,
+/// nil when absent.
+func configInteger(model: String, _ key: String) -> Int? {
+  let folder = (DataOptions.tokenizerPath(model: model) as NSString).deletingLastPathComponent
+  guard let data = FileManager.default.contents(atPath: folder + "/config.json"),
+    let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+  else { return nil }
+  return object[key] as? Int
+}
+
+/// Writes `text` to `path` through a temporary file renamed into place.
+func writeAtomically(_ text: String, to path: String) throws {
+  let directory = (path as NSString).deletingLastPathComponent
+  let temporary =
+    (directory.isEmpty ? "" : directory + "/") + ".\((path as NSString).lastPathComponent).partial-\(getpid())"
+  guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)) else {
+    throw CheckpointError.cannotCreateOutput(path: path, reason: "cannot write \(temporary)")
+  }
+  if rename(temporary, path) != 0 {
+    unlink(temporary)
+    throw CheckpointError.cannotCreateOutput(path: path, reason: String(cString: strerror(errno)))
+  }
+}
