@@ -1,0 +1,220 @@
+import Foundation
+import LinearAlgebra
+
+/// The forward pass's arithmetic on rows of Float32 activations (row-major, one row a token):
+/// linear layers through one `cblas_sgemm` over all rows, attention per sequence and head with
+/// sgemm, and the elementwise work (norms, RoPE, activations, softmax) in tight loops.
+enum ForwardKernels {
+  /// `y = x Wᵀ (+ bias)`: `x` is rows x `inputs`, `weight` is `outputs` x `inputs` (a linear
+  /// layer's weight as stored), `y` rows x `outputs`.
+  static func linear(
+    _ x: [Float], rows: Int, inputs: Int, weight: [Float], bias: [Float]?, outputs: Int, module: String
+  ) throws(SwiftCompressError) -> [Float] {
+    var y = [Float](repeating: 0, count: rows * outputs)
+    if rows == 0 { return y }
+    do {
+      try x.withUnsafeBufferPointer { px throws(LinearAlgebraError) in
+        try weight.withUnsafeBufferPointer { pw throws(LinearAlgebraError) in
+          try y.withUnsafeMutableBufferPointer { py throws(LinearAlgebraError) in
+            try gemmRowMajor(
+              m: rows, n: outputs, k: inputs, a: px.baseAddress!, lda: inputs, b: pw.baseAddress!, ldb: inputs,
+              transposeB: true, c: py.baseAddress!, ldc: outputs)
+          }
+        }
+      }
+    } catch {
+      throw .invalidModule(name: module, reason: error.localizedDescription)
+    }
+    if let bias {
+      y.withUnsafeMutableBufferPointer { py in
+        bias.withUnsafeBufferPointer { pb in
+          for r in 0..<rows {
+            let row = py.baseAddress! + r * outputs
+            for j in 0..<outputs { row[j] += pb[j] }
+          }
+        }
+      }
+    }
+    return y
+  }
+
+  /// RMSNorm of every `width`-wide group of `values` in place: `x / sqrt(mean(x²) + eps) * weight`
+  /// (transformers' LlamaRMSNorm in float32; Qwen3's q/k norms use it per head with `width` the
+  /// head size).
+  static func rmsNorm(_ values: inout [Float], width: Int, weight: [Float], epsilon: Float) {
+    let groups = values.count / width
+    values.withUnsafeMutableBufferPointer { pv in
+      weight.withUnsafeBufferPointer { pw in
+        for g in 0..<groups {
+          let x = pv.baseAddress! + g * width
+          var sum: Float = 0
+          for j in 0..<width { sum += x[j] * x[j] }
+          let scale = 1 / (sum / Float(width) + epsilon).squareRoot()
+          for j in 0..<width { x[j] = pw[j] * (x[j] * scale) }
+        }
+      }
+    }
+  }
+
+  /// LayerNorm of every row in place: `(x - mean) / sqrt(var + eps) * weight + bias` (biased variance).
+  static func layerNorm(_ values: inout [Float], width: Int, weight: [Float], bias: [Float], epsilon: Float) {
+    let rows = values.count / width
+    values.withUnsafeMutableBufferPointer { pv in
+      weight.withUnsafeBufferPointer { pw in
+        bias.withUnsafeBufferPointer { pb in
+          for r in 0..<rows {
+            let x = pv.baseAddress! + r * width
+            var sum: Float = 0
+            for j in 0..<width { sum += x[j] }
+            let mean = sum / Float(width)
+            var squares: Float = 0
+            for j in 0..<width {
+              let d = x[j] - mean
+              squares += d * d
+            }
+            let scale = 1 / (squares / Float(width) + epsilon).squareRoot()
+            for j in 0..<width { x[j] = (x[j] - mean) * scale * pw[j] + pb[j] }
+          }
+        }
+      }
+    }
+  }
+
+  /// `a += b`, elementwise.
+  static func add(_ a: inout [Float], _ b: [Float]) {
+    a.withUnsafeMutableBufferPointer { pa in
+      b.withUnsafeBufferPointer { pb in
+        for i in 0..<pa.count { pa[i] += pb[i] }
+      }
+    }
+  }
+
+  /// The activation of `values` in place.
+  static func activate(_ values: inout [Float], _ activation: Activation) {
+    values.withUnsafeMutableBufferPointer { pv in
+      switch activation {
+      case .silu:
+        for i in 0..<pv.count { pv[i] = pv[i] / (1 + expf(-pv[i])) }
+      case .gelu:
+        for i in 0..<pv.count { pv[i] = 0.5 * pv[i] * (1 + erff(pv[i] * 0.70710678118654752)) }
+      case .geluTanh:
+        for i in 0..<pv.count {
+          let x = pv[i]
+          pv[i] = 0.5 * x * (1 + tanhf(0.79788456080286536 * (x + 0.044715 * x * x * x)))
+        }
+      case .relu:
+        for i in 0..<pv.count { pv[i] = max(pv[i], 0) }
+      }
+    }
+  }
+
+  /// `gate = act(gate) * up`, in place: what a gated MLP's down projection reads.
+  static func gated(_ gate: inout [Float], up: [Float], _ activation: Activation) {
+    activate(&gate, activation)
+    gate.withUnsafeMutableBufferPointer { pg in
+      up.withUnsafeBufferPointer { pu in
+        for i in 0..<pg.count { pg[i] *= pu[i] }
+      }
+    }
+  }
+
+  /// Rotary position embedding in place on the `heads` heads of `headDim` values of each row of
+  /// `values` (rows x heads·headDim): a row at position p rotates value i with value i + d/2 by
+  /// the angle p·invFreq[i] (transformers' `rotate_half` layout).
+  static func rotary(
+    _ values: inout [Float], heads: Int, headDim: Int, positions: [Int], table: RotaryTable
+  ) {
+    let half = headDim / 2
+    let width = heads * headDim
+    values.withUnsafeMutableBufferPointer { pv in
+      table.cos.withUnsafeBufferPointer { pc in
+        table.sin.withUnsafeBufferPointer { ps in
+          for (r, p) in positions.enumerated() {
+            let c = pc.baseAddress! + p * half
+            let s = ps.baseAddress! + p * half
+            for h in 0..<heads {
+              let x = pv.baseAddress! + r * width + h * headDim
+              for i in 0..<half {
+                let a = x[i]
+                let b = x[i + half]
+                x[i] = a * c[i] - b * s[i]
+                x[i + half] = b * c[i] + a * s[i]
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// Scaled dot-product attention of one sequence, every query head: `out` (n x heads·headDim,
+  /// at `outOffset` rows) gets softmax(q kᵀ / sqrt(d) + mask) v per head, where query head h
+  /// reads key-value head h / (heads / kvHeads). `causal` hides later tokens; `window` (Mistral's
+  /// sliding window) hides keys `window` or more positions back. The scores of one head (n x n)
+  /// are the only scratch.
+  static func attention(
+    q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+    length n: Int, heads: Int, kvHeads: Int, headDim: Int, causal: Bool, window: Int?,
+    scores: UnsafeMutablePointer<Float>
+  ) throws(LinearAlgebraError) {
+    let qStride = heads * headDim
+    let kvStride = kvHeads * headDim
+    let group = heads / kvHeads
+    let scale = 1 / Float(headDim).squareRoot()
+    for h in 0..<heads {
+      let kv = h / group
+      try gemmRowMajor(
+        m: n, n: n, k: headDim, a: q + h * headDim, lda: qStride, b: k + kv * headDim, ldb: kvStride,
+        transposeB: true, c: scores, ldc: n, alpha: scale)
+      for i in 0..<n {
+        let row = scores + i * n
+        let last = causal ? i : n - 1
+        let first = window.map { max(0, i - $0 + 1) } ?? 0
+        var top = -Float.infinity
+        for j in first...last { top = max(top, row[j]) }
+        var sum: Float = 0
+        for j in first...last {
+          let e = expf(row[j] - top)
+          row[j] = e
+          sum += e
+        }
+        let inverse = 1 / sum
+        for j in 0..<first { row[j] = 0 }
+        for j in first...last { row[j] *= inverse }
+        if last + 1 < n { for j in (last + 1)..<n { row[j] = 0 } }
+      }
+      try gemmRowMajor(
+        m: n, n: headDim, k: n, a: scores, lda: n, b: v + kv * headDim, ldb: kvStride, transposeB: false,
+        c: out + h * headDim, ldc: qStride)
+    }
+  }
+}
+
+/// The MLP activations the forward pass computes.
+enum Activation: String, Sendable {
+  case silu
+  /// Exact GELU (erf), transformers' "gelu".
+  case gelu
+  /// The tanh approximation ("gelu_new", "gelu_pytorch_tanh").
+  case geluTanh
+  case relu
+
+  /// config.json's `hidden_act`, nil when unsupported.
+  init?(configName: String) {
+    switch configName {
+    case "silu", "swish": self = .silu
+    case "gelu": self = .gelu
+    case "gelu_new", "gelu_pytorch_tanh": self = .geluTanh
+    case "relu": self = .relu
+    default: return nil
+    }
+  }
+
+  static let supportedNames = ["silu", "gelu", "gelu_new", "gelu_pytorch_tanh", "relu"]
+}
+
+/// cos and sin of every position's rotary angles: `positions` rows of headDim/2 values.
+struct RotaryTable: Sendable {
+  var cos: [Float]
+  var sin: [Float]
+}
