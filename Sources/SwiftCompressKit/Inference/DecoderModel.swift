@@ -77,7 +77,7 @@ final class DecoderModel: ForwardModel {
   }
 
   func finalHiddenStates(_ batch: TokenBatch, observer: (any ActivationObserver)?) throws -> HiddenStates {
-    setBLASThreads(Parallel.jobs)
+    setBLASThreads(1)  // ForwardKernels runs Parallel.jobs single-threaded sgemms at once
     let rows = batch.tokenCount
     let offsets = batch.offsets
     let width = hiddenSize
@@ -86,7 +86,6 @@ final class DecoderModel: ForwardModel {
     let positions = batch.sequences.flatMap { 0..<$0.count }
     let longest = batch.sequences.map(\.count).max() ?? 0
     let table = ForwardConfiguration.rotaryTable(inverseFrequencies, positions: longest)
-    var scores = [Float](repeating: 0, count: longest * longest)
     for (index, layer) in description.layers.enumerated() {
       let loader = LayerWeights(weights)
       let attention = layer.attention!
@@ -113,9 +112,9 @@ final class DecoderModel: ForwardModel {
       ForwardKernels.rotary(&q, heads: heads, headDim: headDim, positions: positions, table: table)
       ForwardKernels.rotary(&k, heads: keyValueHeads, headDim: headDim, positions: positions, table: table)
       var context = [Float](repeating: 0, count: rows * heads * headDim)
-      try attend(
-        q: q, k: k, v: v, into: &context, offsets: offsets, window: windows[index], scores: &scores,
-        module: attention.name)
+      ForwardKernels.attention(
+        q: q, k: k, v: v, into: &context, offsets: offsets, heads: heads, kvHeads: keyValueHeads, headDim: headDim,
+        causal: true, window: windows[index])
       observer?.observe([attention.output], context, rows: rows, columns: heads * headDim)
       let o = try loader.linear(attention.output, context, rows: rows, inputs: heads * headDim, outputs: width)
       ForwardKernels.add(&hidden, o)
@@ -146,39 +145,8 @@ final class DecoderModel: ForwardModel {
     return HiddenStates(values: hidden, rows: rows, width: width, offsets: offsets)
   }
 
-  /// Causal attention of every sequence and head of the batch into `context`.
-  private func attend(
-    q: [Float], k: [Float], v: [Float], into context: inout [Float], offsets: [Int], window: Int?,
-    scores: inout [Float], module: String
-  ) throws(SwiftCompressError) {
-    let (heads, kvHeads, headDim) = (heads, keyValueHeads, headDim)
-    do {
-      try q.withUnsafeBufferPointer { pq throws(LinearAlgebraError) in
-        try k.withUnsafeBufferPointer { pk throws(LinearAlgebraError) in
-          try v.withUnsafeBufferPointer { pv throws(LinearAlgebraError) in
-            try context.withUnsafeMutableBufferPointer { pc throws(LinearAlgebraError) in
-              try scores.withUnsafeMutableBufferPointer { ps throws(LinearAlgebraError) in
-                for s in 0..<(offsets.count - 1) {
-                  let (start, n) = (offsets[s], offsets[s + 1] - offsets[s])
-                  if n == 0 { continue }
-                  try ForwardKernels.attention(
-                    q: pq.baseAddress! + start * heads * headDim, k: pk.baseAddress! + start * kvHeads * headDim,
-                    v: pv.baseAddress! + start * kvHeads * headDim, out: pc.baseAddress! + start * heads * headDim,
-                    length: n, heads: heads, kvHeads: kvHeads, headDim: headDim, causal: true, window: window,
-                    scores: ps.baseAddress!)
-                }
-              }
-            }
-          }
-        }
-      }
-    } catch {
-      throw .invalidModule(name: module, reason: error.localizedDescription)
-    }
-  }
-
   func logits(_ hidden: HiddenStates, rows: Range<Int>) throws -> [Float] {
-    setBLASThreads(Parallel.jobs)
+    setBLASThreads(1)  // ForwardKernels runs Parallel.jobs single-threaded sgemms at once
     if headWeight == nil { headWeight = try weights.floats(headWeightName) }
     let width = hidden.width
     let slice = Array(hidden.values[(rows.lowerBound * width)..<(rows.upperBound * width)])

@@ -61,7 +61,7 @@ final class EncoderModel: ForwardModel {
   }
 
   func finalHiddenStates(_ batch: TokenBatch, observer: (any ActivationObserver)?) throws -> HiddenStates {
-    setBLASThreads(Parallel.jobs)
+    setBLASThreads(1)  // ForwardKernels runs Parallel.jobs single-threaded sgemms at once
     let rows = batch.tokenCount
     let offsets = batch.offsets
     let width = hiddenSize
@@ -100,8 +100,6 @@ final class EncoderModel: ForwardModel {
     }
     weights.release(table(.tokens)!)
     loader.releaseAll()
-    let longest = batch.sequences.map(\.count).max() ?? 0
-    var scores = [Float](repeating: 0, count: longest * longest)
     for (index, layer) in description.layers.enumerated() {
       let loader = LayerWeights(weights)
       let attention = layer.attention!
@@ -113,29 +111,9 @@ final class EncoderModel: ForwardModel {
       let k = try loader.linear(attention.key, hidden, rows: rows, inputs: width, outputs: width)
       let v = try loader.linear(attention.value, hidden, rows: rows, inputs: width, outputs: width)
       var context = [Float](repeating: 0, count: rows * width)
-      do {
-        try q.withUnsafeBufferPointer { pq throws(LinearAlgebraError) in
-          try k.withUnsafeBufferPointer { pk throws(LinearAlgebraError) in
-            try v.withUnsafeBufferPointer { pv throws(LinearAlgebraError) in
-              try context.withUnsafeMutableBufferPointer { pc throws(LinearAlgebraError) in
-                try scores.withUnsafeMutableBufferPointer { ps throws(LinearAlgebraError) in
-                  for s in 0..<(offsets.count - 1) {
-                    let (start, n) = (offsets[s], offsets[s + 1] - offsets[s])
-                    if n == 0 { continue }
-                    try ForwardKernels.attention(
-                      q: pq.baseAddress! + start * width, k: pk.baseAddress! + start * width,
-                      v: pv.baseAddress! + start * width, out: pc.baseAddress! + start * width, length: n,
-                      heads: heads, kvHeads: heads, headDim: headDim, causal: false, window: nil,
-                      scores: ps.baseAddress!)
-                  }
-                }
-              }
-            }
-          }
-        }
-      } catch {
-        throw SwiftCompressError.invalidModule(name: attention.name, reason: error.localizedDescription)
-      }
+      ForwardKernels.attention(
+        q: q, k: k, v: v, into: &context, offsets: offsets, heads: heads, kvHeads: heads, headDim: headDim,
+        causal: false, window: nil)
       observer?.observe([attention.output], context, rows: rows, columns: width)
       var attended = try loader.linear(attention.output, context, rows: rows, inputs: width, outputs: width)
       ForwardKernels.add(&attended, hidden)

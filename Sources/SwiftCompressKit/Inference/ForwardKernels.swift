@@ -1,3 +1,4 @@
+import CheckpointIO
 import Foundation
 import LinearAlgebra
 
@@ -6,36 +7,41 @@ import LinearAlgebra
 /// sgemm, and the elementwise work (norms, RoPE, activations, softmax) in tight loops.
 enum ForwardKernels {
   /// `y = x Wᵀ (+ bias)`: `x` is rows x `inputs`, `weight` is `outputs` x `inputs` (a linear
-  /// layer's weight as stored), `y` rows x `outputs`.
+  /// layer's weight as stored), `y` rows x `outputs`. The output columns are split into one block
+  /// per worker (`Parallel.jobs`), each one single-threaded `cblas_sgemm` over all rows: the
+  /// weight is read once, and no BLAS threads wait on each other.
   static func linear(
     _ x: [Float], rows: Int, inputs: Int, weight: [Float], bias: [Float]?, outputs: Int, module: String
   ) throws(SwiftCompressError) -> [Float] {
-    var y = [Float](repeating: 0, count: rows * outputs)
-    if rows == 0 { return y }
-    do {
-      try x.withUnsafeBufferPointer { px throws(LinearAlgebraError) in
-        try weight.withUnsafeBufferPointer { pw throws(LinearAlgebraError) in
-          try y.withUnsafeMutableBufferPointer { py throws(LinearAlgebraError) in
-            try gemmRowMajor(
-              m: rows, n: outputs, k: inputs, a: px.baseAddress!, lda: inputs, b: pw.baseAddress!, ldb: inputs,
-              transposeB: true, c: py.baseAddress!, ldc: outputs)
+    guard rows <= Int(Int32.max), inputs <= Int(Int32.max), outputs <= Int(Int32.max) else {
+      throw .invalidModule(name: module, reason: "is too large for BLAS (\(rows) x \(inputs) x \(outputs))")
+    }
+    if rows == 0 { return [] }
+    let parts = max(1, min(Parallel.jobs, outputs / 64))
+    let block = (outputs + parts - 1) / parts
+    return [Float](unsafeUninitializedCapacity: rows * outputs) { py, count in
+      x.withUnsafeBufferPointer { px in
+        weight.withUnsafeBufferPointer { pw in
+          nonisolated(unsafe) let (a, b, c) = (px.baseAddress!, pw.baseAddress!, py.baseAddress!)
+          Parallel.perform(iterations: parts) { part in
+            let first = part * block
+            let columns = min(block, outputs - first)
+            guard columns > 0 else { return }
+            // Sizes checked above: gemmRowMajor cannot throw.
+            try? gemmRowMajor(
+              m: rows, n: columns, k: inputs, a: a, lda: inputs, b: b + first * inputs, ldb: inputs,
+              transposeB: true, c: c + first, ldc: outputs)
+            if let bias {
+              for r in 0..<rows {
+                let row = c + r * outputs
+                for j in first..<(first + columns) { row[j] += bias[j] }
+              }
+            }
           }
         }
       }
-    } catch {
-      throw .invalidModule(name: module, reason: error.localizedDescription)
+      count = rows * outputs
     }
-    if let bias {
-      y.withUnsafeMutableBufferPointer { py in
-        bias.withUnsafeBufferPointer { pb in
-          for r in 0..<rows {
-            let row = py.baseAddress! + r * outputs
-            for j in 0..<outputs { row[j] += pb[j] }
-          }
-        }
-      }
-    }
-    return y
   }
 
   /// RMSNorm of every `width`-wide group of `values` in place: `x / sqrt(mean(x²) + eps) * weight`
@@ -147,46 +153,74 @@ enum ForwardKernels {
     }
   }
 
-  /// Scaled dot-product attention of one sequence, every query head: `out` (n x heads·headDim,
-  /// at `outOffset` rows) gets softmax(q kᵀ / sqrt(d) + mask) v per head, where query head h
-  /// reads key-value head h / (heads / kvHeads). `causal` hides later tokens; `window` (Mistral's
-  /// sliding window) hides keys `window` or more positions back. The scores of one head (n x n)
-  /// are the only scratch.
+  /// Scaled dot-product attention of every sequence (`offsets`) and query head of a batch into
+  /// `context` (rows x heads·headDim): softmax(q kᵀ / sqrt(d) + mask) v, where query head h reads
+  /// key-value head h / (heads / kvHeads) (`q` is rows x heads·headDim, `k` and `v` rows x
+  /// kvHeads·headDim). `causal` hides later tokens; `window` (Mistral's sliding window) hides
+  /// keys `window` or more positions back. The (sequence, head) pairs run on `Parallel.jobs`
+  /// workers, each with the scores of one head (n x n) as its only scratch.
   static func attention(
-    q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-    length n: Int, heads: Int, kvHeads: Int, headDim: Int, causal: Bool, window: Int?,
-    scores: UnsafeMutablePointer<Float>
-  ) throws(LinearAlgebraError) {
-    let qStride = heads * headDim
-    let kvStride = kvHeads * headDim
-    let group = heads / kvHeads
-    let scale = 1 / Float(headDim).squareRoot()
-    for h in 0..<heads {
-      let kv = h / group
-      try gemmRowMajor(
-        m: n, n: n, k: headDim, a: q + h * headDim, lda: qStride, b: k + kv * headDim, ldb: kvStride,
-        transposeB: true, c: scores, ldc: n, alpha: scale)
-      for i in 0..<n {
-        let row = scores + i * n
-        let last = causal ? i : n - 1
-        let first = window.map { max(0, i - $0 + 1) } ?? 0
-        var top = -Float.infinity
-        for j in first...last { top = max(top, row[j]) }
-        var sum: Float = 0
-        for j in first...last {
-          let e = expf(row[j] - top)
-          row[j] = e
-          sum += e
+    q: [Float], k: [Float], v: [Float], into context: inout [Float], offsets: [Int], heads: Int, kvHeads: Int,
+    headDim: Int, causal: Bool, window: Int?
+  ) {
+    let sequences = offsets.count - 1
+    q.withUnsafeBufferPointer { pq in
+      k.withUnsafeBufferPointer { pk in
+        v.withUnsafeBufferPointer { pv in
+          context.withUnsafeMutableBufferPointer { pc in
+            nonisolated(unsafe) let (q, k, v, out) = (
+              pq.baseAddress!, pk.baseAddress!, pv.baseAddress!, pc.baseAddress!
+            )
+            Parallel.perform(iterations: sequences * heads) { pair in
+              let (s, h) = (pair / heads, pair % heads)
+              let (start, n) = (offsets[s], offsets[s + 1] - offsets[s])
+              guard n > 0 else { return }
+              let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+              defer { scores.deallocate() }
+              head(
+                q: q + start * heads * headDim + h * headDim, k: k + start * kvHeads * headDim,
+                v: v + start * kvHeads * headDim, out: out + start * heads * headDim + h * headDim, length: n,
+                kvHead: h / (heads / kvHeads), qStride: heads * headDim, kvStride: kvHeads * headDim,
+                headDim: headDim, causal: causal, window: window, scores: scores)
+            }
+          }
         }
-        let inverse = 1 / sum
-        for j in 0..<first { row[j] = 0 }
-        for j in first...last { row[j] *= inverse }
-        if last + 1 < n { for j in (last + 1)..<n { row[j] = 0 } }
       }
-      try gemmRowMajor(
-        m: n, n: headDim, k: n, a: scores, lda: n, b: v + kv * headDim, ldb: kvStride, transposeB: false,
-        c: out + h * headDim, ldc: qStride)
     }
+  }
+
+  /// One head of one sequence: `q` and `out` point at the head's first column, `k` and `v` at the
+  /// sequence's first row.
+  private static func head(
+    q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+    length n: Int, kvHead: Int, qStride: Int, kvStride: Int, headDim: Int, causal: Bool, window: Int?,
+    scores: UnsafeMutablePointer<Float>
+  ) {
+    let scale = 1 / Float(headDim).squareRoot()
+    // Sizes fit in Int32: the linear layers that made q, k and v checked them.
+    try? gemmRowMajor(
+      m: n, n: n, k: headDim, a: q, lda: qStride, b: k + kvHead * headDim, ldb: kvStride, transposeB: true,
+      c: scores, ldc: n, alpha: scale)
+    for i in 0..<n {
+      let row = scores + i * n
+      let last = causal ? i : n - 1
+      let first = window.map { max(0, i - $0 + 1) } ?? 0
+      var top = -Float.infinity
+      for j in first...last { top = max(top, row[j]) }
+      var sum: Float = 0
+      for j in first...last {
+        let e = expf(row[j] - top)
+        row[j] = e
+        sum += e
+      }
+      let inverse = 1 / sum
+      for j in 0..<first { row[j] = 0 }
+      for j in first...last { row[j] *= inverse }
+      if last + 1 < n { for j in (last + 1)..<n { row[j] = 0 } }
+    }
+    try? gemmRowMajor(
+      m: n, n: headDim, k: n, a: scores, lda: n, b: v + kvHead * headDim, ldb: kvStride, transposeB: false,
+      c: out, ldc: qStride)
   }
 }
 
