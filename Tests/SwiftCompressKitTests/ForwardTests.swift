@@ -234,6 +234,19 @@ import Testing
     #expect(short < Self.tolerance && long > 1e-3, "\(short) \(long)")
   }
 
+  /// Splitting the linear layers' columns and the attention heads over workers changes no bit.
+  @Test func sameResultAtAnyJobCount() throws {
+    let model = try ForwardModels.open(fixture("models/qwen2"))
+    let batch = try Golden("qwen2").batch
+    func run(_ jobs: Int) throws -> [UInt32] {
+      try Parallel.withJobs(jobs) {
+        let hidden = try model.finalHiddenStates(batch, observer: nil)
+        return (hidden.values + (try model.logits(hidden, rows: 0..<hidden.rows))).map(\.bitPattern)
+      }
+    }
+    #expect(try run(1) == run(3))
+  }
+
   @Test func poolingModes() throws {
     let hidden = HiddenStates(values: [1, -2, 3, 4, -5, 6], rows: 3, width: 2, offsets: [0, 3])
     #expect(Pooling(mode: .mean).pool(hidden) == [[-1 / 3, 8 / 3]])

@@ -7,9 +7,11 @@ import LinearAlgebra
 /// sgemm, and the elementwise work (norms, RoPE, activations, softmax) in tight loops.
 enum ForwardKernels {
   /// `y = x Wᵀ (+ bias)`: `x` is rows x `inputs`, `weight` is `outputs` x `inputs` (a linear
-  /// layer's weight as stored), `y` rows x `outputs`. The output columns are split into one block
-  /// per worker (`Parallel.jobs`), each one single-threaded `cblas_sgemm` over all rows: the
-  /// weight is read once, and no BLAS threads wait on each other.
+  /// layer's weight as stored), `y` rows x `outputs`. The output columns are split into blocks
+  /// (at most 16, of at least 128 columns) that the workers (`Parallel.jobs`) share, each block
+  /// one single-threaded `cblas_sgemm` over all rows: the weight is read once, no BLAS threads
+  /// wait on each other, and the blocks depend on the shape alone, so the result is the same
+  /// bits at any job count.
   static func linear(
     _ x: [Float], rows: Int, inputs: Int, weight: [Float], bias: [Float]?, outputs: Int, module: String
   ) throws(SwiftCompressError) -> [Float] {
@@ -17,8 +19,8 @@ enum ForwardKernels {
       throw .invalidModule(name: module, reason: "is too large for BLAS (\(rows) x \(inputs) x \(outputs))")
     }
     if rows == 0 { return [] }
-    let parts = max(1, min(Parallel.jobs, outputs / 64))
-    let block = (outputs + parts - 1) / parts
+    let block = max(128, ((outputs + 15) / 16 + 63) / 64 * 64)
+    let parts = (outputs + block - 1) / block
     return [Float](unsafeUninitializedCapacity: rows * outputs) { py, count in
       x.withUnsafeBufferPointer { px in
         weight.withUnsafeBufferPointer { pw in
