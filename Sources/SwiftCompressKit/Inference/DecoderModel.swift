@@ -82,7 +82,7 @@ final class DecoderModel: ForwardModel {
     let offsets = batch.offsets
     let width = hiddenSize
     var hidden = try LayerWeights.embed(batch, table: embedding + ".weight", width: width, weights: weights)
-    if headWeightName != embedding + ".weight" { weights.release(embedding + ".weight") }
+    weights.release(embedding + ".weight")
     let positions = batch.sequences.flatMap { 0..<$0.count }
     let longest = batch.sequences.map(\.count).max() ?? 0
     let table = ForwardConfiguration.rotaryTable(inverseFrequencies, positions: longest)
@@ -147,7 +147,10 @@ final class DecoderModel: ForwardModel {
 
   func logits(_ hidden: HiddenStates, rows: Range<Int>) throws -> [Float] {
     setBLASThreads(1)  // ForwardKernels runs Parallel.jobs single-threaded sgemms at once
-    if headWeight == nil { headWeight = try weights.floats(headWeightName) }
+    if headWeight == nil {
+      headWeight = try weights.floats(headWeightName)
+      weights.release(headWeightName)  // The decoded copy is what is held.
+    }
     let width = hidden.width
     let slice = Array(hidden.values[(rows.lowerBound * width)..<(rows.upperBound * width)])
     return try ForwardKernels.linear(

@@ -53,14 +53,29 @@ enum ForwardKernels {
     let groups = values.count / width
     values.withUnsafeMutableBufferPointer { pv in
       weight.withUnsafeBufferPointer { pw in
-        for g in 0..<groups {
-          let x = pv.baseAddress! + g * width
-          var sum: Float = 0
-          for j in 0..<width { sum += x[j] * x[j] }
-          let scale = 1 / (sum / Float(width) + epsilon).squareRoot()
-          for j in 0..<width { x[j] = pw[j] * (x[j] * scale) }
+        nonisolated(unsafe) let (v, w) = (pv.baseAddress!, pw.baseAddress!)
+        blocks(groups, minimum: 64) { range in
+          for g in range {
+            let x = v + g * width
+            var sum: Float = 0
+            for j in 0..<width { sum += x[j] * x[j] }
+            let scale = 1 / (sum / Float(width) + epsilon).squareRoot()
+            for j in 0..<width { x[j] = w[j] * (x[j] * scale) }
+          }
         }
       }
+    }
+  }
+
+  /// Runs `body` over 0..<count in blocks of at least `minimum` items on the workers
+  /// (`Parallel.jobs`); elementwise work, so the blocks change no result.
+  static func blocks(_ count: Int, minimum: Int, _ body: (Range<Int>) -> Void) {
+    let parts = max(1, min(4 * Parallel.jobs, count / max(1, minimum)))
+    let size = (count + parts - 1) / parts
+    Parallel.perform(iterations: parts) { part in
+      let start = part * size
+      let end = min(count, start + size)
+      if start < end { body(start..<end) }
     }
   }
 
@@ -100,29 +115,37 @@ enum ForwardKernels {
   /// The activation of `values` in place.
   static func activate(_ values: inout [Float], _ activation: Activation) {
     values.withUnsafeMutableBufferPointer { pv in
-      switch activation {
-      case .silu:
-        for i in 0..<pv.count { pv[i] = pv[i] / (1 + expf(-pv[i])) }
-      case .gelu:
-        for i in 0..<pv.count { pv[i] = 0.5 * pv[i] * (1 + erff(pv[i] * 0.70710678118654752)) }
-      case .geluTanh:
-        for i in 0..<pv.count {
-          let x = pv[i]
-          pv[i] = 0.5 * x * (1 + tanhf(0.79788456080286536 * (x + 0.044715 * x * x * x)))
-        }
-      case .relu:
-        for i in 0..<pv.count { pv[i] = max(pv[i], 0) }
-      }
+      nonisolated(unsafe) let v = pv.baseAddress!
+      blocks(pv.count, minimum: 16384) { range in activate(v, range, activation) }
     }
   }
 
   /// `gate = act(gate) * up`, in place: what a gated MLP's down projection reads.
   static func gated(_ gate: inout [Float], up: [Float], _ activation: Activation) {
-    activate(&gate, activation)
     gate.withUnsafeMutableBufferPointer { pg in
       up.withUnsafeBufferPointer { pu in
-        for i in 0..<pg.count { pg[i] *= pu[i] }
+        nonisolated(unsafe) let (g, u) = (pg.baseAddress!, pu.baseAddress!)
+        blocks(pg.count, minimum: 16384) { range in
+          activate(g, range, activation)
+          for i in range { g[i] *= u[i] }
+        }
       }
+    }
+  }
+
+  private static func activate(_ v: UnsafeMutablePointer<Float>, _ range: Range<Int>, _ activation: Activation) {
+    switch activation {
+    case .silu:
+      for i in range { v[i] = v[i] / (1 + expf(-v[i])) }
+    case .gelu:
+      for i in range { v[i] = 0.5 * v[i] * (1 + erff(v[i] * 0.70710678118654752)) }
+    case .geluTanh:
+      for i in range {
+        let x = v[i]
+        v[i] = 0.5 * x * (1 + tanhf(0.79788456080286536 * (x + 0.044715 * x * x * x)))
+      }
+    case .relu:
+      for i in range { v[i] = max(v[i], 0) }
     }
   }
 
@@ -137,16 +160,19 @@ enum ForwardKernels {
     values.withUnsafeMutableBufferPointer { pv in
       table.cos.withUnsafeBufferPointer { pc in
         table.sin.withUnsafeBufferPointer { ps in
-          for (r, p) in positions.enumerated() {
-            let c = pc.baseAddress! + p * half
-            let s = ps.baseAddress! + p * half
-            for h in 0..<heads {
-              let x = pv.baseAddress! + r * width + h * headDim
-              for i in 0..<half {
-                let a = x[i]
-                let b = x[i + half]
-                x[i] = a * c[i] - b * s[i]
-                x[i + half] = b * c[i] + a * s[i]
+          nonisolated(unsafe) let (v, cosines, sines) = (pv.baseAddress!, pc.baseAddress!, ps.baseAddress!)
+          blocks(positions.count, minimum: 16) { rows in
+            for r in rows {
+              let c = cosines + positions[r] * half
+              let s = sines + positions[r] * half
+              for h in 0..<heads {
+                let x = v + r * width + h * headDim
+                for i in 0..<half {
+                  let a = x[i]
+                  let b = x[i + half]
+                  x[i] = a * c[i] - b * s[i]
+                  x[i + half] = b * c[i] + a * s[i]
+                }
               }
             }
           }
