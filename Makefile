@@ -9,7 +9,7 @@ RENDER_DIR := .build/render
 
 export SWIFTCOMPRESS_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup venv build debug test demo render-report bench bench-scale interop fixtures fuzz fuzz-build fuzz-merge lint format clean
+.PHONY: all setup venv build debug test demo render-report bench bench-forward bench-scale interop fixtures fuzz fuzz-build fuzz-merge lint format clean
 
 all: build
 
@@ -79,6 +79,16 @@ $(INTEROP_VENV)/.installed: Scripts/interop-requirements.txt
 	test -x $(INTEROP_VENV)/bin/python || python3 -m venv $(INTEROP_VENV)
 	$(INTEROP_VENV)/bin/pip install --quiet --disable-pip-version-check -r Scripts/interop-requirements.txt
 	@touch $@
+
+## bench-forward: CPU forward pass tokens/s against transformers float32 at the same thread count (THREADS, default
+## all cores) on a generated ~110M-parameter Llama (Scripts/make_bench_model.py, not committed); needs the torch venv
+## of `make interop` (.build/interop-venv)
+FORWARD_DIR := .build/bench-forward
+THREADS ?= $(shell nproc)
+bench-forward: $(INTEROP_VENV)/.installed
+	$(SWIFT) build -c release --product swiftcompress-bench
+	@test -f $(FORWARD_DIR)/llama-110m/model.safetensors || $(INTEROP_VENV)/bin/python Scripts/make_bench_model.py $(FORWARD_DIR)/llama-110m
+	.build/release/swiftcompress-bench forward --model $(FORWARD_DIR)/llama-110m --threads $(THREADS) --sequences 4 --length 256 --runs 3 --python $(INTEROP_VENV)/bin/python --script Benchmarks/forward.py
 
 ## fixtures: regenerate Fixtures/ with the Python reference writer
 fixtures: venv

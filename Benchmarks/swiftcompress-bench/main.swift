@@ -539,6 +539,78 @@ func randomizedSVDBenchmark(_ arguments: [String]) throws {
   }
 }
 
+/// `forward --model DIR [--threads N] [--sequences S] [--length L] [--runs R] [--python PY --script Benchmarks/forward.py]`:
+/// tokens/s of the CPU forward pass (final hidden states, then the logits of every token in
+/// chunks of `--chunk` rows, 256 by default) on S sequences of L tokens (token t of sequence s is
+/// (t·7919 + s·104729 + 13) mod vocab), best of R runs, weights decoded layer by layer as in any
+/// run; with --python, transformers' float32 tokens/s on the same tokens at the same thread count
+/// and the ratio.
+func forwardBenchmark(_ arguments: [String]) throws {
+  guard let path = argument("--model", in: arguments) else {
+    throw BenchError(description: "forward needs --model DIR")
+  }
+  let threads = Int(argument("--threads", in: arguments) ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
+  let sequences = Int(argument("--sequences", in: arguments) ?? "") ?? 4
+  let length = Int(argument("--length", in: arguments) ?? "") ?? 256
+  let runs = Int(argument("--runs", in: arguments) ?? "") ?? 3
+  let chunk = Int(argument("--chunk", in: arguments) ?? "") ?? 256
+  let model = try ForwardModels.open(path)
+  let vocab = model.vocabularySize
+  let batch = TokenBatch(
+    (0..<sequences).map { s in (0..<length).map { t in Int32((t * 7919 + s * 104729 + 13) % vocab) } })
+  var best = Double.infinity
+  var checksum = 0.0
+  var layerSeconds = 0.0
+  try Parallel.withJobs(threads) {
+    for _ in 0..<runs {
+      let start = now()
+      let hidden = try model.finalHiddenStates(batch, observer: nil)
+      checksum = 0
+      let layersDone = now()
+      for first in stride(from: 0, to: hidden.rows, by: chunk) {
+        let rows = first..<min(first + chunk, hidden.rows)
+        let logits = try model.logits(hidden, rows: rows)
+        // The first 8 logits of each sequence's last token, as forward.py sums them.
+        for (i, row) in rows.enumerated() where (row + 1) % length == 0 {
+          checksum += logits[(i * vocab)..<(i * vocab + 8)].reduce(0.0) { $0 + Double($1) }
+        }
+      }
+      if now() - start < best { layerSeconds = layersDone - start }
+      best = min(best, now() - start)
+    }
+  }
+  let tokens = Double(sequences * length)
+  let ours = tokens / best
+  print(
+    String(
+      format:
+        "swiftcompress forward: %d x %d tokens, %d threads: %.3f s (layers %.3f s, head %.3f s), %.1f tokens/s (checksum %.6f)",
+      sequences, length, threads, best, layerSeconds, best - layerSeconds, ours, checksum))
+  guard let python = argument("--python", in: arguments) else { return }
+  let script = argument("--script", in: arguments) ?? "Benchmarks/forward.py"
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: python)
+  process.arguments = [
+    script, path, "--threads", "\(threads)", "--sequences", "\(sequences)", "--length", "\(length)", "--runs",
+    "\(runs)",
+  ]
+  let pipe = Pipe()
+  process.standardOutput = pipe
+  try process.run()
+  let output = pipe.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  guard process.terminationStatus == 0,
+    let line = String(decoding: output, as: UTF8.self).split(separator: "\n").last,
+    let record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+    let theirs = record["tokens_per_second"] as? Double
+  else { throw BenchError(description: "\(script) failed") }
+  print(
+    String(
+      format: "transformers forward (float32, %@ attention): %.1f tokens/s (checksum %.6f)",
+      (record["attention"] as? String ?? "?") as NSString, theirs, record["logits_checksum"] as? Double ?? .nan))
+  print(String(format: "ratio (swiftcompress / transformers): %.2fx", ours / theirs))
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 do {
   switch arguments.first {
@@ -547,10 +619,11 @@ do {
   case "prune": try pruneBenchmark(Array(arguments.dropFirst()))
   case "factorize": try factorizeBenchmark(Array(arguments.dropFirst()))
   case "rsvd": try randomizedSVDBenchmark(Array(arguments.dropFirst()))
+  case "forward": try forwardBenchmark(Array(arguments.dropFirst()))
   case "memcpy": print("memcpy (1 thread): \(gb(memcpyBandwidth()))")
   default:
     print(
-      "usage: swiftcompress-bench pipeline|quantize|prune|factorize|rsvd|memcpy ... (see Benchmarks/swiftcompress-bench/main.swift)"
+      "usage: swiftcompress-bench pipeline|quantize|prune|factorize|rsvd|forward|memcpy ... (see Benchmarks/swiftcompress-bench/main.swift)"
     )
     exit(64)
   }

@@ -97,3 +97,32 @@ public func blasConfiguration() -> String {
   guard let raw = openblas_get_config() else { return "unknown" }
   return String(cString: raw)
 }
+
+/// Row-major matrix multiply on raw buffers through `cblas_sgemm`:
+/// `c = alpha * a * op(b) + beta * c`, where `a` is `m x k` with row stride `lda`, `op(b)` is
+/// `b` (`k x n`, row stride `ldb`) or, with `transposeB`, `bᵀ` for a `b` of `n x k` (a linear
+/// layer's weight: `x Wᵀ`), and `c` is `m x n` with row stride `ldc`. The strides let a caller
+/// multiply one head's columns of a wider matrix in place.
+///
+/// When `beta == 0` the previous contents of `c` are ignored. Throws
+/// ``LinearAlgebraError/tooLargeForLAPACK(operation:details:)`` when a size or stride does
+/// not fit in a 32-bit `blasint`.
+public func gemmRowMajor(
+  m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+  transposeB: Bool, c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float = 1, beta: Float = 0
+) throws(LinearAlgebraError) {
+  let operation = "gemmRowMajor"
+  let sizes = (
+    try LAPACKInterop.int32(m, "m", operation: operation), try LAPACKInterop.int32(n, "n", operation: operation),
+    try LAPACKInterop.int32(k, "k", operation: operation)
+  )
+  let strides = (
+    try LAPACKInterop.int32(max(1, lda), "lda", operation: operation),
+    try LAPACKInterop.int32(max(1, ldb), "ldb", operation: operation),
+    try LAPACKInterop.int32(max(1, ldc), "ldc", operation: operation)
+  )
+  if m == 0 || n == 0 { return }
+  cblas_sgemm(
+    CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, sizes.0, sizes.1, sizes.2, alpha, a,
+    strides.0, b, strides.1, beta, c, strides.2)
+}

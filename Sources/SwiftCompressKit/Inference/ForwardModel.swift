@@ -46,6 +46,8 @@ public protocol ActivationObserver: AnyObject {
   func observe(modules: [String], inputs: UnsafeBufferPointer<Float>, rows: Int, columns: Int)
   /// The hidden states after layer `index` (0-based) of `count`, as transformers'
   /// `output_hidden_states` gives them (index + 1 there; the embeddings' output is index -1).
+  /// Always the layer's own output: for a decoder's last layer that is before the final norm,
+  /// where transformers' last entry is after it (`finalHiddenStates` returns that one).
   func layerFinished(_ index: Int, of count: Int, hidden: HiddenStates)
 }
 

@@ -1,0 +1,75 @@
+import CheckpointIO
+import Foundation
+
+/// Opens a checkpoint as a `ForwardModel`: the registry of the architectures the CPU forward pass
+/// computes.
+public enum ForwardModels {
+  /// config.json `architectures` the decoder computes.
+  public static let decoderArchitectures = [
+    "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+  ]
+  /// config.json `architectures` the encoder computes (also inside a sentence-transformers folder).
+  public static let encoderArchitectures = ["BertModel", "BertForMaskedLM"]
+
+  /// The supported families, as error messages name them.
+  public static var supportedFamilies: String {
+    (decoderArchitectures + encoderArchitectures).joined(separator: ", ")
+      + " (and sentence-transformers folders of a BERT model)"
+  }
+
+  /// The model at `path`: a weight file or a folder (dense or compressed, sharded or not), whose
+  /// config.json (beside the file, or in the folder) names the architecture. Throws
+  /// `SwiftCompressError.invalidCheckpoint` (exit 65) for an architecture outside
+  /// `supportedFamilies`, `CheckpointError` for an unreadable checkpoint.
+  public static func open(_ path: String) throws -> any ForwardModel {
+    let checkpoint = try Checkpoint.open(path)
+    let config = try self.config(of: checkpoint, path: path)
+    let architecture =
+      config["architectures"]?.arrayValue?.first?.stringValue ?? config["model_type"]?.stringValue ?? "none"
+    let decoder = decoderArchitectures.contains(architecture)
+    guard decoder || encoderArchitectures.contains(architecture) else {
+      throw SwiftCompressError.invalidCheckpoint(
+        path: path,
+        reason:
+          "architecture '\(architecture)' is not supported by the forward pass; supported: \(supportedFamilies)")
+    }
+    let weights = try ModelWeights(checkpoint)
+    let names = checkpoint.tensors.map(\.name) + (weights.layout.map { _ in Array(weights.denseNames) } ?? [])
+    let adapter = ModelAdapters.adapter(config: config, tensorNames: names)
+    let family = decoder ? LlamaAdapter.family : BertAdapter.family
+    guard adapter.model.family == family, !adapter.model.layers.isEmpty else {
+      throw SwiftCompressError.invalidCheckpoint(
+        path: path, reason: "its tensor names do not show the \(architecture) layout")
+    }
+    if decoder {
+      return try DecoderModel(
+        weights: weights, config: config, description: adapter.model, architecture: architecture, path: path)
+    }
+    let folder = checkpoint.folder
+    let pooling = try Pooling.read(folder: folder) ?? Pooling()
+    return try EncoderModel(
+      weights: weights, config: config, description: adapter.model, architecture: architecture, path: path,
+      pooling: pooling)
+  }
+
+  /// config.json beside the weights, else the records a lone file's metadata carries.
+  static func config(of checkpoint: Checkpoint, path: String) throws -> JSONValue {
+    let file = checkpoint.folder + "/config.json"
+    if let data = FileManager.default.contents(atPath: file) {
+      guard let config = try? JSONParser.parse(Array(data)), config.members != nil else {
+        throw SwiftCompressError.invalidFile(path: file, reason: "is not a JSON object")
+      }
+      return config
+    }
+    guard let config = LoaderContract.config(of: checkpoint), config["architectures"] != nil else {
+      throw SwiftCompressError.invalidCheckpoint(
+        path: path, reason: "has no config.json naming its architecture; supported: \(supportedFamilies)")
+    }
+    return config
+  }
+}
+
+extension ModelWeights {
+  /// The dense names of the compressed weights (for a dense checkpoint, none).
+  var denseNames: [String] { primaries.keys.sorted() }
+}
