@@ -28,7 +28,7 @@ as --tokens JSON lines files, seeded numpy draws):
 
 Each sample is run alone (batch of one, no padding, attention mask of ones, BERT token types 0).
 
-usage: /work/venvs/ref/bin/python Scripts/reference/make_evaluation_goldens.py SWIFTCOMPRESS [OUTDIR]
+usage: $REFERENCE_PYTHON Scripts/reference/make_evaluation_goldens.py SWIFTCOMPRESS [OUTDIR]
 SWIFTCOMPRESS is the built CLI (.build/debug/swiftcompress). Default OUTDIR: Fixtures/golden/evaluation.
 """
 import json

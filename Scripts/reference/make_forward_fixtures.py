@@ -5,7 +5,7 @@ Reference versions: torch 2.15.0, transformers 5.24.0, sentence-transformers 6.3
 safetensors (CPU, float32). Deterministic: every model is made from its own seed, and the
 goldens are computed in float32 with one thread.
 
-usage: /work/venvs/ref/bin/python Scripts/reference/make_forward_fixtures.py [ROOT]
+usage: $REFERENCE_PYTHON Scripts/reference/make_forward_fixtures.py [ROOT]
 
 Writes, under ROOT (default: the repository's Fixtures/):
   models/<name>/    a model saved with transformers `save_pretrained` (safetensors, F32):

@@ -44,7 +44,7 @@ What it writes (all deterministic; running it twice gives byte-identical files):
   enable_truncation(m)), "decoded" / "decoded_skip" (decode(ids) with
   skip_special_tokens False / True).
 
-usage: /work/venvs/ref/bin/python Scripts/reference/make_tokenizer_fixtures.py
+usage: $REFERENCE_PYTHON Scripts/reference/make_tokenizer_fixtures.py
 """
 import json
 import os
