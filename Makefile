@@ -48,7 +48,8 @@ demo: build
 	@echo
 	@echo "Report with chart: $(DEMO_OUT)/swiftcompress-report.html; recipe to reproduce it: $(DEMO_OUT)/swiftcompress-recipe.yaml"
 
-## bench: identity pass, quantize, prune and factorize over a >=512 MB generated checkpoint vs memcpy and numpy, peak RSS
+## bench: identity pass, quantize, prune and factorize over a >=512 MB generated checkpoint vs memcpy and numpy, peak RSS;
+## then bench-forward (forward pass vs transformers, calibrate and evaluate memory)
 bench: build venv
 	$(SWIFT) build -c release --product swiftcompress-bench
 	@test -f $(BENCH_DIR)/f32/model.safetensors || $(PY) Scripts/make_bench_checkpoint.py $(BENCH_DIR)/f32 --dtype f32
@@ -58,6 +59,7 @@ bench: build venv
 	.build/release/swiftcompress-bench quantize --checkpoint $(BENCH_DIR)/bf16 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/quantize_numpy.py
 	.build/release/swiftcompress-bench prune --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/prune_numpy.py
 	.build/release/swiftcompress-bench factorize --python $(PY) --numpy-script Benchmarks/factorize_numpy.py --work $(BENCH_DIR)/factorize
+	$(MAKE) bench-forward
 
 ## bench-scale: peak memory of quantize, prune and factorize on a generated 8.9 GB sharded checkpoint (~20 GB of disk while it runs)
 SCALE_DIR := .build/bench-scale
@@ -85,9 +87,11 @@ $(INTEROP_VENV)/.installed: Scripts/interop-requirements.txt
 ## of `make interop` (.build/interop-venv)
 FORWARD_DIR := .build/bench-forward
 THREADS ?= $(shell nproc)
-bench-forward: $(INTEROP_VENV)/.installed
+bench-forward: build venv $(INTEROP_VENV)/.installed
 	$(SWIFT) build -c release --product swiftcompress-bench
 	@test -f $(FORWARD_DIR)/llama-110m/model.safetensors || $(INTEROP_VENV)/bin/python Scripts/make_bench_model.py $(FORWARD_DIR)/llama-110m
+	@test -f $(FORWARD_DIR)/llama-large/model.safetensors || $(PY) Scripts/make_large_model.py $(FORWARD_DIR)/llama-large
+	.build/release/swiftcompress-bench forward-memory --model $(FORWARD_DIR)/llama-large --swiftcompress $(BIN) --threads $(THREADS)
 	.build/release/swiftcompress-bench forward --model $(FORWARD_DIR)/llama-110m --threads $(THREADS) --sequences 4 --length 256 --runs 3 --python $(INTEROP_VENV)/bin/python --script Benchmarks/forward.py
 
 ## fixtures: regenerate Fixtures/ with the Python reference writer

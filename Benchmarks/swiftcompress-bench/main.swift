@@ -620,6 +620,7 @@ do {
   case "factorize": try factorizeBenchmark(Array(arguments.dropFirst()))
   case "rsvd": try randomizedSVDBenchmark(Array(arguments.dropFirst()))
   case "forward": try forwardBenchmark(Array(arguments.dropFirst()))
+  case "forward-memory": try forwardMemoryBenchmark(Array(arguments.dropFirst()))
   case "memcpy": print("memcpy (1 thread): \(gb(memcpyBandwidth()))")
   default:
     print(

@@ -184,6 +184,21 @@ def run(name, cls, config, seed, models, goldens):
     print(f"{name}: {size / 1e6:.2f} MB model", file=sys.stderr)
 
 
+# Each model gets the fixture tokenizer of its family (Scripts/reference/make_tokenizer_fixtures.py makes
+# them; each has at most 1024 ids, the models' vocab_size), so that the commands take text for it.
+TOKENIZERS = {
+    "llama": "llama3-bpe", "llama-tied": "llama2-spm", "mistral": "mistral-spm", "qwen2": "qwen2-bpe",
+    "qwen3": "qwen2-bpe", "bert": "bert-wordpiece", "bert-mlm": "bert-wordpiece", "bert-st": "bert-wordpiece",
+    "bert-st-cls": "bert-wordpiece",
+}
+
+
+def attach_tokenizers(root):
+    for name, tokenizer in TOKENIZERS.items():
+        for file in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(os.path.join(root, "tokenizers", tokenizer, file), os.path.join(root, "models", name, file))
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "Fixtures")
     torch.set_num_threads(1)
@@ -195,6 +210,7 @@ def main():
     for name, (cls, config) in list(decoders().items()) + list(encoders().items()):
         seed += 1
         run(name, cls, config, seed, models, goldens)
+    attach_tokenizers(root)
 
 
 if __name__ == "__main__":

@@ -168,32 +168,47 @@ import Testing
     #expect(model.architecture == "Qwen3ForCausalLM" && model.maxPositions == 128)
   }
 
-  /// A W4A16 checkpoint computes exactly what its decompressed copy computes: ModelWeights
+  /// Every compressed form swiftcompress writes (quantized, sparse bitmask, factors, low-rank residual
+  /// over quantized, NVFP4 on BF16) computes exactly what its decompressed copy computes: ModelWeights
   /// decodes each weight as decompress does, so the logits are bit-equal.
-  @Test func quantizedRunsAsItsDecompressedCopy() throws {
+  @Test(arguments: ["w4a16", "nvfp4-bf16", "bitmask", "factors", "lowrank-residual"])
+  func compressedRunsAsItsDecompressedCopy(_ form: String) throws {
     let folder = TemporaryFolder()
-    let quantized = folder.file("q")
+    let compressed = folder.file("c")
     let restored = folder.file("d")
+    let pass: any CompressionPass
+    var input = fixture("tiny-llama-f32")
+    switch form {
+    case "w4a16": pass = try QuantizePass(configuration: .init(scheme: .w4a16))
+    case "nvfp4-bf16":
+      pass = try QuantizePass(configuration: .init(scheme: .nvfp4))
+      input = fixture("tiny-llama-bf16")
+    case "bitmask":
+      pass = try PrunePass(configuration: .init(method: .magnitude, sparsity: 0.5, sparseFormat: .bitmask))
+    case "factors": pass = try FactorizePass(configuration: .init(rank: .rank(16)))
+    default:
+      pass = try LowRankResidualPass(configuration: .init(quantize: .init(scheme: .w4a16), rank: 8))
+    }
     _ = try Compressor.run(
-      pass: try QuantizePass(configuration: .init(scheme: .w4a16)),
+      pass: pass,
       options: CompressionOptions(
-        input: fixture("tiny-llama-f32"), output: quantized, selection: try TensorSelection(), command: "quantize"))
+        input: input, output: compressed, selection: try TensorSelection(), command: "compress"))
     _ = try Compressor.run(
       pass: try DecompressPass(),
       options: CompressionOptions(
-        input: quantized, output: restored, selection: try TensorSelection(), command: "decompress"))
+        input: compressed, output: restored, selection: try TensorSelection(), command: "decompress"))
     let batch = TokenBatch([[1, 5, 511, 0, 42, 7, 300], Array(0..<40).map { Int32($0 * 12 % 512) }])
     func logits(_ path: String) throws -> [Float] {
       let model = try ForwardModels.open(path)
       let hidden = try model.finalHiddenStates(batch, observer: nil)
       return try model.logits(hidden, rows: 0..<hidden.rows)
     }
-    let a = try logits(quantized)
+    let a = try logits(compressed)
     let b = try logits(restored)
     #expect(a.count == 47 * 512)
     #expect(a.map(\.bitPattern) == b.map(\.bitPattern))
-    // And quantization changed something.
-    #expect(try logits(fixture("tiny-llama-f32")) != a)
+    // And compression changed something.
+    #expect(try logits(input) != a)
   }
 
   @Test func unsupportedArchitectureIsRefused() throws {

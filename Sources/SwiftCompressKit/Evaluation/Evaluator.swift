@@ -273,8 +273,12 @@ public enum Evaluator {
       let rows = start..<min(batch.tokenCount, start + chunk)
       start = rows.upperBound
       guard rows.contains(where: { next[$0] >= 0 }) else { continue }
+      // One head at a time: each is let go once its chunk is computed (decoding it again per
+      // chunk costs little beside the layers; holding both would cost a second head's memory).
       let p = try reference.logits(referenceHidden, rows: rows)
+      reference.releaseOutputWeights()
       let q = try candidate.logits(candidateHidden, rows: rows)
+      candidate.releaseOutputWeights()
       p.withUnsafeBufferPointer { p in
         q.withUnsafeBufferPointer { q in
           for (k, row) in rows.enumerated() where next[row] >= 0 {

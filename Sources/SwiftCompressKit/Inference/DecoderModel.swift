@@ -145,6 +145,8 @@ final class DecoderModel: ForwardModel {
     return HiddenStates(values: hidden, rows: rows, width: width, offsets: offsets)
   }
 
+  func releaseOutputWeights() { headWeight = nil }
+
   func logits(_ hidden: HiddenStates, rows: Range<Int>) throws -> [Float] {
     setBLASThreads(1)  // ForwardKernels runs Parallel.jobs single-threaded sgemms at once
     if headWeight == nil {

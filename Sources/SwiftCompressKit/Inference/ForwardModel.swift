@@ -78,4 +78,12 @@ public protocol ForwardModel: AnyObject {
   /// Encoders: one pooled sentence embedding per sequence (sentence-transformers' pooling and
   /// normalisation from the folder's modules.json, mean pooling without one).
   func sentenceEmbeddings(_ hidden: HiddenStates) throws -> [[Float]]
+  /// Lets go of what `logits` holds between calls (the head's decoded weight), so that a caller
+  /// that has chunked a batch's rows through the head holds no head while the next batch runs the
+  /// layers.
+  func releaseOutputWeights()
+}
+
+extension ForwardModel {
+  public func releaseOutputWeights() {}
 }

@@ -34,6 +34,15 @@ public enum ForwardModels {
           "architecture '\(architecture)' is not supported by the forward pass; supported: \(supportedFamilies)")
     }
     let weights = try ModelWeights(checkpoint)
+    if weights.layout == nil, checkpoint.layout == .file,
+      config["quantization_config"] != nil || config[LowRankRecord.configKey] != nil
+    {
+      throw SwiftCompressError.invalidCheckpoint(
+        path: path,
+        reason:
+          "is one weight file of a compressed checkpoint whose layout its folder's config.json describes; pass the folder (\(checkpoint.folder))"
+      )
+    }
     let names = checkpoint.tensors.map(\.name) + (weights.layout.map { _ in Array(weights.denseNames) } ?? [])
     let adapter = ModelAdapters.adapter(config: config, tensorNames: names)
     let family = decoder ? LlamaAdapter.family : BertAdapter.family
@@ -59,13 +68,15 @@ public enum ForwardModels {
       guard let config = try? JSONParser.parse(Array(data)), config.members != nil else {
         throw SwiftCompressError.invalidFile(path: file, reason: "is not a JSON object")
       }
-      return config
+      // A layout no standard loader reads (factors, bitmask, low-rank residual) records the
+      // original architecture under the loader guard: the forward pass reads it back.
+      return LoaderGuard.restored(config)
     }
     guard let config = LoaderContract.config(of: checkpoint), config["architectures"] != nil else {
       throw SwiftCompressError.invalidCheckpoint(
         path: path, reason: "has no config.json naming its architecture; supported: \(supportedFamilies)")
     }
-    return config
+    return LoaderGuard.restored(config)
   }
 }
 

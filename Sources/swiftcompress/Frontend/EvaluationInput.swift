@@ -25,7 +25,7 @@ struct DataOptions: ParsableArguments {
 
   @Option(
     name: .long, parsing: .unconditional,
-    help: "Seed of the --samples draw. (default: \(SamplingOptions.defaultSeed))")
+    help: "Seed of the --samples draw.")
   var seed: UInt64 = SamplingOptions.defaultSeed
 
   @Option(
@@ -134,11 +134,17 @@ struct LoadedData {
 struct BatchOptions: ParsableArguments {
   @Option(
     name: .long, parsing: .unconditional,
-    help: "Tokens per forward batch (a longer sample is a batch by itself). (default: \(Evaluator.defaultBatchTokens))")
+    help: "Tokens per forward batch (a longer sample is a batch by itself).")
   var batchTokens: Int = Evaluator.defaultBatchTokens
+
+  @Option(
+    name: [.short, .long], parsing: .unconditional,
+    help: "Worker threads of the forward pass (default: one per core). The figures do not depend on it.")
+  var jobs: Int?
 
   func validate() throws {
     if batchTokens < 1 { throw ValidationError("--batch-tokens must be at least 1, not \(batchTokens).") }
+    if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1, not \(jobs).") }
   }
 }
 

@@ -42,52 +42,55 @@ extension SwiftCompressCommand {
 
     func run() throws {
       try Diagnostics.reportingErrors {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory) {
-          if isDirectory.boolValue || !force {
-            throw CheckpointError.cannotCreateOutput(
-              path: output, reason: isDirectory.boolValue ? "is a folder" : "exists; pass --force to replace it")
-          }
-        }
-        let loaded = try data.load(model: model)
-        let forward = try openModel(model)
-        let samples = try data.samples(
-          loaded, vocabularySize: forward.vocabularySize, maxPositions: forward.maxPositions)
-        let checkpoint = try Checkpoint.open(model)
-        let fingerprint = try ActivationStatistics.fingerprint(of: checkpoint)
-        let statistics = ActivationStatistics(gram: hessians)
-        let progress = ForwardProgressLine(runsPerBatch: 1)
-        let callback = progress.callback
-        var done = 0
-        for range in evaluationBatches(samples.sequences, batchTokens: batch.batchTokens) {
-          let tokens = TokenBatch(Array(samples.sequences[range]))
-          statistics.onLayer = callback.map { callback in
-            { [done, total = samples.info.tokens] layer, layers in
-              callback(
-                EvaluationProgress(
-                  model: "calibrate", layer: layer + 1, layers: layers, tokensDone: done,
-                  batchTokens: tokens.tokenCount, tokenCount: total))
+        try Parallel.withJobs(batch.jobs) {
+          var isDirectory: ObjCBool = false
+          if FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory) {
+            if isDirectory.boolValue || !force {
+              throw CheckpointError.cannotCreateOutput(
+                path: output, reason: isDirectory.boolValue ? "is a folder" : "exists; pass --force to replace it")
             }
           }
-          _ = try forward.finalHiddenStates(tokens, observer: statistics)
-          done += tokens.tokenCount
+          let loaded = try data.load(model: model)
+          let forward = try openModel(model)
+          let samples = try data.samples(
+            loaded, vocabularySize: forward.vocabularySize, maxPositions: forward.maxPositions)
+          let checkpoint = try Checkpoint.open(model)
+          let fingerprint = try ActivationStatistics.fingerprint(of: checkpoint)
+          let statistics = ActivationStatistics(gram: hessians)
+          let progress = ForwardProgressLine(runsPerBatch: 1)
+          let callback = progress.callback
+          var done = 0
+          for range in evaluationBatches(samples.sequences, batchTokens: batch.batchTokens) {
+            let tokens = TokenBatch(Array(samples.sequences[range]))
+            statistics.onLayer = callback.map { callback in
+              { [done, total = samples.info.tokens] layer, layers in
+                callback(
+                  EvaluationProgress(
+                    model: "calibrate", layer: layer + 1, layers: layers, tokensDone: done,
+                    batchTokens: tokens.tokenCount, tokenCount: total))
+              }
+            }
+            _ = try forward.finalHiddenStates(tokens, observer: statistics)
+            done += tokens.tokenCount
+          }
+          progress.finish()
+          if statistics.modules.isEmpty {
+            throw SwiftCompressError.invalidCheckpoint(
+              path: model, reason: "the forward pass reported no linear module")
+          }
+          let info = samples.info
+          var metadata: [String: String] = [
+            "tool": "swiftcompress \(SwiftCompressVersion.current)",
+            "model_path": model, "model_architecture": forward.architecture, "model_fingerprint": fingerprint,
+            "tokens": "\(info.tokens)", "samples": "\(info.samples)", "token_hash": info.tokenHash,
+            "data_file": info.file, "data_format": info.format.rawValue, "mode": info.mode, "seed": "\(info.seed)",
+          ]
+          if let seqLen = info.seqLen { metadata["seq_len"] = "\(seqLen)" }
+          try statistics.write(to: output, metadata: metadata)
+          printResult(
+            "\(Format.count(statistics.modules.count, "module")) over \(Format.count(info.tokens, "token")) in \(Format.count(info.samples, "sample")) -> \(output)\n"
+          )
         }
-        progress.finish()
-        if statistics.modules.isEmpty {
-          throw SwiftCompressError.invalidCheckpoint(path: model, reason: "the forward pass reported no linear module")
-        }
-        let info = samples.info
-        var metadata: [String: String] = [
-          "tool": "swiftcompress \(SwiftCompressVersion.current)",
-          "model_path": model, "model_architecture": forward.architecture, "model_fingerprint": fingerprint,
-          "tokens": "\(info.tokens)", "samples": "\(info.samples)", "token_hash": info.tokenHash,
-          "data_file": info.file, "data_format": info.format.rawValue, "mode": info.mode, "seed": "\(info.seed)",
-        ]
-        if let seqLen = info.seqLen { metadata["seq_len"] = "\(seqLen)" }
-        try statistics.write(to: output, metadata: metadata)
-        printResult(
-          "\(Format.count(statistics.modules.count, "module")) over \(Format.count(info.tokens, "token")) in \(Format.count(info.samples, "sample")) -> \(output)\n"
-        )
       }
     }
   }

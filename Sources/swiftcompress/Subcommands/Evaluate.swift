@@ -1,4 +1,5 @@
 import ArgumentParser
+import CheckpointIO
 import Foundation
 import SwiftCompressKit
 
@@ -64,28 +65,30 @@ extension SwiftCompressCommand {
 
     func run() throws {
       try Diagnostics.reportingErrors {
-        let loaded = try data.load(model: reference)
-        let referenceModel = try openModel(reference)
-        let candidateModel = try openModel(candidate)
-        try Evaluator.checkCompatible(
-          reference: referenceModel, candidate: candidateModel, paths: (reference, candidate))
-        try gates.validate(for: referenceModel.kind)
-        let positions = [referenceModel.maxPositions, candidateModel.maxPositions].compactMap { $0 }.min()
-        let samples = try data.samples(
-          loaded, vocabularySize: referenceModel.vocabularySize, maxPositions: positions)
-        let progress = ForwardProgressLine(runsPerBatch: 2)
-        let result = try Evaluator.evaluate(
-          reference: referenceModel, candidate: candidateModel, paths: (reference, candidate), samples: samples,
-          batchTokens: batch.batchTokens, gates: gates, progress: progress.callback)
-        progress.finish()
-        printResult(json ? Format.json(result) : EvaluationReporter.text(result))
-        if let report, let format = EvaluationReporter.FileFormat(path: report) {
-          try writeAtomically(EvaluationReporter.render(result, as: format), to: report)
-        }
-        let failed = result.gates.filter { !$0.passed }
-        if !failed.isEmpty {
-          for gate in failed { Diagnostics.error("quality gate failed: \(gate.summary)") }
-          throw ExitCode(ExitStatus.gateFailed)
+        try Parallel.withJobs(batch.jobs) {
+          let loaded = try data.load(model: reference)
+          let referenceModel = try openModel(reference)
+          let candidateModel = try openModel(candidate)
+          try Evaluator.checkCompatible(
+            reference: referenceModel, candidate: candidateModel, paths: (reference, candidate))
+          try gates.validate(for: referenceModel.kind)
+          let positions = [referenceModel.maxPositions, candidateModel.maxPositions].compactMap { $0 }.min()
+          let samples = try data.samples(
+            loaded, vocabularySize: referenceModel.vocabularySize, maxPositions: positions)
+          let progress = ForwardProgressLine(runsPerBatch: 2)
+          let result = try Evaluator.evaluate(
+            reference: referenceModel, candidate: candidateModel, paths: (reference, candidate), samples: samples,
+            batchTokens: batch.batchTokens, gates: gates, progress: progress.callback)
+          progress.finish()
+          printResult(json ? Format.json(result) : EvaluationReporter.text(result))
+          if let report, let format = EvaluationReporter.FileFormat(path: report) {
+            try writeAtomically(EvaluationReporter.render(result, as: format), to: report)
+          }
+          let failed = result.gates.filter { !$0.passed }
+          if !failed.isEmpty {
+            for gate in failed { Diagnostics.error("quality gate failed: \(gate.summary)") }
+            throw ExitCode(ExitStatus.gateFailed)
+          }
         }
       }
     }

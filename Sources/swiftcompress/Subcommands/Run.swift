@@ -54,7 +54,9 @@ extension SwiftCompressCommand {
           gateFailed = true
         }
         if let evaluation, let source, let loaded {
-          gateFailed = try evaluateOutput(evaluation, source: source, loaded: loaded) || gateFailed
+          gateFailed =
+            try Parallel.withJobs(options.jobs) { try evaluateOutput(evaluation, source: source, loaded: loaded) }
+            || gateFailed
         } else if recipe.evaluate != nil && compression.split != nil {
           Diagnostics.note("the recipe's evaluate: block is skipped in a split run; evaluate the merged output")
         }
