@@ -34,7 +34,8 @@ test: setup venv
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-## demo: build, then compress the bundled tiny Llama (BF16) with a recipe (2:4 pruning then NVFP4): plan, run, report
+## demo: build, then compress the bundled tiny Llama (BF16) with a recipe (2:4 pruning then NVFP4): plan, run, report,
+## and the compressed model's KL divergence from the original on fixed tokens (evaluate)
 demo: build
 	@rm -rf $(DEMO_OUT)
 	@mkdir -p $(dir $(DEMO_OUT))
@@ -43,6 +44,7 @@ demo: build
 	$(BIN) run docs/examples/recipes/sparse24-nvfp4.yaml Fixtures/tiny-llama-bf16 $(DEMO_OUT) --dry-run
 	$(BIN) run docs/examples/recipes/sparse24-nvfp4.yaml Fixtures/tiny-llama-bf16 $(DEMO_OUT)
 	$(BIN) diff Fixtures/tiny-llama-bf16 $(DEMO_OUT) --include mlp
+	$(BIN) evaluate Fixtures/tiny-llama-bf16 $(DEMO_OUT) --tokens Fixtures/golden/evaluation/tokens.tiny-llama-f32.jsonl
 	@echo
 	@cat $(DEMO_OUT)/swiftcompress-report.md
 	@echo
