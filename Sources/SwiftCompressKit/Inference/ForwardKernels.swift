@@ -16,6 +16,16 @@ enum ForwardKernels {
   static func linear(
     _ x: [Float], rows: Int, inputs: Int, weight: [Float], bias: [Float]?, outputs: Int, module: String
   ) throws(SwiftCompressError) -> [Float] {
+    try weight.withUnsafeBufferPointer { (pw) throws(SwiftCompressError) in
+      try linear(x, rows: rows, inputs: inputs, weight: pw, bias: bias, outputs: outputs, module: module)
+    }
+  }
+
+  /// `linear` with the weight as a buffer (a view of the mapped checkpoint, or decoded values).
+  static func linear(
+    _ x: [Float], rows: Int, inputs: Int, weight pw: UnsafeBufferPointer<Float>, bias: [Float]?, outputs: Int,
+    module: String
+  ) throws(SwiftCompressError) -> [Float] {
     guard rows <= Int(Int32.max), inputs <= Int(Int32.max), outputs <= Int(Int32.max) else {
       throw .invalidModule(name: module, reason: "is too large for BLAS (\(rows) x \(inputs) x \(outputs))")
     }
@@ -24,21 +34,19 @@ enum ForwardKernels {
     let parts = (outputs + block - 1) / block
     return [Float](unsafeUninitializedCapacity: rows * outputs) { py, count in
       x.withUnsafeBufferPointer { px in
-        weight.withUnsafeBufferPointer { pw in
-          nonisolated(unsafe) let (a, b, c) = (px.baseAddress!, pw.baseAddress!, py.baseAddress!)
-          Parallel.perform(iterations: parts) { part in
-            let first = part * block
-            let columns = min(block, outputs - first)
-            guard columns > 0 else { return }
-            // Sizes checked above: gemmRowMajor cannot throw.
-            try? gemmRowMajor(
-              m: rows, n: columns, k: inputs, a: a, lda: inputs, b: b + first * inputs, ldb: inputs,
-              transposeB: true, c: c + first, ldc: outputs)
-            if let bias {
-              for r in 0..<rows {
-                let row = c + r * outputs
-                for j in first..<(first + columns) { row[j] += bias[j] }
-              }
+        nonisolated(unsafe) let (a, b, c) = (px.baseAddress!, pw.baseAddress!, py.baseAddress!)
+        Parallel.perform(iterations: parts) { part in
+          let first = part * block
+          let columns = min(block, outputs - first)
+          guard columns > 0 else { return }
+          // Sizes checked above: gemmRowMajor cannot throw.
+          try? gemmRowMajor(
+            m: rows, n: columns, k: inputs, a: a, lda: inputs, b: b + first * inputs, ldb: inputs,
+            transposeB: true, c: c + first, ldc: outputs)
+          if let bias {
+            for r in 0..<rows {
+              let row = c + r * outputs
+              for j in first..<(first + columns) { row[j] += bias[j] }
             }
           }
         }
