@@ -1,3 +1,4 @@
+import CKernels
 import CheckpointIO
 import Foundation
 import LinearAlgebra
@@ -135,6 +136,10 @@ enum ForwardKernels {
       up.withUnsafeBufferPointer { pu in
         nonisolated(unsafe) let (g, u) = (pg.baseAddress!, pu.baseAddress!)
         blocks(pg.count, minimum: 16384) { range in
+          if activation == .silu {
+            sck_silu_f32(g + range.lowerBound, u + range.lowerBound, range.count)  // Vectorised exp.
+            return
+          }
           activate(g, range, activation)
           for i in range { g[i] *= u[i] }
         }
@@ -145,7 +150,7 @@ enum ForwardKernels {
   private static func activate(_ v: UnsafeMutablePointer<Float>, _ range: Range<Int>, _ activation: Activation) {
     switch activation {
     case .silu:
-      for i in range { v[i] = v[i] / (1 + expf(-v[i])) }
+      sck_silu_f32(v + range.lowerBound, nil, range.count)
     case .gelu:
       for i in range { v[i] = 0.5 * v[i] * (1 + erff(v[i] * 0.70710678118654752)) }
     case .geluTanh:
@@ -242,17 +247,8 @@ enum ForwardKernels {
       let row = scores + i * n
       let last = causal ? i : n - 1
       let first = window.map { max(0, i - $0 + 1) } ?? 0
-      var top = -Float.infinity
-      for j in first...last { top = max(top, row[j]) }
-      var sum: Float = 0
-      for j in first...last {
-        let e = expf(row[j] - top)
-        row[j] = e
-        sum += e
-      }
-      let inverse = 1 / sum
+      sck_softmax_f32(row + first, last - first + 1)  // Vectorised exp.
       for j in 0..<first { row[j] = 0 }
-      for j in first...last { row[j] *= inverse }
       if last + 1 < n { for j in (last + 1)..<n { row[j] = 0 } }
     }
     try? gemmRowMajor(
