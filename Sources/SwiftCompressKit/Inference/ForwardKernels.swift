@@ -232,28 +232,36 @@ enum ForwardKernels {
   }
 
   /// One head of one sequence: `q` and `out` point at the head's first column, `k` and `v` at the
-  /// sequence's first row.
+  /// sequence's first row. Causal attention runs in blocks of 64 queries, each scored only against
+  /// the keys up to its last query (the blocks depend on the length alone).
   private static func head(
     q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
     length n: Int, kvHead: Int, qStride: Int, kvStride: Int, headDim: Int, causal: Bool, window: Int?,
     scores: UnsafeMutablePointer<Float>
   ) {
     let scale = 1 / Float(headDim).squareRoot()
-    // Sizes fit in Int32: the linear layers that made q, k and v checked them.
-    try? gemmRowMajor(
-      m: n, n: n, k: headDim, a: q, lda: qStride, b: k + kvHead * headDim, ldb: kvStride, transposeB: true,
-      c: scores, ldc: n, alpha: scale)
-    for i in 0..<n {
-      let row = scores + i * n
-      let last = causal ? i : n - 1
-      let first = window.map { max(0, i - $0 + 1) } ?? 0
-      sck_softmax_f32(row + first, last - first + 1)  // Vectorised exp.
-      for j in 0..<first { row[j] = 0 }
-      if last + 1 < n { for j in (last + 1)..<n { row[j] = 0 } }
+    let block = causal ? 64 : n
+    var start = 0
+    while start < n {
+      let end = min(n, start + block)
+      let keys = causal ? end : n
+      // Sizes fit in Int32: the linear layers that made q, k and v checked them.
+      try? gemmRowMajor(
+        m: end - start, n: keys, k: headDim, a: q + start * qStride, lda: qStride, b: k + kvHead * headDim,
+        ldb: kvStride, transposeB: true, c: scores, ldc: keys, alpha: scale)
+      for i in start..<end {
+        let row = scores + (i - start) * keys
+        let last = causal ? i : n - 1
+        let first = window.map { max(0, i - $0 + 1) } ?? 0
+        sck_softmax_f32(row + first, last - first + 1)  // Vectorised exp.
+        for j in 0..<first { row[j] = 0 }
+        if last + 1 < keys { for j in (last + 1)..<keys { row[j] = 0 } }
+      }
+      try? gemmRowMajor(
+        m: end - start, n: headDim, k: keys, a: scores, lda: keys, b: v + kvHead * headDim, ldb: kvStride,
+        transposeB: false, c: out + start * qStride, ldc: qStride)
+      start = end
     }
-    try? gemmRowMajor(
-      m: n, n: headDim, k: n, a: scores, lda: n, b: v + kvHead * headDim, ldb: kvStride, transposeB: false,
-      c: out, ldc: qStride)
   }
 }
 
