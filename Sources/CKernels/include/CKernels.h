@@ -136,6 +136,20 @@ size_t sck_gather_kept(const void *src, size_t n, size_t element_size, const uin
 /// clear. Returns the number of values consumed.
 size_t sck_scatter_kept(const void *src, size_t n, size_t element_size, const uint8_t *bitmask, void *dst);
 
+// ---- forward-pass activations ----
+// exp as activations.c computes it: within 2 ulp of expf, 0 below -104, inf above 88.8,
+// NaN for NaN; the same bits on both paths.
+
+/// y[i] = exp(x[i]) (`y` may be `x`).
+void sck_exp_f32(const float *x, float *y, size_t n);
+
+/// Softmax of x[0..n) in place: exp(x - max) / sum, the sum over 8 lanes (element i in lane
+/// i % 8) added in lane order. A row of -inf only gives NaN, as torch does.
+void sck_softmax_f32(float *x, size_t n);
+
+/// SiLU in place, g[i] = g[i] / (1 + exp(-g[i])), times u[i] when `u` is not NULL (a gated MLP).
+void sck_silu_f32(float *g, const float *u, size_t n);
+
 // ---- file copy ----
 /// copy_file_range(2) of `length` bytes from `fd_in` at `offset_in` to `fd_out` at its
 /// current offset. Returns the bytes copied (possibly fewer than asked), or -errno

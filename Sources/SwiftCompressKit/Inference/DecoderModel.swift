@@ -30,8 +30,9 @@ final class DecoderModel: ForwardModel {
   let finalNorm: String
   /// The head's weight name (`lm_head.weight`, or the embedding's when tied).
   let headWeightName: String
-  /// The head's weight, decoded on the first `logits` call and held while callers chunk rows.
-  var headWeight: [Float]?
+  /// The head's weight, read on the first `logits` call (in place when dense F32, else decoded)
+  /// and held while callers chunk rows.
+  var headWeight: Weight?
 
   init(weights: ModelWeights, config: JSONValue, description: ModelDescription, architecture: String, path: String)
     throws(SwiftCompressError)
@@ -150,14 +151,18 @@ final class DecoderModel: ForwardModel {
   func logits(_ hidden: HiddenStates, rows: Range<Int>) throws -> [Float] {
     setBLASThreads(1)  // ForwardKernels runs Parallel.jobs single-threaded sgemms at once
     if headWeight == nil {
-      headWeight = try weights.floats(headWeightName)
-      weights.release(headWeightName)  // The decoded copy is what is held.
+      let weight = try weights.weight(headWeightName)
+      // A decoded copy is what is held; a view keeps its pages, read again for every chunk.
+      if !weight.isMapped { weights.release(headWeightName) }
+      headWeight = weight
     }
     let width = hidden.width
     let slice = Array(hidden.values[(rows.lowerBound * width)..<(rows.upperBound * width)])
-    return try ForwardKernels.linear(
-      slice, rows: rows.count, inputs: width, weight: headWeight!, bias: nil, outputs: vocabularySize,
-      module: headWeightName)
+    return try headWeight!.withUnsafeBufferPointer { (pw) throws(SwiftCompressError) in
+      try ForwardKernels.linear(
+        slice, rows: rows.count, inputs: width, weight: pw, bias: nil, outputs: vocabularySize,
+        module: headWeightName)
+    }
   }
 
   func sentenceEmbeddings(_ hidden: HiddenStates) throws -> [[Float]] {
@@ -188,14 +193,21 @@ final class LayerWeights {
   func linear(_ module: String, _ x: [Float], rows: Int, inputs: Int, outputs: Int) throws(SwiftCompressError)
     -> [Float]
   {
-    let weight = try vector(module + ".weight", inputs * outputs)
-    if let shape = weights.shape(of: module + ".weight"), shape != [outputs, inputs] {
+    let name = module + ".weight"
+    names.append(name)
+    let weight = try weights.weight(name)  // Dense F32 is read in place from the mapping.
+    guard weight.count == inputs * outputs else {
       throw .invalidTensor(
-        name: module + ".weight", reason: "has shape \(shape) where the forward pass needs [\(outputs), \(inputs)]")
+        name: name, reason: "has \(weight.count) values where the forward pass needs \(inputs * outputs)")
+    }
+    if let shape = weights.shape(of: name), shape != [outputs, inputs] {
+      throw .invalidTensor(
+        name: name, reason: "has shape \(shape) where the forward pass needs [\(outputs), \(inputs)]")
     }
     let bias = weights.contains(module + ".bias") ? try vector(module + ".bias", outputs) : nil
-    return try ForwardKernels.linear(
-      x, rows: rows, inputs: inputs, weight: weight, bias: bias, outputs: outputs, module: module)
+    return try weight.withUnsafeBufferPointer { (pw) throws(SwiftCompressError) in
+      try ForwardKernels.linear(x, rows: rows, inputs: inputs, weight: pw, bias: bias, outputs: outputs, module: module)
+    }
   }
 
   /// Lets every tensor read go.

@@ -1,3 +1,4 @@
+import CKernels
 import CheckpointIO
 import Foundation
 import LinearAlgebra
@@ -16,6 +17,16 @@ enum ForwardKernels {
   static func linear(
     _ x: [Float], rows: Int, inputs: Int, weight: [Float], bias: [Float]?, outputs: Int, module: String
   ) throws(SwiftCompressError) -> [Float] {
+    try weight.withUnsafeBufferPointer { (pw) throws(SwiftCompressError) in
+      try linear(x, rows: rows, inputs: inputs, weight: pw, bias: bias, outputs: outputs, module: module)
+    }
+  }
+
+  /// `linear` with the weight as a buffer (a view of the mapped checkpoint, or decoded values).
+  static func linear(
+    _ x: [Float], rows: Int, inputs: Int, weight pw: UnsafeBufferPointer<Float>, bias: [Float]?, outputs: Int,
+    module: String
+  ) throws(SwiftCompressError) -> [Float] {
     guard rows <= Int(Int32.max), inputs <= Int(Int32.max), outputs <= Int(Int32.max) else {
       throw .invalidModule(name: module, reason: "is too large for BLAS (\(rows) x \(inputs) x \(outputs))")
     }
@@ -24,21 +35,19 @@ enum ForwardKernels {
     let parts = (outputs + block - 1) / block
     return [Float](unsafeUninitializedCapacity: rows * outputs) { py, count in
       x.withUnsafeBufferPointer { px in
-        weight.withUnsafeBufferPointer { pw in
-          nonisolated(unsafe) let (a, b, c) = (px.baseAddress!, pw.baseAddress!, py.baseAddress!)
-          Parallel.perform(iterations: parts) { part in
-            let first = part * block
-            let columns = min(block, outputs - first)
-            guard columns > 0 else { return }
-            // Sizes checked above: gemmRowMajor cannot throw.
-            try? gemmRowMajor(
-              m: rows, n: columns, k: inputs, a: a, lda: inputs, b: b + first * inputs, ldb: inputs,
-              transposeB: true, c: c + first, ldc: outputs)
-            if let bias {
-              for r in 0..<rows {
-                let row = c + r * outputs
-                for j in first..<(first + columns) { row[j] += bias[j] }
-              }
+        nonisolated(unsafe) let (a, b, c) = (px.baseAddress!, pw.baseAddress!, py.baseAddress!)
+        Parallel.perform(iterations: parts) { part in
+          let first = part * block
+          let columns = min(block, outputs - first)
+          guard columns > 0 else { return }
+          // Sizes checked above: gemmRowMajor cannot throw.
+          try? gemmRowMajor(
+            m: rows, n: columns, k: inputs, a: a, lda: inputs, b: b + first * inputs, ldb: inputs,
+            transposeB: true, c: c + first, ldc: outputs)
+          if let bias {
+            for r in 0..<rows {
+              let row = c + r * outputs
+              for j in first..<(first + columns) { row[j] += bias[j] }
             }
           }
         }
@@ -127,6 +136,10 @@ enum ForwardKernels {
       up.withUnsafeBufferPointer { pu in
         nonisolated(unsafe) let (g, u) = (pg.baseAddress!, pu.baseAddress!)
         blocks(pg.count, minimum: 16384) { range in
+          if activation == .silu {
+            sck_silu_f32(g + range.lowerBound, u + range.lowerBound, range.count)  // Vectorised exp.
+            return
+          }
           activate(g, range, activation)
           for i in range { g[i] *= u[i] }
         }
@@ -137,7 +150,7 @@ enum ForwardKernels {
   private static func activate(_ v: UnsafeMutablePointer<Float>, _ range: Range<Int>, _ activation: Activation) {
     switch activation {
     case .silu:
-      for i in range { v[i] = v[i] / (1 + expf(-v[i])) }
+      sck_silu_f32(v + range.lowerBound, nil, range.count)
     case .gelu:
       for i in range { v[i] = 0.5 * v[i] * (1 + erff(v[i] * 0.70710678118654752)) }
     case .geluTanh:
@@ -219,37 +232,36 @@ enum ForwardKernels {
   }
 
   /// One head of one sequence: `q` and `out` point at the head's first column, `k` and `v` at the
-  /// sequence's first row.
+  /// sequence's first row. Causal attention runs in blocks of 64 queries, each scored only against
+  /// the keys up to its last query (the blocks depend on the length alone).
   private static func head(
     q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
     length n: Int, kvHead: Int, qStride: Int, kvStride: Int, headDim: Int, causal: Bool, window: Int?,
     scores: UnsafeMutablePointer<Float>
   ) {
     let scale = 1 / Float(headDim).squareRoot()
-    // Sizes fit in Int32: the linear layers that made q, k and v checked them.
-    try? gemmRowMajor(
-      m: n, n: n, k: headDim, a: q, lda: qStride, b: k + kvHead * headDim, ldb: kvStride, transposeB: true,
-      c: scores, ldc: n, alpha: scale)
-    for i in 0..<n {
-      let row = scores + i * n
-      let last = causal ? i : n - 1
-      let first = window.map { max(0, i - $0 + 1) } ?? 0
-      var top = -Float.infinity
-      for j in first...last { top = max(top, row[j]) }
-      var sum: Float = 0
-      for j in first...last {
-        let e = expf(row[j] - top)
-        row[j] = e
-        sum += e
+    let block = causal ? 64 : n
+    var start = 0
+    while start < n {
+      let end = min(n, start + block)
+      let keys = causal ? end : n
+      // Sizes fit in Int32: the linear layers that made q, k and v checked them.
+      try? gemmRowMajor(
+        m: end - start, n: keys, k: headDim, a: q + start * qStride, lda: qStride, b: k + kvHead * headDim,
+        ldb: kvStride, transposeB: true, c: scores, ldc: keys, alpha: scale)
+      for i in start..<end {
+        let row = scores + (i - start) * keys
+        let last = causal ? i : n - 1
+        let first = window.map { max(0, i - $0 + 1) } ?? 0
+        sck_softmax_f32(row + first, last - first + 1)  // Vectorised exp.
+        for j in 0..<first { row[j] = 0 }
+        if last + 1 < keys { for j in (last + 1)..<keys { row[j] = 0 } }
       }
-      let inverse = 1 / sum
-      for j in 0..<first { row[j] = 0 }
-      for j in first...last { row[j] *= inverse }
-      if last + 1 < n { for j in (last + 1)..<n { row[j] = 0 } }
+      try? gemmRowMajor(
+        m: end - start, n: headDim, k: keys, a: scores, lda: keys, b: v + kvHead * headDim, ldb: kvStride,
+        transposeB: false, c: out + start * qStride, ldc: qStride)
+      start = end
     }
-    try? gemmRowMajor(
-      m: n, n: headDim, k: n, a: scores, lda: n, b: v + kvHead * headDim, ldb: kvStride, transposeB: false,
-      c: out, ldc: qStride)
   }
 }
 

@@ -93,6 +93,26 @@ public final class ModelWeights: @unchecked Sendable {
       checkpoint.bytes(of: tensor), dtype: tensor.info.dtype, count: tensor.info.elementCount ?? 0)
   }
 
+  /// The Float32 values of tensor `name`, read in place when they can be: a dense F32 tensor at a
+  /// 4-byte-aligned offset of the mapping is a view of the mapped pages (no copy, no fresh pages),
+  /// anything else (F16, BF16, F64, a compressed weight) is decoded as `floats(_:)` decodes it.
+  /// A view stays valid while this `ModelWeights` lives; `release(_:)` only drops its resident
+  /// pages, which a later read maps again.
+  public func weight(_ name: String) throws(SwiftCompressError) -> Weight {
+    if primaries[name] == nil, !companions.contains(name), let tensor = checkpoint.tensor(named: name),
+      tensor.info.dtype == .f32
+    {
+      let count = tensor.info.elementCount
+      let bytes = checkpoint.bytes(of: tensor)
+      if bytes.count == count * MemoryLayout<Float>.size,
+        let base = bytes.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0
+      {
+        return Weight(mapped: UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: count))
+      }
+    }
+    return Weight(owned: try floats(name))
+  }
+
   /// The values of `name` when present, else nil (an optional bias, a norm).
   public func floatsIfPresent(_ name: String) throws(SwiftCompressError) -> [Float]? {
     contains(name) ? try floats(name) : nil
@@ -110,5 +130,34 @@ public final class ModelWeights: @unchecked Sendable {
     } else if let tensor = checkpoint.tensor(named: name) {
       checkpoint.release(tensor)
     }
+  }
+}
+
+/// A tensor's Float32 values from `ModelWeights.weight(_:)`: a view of the mapped checkpoint (a dense
+/// F32 tensor, read in place) or decoded values it owns.
+public struct Weight: @unchecked Sendable {
+  private let owned: [Float]?
+  private let mapped: UnsafeBufferPointer<Float>?
+
+  init(owned values: [Float]) {
+    owned = values
+    mapped = nil
+  }
+
+  init(mapped view: UnsafeBufferPointer<Float>) {
+    owned = nil
+    mapped = view
+  }
+
+  /// The number of values.
+  public var count: Int { mapped?.count ?? owned?.count ?? 0 }
+
+  /// Whether the values are a view of the mapping rather than a decoded copy.
+  public var isMapped: Bool { mapped != nil }
+
+  /// Calls `body` with the values.
+  public func withUnsafeBufferPointer<R, E: Error>(_ body: (UnsafeBufferPointer<Float>) throws(E) -> R) throws(E) -> R {
+    if let mapped { return try body(mapped) }
+    return try owned!.withUnsafeBufferPointer(body)
   }
 }
