@@ -146,7 +146,11 @@ final class DecoderModel: ForwardModel {
     return HiddenStates(values: hidden, rows: rows, width: width, offsets: offsets)
   }
 
-  func releaseOutputWeights() { headWeight = nil }
+  func releaseOutputWeights() {
+    // A mapped head's pages go too (a decoded one already let its pages go).
+    if headWeight?.isMapped == true { weights.release(headWeightName) }
+    headWeight = nil
+  }
 
   func logits(_ hidden: HiddenStates, rows: Range<Int>) throws -> [Float] {
     setBLASThreads(1)  // ForwardKernels runs Parallel.jobs single-threaded sgemms at once
