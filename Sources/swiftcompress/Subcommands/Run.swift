@@ -47,15 +47,23 @@ extension SwiftCompressCommand {
         let evaluation = options.dryRun || options.explain || compression.split != nil ? nil : recipe.evaluate
         let source = evaluation.map { DataSource(data: $0.data, tokens: $0.tokens, sampling: $0.sampling) }
         let loaded = try source?.load(model: input)
+        // ... and so are its gates' model kind and the ids, from the input's config files.
+        var samples: EvaluationSamples?
+        if let evaluation, let source, let loaded {
+          let kind = ForwardModels.configFacts(input)?.kind
+          try evaluation.gates.validate(for: kind)
+          samples = try source.samples(loaded, models: [input])
+          try samples?.requireScoredPositions(for: kind)
+        }
         var gateFailed = false
         do {
           try runPipeline(pass: pass, options: compression, shared: options)
         } catch let exit as ExitCode where exit.rawValue == ExitStatus.gateFailed && evaluation != nil {
           gateFailed = true
         }
-        if let evaluation, let source, let loaded {
+        if let evaluation, let samples {
           gateFailed =
-            try Parallel.withJobs(options.jobs) { try evaluateOutput(evaluation, source: source, loaded: loaded) }
+            try Parallel.withJobs(options.jobs) { try evaluateOutput(evaluation, samples: samples) }
             || gateFailed
         } else if recipe.evaluate != nil && compression.split != nil {
           Diagnostics.note("the recipe's evaluate: block is skipped in a split run; evaluate the merged output")
@@ -67,13 +75,12 @@ extension SwiftCompressCommand {
     /// The recipe's `evaluate:` block: input against output; true when one of its gates failed
     /// (each named on standard error). The summary goes to standard output (not with --json or
     /// --quiet, which keep standard output for the run's report).
-    func evaluateOutput(_ evaluation: RecipeEvaluation, source: DataSource, loaded: LoadedData) throws -> Bool {
+    func evaluateOutput(_ evaluation: RecipeEvaluation, samples: EvaluationSamples) throws -> Bool {
       let reference = try openModel(input)
       let candidate = try openModel(output)
       try Evaluator.checkCompatible(reference: reference, candidate: candidate, paths: (input, output))
       try evaluation.gates.validate(for: reference.kind)
-      let positions = [reference.maxPositions, candidate.maxPositions].compactMap { $0 }.min()
-      let samples = try source.samples(loaded, vocabularySize: reference.vocabularySize, maxPositions: positions)
+      try samples.check(vocabularySize: reference.vocabularySize)
       let progress = ForwardProgressLine(runsPerBatch: 2)
       let result = try Evaluator.evaluate(
         reference: reference, candidate: candidate, paths: (input, output), samples: samples,
