@@ -469,7 +469,8 @@ struct EvaluationUpFrontTests {
       #expect(!FileManager.default.fileExists(atPath: report))
     }
     let recipe = write(
-      "stages:\n  - quantize: {scheme: W4A16}\nevaluate:\n  tokens: \(ones)\n  max_kld: 0.1\n", folder.file("r.yaml"))
+      "stages:\n  - quantize: {scheme: W4A16, group_size: 32}\nevaluate:\n  tokens: \(ones)\n  max_kld: 0.1\n",
+      folder.file("r.yaml"))
     let out = folder.file("out")
     let run = try runProcess(swiftcompressExecutable, ["run", recipe, Self.llama, out])
     #expect(run.status == 65, "\(run.stderr)")
@@ -527,7 +528,7 @@ struct EvaluationUpFrontTests {
     ]
     for (i, (model, block, status, fragment)) in cases.enumerated() {
       let recipe = write(
-        "stages:\n  - quantize: {scheme: W4A16}\nevaluate:\n  \(block)\n", folder.file("r\(i).yaml"))
+        "stages:\n  - quantize: {scheme: W4A16, group_size: 32}\nevaluate:\n  \(block)\n", folder.file("r\(i).yaml"))
       let out = folder.file("out\(i)")
       let result = try runProcess(swiftcompressExecutable, ["run", recipe, model, out])
       #expect(result.status == status, "\(block): \(result.stderr)")
@@ -547,6 +548,25 @@ struct EvaluationUpFrontTests {
     #expect(result.status == 65, "\(result.stderr)")
     #expect(result.stderr.contains("tokenizer.json': cannot be read"), "\(result.stderr)")
     #expect(!result.stderr.contains("tokenizer '") && !result.stderr.contains(".."), "\(result.stderr)")
+  }
+
+  /// run --json with an evaluate: block prints one JSON document: the run's report with the
+  /// evaluation's under "evaluation".
+  @Test func runJSONIncludesTheEvaluation() throws {
+    let folder = TemporaryFolder()
+    let ids = write("[5, 6, 7, 8]\n[9, 10, 11]\n", folder.file("ids.jsonl"))
+    let recipe = write(
+      "stages:\n  - quantize: {scheme: W4A16, group_size: 32}\nevaluate:\n  tokens: \(ids)\n  max_kld: 100\n",
+      folder.file("r.yaml"))
+    let result = try runProcess(swiftcompressExecutable, ["run", recipe, Self.llama, folder.file("out"), "--json"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let object = try #require(
+      try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)")
+    let evaluation = try #require(object["evaluation"] as? [String: Any])
+    #expect(evaluation["command"] as? String == "evaluate")
+    #expect((evaluation["decoder"] as? [String: Any])?["positions"] as? Int == 5)
+    #expect((evaluation["gates"] as? [[String: Any]])?.first?["passed"] as? Bool == true)
+    #expect(object["output"] != nil, "\(object.keys)")
   }
 
   /// tokenize --data checks the ids against config.json's vocab_size, as evaluate and calibrate do.

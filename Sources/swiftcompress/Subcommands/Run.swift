@@ -1,5 +1,6 @@
 import ArgumentParser
 import CheckpointIO
+import Foundation
 import SwiftCompressKit
 
 extension SwiftCompressCommand {
@@ -56,15 +57,22 @@ extension SwiftCompressCommand {
           try samples?.requireScoredPositions(for: kind)
         }
         var gateFailed = false
+        // With --json, the run's report is printed once the evaluation is added to it.
+        var runJSON: String?
         do {
-          try runPipeline(pass: pass, options: compression, shared: options)
+          try runPipeline(
+            pass: pass, options: compression, shared: options,
+            jsonSink: samples == nil ? nil : { runJSON = $0 })
         } catch let exit as ExitCode where exit.rawValue == ExitStatus.gateFailed && evaluation != nil {
           gateFailed = true
         }
         if let evaluation, let samples {
-          gateFailed =
-            try Parallel.withJobs(options.jobs) { try evaluateOutput(evaluation, samples: samples) }
-            || gateFailed
+          var result: EvaluationReport?
+          defer {
+            if let runJSON { printResult(Self.json(runJSON, adding: result)) }
+          }
+          result = try Parallel.withJobs(options.jobs) { try evaluateOutput(evaluation, samples: samples) }
+          gateFailed = !(result?.passed ?? true) || gateFailed
         } else if recipe.evaluate != nil && compression.split != nil {
           Diagnostics.note("the recipe's evaluate: block is skipped in a split run; evaluate the merged output")
         }
@@ -72,10 +80,20 @@ extension SwiftCompressCommand {
       }
     }
 
-    /// The recipe's `evaluate:` block: input against output; true when one of its gates failed
-    /// (each named on standard error). The summary goes to standard output (not with --json or
-    /// --quiet, which keep standard output for the run's report).
-    func evaluateOutput(_ evaluation: RecipeEvaluation, samples: EvaluationSamples) throws -> Bool {
+    /// The recipe's `evaluate:` block: input against output, each failed gate named on standard
+    /// error. The summary goes to standard output (not with --json, which adds the report to the
+    /// run's under `evaluation`, or --quiet).
+    /// The run's JSON report with the evaluation's under `evaluation` (unchanged without one).
+    static func json(_ run: String, adding evaluation: EvaluationReport?) -> String {
+      guard let evaluation, let end = run.lastIndex(of: "}") else { return run }
+      let nested = Format.json(evaluation).trimmingCharacters(in: .whitespacesAndNewlines)
+        .replacingOccurrences(of: "\n", with: "\n  ")
+      var head = String(run[..<end])
+      while head.last?.isWhitespace ?? false { head.removeLast() }
+      return head + (head.hasSuffix("{") ? "" : ",") + "\n  \"evaluation\" : " + nested + "\n}\n"
+    }
+
+    func evaluateOutput(_ evaluation: RecipeEvaluation, samples: EvaluationSamples) throws -> EvaluationReport {
       let reference = try openModel(input)
       let candidate = try openModel(output)
       try Evaluator.checkCompatible(reference: reference, candidate: candidate, paths: (input, output))
@@ -90,7 +108,7 @@ extension SwiftCompressCommand {
       if !options.json && !options.quiet { printResult("\n" + EvaluationReporter.text(result)) }
       let failed = result.gates.filter { !$0.passed }
       for gate in failed { Diagnostics.error("quality gate failed: \(gate.summary)") }
-      return !failed.isEmpty
+      return result
     }
   }
 }
