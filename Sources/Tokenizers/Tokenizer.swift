@@ -160,6 +160,18 @@ public enum TokenizerError: Error, Equatable, LocalizedError {
   /// The file is JSON but not a valid tokenizer.
   case invalid(path: String, reason: String)
 
+  /// What is wrong, without the path or a final period (for messages that name the file).
+  public var reason: String {
+    let text =
+      switch self {
+      case .unreadable(_, let reason): "cannot be read: \(reason)"
+      case .unsupported(_, let reason), .invalid(_, let reason): reason
+      }
+    var trimmed = Substring(text)
+    while trimmed.last == "." || trimmed.last == " " { trimmed = trimmed.dropLast() }
+    return String(trimmed)
+  }
+
   public var errorDescription: String? {
     switch self {
     case .unreadable(let path, let reason): "tokenizer '\(path)': cannot be read: \(reason)."

@@ -46,6 +46,9 @@ struct BadDataCase: Sendable, CustomTestStringConvertible {
       name: "token ids that are not a list", bytes: Array("[1, 2]\n{\"a\": 1}\n".utf8), options: ["--tokens", "DATA"],
       status: 65, fragments: ["line 2", "list of integer ids"]),
     BadDataCase(
+      name: "JSON booleans as ids", bytes: Array("[1, 2]\n[3, true]\n".utf8), options: ["--tokens", "DATA"],
+      status: 65, fragments: ["line 2", "list of integer ids"]),
+    BadDataCase(
       name: "--pack without --seq-len", bytes: Array("[1, 2]\n".utf8), options: ["--tokens", "DATA", "--pack"],
       status: 64, fragments: ["--pack needs --seq-len"]),
     BadDataCase(
@@ -432,5 +435,172 @@ struct EvaluationGoldenTests {
     let bad = try evaluate([fixture("tiny-bert"), fixture("tiny-bert"), "--tokens", path])
     #expect(bad.status == 65)
     #expect(bad.stderr.contains("sample at line 2 holds token id 600"))
+  }
+}
+
+/// The problems of the user trial: each is refused before a model is opened or anything is
+/// written, with the exit code the docs give.
+@Suite("evaluate, calibrate, tokenize and run: checks up front", .enabled(if: forwardPassAvailable))
+struct EvaluationUpFrontTests {
+  static let llama = fixture("models/llama")
+  static let bert = fixture("models/bert")
+
+  func write(_ text: String, _ path: String) -> String {
+    _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+    return path
+  }
+
+  /// Samples of one token give a decoder no position to score: exit 65, nothing printed or written
+  /// (evaluate with --seq-len 1 or one-id samples, with --json and --report; a recipe's evaluate:
+  /// block before the output is written). An encoder scores them.
+  @Test func noScoredPositionsExits65() throws {
+    let folder = TemporaryFolder()
+    let ones = write("[5]\n[7]\n", folder.file("ones.jsonl"))
+    let text = fixture("text/corpus.txt")
+    let report = folder.file("report.json")
+    for options in [
+      ["--tokens", ones], ["--tokens", ones, "--json", "--report", report],
+      ["--data", text, "--seq-len", "1", "--samples", "3", "--json"],
+    ] {
+      let result = try runProcess(swiftcompressExecutable, ["evaluate", Self.llama, Self.llama] + options)
+      #expect(result.status == 65, "\(options): \(result.stderr)")
+      #expect(result.stderr.contains("no sample has 2 or more tokens; nothing to score"), "\(result.stderr)")
+      #expect(result.stdout.isEmpty && !result.stdout.contains("nan"))
+      #expect(!FileManager.default.fileExists(atPath: report))
+    }
+    let recipe = write(
+      "stages:\n  - quantize: {scheme: W4A16, group_size: 32}\nevaluate:\n  tokens: \(ones)\n  max_kld: 0.1\n",
+      folder.file("r.yaml"))
+    let out = folder.file("out")
+    let run = try runProcess(swiftcompressExecutable, ["run", recipe, Self.llama, out])
+    #expect(run.status == 65, "\(run.stderr)")
+    #expect(run.stderr.contains("nothing to score"))
+    #expect(!FileManager.default.fileExists(atPath: out))
+    let encoder = try runProcess(
+      swiftcompressExecutable, ["evaluate", Self.bert, Self.bert, "--tokens", write("[2, 3]\n[2]\n", ones)])
+    #expect(encoder.status == 0, "\(encoder.stderr)")
+  }
+
+  /// Without --seq-len, text longer than max_position_embeddings (64) is truncated by the
+  /// tokenizer, so BERT keeps its final [SEP] (id 3); a sentence-transformers folder's
+  /// max_seq_length caps text and token ids; tokenize prints what evaluate computes on.
+  @Test func theModelsTokenCapGoesThroughTheTokenizer() throws {
+    let folder = TemporaryFolder()
+    let words = (0..<200).map { ["fox", "dog", "quick", "lazy"][$0 % 4] }.joined(separator: " ")
+    let data = write(words + "\nshort text\n", folder.file("long.txt"))
+    let plain = try runProcess(swiftcompressExecutable, ["tokenize", Self.bert, "--data", data])
+    #expect(plain.status == 0, "\(plain.stderr)")
+    let first = plain.stdout.split(separator: "\n")[0].split(separator: " ")
+    #expect(first.count == 64 && first.first == "2" && first.last == "3", "\(first)")
+    let cut = try runProcess(swiftcompressExecutable, ["tokenize", Self.bert, "--data", data, "--seq-len", "64"])
+    #expect(cut.stdout == plain.stdout)
+    // A sentence-transformers folder with max_seq_length 16.
+    let st = folder.file("st")
+    try FileManager.default.copyItem(atPath: fixture("models/bert-st"), toPath: st)
+    try FileManager.default.removeItem(atPath: st + "/sentence_bert_config.json")
+    _ = write(#"{"max_seq_length": 16, "do_lower_case": false}"#, st + "/sentence_bert_config.json")
+    let capped = try runProcess(swiftcompressExecutable, ["tokenize", st, "--data", data, "--json"])
+    #expect(capped.status == 0, "\(capped.stderr)")
+    let rows = capped.stdout.split(separator: "\n")
+    #expect(rows[0].hasPrefix("[2,") && rows[0].hasSuffix(",3]") && rows[0].split(separator: ",").count == 16)
+    let ids = write(capped.stdout.replacingOccurrences(of: ",3]", with: ",5,6,7]"), folder.file("ids.jsonl"))
+    let tokens = try runProcess(swiftcompressExecutable, ["tokenize", st, "--tokens", ids, "--json"])
+    #expect(tokens.stdout.split(separator: "\n")[0].split(separator: ",").count == 16)
+    #expect(tokens.stderr.contains("max_seq_length 16"), "\(tokens.stderr)")
+    let evaluated = try runProcess(swiftcompressExecutable, ["evaluate", st, st, "--data", data, "--json"])
+    #expect(evaluated.status == 0, "\(evaluated.stderr)")
+    let report = try JSONSerialization.jsonObject(with: Data(evaluated.stdout.utf8)) as? [String: Any]
+    let tokenCount = capped.stdout.split(separator: "\n").reduce(0) { $0 + $1.split(separator: ",").count }
+    #expect((report?["data"] as? [String: Any])?["tokens"] as? Int == tokenCount)
+  }
+
+  /// A recipe's evaluate: block with a gate of the wrong model kind, or ids outside the input's
+  /// vocabulary, is refused before the output is written.
+  @Test func recipeEvaluateBlockIsCheckedBeforeTheRun() throws {
+    let folder = TemporaryFolder()
+    let good = write("[5, 6, 7]\n", folder.file("good.jsonl"))
+    let bad = write("[5, 6, 7]\n[1, 5000]\n", folder.file("bad.jsonl"))
+    let cases: [(String, String, Int32, String)] = [
+      (Self.llama, "tokens: \(good)\n  min_cosine: 0.9", 64, "--min-cosine"),
+      (Self.bert, "tokens: \(good)\n  max_kld: 0.1", 64, "--max-kld"),
+      (Self.bert, "tokens: \(good)\n  min_top1: 0.5", 64, "--min-top1"),
+      (Self.llama, "tokens: \(bad)\n  max_kld: 0.1", 65, "sample at line 2 holds token id 5000"),
+    ]
+    for (i, (model, block, status, fragment)) in cases.enumerated() {
+      let recipe = write(
+        "stages:\n  - quantize: {scheme: W4A16, group_size: 32}\nevaluate:\n  \(block)\n", folder.file("r\(i).yaml"))
+      let out = folder.file("out\(i)")
+      let result = try runProcess(swiftcompressExecutable, ["run", recipe, model, out])
+      #expect(result.status == status, "\(block): \(result.stderr)")
+      #expect(result.stderr.contains(fragment), "\(result.stderr)")
+      #expect(!FileManager.default.fileExists(atPath: out), "\(block)")
+    }
+  }
+
+  /// A tokenizer.json that cannot be read is named once, without a doubled period.
+  @Test func aBadTokenizerIsNamedOnce() throws {
+    let folder = TemporaryFolder()
+    let model = folder.file("model")
+    try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+    _ = write("{not json", model + "/tokenizer.json")
+    let data = write("hello\n", folder.file("t.txt"))
+    let result = try runProcess(swiftcompressExecutable, ["tokenize", model, "--data", data])
+    #expect(result.status == 65, "\(result.stderr)")
+    #expect(result.stderr.contains("tokenizer.json': cannot be read"), "\(result.stderr)")
+    #expect(!result.stderr.contains("tokenizer '") && !result.stderr.contains(".."), "\(result.stderr)")
+  }
+
+  /// run --json with an evaluate: block prints one JSON document: the run's report with the
+  /// evaluation's under "evaluation".
+  @Test func runJSONIncludesTheEvaluation() throws {
+    let folder = TemporaryFolder()
+    let ids = write("[5, 6, 7, 8]\n[9, 10, 11]\n", folder.file("ids.jsonl"))
+    let recipe = write(
+      "stages:\n  - quantize: {scheme: W4A16, group_size: 32}\nevaluate:\n  tokens: \(ids)\n  max_kld: 100\n",
+      folder.file("r.yaml"))
+    let result = try runProcess(swiftcompressExecutable, ["run", recipe, Self.llama, folder.file("out"), "--json"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let object = try #require(
+      try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)")
+    let evaluation = try #require(object["evaluation"] as? [String: Any])
+    #expect(evaluation["command"] as? String == "evaluate")
+    #expect((evaluation["decoder"] as? [String: Any])?["positions"] as? Int == 5)
+    #expect((evaluation["gates"] as? [[String: Any]])?.first?["passed"] as? Bool == true)
+    #expect(object["output"] != nil, "\(object.keys)")
+  }
+
+  /// tokenize --data checks the ids against config.json's vocab_size, as evaluate and calibrate do.
+  @Test func tokenizeChecksTextIdsAgainstTheConfig() throws {
+    let folder = TemporaryFolder()
+    let model = folder.file("model")
+    try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(atPath: Self.llama + "/tokenizer.json", toPath: model + "/tokenizer.json")
+    _ = write(#"{"architectures": ["LlamaForCausalLM"], "vocab_size": 3}"#, model + "/config.json")
+    let data = write("The quick brown fox\n", folder.file("t.txt"))
+    let result = try runProcess(swiftcompressExecutable, ["tokenize", model, "--data", data])
+    #expect(result.status == 65, "\(result.stderr)")
+    #expect(result.stderr.contains("sample at line 1 holds token id"), "\(result.stderr)")
+    #expect(result.stdout.isEmpty)
+  }
+
+  /// An output in a missing folder exits 73 before the forward runs; an existing -o asks for
+  /// --force without blaming free space.
+  @Test func unwritableOutputsExit73UpFront() throws {
+    let folder = TemporaryFolder()
+    let ids = write("[5, 6, 7]\n", folder.file("ids.jsonl"))
+    let missing = folder.file("missing/sub")
+    let evaluate = try runProcess(
+      swiftcompressExecutable,
+      ["evaluate", Self.llama, Self.llama, "--tokens", ids, "--report", missing + "/r.json"])
+    #expect(evaluate.status == 73, "\(evaluate.stderr)")
+    #expect(evaluate.stdout.isEmpty)
+    let calibrate = try runProcess(
+      swiftcompressExecutable, ["calibrate", Self.llama, "--tokens", ids, "-o", missing + "/s.safetensors"])
+    #expect(calibrate.status == 73, "\(calibrate.stderr)")
+    #expect(calibrate.stdout.isEmpty)
+    let existing = write("x", folder.file("s.safetensors"))
+    let again = try runProcess(swiftcompressExecutable, ["calibrate", Self.llama, "--tokens", ids, "-o", existing])
+    #expect(again.status == 73)
+    #expect(again.stderr.contains("--force") && !again.stderr.contains("free space"), "\(again.stderr)")
   }
 }

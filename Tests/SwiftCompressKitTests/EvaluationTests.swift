@@ -145,6 +145,21 @@ struct EvaluationMetricsTests {
   }
 }
 
+@Suite("Gate messages")
+struct EvaluationGateMessageTests {
+  /// The limit as given, the value with enough digits to differ from it.
+  @Test func enoughDigits() {
+    let cosine = GateResult(gate: "min_cosine", limit: 0.9999999, value: 0.99998271, passed: false)
+    #expect(cosine.summary == "min_cosine 0.9999999: measured 0.99998271 (failed)")
+    let close = GateResult(gate: "min_cosine", limit: 0.9999999, value: 0.99999989, passed: false)
+    #expect(close.summary == "min_cosine 0.9999999: measured 0.99999989 (failed)")
+    let closer = GateResult(gate: "max_kld", limit: 0.1, value: 0.1000000001, passed: false)
+    #expect(closer.summary == "max_kld 0.1: measured 0.1000000001 (failed)")
+    #expect(
+      GateResult(gate: "max_kld", limit: 1e-9, value: nil, passed: false).summary.hasSuffix("measured - (failed)"))
+  }
+}
+
 @Suite("Evaluator")
 struct EvaluatorTests {
   /// A model against itself: KL exactly 0 at every position, top-1 agreement 1, equal perplexities.

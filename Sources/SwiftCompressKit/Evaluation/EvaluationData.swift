@@ -79,6 +79,26 @@ public struct EvaluationSamples: Sendable {
   }
 }
 
+extension EvaluationSamples {
+  /// Refuses ids outside `vocabularySize`, naming the sample (the model's, once it is open).
+  public func check(vocabularySize: Int) throws(SwiftCompressError) {
+    for (sequence, label) in zip(sequences, labels) {
+      try EvaluationData.check(sequence.map(Int.init), label: label, path: info.file, vocabularySize: vocabularySize)
+    }
+  }
+
+  /// Refuses samples a decoder scores no position of: a position is scored when a token of its
+  /// sample follows it, so at least one sample needs 2 tokens (encoders score every sample).
+  public func requireScoredPositions(for kind: ModelKind?) throws(SwiftCompressError) {
+    guard kind == .decoder, !sequences.contains(where: { $0.count >= 2 }) else { return }
+    throw .invalidFile(
+      path: info.file,
+      reason:
+        "no sample has 2 or more tokens; nothing to score (a decoder scores each position followed by a token of its sample): give longer samples or a larger --seq-len"
+    )
+  }
+}
+
 /// What the reports say about the data.
 public struct DataInfo: Codable, Sendable, Equatable {
   public var file: String
@@ -176,10 +196,10 @@ public enum EvaluationData {
     for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
       lineNumber += 1
       if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-      guard let object = try? JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed]) else {
+      guard let object = try? JSONParser.parse(Array(line)) else {
         throw .invalidFile(path: path, reason: "line \(lineNumber) is not JSON; --tokens takes JSON lines of id lists")
       }
-      let list = (object as? [Any]) ?? ((object as? [String: Any])?["input_ids"] as? [Any])
+      let list = object.arrayValue ?? object["input_ids"]?.arrayValue
       guard let list, let row = integers(list) else {
         throw .invalidFile(
           path: path,
@@ -245,13 +265,13 @@ public enum EvaluationData {
   /// against `vocabularySize`.
   public static func prepare(
     _ raw: RawSamples, options: SamplingOptions, vocabularySize: Int, maxPositions: Int?,
-    encode: (String) -> [Int]
+    limitName: String = "the model's max_position_embeddings", encode: (String) -> [Int]
   ) throws(SwiftCompressError) -> EvaluationSamples {
     var warnings: [String] = []
     var limit = options.seqLen
     if let max = maxPositions, max > 0, limit.map({ $0 > max }) ?? false {
       warnings.append(
-        "--seq-len \(limit!) is longer than the model's max_position_embeddings \(max): samples are cut to \(max) tokens"
+        "--seq-len \(limit!) is longer than \(limitName) \(max): samples are cut to \(max) tokens"
       )
       limit = max
     }
@@ -290,7 +310,7 @@ public enum EvaluationData {
       }
       if let max = maxPositions, max > 0, options.seqLen == nil, longest > max {
         warnings.append(
-          "samples up to \(longest) tokens are longer than the model's max_position_embeddings \(max): they are truncated to \(max) tokens"
+          "samples up to \(longest) tokens are longer than \(limitName) \(max): they are truncated to \(max) tokens"
         )
         sequences = sequences.map { $0.count > max ? Array($0[0..<max]) : $0 }
       }
@@ -346,11 +366,12 @@ public enum EvaluationData {
     return text
   }
 
-  static func integers(_ list: [Any]) -> [Int]? {
+  /// The integers of `list`; nil when an item is not an integer (a boolean, a fraction, a string).
+  static func integers(_ list: [JSONValue]) -> [Int]? {
     var result: [Int] = []
     result.reserveCapacity(list.count)
     for item in list {
-      guard let number = item as? Int else { return nil }
+      guard case .number(let text) = item, let number = Int(text) else { return nil }
       result.append(number)
     }
     return result

@@ -210,6 +210,7 @@ public enum Evaluator {
     progress: ((EvaluationProgress) -> Void)? = nil
   ) throws -> EvaluationReport {
     try checkCompatible(reference: reference, candidate: candidate, paths: paths)
+    try samples.requireScoredPositions(for: reference.kind)
     var report = EvaluationReport(
       kind: reference.kind.rawValue,
       reference: EvaluatedModel(

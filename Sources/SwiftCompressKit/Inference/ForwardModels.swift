@@ -17,6 +17,54 @@ public enum ForwardModels {
       + " (and sentence-transformers folders of a BERT model)"
   }
 
+  /// What a model's config.json (and a sentence-transformers folder's sentence_bert_config.json)
+  /// says, read without opening the weights: enough to check data and gates before a model is
+  /// opened. Nil when the folder has no readable config.json.
+  public struct ConfigFacts: Sendable, Equatable {
+    /// Decoder or encoder by config.json `architectures`; nil for an architecture outside the lists.
+    public var kind: ModelKind?
+    public var vocabularySize: Int?
+    /// config.json `max_position_embeddings`.
+    public var maxPositions: Int?
+    /// sentence_bert_config.json `max_seq_length` (sentence-transformers truncates to it).
+    public var maxSequenceLength: Int?
+
+    /// The most tokens a sample may have: the smaller of `maxPositions` and `maxSequenceLength`.
+    public var tokenCap: Int? { [maxPositions, maxSequenceLength].compactMap { $0 }.filter { $0 > 0 }.min() }
+  }
+
+  /// The folder of `path` (a folder, or a file in one).
+  static func folder(of path: String) -> String {
+    var isDirectory: ObjCBool = false
+    let folder =
+      FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+      ? path : (path as NSString).deletingLastPathComponent
+    return folder.isEmpty ? "." : folder
+  }
+
+  /// The config facts of the model at `path` (a folder, or a file in one), nil without config.json.
+  public static func configFacts(_ path: String) -> ConfigFacts? {
+    let folder = folder(of: path)
+    guard let data = FileManager.default.contents(atPath: folder + "/config.json"),
+      let parsed = try? JSONParser.parse(Array(data)), parsed.members != nil
+    else { return nil }
+    let config = LoaderGuard.restored(parsed)
+    let architecture =
+      config["architectures"]?.arrayValue?.first?.stringValue ?? config["model_type"]?.stringValue ?? "none"
+    let kind: ModelKind? =
+      decoderArchitectures.contains(architecture)
+      ? .decoder : encoderArchitectures.contains(architecture) ? .encoder : nil
+    var facts = ConfigFacts(
+      kind: kind, vocabularySize: ForwardConfiguration.int(config, "vocab_size"),
+      maxPositions: ForwardConfiguration.int(config, "max_position_embeddings"))
+    if let data = FileManager.default.contents(atPath: folder + "/sentence_bert_config.json"),
+      let sentence = try? JSONParser.parse(Array(data))
+    {
+      facts.maxSequenceLength = ForwardConfiguration.int(sentence, "max_seq_length")
+    }
+    return facts
+  }
+
   /// The model at `path`: a weight file or a folder (dense or compressed, sharded or not), whose
   /// config.json (beside the file, or in the folder) names the architecture. Throws
   /// `SwiftCompressError.invalidCheckpoint` (exit 65) for an architecture outside

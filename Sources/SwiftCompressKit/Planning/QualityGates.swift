@@ -85,8 +85,27 @@ public struct GateResult: Codable, Sendable, Equatable {
   public var value: Double?
   public var passed: Bool
 
-  /// "max_error 0.2: measured 0.2513 (failed)".
+  public init(gate: String, limit: Double, value: Double?, passed: Bool) {
+    self.gate = gate
+    self.limit = limit
+    self.value = value
+    self.passed = passed
+  }
+
+  /// "max_error 0.2: measured 0.25130261 (failed)": the limit as given, the value with at least 8
+  /// significant digits and as many more as it takes to differ from the limit.
   public var summary: String {
-    "\(gate) \(Format.metric(limit)): measured \(Format.metric(value)) (\(passed ? "passed" : "failed"))"
+    "\(gate) \(limit): measured \(Self.digits(value, against: limit)) (\(passed ? "passed" : "failed"))"
+  }
+
+  /// `value` with 8 significant digits, or more (up to 17) until it reads differently from `limit`.
+  static func digits(_ value: Double?, against limit: Double) -> String {
+    guard let value else { return "-" }
+    guard value.isFinite else { return Format.metric(value) }
+    for precision in 8...17 {
+      let text = String(format: "%.\(precision)g", value)
+      if value == limit || Double(text) != limit { return text }
+    }
+    return "\(value)"
   }
 }

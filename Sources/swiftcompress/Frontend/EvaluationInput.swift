@@ -53,8 +53,8 @@ struct DataOptions: ParsableArguments {
 
   func load(model: String) throws -> LoadedData { try source.load(model: model) }
 
-  func samples(_ loaded: LoadedData, vocabularySize: Int?, maxPositions: Int?) throws -> EvaluationSamples {
-    try source.samples(loaded, vocabularySize: vocabularySize, maxPositions: maxPositions)
+  func samples(_ loaded: LoadedData, models: [String]) throws -> EvaluationSamples {
+    try source.samples(loaded, models: models)
   }
 
   static func tokenizerPath(model: String) -> String { DataSource.tokenizerPath(model: model) }
@@ -104,18 +104,31 @@ struct DataSource {
     do {
       return LoadedData(raw: raw, tokenizer: try Tokenizer(contentsOf: path))
     } catch {
-      throw SwiftCompressError.invalidFile(path: path, reason: error.errorDescription ?? "\(error)")
+      throw SwiftCompressError.invalidFile(path: path, reason: error.reason)
     }
   }
 
-  /// The samples: tokenized (text data), drawn and cut, checked against `vocabularySize` (the
-  /// tokenizer's when nil); warnings printed.
-  func samples(_ loaded: LoadedData, vocabularySize: Int?, maxPositions: Int?) throws -> EvaluationSamples {
-    let truncation = pack ? nil : seqLen.map { min($0, maxPositions ?? $0) }
+  /// The samples computed on the models at `models` (the reference first): tokenized (text
+  /// data, truncated by the tokenizer, which keeps its special tokens), drawn and cut to the
+  /// smaller of --seq-len and the models' token cap (config.json's max_position_embeddings, a
+  /// sentence-transformers folder's max_seq_length; token ids are cut plainly, with a warning),
+  /// checked against `vocabularySize` (when nil: the first model's config.json vocab_size, else
+  /// the tokenizer's); warnings printed. Reads only the config files, not the weights.
+  func samples(_ loaded: LoadedData, models: [String], vocabularySize: Int? = nil) throws -> EvaluationSamples {
+    let facts = models.compactMap { ForwardModels.configFacts($0) }
+    let cap = facts.compactMap(\.tokenCap).min()
+    let fromSentenceConfig = facts.contains { fact in
+      fact.maxSequenceLength == cap && cap.map { $0 < fact.maxPositions ?? Int.max } ?? false
+    }
+    let limitName =
+      fromSentenceConfig ? "the sentence-transformers max_seq_length" : "the model's max_position_embeddings"
+    let truncation = pack ? nil : [seqLen, cap].compactMap { $0 }.min()
     let tokenizer = loaded.tokenizer
+    let vocabulary =
+      vocabularySize ?? models.first.flatMap { ForwardModels.configFacts($0)?.vocabularySize }
+      ?? tokenizer?.vocabularySize ?? Int(Int32.max)
     let prepared = try EvaluationData.prepare(
-      loaded.raw, options: sampling,
-      vocabularySize: vocabularySize ?? tokenizer?.vocabularySize ?? Int(Int32.max), maxPositions: maxPositions
+      loaded.raw, options: sampling, vocabularySize: vocabulary, maxPositions: cap, limitName: limitName
     ) { text in
       tokenizer?.encode(text, addSpecialTokens: true, maxLength: truncation) ?? []
     }
@@ -182,14 +195,21 @@ final class ForwardProgressLine: @unchecked Sendable {
   }
 }
 
-/// The integer `key` (`max_position_embeddings`, `vocab_size`) of the config.json beside `model`,
-/// nil when absent.
-func configInteger(model: String, _ key: String) -> Int? {
-  let folder = (DataOptions.tokenizerPath(model: model) as NSString).deletingLastPathComponent
-  guard let data = FileManager.default.contents(atPath: folder + "/config.json"),
-    let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-  else { return nil }
-  return object[key] as? Int
+/// Refuses (exit 73) an output file whose folder does not exist or cannot be written, or that is
+/// a folder: checked before the forward runs.
+func checkWritable(_ path: String, option: String) throws {
+  let parent = (path as NSString).deletingLastPathComponent
+  let folder = parent.isEmpty ? "." : parent
+  var isDirectory: ObjCBool = false
+  guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+    throw CheckpointError.cannotCreateOutput(path: path, reason: "\(option): the folder \(folder) does not exist")
+  }
+  guard FileManager.default.isWritableFile(atPath: folder) else {
+    throw CheckpointError.cannotCreateOutput(path: path, reason: "\(option): the folder \(folder) is not writable")
+  }
+  if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+    throw CheckpointError.cannotCreateOutput(path: path, reason: "\(option): is a folder")
+  }
 }
 
 /// Writes `text` to `path` through a temporary file renamed into place.

@@ -5,7 +5,13 @@ import SwiftCompressKit
 
 /// Runs a pass (or only plans or explains it) with progress on a terminal and prints
 /// the result; a failed quality gate exits 3 once the output is written.
-func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared: OutputOptions) throws {
+///
+/// With `jsonSink`, the --json report of a run that writes goes to it instead of standard output
+/// (`run` adds its evaluation to it).
+func runPipeline(
+  pass: any CompressionPass, options: CompressionOptions, shared: OutputOptions,
+  jsonSink: ((String) -> Void)? = nil
+) throws {
   if shared.explain {
     let explanation = try Compressor.explain(pass: pass, options: options)
     if shared.json {
@@ -39,7 +45,8 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
   let split = options.split?.emptyPartWarning(shardCount: report.output.files.count)
   try printOutcome(
     warnings: report.warnings + [split].compactMap { $0 }, notes: report.notes, json: report.jsonText(),
-    table: { SummaryTable.render(report, split: options.split) }, gates: report.gates, shared: shared)
+    table: { SummaryTable.render(report, split: options.split) }, gates: report.gates, shared: shared,
+    jsonSink: jsonSink)
 }
 
 /// Warnings on stderr, then the JSON or the table on stdout (nothing with --quiet), then
@@ -47,14 +54,14 @@ func runPipeline(pass: any CompressionPass, options: CompressionOptions, shared:
 func printOutcome(
   warnings: [String], notes: [String] = [], json: @autoclosure () -> String, table: () -> String,
   gates: [GateResult],
-  shared: OutputOptions
+  shared: OutputOptions, jsonSink: ((String) -> Void)? = nil
 ) throws {
   if !shared.quiet {
     for warning in warnings { Diagnostics.warning(warning) }
     for note in notes { Diagnostics.note(note) }
   }
   if shared.json {
-    printResult(json())
+    if let jsonSink { jsonSink(json()) } else { printResult(json()) }
   } else if !shared.quiet {
     printResult(table())
   }

@@ -14,7 +14,11 @@ extension SwiftCompressCommand {
         (<module>.input_mean_abs, F32 [C]) and with --hessians XᵀX (<module>.input_gram, F32 [C, C]). \
         Sums are accumulated in Double. The metadata names the model (path, architecture, a CRC-32 \
         fingerprint of its weight files), the tokens (count, samples, a hash of the ids) and the \
-        settings. See docs/evaluation.md.
+        settings. prune --method wanda and factorize --calibration read the sums of squares. See \
+        docs/evaluation.md.
+
+        Exit codes: 65 invalid data; 73 when -o exists (without --force), is a folder, or its folder \
+        does not exist or cannot be written (checked before the model is opened).
         """)
 
     @Argument(help: "The model: a folder with config.json (and tokenizer.json for --data).")
@@ -26,7 +30,11 @@ extension SwiftCompressCommand {
       name: [.short, .customLong("output")], help: ArgumentHelp("The statistics file to write.", valueName: "file"))
     var output: String
 
-    @Flag(name: .long, help: "Also gather each module's XᵀX (C x C values per module: large for large layers).")
+    @Flag(
+      name: .long,
+      help:
+        "Also gather each module's XᵀX (C x C values per module: large for large layers); nothing reads it yet: for the calibrated methods to come and external use."
+    )
     var hessians = false
 
     @Flag(name: .long, help: "Replace the output file if it exists.")
@@ -45,15 +53,16 @@ extension SwiftCompressCommand {
         try Parallel.withJobs(batch.jobs) {
           var isDirectory: ObjCBool = false
           if FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory) {
-            if isDirectory.boolValue || !force {
-              throw CheckpointError.cannotCreateOutput(
-                path: output, reason: isDirectory.boolValue ? "is a folder" : "exists; pass --force to replace it")
+            if isDirectory.boolValue {
+              throw CheckpointError.cannotCreateOutput(path: output, reason: "-o: is a folder")
             }
+            if !force { throw CheckpointError.outputExists(path: output) }
           }
           let loaded = try data.load(model: model)
+          let samples = try data.samples(loaded, models: [model])
+          try checkWritable(output, option: "-o")
           let forward = try openModel(model)
-          let samples = try data.samples(
-            loaded, vocabularySize: forward.vocabularySize, maxPositions: forward.maxPositions)
+          try samples.check(vocabularySize: forward.vocabularySize)
           let checkpoint = try Checkpoint.open(model)
           let fingerprint = try ActivationStatistics.fingerprint(of: checkpoint)
           let statistics = ActivationStatistics(gram: hessians)

@@ -16,7 +16,9 @@ extension SwiftCompressCommand {
         docs/evaluation.md.
 
         Exit codes: 65 when the candidate's architecture or vocabulary differs from the reference's, \
-        or the data is invalid; 3 when a gate fails (after the figures are printed and written).
+        the data is invalid, or (decoders) no sample has 2 or more tokens to score; 73 when the \
+        --report folder does not exist or cannot be written (checked before the models are opened); \
+        3 when a gate fails (after the figures are printed and written).
         """)
 
     @Argument(help: "The reference model: a folder with config.json (and tokenizer.json for --data).")
@@ -66,15 +68,19 @@ extension SwiftCompressCommand {
     func run() throws {
       try Diagnostics.reportingErrors {
         try Parallel.withJobs(batch.jobs) {
+          // Data, gates and outputs are checked from the config files before a model is opened.
           let loaded = try data.load(model: reference)
+          let kind = ForwardModels.configFacts(reference)?.kind
+          try gates.validate(for: kind)
+          let samples = try data.samples(loaded, models: [reference, candidate])
+          try samples.requireScoredPositions(for: kind)
+          if let report { try checkWritable(report, option: "--report") }
           let referenceModel = try openModel(reference)
           let candidateModel = try openModel(candidate)
           try Evaluator.checkCompatible(
             reference: referenceModel, candidate: candidateModel, paths: (reference, candidate))
           try gates.validate(for: referenceModel.kind)
-          let positions = [referenceModel.maxPositions, candidateModel.maxPositions].compactMap { $0 }.min()
-          let samples = try data.samples(
-            loaded, vocabularySize: referenceModel.vocabularySize, maxPositions: positions)
+          try samples.check(vocabularySize: referenceModel.vocabularySize)
           let progress = ForwardProgressLine(runsPerBatch: 2)
           let result = try Evaluator.evaluate(
             reference: referenceModel, candidate: candidateModel, paths: (reference, candidate), samples: samples,

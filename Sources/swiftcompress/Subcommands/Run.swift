@@ -1,5 +1,6 @@
 import ArgumentParser
 import CheckpointIO
+import Foundation
 import SwiftCompressKit
 
 extension SwiftCompressCommand {
@@ -47,16 +48,31 @@ extension SwiftCompressCommand {
         let evaluation = options.dryRun || options.explain || compression.split != nil ? nil : recipe.evaluate
         let source = evaluation.map { DataSource(data: $0.data, tokens: $0.tokens, sampling: $0.sampling) }
         let loaded = try source?.load(model: input)
+        // ... and so are its gates' model kind and the ids, from the input's config files.
+        var samples: EvaluationSamples?
+        if let evaluation, let source, let loaded {
+          let kind = ForwardModels.configFacts(input)?.kind
+          try evaluation.gates.validate(for: kind)
+          samples = try source.samples(loaded, models: [input])
+          try samples?.requireScoredPositions(for: kind)
+        }
         var gateFailed = false
+        // With --json, the run's report is printed once the evaluation is added to it.
+        var runJSON: String?
         do {
-          try runPipeline(pass: pass, options: compression, shared: options)
+          try runPipeline(
+            pass: pass, options: compression, shared: options,
+            jsonSink: samples == nil ? nil : { runJSON = $0 })
         } catch let exit as ExitCode where exit.rawValue == ExitStatus.gateFailed && evaluation != nil {
           gateFailed = true
         }
-        if let evaluation, let source, let loaded {
-          gateFailed =
-            try Parallel.withJobs(options.jobs) { try evaluateOutput(evaluation, source: source, loaded: loaded) }
-            || gateFailed
+        if let evaluation, let samples {
+          var result: EvaluationReport?
+          defer {
+            if let runJSON { printResult(Self.json(runJSON, adding: result)) }
+          }
+          result = try Parallel.withJobs(options.jobs) { try evaluateOutput(evaluation, samples: samples) }
+          gateFailed = !(result?.passed ?? true) || gateFailed
         } else if recipe.evaluate != nil && compression.split != nil {
           Diagnostics.note("the recipe's evaluate: block is skipped in a split run; evaluate the merged output")
         }
@@ -64,16 +80,25 @@ extension SwiftCompressCommand {
       }
     }
 
-    /// The recipe's `evaluate:` block: input against output; true when one of its gates failed
-    /// (each named on standard error). The summary goes to standard output (not with --json or
-    /// --quiet, which keep standard output for the run's report).
-    func evaluateOutput(_ evaluation: RecipeEvaluation, source: DataSource, loaded: LoadedData) throws -> Bool {
+    /// The recipe's `evaluate:` block: input against output, each failed gate named on standard
+    /// error. The summary goes to standard output (not with --json, which adds the report to the
+    /// run's under `evaluation`, or --quiet).
+    /// The run's JSON report with the evaluation's under `evaluation` (unchanged without one).
+    static func json(_ run: String, adding evaluation: EvaluationReport?) -> String {
+      guard let evaluation, let end = run.lastIndex(of: "}") else { return run }
+      let nested = Format.json(evaluation).trimmingCharacters(in: .whitespacesAndNewlines)
+        .replacingOccurrences(of: "\n", with: "\n  ")
+      var head = String(run[..<end])
+      while head.last?.isWhitespace ?? false { head.removeLast() }
+      return head + (head.hasSuffix("{") ? "" : ",") + "\n  \"evaluation\" : " + nested + "\n}\n"
+    }
+
+    func evaluateOutput(_ evaluation: RecipeEvaluation, samples: EvaluationSamples) throws -> EvaluationReport {
       let reference = try openModel(input)
       let candidate = try openModel(output)
       try Evaluator.checkCompatible(reference: reference, candidate: candidate, paths: (input, output))
       try evaluation.gates.validate(for: reference.kind)
-      let positions = [reference.maxPositions, candidate.maxPositions].compactMap { $0 }.min()
-      let samples = try source.samples(loaded, vocabularySize: reference.vocabularySize, maxPositions: positions)
+      try samples.check(vocabularySize: reference.vocabularySize)
       let progress = ForwardProgressLine(runsPerBatch: 2)
       let result = try Evaluator.evaluate(
         reference: reference, candidate: candidate, paths: (input, output), samples: samples,
@@ -83,7 +108,7 @@ extension SwiftCompressCommand {
       if !options.json && !options.quiet { printResult("\n" + EvaluationReporter.text(result)) }
       let failed = result.gates.filter { !$0.passed }
       for gate in failed { Diagnostics.error("quality gate failed: \(gate.summary)") }
-      return !failed.isEmpty
+      return result
     }
   }
 }

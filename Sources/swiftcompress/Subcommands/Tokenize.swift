@@ -9,7 +9,9 @@ extension SwiftCompressCommand {
       discussion: """
         The samples are read, drawn (--samples, --seed), tokenized with the model folder's \
         tokenizer.json and cut (--seq-len, --pack) exactly as evaluate and calibrate do (to the \
-        config.json's max_position_embeddings, and checked against its vocab_size with --tokens); one line per \
+        config.json's max_position_embeddings and a sentence-transformers folder's max_seq_length; \
+        text is truncated by the tokenizer, which keeps its special tokens), and checked against \
+        config.json's vocab_size (exit 65 naming the sample); one line per \
         sample, ids separated by spaces, or with --json a JSON list per line (the --tokens format).
         """)
 
@@ -23,9 +25,7 @@ extension SwiftCompressCommand {
 
     func run() throws {
       try Diagnostics.reportingErrors {
-        let samples = try data.samples(
-          data.load(model: model), vocabularySize: data.tokens != nil ? configInteger(model: model, "vocab_size") : nil,
-          maxPositions: configInteger(model: model, "max_position_embeddings"))
+        let samples = try data.samples(data.load(model: model), models: [model])
         var text = ""
         for sequence in samples.sequences {
           let ids = sequence.map { String($0) }
