@@ -95,7 +95,13 @@ public struct GateResult: Codable, Sendable, Equatable {
   /// "max_error 0.2: measured 0.25130261 (failed)": the limit as given, the value with at least 8
   /// significant digits and as many more as it takes to differ from the limit.
   public var summary: String {
-    "\(gate) \(limit): measured \(Self.digits(value, against: limit)) (\(passed ? "passed" : "failed"))"
+    "\(gate) \(Self.given(limit)): measured \(Self.digits(value, against: limit)) (\(passed ? "passed" : "failed"))"
+  }
+
+  /// `limit` as a user writes it: "10" rather than "10.0", "0.9999999" in full.
+  static func given(_ limit: Double) -> String {
+    if limit == limit.rounded(), abs(limit) < 1e15 { return String(Int64(limit)) }
+    return "\(limit)"
   }
 
   /// `value` with 8 significant digits, or more (up to 17) until it reads differently from `limit`.
