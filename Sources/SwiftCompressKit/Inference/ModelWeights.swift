@@ -90,7 +90,7 @@ public final class ModelWeights: @unchecked Sendable {
         name: name, reason: "is \(tensor.info.dtype.rawValue); the forward pass reads floating-point tensors")
     }
     return Float32Conversion.floats(
-      checkpoint.bytes(of: tensor), dtype: tensor.info.dtype, count: tensor.info.elementCount ?? 0)
+      checkpoint.bytes(of: tensor), dtype: tensor.info.dtype, count: tensor.info.elementCount)
   }
 
   /// The Float32 values of tensor `name`, read in place when they can be: a dense F32 tensor at a
