@@ -291,6 +291,25 @@ struct EvaluationGoldenTests {
         #expect(abs(a - e) <= 1e-4 * max(abs(e), scale) + 1e-12, "\(tensor.name): \(a) vs \(e)")
       }
     }
+    // An independent reader (Python safetensors) reads the file: the same names, shapes and sums.
+    let python = try #require(referencePython, "the reference Python is missing: run `make venv`")
+    let script = """
+      import json, sys
+      from safetensors import safe_open
+      with safe_open(sys.argv[1], "np") as f:
+          print(json.dumps({k: [list(f.get_tensor(k).shape), float(f.get_tensor(k).astype("float64").sum())] for k in f.keys()}))
+      """
+    let read = try runProcess(python, ["-c", script, out])
+    #expect(read.status == 0, "\(read.stderr)")
+    let seen = try #require(try JSONSerialization.jsonObject(with: Data(read.stdout.utf8)) as? [String: [Any]])
+    #expect(Set(seen.keys) == Set(ours.tensors.map(\.name)))
+    for tensor in ours.tensors {
+      let entry = try #require(seen[tensor.name])
+      #expect((entry[0] as? [Int]) == tensor.info.shape, "\(tensor.name)")
+      let sum = try values(ours, tensor.name).reduce(0, +)
+      let pythonSum = try #require(entry[1] as? Double)
+      #expect(abs(pythonSum - sum) <= 1e-9 * max(1, abs(sum)), "\(tensor.name): \(pythonSum) vs \(sum)")
+    }
     // prune --method wanda reads the file directly. (sentence-transformers does not run BERT's
     // pooler, so there are no statistics for it: it is left alone.)
     let ignore = model == "tiny-bert" ? ["--ignore", "pooler.dense"] : []
