@@ -74,3 +74,43 @@ public func cholesky(_ a: Matrix) throws(LinearAlgebraError) -> Matrix {
   }
   return Matrix(uncheckedRows: size, columns: size, storage: packed)
 }
+
+/// The upper Cholesky factor U of the inverse of a symmetric positive definite matrix:
+/// A⁻¹ = Uᵀ U, row-major `[n, n]` with zeros below the diagonal. This is the factor GPTQ and
+/// SparseGPT read their updates from (Frantar et al. 2022, section 3.3): Cholesky of A
+/// (`spotrf`), the inverse from that factor (`spotri`), then Cholesky of the inverse (`spotrf`
+/// upper), as torch's `cholesky`, `cholesky_inverse`, `cholesky(upper=True)` do. `a` is
+/// row-major (equivalently column-major: it is symmetric); only its lower triangle in
+/// column-major terms is read. Throws `notPositiveDefinite` naming the failing minor.
+public func upperCholeskyOfInverse(_ a: [Float], n: Int) throws(LinearAlgebraError) -> [Float] {
+  guard a.count == n * n else {
+    throw .dimensionMismatch(operation: "upperCholeskyOfInverse", details: "\(a.count) values for \(n)x\(n)")
+  }
+  if n == 0 { return [] }
+  let size = try LAPACKInterop.int32(n, "n", operation: "upperCholeskyOfInverse")
+  var packed = a
+  let lower = LAPACKInterop.flag("L")
+  let upper = LAPACKInterop.flag("U")
+  var info = packed.withUnsafeMutableBufferPointer {
+    LAPACKE_spotrf_work(LAPACKInterop.layout, lower, size, $0.baseAddress, size)
+  }
+  try LAPACKInterop.check(info, .spotrf)
+  info = packed.withUnsafeMutableBufferPointer {
+    LAPACKE_spotri_work(LAPACKInterop.layout, lower, size, $0.baseAddress, size)
+  }
+  try LAPACKInterop.check(info, .spotri)
+  // Column-major lower triangle -> full symmetric, then the upper factor.
+  for j in 0..<n {
+    for i in (j + 1)..<max(j + 1, n) { packed[j + i * n] = packed[i + j * n] }
+  }
+  info = packed.withUnsafeMutableBufferPointer {
+    LAPACKE_spotrf_work(LAPACKInterop.layout, upper, size, $0.baseAddress, size)
+  }
+  try LAPACKInterop.check(info, .spotrf)
+  // Column-major upper (i <= j at i + j * n) -> row-major upper (i * n + j).
+  var result = [Float](repeating: 0, count: n * n)
+  for i in 0..<n {
+    for j in i..<n { result[i * n + j] = packed[i + j * n] }
+  }
+  return result
+}

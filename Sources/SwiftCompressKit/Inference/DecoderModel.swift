@@ -8,7 +8,7 @@ import LinearAlgebra
 /// with grouped key-value heads (Mistral's sliding window) -> o_proj, residual, RMSNorm ->
 /// down(act(gate) * up), residual; the final RMSNorm; the head (`lm_head`, or the embedding when
 /// tied). Weights come from `ModelWeights`, one layer at a time.
-final class DecoderModel: ForwardModel {
+final class DecoderModel: LayerByLayerModel {
   let kind = ModelKind.decoder
   let architecture: String
   let vocabularySize: Int
@@ -77,73 +77,89 @@ final class DecoderModel: ForwardModel {
     }
   }
 
-  func finalHiddenStates(_ batch: TokenBatch, observer: (any ActivationObserver)?) throws -> HiddenStates {
+  func linearModules(ofLayer index: Int) -> [[String]] {
+    let layer = description.layers[index]
+    guard let attention = layer.attention, let mlp = layer.mlp else { return [] }
+    return [[attention.query, attention.key, attention.value], [attention.output], mlp.inputs, [mlp.output]]
+  }
+
+  func embed(_ batch: TokenBatch) throws -> HiddenStates {
     setBLASThreads(1)  // ForwardKernels runs Parallel.jobs single-threaded sgemms at once
-    let rows = batch.tokenCount
-    let offsets = batch.offsets
-    let width = hiddenSize
-    var hidden = try LayerWeights.embed(batch, table: embedding + ".weight", width: width, weights: weights)
+    let hidden = try LayerWeights.embed(batch, table: embedding + ".weight", width: hiddenSize, weights: weights)
     weights.release(embedding + ".weight")
+    return HiddenStates(values: hidden, rows: batch.tokenCount, width: hiddenSize, offsets: batch.offsets)
+  }
+
+  func runLayer(_ index: Int, _ states: inout HiddenStates, batch: TokenBatch, observer: (any ActivationObserver)?)
+    throws
+  {
+    setBLASThreads(1)
+    let rows = states.rows
+    let offsets = states.offsets
+    let width = hiddenSize
     let positions = batch.sequences.flatMap { 0..<$0.count }
     let longest = batch.sequences.map(\.count).max() ?? 0
     let table = ForwardConfiguration.rotaryTable(inverseFrequencies, positions: longest)
-    for (index, layer) in description.layers.enumerated() {
-      let loader = LayerWeights(weights)
-      let attention = layer.attention!
-      let mlp = layer.mlp!
-      func norm(_ role: ModelDescription.Norm.Role) -> String? { layer.norms.first { $0.role == role }?.name }
+    let layer = description.layers[index]
+    let loader = LayerWeights(weights)
+    let attention = layer.attention!
+    let mlp = layer.mlp!
+    func norm(_ role: ModelDescription.Norm.Role) -> String? { layer.norms.first { $0.role == role }?.name }
+    var hidden = states.values
+    states.values = []
 
-      // Attention.
-      var x = hidden
-      if let name = norm(.preAttention) {
-        ForwardKernels.rmsNorm(&x, width: width, weight: try loader.vector(name + ".weight", width), epsilon: epsilon)
-      }
-      observer?.observe([attention.query, attention.key, attention.value], x, rows: rows, columns: width)
-      var q = try loader.linear(attention.query, x, rows: rows, inputs: width, outputs: heads * headDim)
-      var k = try loader.linear(attention.key, x, rows: rows, inputs: width, outputs: keyValueHeads * headDim)
-      let v = try loader.linear(attention.value, x, rows: rows, inputs: width, outputs: keyValueHeads * headDim)
-      if let name = norm(.query) {
-        ForwardKernels.rmsNorm(
-          &q, width: headDim, weight: try loader.vector(name + ".weight", headDim), epsilon: epsilon)
-      }
-      if let name = norm(.key) {
-        ForwardKernels.rmsNorm(
-          &k, width: headDim, weight: try loader.vector(name + ".weight", headDim), epsilon: epsilon)
-      }
-      ForwardKernels.rotary(&q, heads: heads, headDim: headDim, positions: positions, table: table)
-      ForwardKernels.rotary(&k, heads: keyValueHeads, headDim: headDim, positions: positions, table: table)
-      var context = [Float](repeating: 0, count: rows * heads * headDim)
-      ForwardKernels.attention(
-        q: q, k: k, v: v, into: &context, offsets: offsets, heads: heads, kvHeads: keyValueHeads, headDim: headDim,
-        causal: true, window: windows[index])
-      observer?.observe([attention.output], context, rows: rows, columns: heads * headDim)
-      let o = try loader.linear(attention.output, context, rows: rows, inputs: heads * headDim, outputs: width)
-      ForwardKernels.add(&hidden, o)
-
-      // MLP.
-      x = hidden
-      if let name = norm(.preMLP) {
-        ForwardKernels.rmsNorm(&x, width: width, weight: try loader.vector(name + ".weight", width), epsilon: epsilon)
-      }
-      observer?.observe(mlp.inputs, x, rows: rows, columns: width)
-      guard let size = weights.shape(of: mlp.inputs[0] + ".weight")?.first else {
-        throw SwiftCompressError.invalidModule(name: mlp.inputs[0], reason: "has no weight")
-      }
-      var gate = try loader.linear(mlp.inputs[0], x, rows: rows, inputs: width, outputs: size)
-      let up = try loader.linear(mlp.inputs[1], x, rows: rows, inputs: width, outputs: size)
-      ForwardKernels.gated(&gate, up: up, activation)
-      observer?.observe([mlp.output], gate, rows: rows, columns: size)
-      let down = try loader.linear(mlp.output, gate, rows: rows, inputs: size, outputs: width)
-      ForwardKernels.add(&hidden, down)
-      loader.releaseAll()
-      observer?.layerFinished(
-        index, of: layerCount, hidden: HiddenStates(values: hidden, rows: rows, width: width, offsets: offsets))
+    // Attention.
+    var x = hidden
+    if let name = norm(.preAttention) {
+      ForwardKernels.rmsNorm(&x, width: width, weight: try loader.vector(name + ".weight", width), epsilon: epsilon)
     }
+    observer?.observe([attention.query, attention.key, attention.value], x, rows: rows, columns: width)
+    var q = try loader.linear(attention.query, x, rows: rows, inputs: width, outputs: heads * headDim)
+    var k = try loader.linear(attention.key, x, rows: rows, inputs: width, outputs: keyValueHeads * headDim)
+    let v = try loader.linear(attention.value, x, rows: rows, inputs: width, outputs: keyValueHeads * headDim)
+    if let name = norm(.query) {
+      ForwardKernels.rmsNorm(
+        &q, width: headDim, weight: try loader.vector(name + ".weight", headDim), epsilon: epsilon)
+    }
+    if let name = norm(.key) {
+      ForwardKernels.rmsNorm(
+        &k, width: headDim, weight: try loader.vector(name + ".weight", headDim), epsilon: epsilon)
+    }
+    ForwardKernels.rotary(&q, heads: heads, headDim: headDim, positions: positions, table: table)
+    ForwardKernels.rotary(&k, heads: keyValueHeads, headDim: headDim, positions: positions, table: table)
+    var context = [Float](repeating: 0, count: rows * heads * headDim)
+    ForwardKernels.attention(
+      q: q, k: k, v: v, into: &context, offsets: offsets, heads: heads, kvHeads: keyValueHeads, headDim: headDim,
+      causal: true, window: windows[index])
+    observer?.observe([attention.output], context, rows: rows, columns: heads * headDim)
+    let o = try loader.linear(attention.output, context, rows: rows, inputs: heads * headDim, outputs: width)
+    ForwardKernels.add(&hidden, o)
+
+    // MLP.
+    x = hidden
+    if let name = norm(.preMLP) {
+      ForwardKernels.rmsNorm(&x, width: width, weight: try loader.vector(name + ".weight", width), epsilon: epsilon)
+    }
+    observer?.observe(mlp.inputs, x, rows: rows, columns: width)
+    guard let size = weights.shape(of: mlp.inputs[0] + ".weight")?.first else {
+      throw SwiftCompressError.invalidModule(name: mlp.inputs[0], reason: "has no weight")
+    }
+    var gate = try loader.linear(mlp.inputs[0], x, rows: rows, inputs: width, outputs: size)
+    let up = try loader.linear(mlp.inputs[1], x, rows: rows, inputs: width, outputs: size)
+    ForwardKernels.gated(&gate, up: up, activation)
+    observer?.observe([mlp.output], gate, rows: rows, columns: size)
+    let down = try loader.linear(mlp.output, gate, rows: rows, inputs: size, outputs: width)
+    ForwardKernels.add(&hidden, down)
+    loader.releaseAll()
+    states.values = hidden
+  }
+
+  func finish(_ states: inout HiddenStates) throws {
     let loader = LayerWeights(weights)
     ForwardKernels.rmsNorm(
-      &hidden, width: width, weight: try loader.vector(finalNorm + ".weight", width), epsilon: epsilon)
+      &states.values, width: hiddenSize, weight: try loader.vector(finalNorm + ".weight", hiddenSize),
+      epsilon: epsilon)
     loader.releaseAll()
-    return HiddenStates(values: hidden, rows: rows, width: width, offsets: offsets)
   }
 
   func releaseOutputWeights() {

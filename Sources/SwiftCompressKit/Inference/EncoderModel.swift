@@ -8,7 +8,7 @@ import LinearAlgebra
 /// output dense, residual, LayerNorm -> intermediate dense, GELU -> output dense, residual,
 /// LayerNorm. The MLM head and the pooler are not computed; sentence embeddings pool the last
 /// hidden states as the folder's `modules.json` says.
-final class EncoderModel: ForwardModel {
+final class EncoderModel: LayerByLayerModel {
   let kind = ModelKind.encoder
   let architecture: String
   let vocabularySize: Int
@@ -60,10 +60,15 @@ final class EncoderModel: ForwardModel {
     }
   }
 
-  func finalHiddenStates(_ batch: TokenBatch, observer: (any ActivationObserver)?) throws -> HiddenStates {
+  func linearModules(ofLayer index: Int) -> [[String]] {
+    let layer = description.layers[index]
+    guard let attention = layer.attention, let mlp = layer.mlp else { return [] }
+    return [[attention.query, attention.key, attention.value], [attention.output], mlp.inputs, [mlp.output]]
+  }
+
+  func embed(_ batch: TokenBatch) throws -> HiddenStates {
     setBLASThreads(1)  // ForwardKernels runs Parallel.jobs single-threaded sgemms at once
     let rows = batch.tokenCount
-    let offsets = batch.offsets
     let width = hiddenSize
     func table(_ role: ModelDescription.Embedding.Role) -> String? {
       description.embeddings.first { $0.role == role }.map { $0.name + ".weight" }
@@ -100,41 +105,52 @@ final class EncoderModel: ForwardModel {
     }
     weights.release(table(.tokens)!)
     loader.releaseAll()
-    for (index, layer) in description.layers.enumerated() {
-      let loader = LayerWeights(weights)
-      let attention = layer.attention!
-      let mlp = layer.mlp!
-      func norm(_ role: ModelDescription.Norm.Role) -> String? { layer.norms.first { $0.role == role }?.name }
-
-      observer?.observe([attention.query, attention.key, attention.value], hidden, rows: rows, columns: width)
-      let q = try loader.linear(attention.query, hidden, rows: rows, inputs: width, outputs: width)
-      let k = try loader.linear(attention.key, hidden, rows: rows, inputs: width, outputs: width)
-      let v = try loader.linear(attention.value, hidden, rows: rows, inputs: width, outputs: width)
-      var context = [Float](repeating: 0, count: rows * width)
-      ForwardKernels.attention(
-        q: q, k: k, v: v, into: &context, offsets: offsets, heads: heads, kvHeads: heads, headDim: headDim,
-        causal: false, window: nil)
-      observer?.observe([attention.output], context, rows: rows, columns: width)
-      var attended = try loader.linear(attention.output, context, rows: rows, inputs: width, outputs: width)
-      ForwardKernels.add(&attended, hidden)
-      if let name = norm(.postAttention) { try layerNorm(&attended, name, loader) }
-
-      observer?.observe(mlp.inputs, attended, rows: rows, columns: width)
-      guard let size = weights.shape(of: mlp.inputs[0] + ".weight")?.first else {
-        throw SwiftCompressError.invalidModule(name: mlp.inputs[0], reason: "has no weight")
-      }
-      var intermediate = try loader.linear(mlp.inputs[0], attended, rows: rows, inputs: width, outputs: size)
-      ForwardKernels.activate(&intermediate, activation)
-      observer?.observe([mlp.output], intermediate, rows: rows, columns: size)
-      hidden = try loader.linear(mlp.output, intermediate, rows: rows, inputs: size, outputs: width)
-      ForwardKernels.add(&hidden, attended)
-      if let name = norm(.postMLP) { try layerNorm(&hidden, name, loader) }
-      loader.releaseAll()
-      observer?.layerFinished(
-        index, of: layerCount, hidden: HiddenStates(values: hidden, rows: rows, width: width, offsets: offsets))
-    }
-    return HiddenStates(values: hidden, rows: rows, width: width, offsets: offsets)
+    return HiddenStates(values: hidden, rows: rows, width: width, offsets: batch.offsets)
   }
+
+  func runLayer(_ index: Int, _ states: inout HiddenStates, batch: TokenBatch, observer: (any ActivationObserver)?)
+    throws
+  {
+    setBLASThreads(1)
+    let rows = states.rows
+    let offsets = states.offsets
+    let width = hiddenSize
+    var hidden = states.values
+    states.values = []
+    let layer = description.layers[index]
+    let loader = LayerWeights(weights)
+    let attention = layer.attention!
+    let mlp = layer.mlp!
+    func norm(_ role: ModelDescription.Norm.Role) -> String? { layer.norms.first { $0.role == role }?.name }
+
+    observer?.observe([attention.query, attention.key, attention.value], hidden, rows: rows, columns: width)
+    let q = try loader.linear(attention.query, hidden, rows: rows, inputs: width, outputs: width)
+    let k = try loader.linear(attention.key, hidden, rows: rows, inputs: width, outputs: width)
+    let v = try loader.linear(attention.value, hidden, rows: rows, inputs: width, outputs: width)
+    var context = [Float](repeating: 0, count: rows * width)
+    ForwardKernels.attention(
+      q: q, k: k, v: v, into: &context, offsets: offsets, heads: heads, kvHeads: heads, headDim: headDim,
+      causal: false, window: nil)
+    observer?.observe([attention.output], context, rows: rows, columns: width)
+    var attended = try loader.linear(attention.output, context, rows: rows, inputs: width, outputs: width)
+    ForwardKernels.add(&attended, hidden)
+    if let name = norm(.postAttention) { try layerNorm(&attended, name, loader) }
+
+    observer?.observe(mlp.inputs, attended, rows: rows, columns: width)
+    guard let size = weights.shape(of: mlp.inputs[0] + ".weight")?.first else {
+      throw SwiftCompressError.invalidModule(name: mlp.inputs[0], reason: "has no weight")
+    }
+    var intermediate = try loader.linear(mlp.inputs[0], attended, rows: rows, inputs: width, outputs: size)
+    ForwardKernels.activate(&intermediate, activation)
+    observer?.observe([mlp.output], intermediate, rows: rows, columns: size)
+    hidden = try loader.linear(mlp.output, intermediate, rows: rows, inputs: size, outputs: width)
+    ForwardKernels.add(&hidden, attended)
+    if let name = norm(.postMLP) { try layerNorm(&hidden, name, loader) }
+    loader.releaseAll()
+    states.values = hidden
+  }
+
+  func finish(_ states: inout HiddenStates) throws {}
 
   private func layerNorm(_ values: inout [Float], _ name: String, _ loader: LayerWeights) throws(SwiftCompressError) {
     ForwardKernels.layerNorm(

@@ -87,3 +87,33 @@ public protocol ForwardModel: AnyObject {
 extension ForwardModel {
   public func releaseOutputWeights() {}
 }
+
+/// A forward model that runs one layer at a time over weights that can be overridden: what the
+/// layer-by-layer calibration (`LayerwiseCalibration`) drives.
+public protocol LayerByLayerModel: ForwardModel {
+  /// The weights it reads (overrides let a calibration run substitute compressed layers).
+  var weights: ModelWeights { get }
+  /// The linear modules of layer `index`, grouped by the input they read, in the order the
+  /// forward pass runs them ([[q, k, v], [o], [gate, up], [down]]).
+  func linearModules(ofLayer index: Int) -> [[String]]
+  /// The embeddings' output for `batch`: what layer 0 reads.
+  func embed(_ batch: TokenBatch) throws -> HiddenStates
+  /// Runs layer `index` on `hidden` (the rows of `batch`) in place, showing `observer` the
+  /// inputs of its linear modules.
+  func runLayer(_ index: Int, _ hidden: inout HiddenStates, batch: TokenBatch, observer: (any ActivationObserver)?)
+    throws
+  /// What follows the last layer before the head: a decoder's final norm; nothing for encoders.
+  func finish(_ hidden: inout HiddenStates) throws
+}
+
+extension LayerByLayerModel {
+  public func finalHiddenStates(_ batch: TokenBatch, observer: (any ActivationObserver)?) throws -> HiddenStates {
+    var hidden = try embed(batch)
+    for index in 0..<layerCount {
+      try runLayer(index, &hidden, batch: batch, observer: observer)
+      observer?.layerFinished(index, of: layerCount, hidden: hidden)
+    }
+    try finish(&hidden)
+    return hidden
+  }
+}

@@ -19,6 +19,15 @@ public final class ModelWeights: @unchecked Sendable {
   let primaries: [String: (stored: CheckpointTensor, weight: DenseWeight)]
   /// Stored tensors that are read with a primary (scales, zero points, second factors).
   let companions: Set<String>
+  /// Dense values that stand in for stored tensors (the layer-by-layer calibration puts a
+  /// compressed layer's decoded weights here so that later layers see its outputs).
+  private var overrides: [String: [Float]] = [:]
+
+  /// From now on `floats(name)` and `weight(name)` give `values` (same shape as the stored tensor).
+  public func override(_ name: String, with values: [Float]) { overrides[name] = values }
+
+  /// Forgets every override.
+  public func clearOverrides() { overrides.removeAll() }
 
   /// Reads the layout of `checkpoint` (a dense one has none).
   public init(_ checkpoint: Checkpoint) throws(SwiftCompressError) {
@@ -67,6 +76,7 @@ public final class ModelWeights: @unchecked Sendable {
 
   /// The dense Float32 values of tensor `name`, row-major in `shape(of:)`.
   public func floats(_ name: String) throws(SwiftCompressError) -> [Float] {
+    if let values = overrides[name] { return values }
     if let (stored, weight) = primaries[name], let layout {
       let input = TensorInput(descriptor: TensorDescriptor(stored.info), bytes: checkpoint.bytes(of: stored)) {
         [checkpoint] name in
@@ -99,6 +109,7 @@ public final class ModelWeights: @unchecked Sendable {
   /// A view stays valid while this `ModelWeights` lives; `release(_:)` only drops its resident
   /// pages, which a later read maps again.
   public func weight(_ name: String) throws(SwiftCompressError) -> Weight {
+    if let values = overrides[name] { return Weight(owned: values) }
     if primaries[name] == nil, !companions.contains(name), let tensor = checkpoint.tensor(named: name),
       tensor.info.dtype == .f32
     {

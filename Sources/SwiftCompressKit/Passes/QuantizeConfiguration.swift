@@ -1,6 +1,15 @@
 import CheckpointIO
 import Foundation
 
+/// How `quantize` turns weights into codes.
+public enum QuantizationMethod: String, Codable, Sendable, CaseIterable {
+  /// Round-to-nearest on the grid (the reference's `model_free_ptq`, `QuantizationModifier`).
+  case rtn
+  /// GPTQ: round column by column, moving each column's error into the columns not yet
+  /// rounded, weighted by the inputs' second moment (needs calibration data).
+  case gptq
+}
+
 extension QuantizePass {
   /// The quantize options, as the command line, a recipe stage (snake_case keys) and the
   /// pass registry's JSON give them.
@@ -17,23 +26,56 @@ extension QuantizePass {
     /// rule), or the scale that minimises the group's squared error.
     public var scaleSearch: ScaleSearch
 
+    /// Round-to-nearest, or GPTQ from calibration data (the command's `--data`/`--tokens`).
+    public var method: QuantizationMethod
+    /// GPTQ: λ = dampening x mean(diag H) added to H's diagonal.
+    public var dampening: Double
+    /// GPTQ: columns per lazy batch update.
+    public var blockSize: Int
+    /// GPTQ: the order columns are visited in.
+    public var actorder: ErrorFeedback.Order
+
     // The value of each option left out.
     public static let defaultGroupSize = 128
     public static let defaultIgnore = ["lm_head"]
     public static let defaultScaleSearch = ScaleSearch.none
+    public static let defaultMethod = QuantizationMethod.rtn
+    public static let defaultDampening = ErrorFeedback.defaultDampening
+    public static let defaultBlockSize = ErrorFeedback.defaultBlockSize
+    public static let defaultActorder = ErrorFeedback.Order.static
 
     public init(
       scheme: QuantizationScheme, groupSize: Int = defaultGroupSize, ignore: [String] = defaultIgnore,
-      scaleSearch: ScaleSearch = defaultScaleSearch
+      scaleSearch: ScaleSearch = defaultScaleSearch, method: QuantizationMethod = defaultMethod,
+      dampening: Double = defaultDampening, blockSize: Int = defaultBlockSize,
+      actorder: ErrorFeedback.Order = defaultActorder
     ) {
       self.scheme = scheme
       self.groupSize = groupSize
       self.ignore = ignore
       self.scaleSearch = scaleSearch
+      self.method = method
+      self.dampening = dampening
+      self.blockSize = blockSize
+      self.actorder = actorder
     }
 
     enum CodingKeys: String, CodingKey {
-      case scheme, groupSize, ignore, scaleSearch
+      case scheme, groupSize, ignore, scaleSearch, method, dampening, blockSize, actorder
+    }
+
+    /// GPTQ's keys are written only for GPTQ, so round-to-nearest recipes read as before.
+    public func encode(to encoder: any Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(scheme, forKey: .scheme)
+      try c.encode(groupSize, forKey: .groupSize)
+      try c.encode(ignore, forKey: .ignore)
+      try c.encode(scaleSearch, forKey: .scaleSearch)
+      guard method != .rtn else { return }
+      try c.encode(method, forKey: .method)
+      try c.encode(dampening, forKey: .dampening)
+      try c.encode(blockSize, forKey: .blockSize)
+      try c.encode(actorder, forKey: .actorder)
     }
 
     /// Every key but `scheme` may be left out.
@@ -43,7 +85,11 @@ extension QuantizePass {
         scheme: try c.decode(QuantizationScheme.self, forKey: .scheme),
         groupSize: try c.decodeIfPresent(Int.self, forKey: .groupSize) ?? Self.defaultGroupSize,
         ignore: try c.decodeIfPresent([String].self, forKey: .ignore) ?? Self.defaultIgnore,
-        scaleSearch: try c.decodeIfPresent(ScaleSearch.self, forKey: .scaleSearch) ?? Self.defaultScaleSearch)
+        scaleSearch: try c.decodeIfPresent(ScaleSearch.self, forKey: .scaleSearch) ?? Self.defaultScaleSearch,
+        method: try c.decodeIfPresent(QuantizationMethod.self, forKey: .method) ?? Self.defaultMethod,
+        dampening: try c.decodeIfPresent(Double.self, forKey: .dampening) ?? Self.defaultDampening,
+        blockSize: try c.decodeIfPresent(Int.self, forKey: .blockSize) ?? Self.defaultBlockSize,
+        actorder: try c.decodeIfPresent(ErrorFeedback.Order.self, forKey: .actorder) ?? Self.defaultActorder)
     }
   }
 }

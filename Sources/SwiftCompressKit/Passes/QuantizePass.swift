@@ -24,8 +24,15 @@ public struct QuantizePass: CompressionPass {
   var model: any ModelAdapter = ModelAdapters.generic
   /// FP8 input weights by module, from `prepared(for:)`.
   var fp8Sources: [String: Float8Input] = [:]
+  /// The outputs GPTQ computed layer by layer (`GPTQMethod`), written instead of
+  /// round-to-nearest's for the weights they hold.
+  public var calibrated: CalibratedOutputs?
 
   public var warnings: [String] {
+    (calibrated?.summary?.warnings ?? []) + fp8Warnings
+  }
+
+  private var fp8Warnings: [String] {
     fp8Sources.isEmpty
       ? []
       : [
@@ -128,6 +135,14 @@ public struct QuantizePass: CompressionPass {
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
     if outputs.isEmpty {  // an FP8 input scale, folded into its dequantized weight
       return TransformResult(outputs: [], reconstruction: .notApplicable)
+    }
+    if configuration.method != .rtn {
+      guard let stored = try calibrated?.result(for: input.descriptor.name) else {
+        throw .passBrokePlan(
+          pass: Self.identifier, tensor: input.descriptor.name,
+          reason: "\(configuration.method.rawValue) computed no values for it (it needs calibration data: --data or --tokens)")
+      }
+      return stored
     }
     let module = LinearWeights.module(of: input.descriptor.name)
     let context = QuantizationContext(

@@ -36,11 +36,17 @@ struct DataOptions: ParsableArguments {
   @Flag(name: .long, help: "Concatenate all samples' tokens and cut them into --seq-len samples.")
   var pack = false
 
+  /// Whether --data or --tokens was given.
+  var isGiven: Bool { data != nil || tokens != nil }
+
+  /// For the commands that cannot run without samples (their `validate` calls it).
+  func requireGiven() throws {
+    if !isGiven { throw ValidationError("give the samples: --data FILE (text) or --tokens FILE (token ids).") }
+  }
+
   func validate() throws {
-    switch (data, tokens) {
-    case (nil, nil): throw ValidationError("give the samples: --data FILE (text) or --tokens FILE (token ids).")
-    case (.some, .some): throw ValidationError("--data and --tokens are two ways to give the samples: give one.")
-    default: break
+    if data != nil && tokens != nil {
+      throw ValidationError("--data and --tokens are two ways to give the samples: give one.")
     }
     if let samples, samples < 1 { throw ValidationError("--samples must be at least 1, not \(samples).") }
     if let seqLen, seqLen < 1 { throw ValidationError("--seq-len must be at least 1, not \(seqLen).") }

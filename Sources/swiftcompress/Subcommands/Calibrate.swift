@@ -43,6 +43,7 @@ extension SwiftCompressCommand {
     @OptionGroup var batch: BatchOptions
 
     func validate() throws {
+      try data.requireGiven()
       if !output.hasSuffix(".safetensors") {
         throw ValidationError("-o '\(output)': the statistics are a safetensors file; end its name in .safetensors.")
       }

@@ -55,6 +55,7 @@ extension SwiftCompressCommand {
     var gates: EvaluationGates { EvaluationGates(maxKLD: maxKLD, minTop1: minTop1, minCosine: minCosine) }
 
     func validate() throws {
+      try data.requireGiven()
       if let report, EvaluationReporter.FileFormat(path: report) == nil {
         throw ValidationError("--report '\(report)': the extension picks the format: .json, .md or .html.")
       }

@@ -3,6 +3,8 @@ import CheckpointIO
 import SwiftCompressKit
 
 extension ScaleSearch: ExpressibleByArgument {}
+extension QuantizationMethod: ExpressibleByArgument {}
+extension ErrorFeedback.Order: ExpressibleByArgument {}
 
 extension QuantizationScheme: ExpressibleByArgument {
   /// A preset name, case-insensitively (MXFP4 and NVFP4 for the A16 presets); an
@@ -50,6 +52,34 @@ extension SwiftCompressCommand {
         valueName: "none|mse"))
     var scaleSearch: ScaleSearch = QuantizePass.Configuration.defaultScaleSearch
 
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "rtn: round to nearest on the grid; gptq: GPTQ layer by layer from calibration data (--data or --tokens), written in the same layout.",
+        valueName: "rtn|gptq"))
+    var method: QuantizationMethod = QuantizePass.Configuration.defaultMethod
+
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: "GPTQ: λ = dampening x mean(diag H) added to H's diagonal (default: \(QuantizePass.Configuration.defaultDampening), the reference's).")
+    var dampening: Double?
+
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: "GPTQ: columns per lazy batch update (default: \(QuantizePass.Configuration.defaultBlockSize)).")
+    var blockSize: Int?
+
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "GPTQ: column order: static (by decreasing input second moment, the reference's default) or none (left to right).",
+        valueName: "static|none"))
+    var actorder: ErrorFeedback.Order?
+
+    @OptionGroup(title: "Calibration data (--method gptq)") var calibration: DataOptions
+
+    @OptionGroup var calibrationRun: CalibrationRunOptions
+
     @OptionGroup var ignoring: IgnoreOptions
 
     @OptionGroup var options: PipelineOptions
@@ -57,6 +87,20 @@ extension SwiftCompressCommand {
     @OptionGroup(title: "Quality gates") var gates: GateOptions
 
     func validate() throws {
+      if method == .rtn {
+        if calibration.isGiven {
+          throw ValidationError("--data and --tokens are calibration data for --method gptq; round-to-nearest needs none.")
+        }
+        if dampening != nil || blockSize != nil || actorder != nil {
+          throw ValidationError("--dampening, --block-size and --actorder are GPTQ's: add --method gptq.")
+        }
+      } else {
+        try calibration.requireGiven()
+        if let dampening, !(dampening >= 0 && dampening.isFinite) {
+          throw ValidationError("--dampening must be a finite number >= 0, not \(dampening).")
+        }
+        if let blockSize, blockSize < 1 { throw ValidationError("--block-size must be at least 1, not \(blockSize).") }
+      }
       guard let groupSize else { return }
       if let grouping = scheme.fixedGrouping {
         throw ValidationError(
@@ -73,10 +117,20 @@ extension SwiftCompressCommand {
 
     func run() throws {
       try Diagnostics.reportingErrors {
-        var configuration = QuantizePass.Configuration(scheme: scheme, scaleSearch: scaleSearch)
+        var configuration = QuantizePass.Configuration(scheme: scheme, scaleSearch: scaleSearch, method: method)
         if let groupSize { configuration.groupSize = groupSize }
         if let modules = ignoring.modules { configuration.ignore = modules }
-        let pass = try QuantizePass(configuration: configuration)
+        if let dampening { configuration.dampening = dampening }
+        if let blockSize { configuration.blockSize = blockSize }
+        if let actorder { configuration.actorder = actorder }
+        var pass = try QuantizePass(configuration: configuration)
+        let shared = self.options.output
+        if method == .gptq && !shared.dryRun && !shared.explain {
+          let prepared = try pass.prepared(for: try Checkpoint.open(input))
+          pass.calibrated = try runCalibration(
+            GPTQMethod(pass: prepared), input: input, data: calibration, run: calibrationRun, jobs: shared.jobs,
+            quiet: shared.quiet)
+        }
         let options = try self.options.compression(
           input: input, output: output, command: "quantize", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)

@@ -20,6 +20,8 @@ extension SwiftCompressCommand {
 
     @OptionGroup(title: "Data") var data: DataOptions
 
+    func validate() throws { try data.requireGiven() }
+
     @Flag(name: .long, help: "Print JSON lines (a list of ids per sample), which --tokens reads.")
     var json = false
 

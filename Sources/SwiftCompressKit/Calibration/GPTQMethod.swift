@@ -1,0 +1,61 @@
+import CheckpointIO
+import Foundation
+
+/// GPTQ as a calibrated method of the quantize pass: for each module the pass quantizes, the
+/// grid round-to-nearest would choose (the reference's scales or the MSE search's, NVFP4's
+/// shared global scale) is fixed from the original weight, `ErrorFeedback` rounds the columns
+/// to it while moving their errors into the columns not yet rounded, and the codec writes the
+/// result in the same layout as round-to-nearest (so every loader reads it the same way).
+public struct GPTQMethod: CalibratedMethod {
+  /// The quantize pass, prepared for the checkpoint (global scales, model adapter).
+  public let pass: QuantizePass
+  public let feedback: ErrorFeedback
+
+  public init(pass: QuantizePass) {
+    self.pass = pass
+    let configuration = pass.configuration
+    feedback = ErrorFeedback(
+      blockSize: configuration.blockSize, dampening: configuration.dampening, order: configuration.actorder)
+  }
+
+  public var name: String { "gptq" }
+  public var needsGram: Bool { true }
+
+  public func selects(_ weight: TensorDescriptor, module: String) throws(SwiftCompressError) -> Bool {
+    guard case .transform(let outputs, _) = try pass.plan(weight), !outputs.isEmpty else { return false }
+    return LinearWeights.module(of: weight.name) == module
+  }
+
+  public func compress(_ weight: TensorInput, module: String, inputs: ModuleInputs) throws(SwiftCompressError)
+    -> CalibratedModule
+  {
+    guard let gram = inputs.gram, weight.descriptor.shape.count == 2 else {
+      throw .passBrokePlan(pass: name, tensor: weight.descriptor.name, reason: "no input second moment")
+    }
+    let (rows, columns) = (weight.descriptor.shape[0], weight.descriptor.shape[1])
+    let context = QuantizationContext(
+      scaleSearch: pass.configuration.scaleSearch, globalScale: pass.globalScales[module])
+    let grid = try pass.codec.grid(for: weight, context: context)
+    let original = weight.floats()
+    let solved = try feedback.run(
+      weight: original, rows: rows, columns: columns, hessian: gram, module: module
+    ) { column, values in grid.round(column: column, values: values) }
+    var result = try grid.encode(values: solved.values)
+    // What decompress gives back, for the next layers and the error.
+    let (planned, _) = try pass.codec.layout(of: weight.descriptor, module: module)
+    var bytes: [[UInt8]] = []
+    for output in result.outputs {
+      guard case .owned(let data) = output else {
+        throw .passBrokePlan(pass: name, tensor: weight.descriptor.name, reason: "the grid's outputs must be owned")
+      }
+      bytes.append(data)
+    }
+    let dense = try pass.codec.decode(outputs: planned, data: bytes, shape: weight.descriptor.shape)
+    var error = ErrorAccumulator()
+    original.withUnsafeBufferPointer { r in
+      dense.withUnsafeBufferPointer { o in error.add(reference: r, reconstruction: o) }
+    }
+    result.reconstruction = .measured(error)
+    return CalibratedModule(result: result, dense: dense, warnings: solved.warnings)
+  }
+}

@@ -1,0 +1,55 @@
+import ArgumentParser
+import CheckpointIO
+import Foundation
+import SwiftCompressKit
+
+/// The options of a calibrated method's run (`quantize --method gptq`, ...): how many tokens
+/// each forward batch holds.
+struct CalibrationRunOptions: ParsableArguments {
+  @Option(
+    name: .long, parsing: .unconditional,
+    help: "Calibration: tokens per forward batch (bounds the activations of one layer run).")
+  var calibrationBatchTokens: Int = 4096
+
+  func validate() throws {
+    if calibrationBatchTokens < 1 {
+      throw ValidationError("--calibration-batch-tokens must be at least 1, not \(calibrationBatchTokens).")
+    }
+  }
+}
+
+/// Runs `method` layer by layer over the model at `input` on the samples of `data` and returns
+/// the compressed modules' outputs. Progress on a terminal; a summary line on standard error.
+func runCalibration(
+  _ method: any CalibratedMethod, input: String, data: DataOptions, run: CalibrationRunOptions, jobs: Int?,
+  quiet: Bool
+) throws -> CalibratedOutputs {
+  try Parallel.withJobs(jobs) {
+    let loaded = try data.load(model: input)
+    let samples = try data.samples(loaded, models: [input])
+    let calibration = try LayerwiseCalibration(path: input, batchTokens: run.calibrationBatchTokens)
+    try samples.check(vocabularySize: calibration.model.vocabularySize)
+    for warning in samples.warnings { Diagnostics.warning(warning) }
+    let progress = ForwardProgressLine(runsPerBatch: 2)
+    if let callback = progress.callback {
+      let tokens = samples.info.tokens
+      calibration.onLayer = { layer, layers in
+        callback(
+          EvaluationProgress(
+            model: method.name, layer: layer + 1, layers: layers, tokensDone: 0, batchTokens: tokens,
+            tokenCount: tokens))
+      }
+    }
+    let outputs = try CalibratedOutputs()
+    let summary = try calibration.run(
+      method, sequences: samples.sequences, tokenHash: samples.info.tokenHash, into: outputs)
+    progress.finish()
+    outputs.summary = summary
+    if !quiet {
+      Diagnostics.note(
+        "\(summary.method): \(Format.count(summary.modules, "module")) in \(Format.count(summary.layers, "layer")) calibrated on \(Format.count(summary.samples, "sample")) (\(Format.count(summary.tokens, "token")), \(samples.info.mode), tokens \(summary.tokenHash)) in \(String(format: "%.1f", summary.seconds)) s"
+      )
+    }
+    return outputs
+  }
+}
