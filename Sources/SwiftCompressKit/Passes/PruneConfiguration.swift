@@ -23,6 +23,10 @@ extension PrunePass {
     public var norm: UnitNorm
     /// Structured pruning: cut the coupled tensors and update config.json.
     public var shrink: Bool
+    /// SparseGPT: λ = dampening x mean(diag H) added to H's diagonal.
+    public var dampening: Double = ErrorFeedback.defaultDampening
+    /// SparseGPT: columns per mask block and lazy batch update.
+    public var blockSize: Int = ErrorFeedback.defaultBlockSize
 
     // The value of each option left out.
     /// Wanda compares weights within a row (its paper's comparison group); the others
@@ -76,6 +80,8 @@ extension PrunePass {
         ratio: try c.decodeIfPresent(Double.self, forKey: .ratio),
         norm: try c.decodeIfPresent(UnitNorm.self, forKey: .norm) ?? Self.defaultNorm,
         shrink: try c.decodeIfPresent(Bool.self, forKey: .shrink) ?? Self.defaultShrink)
+      dampening = try c.decodeIfPresent(Double.self, forKey: .dampening) ?? ErrorFeedback.defaultDampening
+      blockSize = try c.decodeIfPresent(Int.self, forKey: .blockSize) ?? ErrorFeedback.defaultBlockSize
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -92,11 +98,16 @@ extension PrunePass {
       try c.encodeIfPresent(ratio, forKey: .ratio)
       try c.encode(norm, forKey: .norm)
       try c.encode(shrink, forKey: .shrink)
+      if method == .sparsegpt {
+        try c.encode(dampening, forKey: .dampening)
+        try c.encode(blockSize, forKey: .blockSize)
+      }
     }
 
     enum CodingKeys: String, CodingKey {
-      case method, sparsity, scope, pattern, calibration, seed, ignore, structure, ratio, norm, shrink
+      case method, sparsity, scope, pattern, calibration, seed, ignore, structure, ratio, norm, shrink, dampening
       case sparseFormat = "sparse_format"
+      case blockSize = "block_size"
     }
   }
 }

@@ -9,8 +9,12 @@ public enum PruneMethod: String, Codable, Sendable, CaseIterable {
   case magnitude
   /// N:M by magnitude (`--pattern` required).
   case nm
-  /// Lowest |w_ij| x ||X_j|| from a calibration-statistics file.
+  /// Lowest |w_ij| x ||X_j||: from a calibration-statistics file, or gathered layer by layer
+  /// from calibration data.
   case wanda
+  /// SparseGPT: the mask from w²/[H⁻¹]_jj and the pruned weights' error moved into the rest
+  /// of the row, layer by layer from calibration data.
+  case sparsegpt
   /// Seeded random scores: the baseline.
   case random
   /// Whole units (neurons, heads, channels) by their L1 or L2 norm.
@@ -71,9 +75,22 @@ public struct PrunePass: CompressionPass {
   var model: any ModelAdapter = ModelAdapters.generic
   public static let identifier = "prune"
   public static let summary = "unstructured, N:M and structured pruning, stored dense or as compressed-tensors bitmasks"
-  public let configuration: Configuration
+  public private(set) var configuration: Configuration
   let ignoreRules: [IgnoreRule]
   let criterion: any PruningCriterion
+  /// What SparseGPT, or Wanda without a statistics file, computed layer by layer
+  /// (`SparseGPTMethod`, `WandaMethod`), written for the weights it holds.
+  public var calibrated: CalibratedOutputs?
+  /// Set by a command that will calibrate before running (and for its dry runs), so that
+  /// `prepared(for:)` does not refuse a method that needs calibration data.
+  public var calibrationPending = false
+  /// A copy that scores with a criterion given per module (calibrated Wanda).
+  var scoringCopy = false
+
+  /// Whether the method needs calibration data (SparseGPT; Wanda without a statistics file).
+  public var needsCalibrationData: Bool {
+    configuration.method == .sparsegpt || (configuration.method == .wanda && configuration.calibration == nil)
+  }
   /// Global scope: each tensor's threshold score and how many of its weights equal to
   /// it are pruned, from `prepared(for:)`.
   var globalThresholds: [String: GlobalThreshold] = [:]
@@ -118,9 +135,6 @@ public struct PrunePass: CompressionPass {
         throw .invalidOption(option: "--sparsity", reason: "\(sparsity) is outside [0, 1)")
       }
     }
-    if configuration.method == .wanda, configuration.calibration == nil {
-      throw .invalidOption(option: "--calibration", reason: "wanda needs a calibration-statistics file")
-    }
     if configuration.method != .wanda, configuration.calibration != nil {
       throw .invalidOption(option: "--calibration", reason: "only used by --method wanda")
     }
@@ -148,9 +162,25 @@ public struct PrunePass: CompressionPass {
     structuredPlan = pass.structuredPlan
   }
 
+  /// A copy that scores with `criterion` and writes dense values (calibrated Wanda re-encodes them).
+  func scoring(with criterion: any PruningCriterion) -> PrunePass {
+    var pass = PrunePass(copying: self, criterion: criterion)
+    pass.configuration.sparseFormat = .dense
+    pass.model = model
+    pass.scoringCopy = true
+    return pass
+  }
+
   // MARK: Preparation
 
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> PrunePass {
+    if needsCalibrationData, calibrated == nil, !calibrationPending, !scoringCopy {
+      throw .invalidOption(
+        option: "--data",
+        reason:
+          "\(configuration.method.rawValue) needs calibration data (give --data or --tokens\(configuration.method == .wanda ? ", or --calibration FILE from 'swiftcompress calibrate'" : ""); recipes cannot give it yet)"
+      )
+    }
     var pass = self
     try StoredLayout.refuseCompressed(checkpoint)
     pass.model = ModelAdapters.adapter(for: checkpoint)
@@ -239,6 +269,14 @@ public struct PrunePass: CompressionPass {
   // MARK: Transform
 
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
+    if needsCalibrationData && !scoringCopy {
+      guard let stored = try calibrated?.result(for: input.descriptor.name) else {
+        throw .passBrokePlan(
+          pass: Self.identifier, tensor: input.descriptor.name,
+          reason: "\(configuration.method.rawValue) computed no values for it (it needs calibration data)")
+      }
+      return stored
+    }
     if configuration.method == .structured {
       return try transformStructured(input, outputs: outputs)
     }

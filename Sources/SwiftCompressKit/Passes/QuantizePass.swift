@@ -27,6 +27,9 @@ public struct QuantizePass: CompressionPass {
   /// The outputs GPTQ computed layer by layer (`GPTQMethod`), written instead of
   /// round-to-nearest's for the weights they hold.
   public var calibrated: CalibratedOutputs?
+  /// Set by a command that will calibrate before running (and for its dry runs), so that
+  /// `prepared(for:)` does not refuse GPTQ.
+  public var calibrationPending = false
 
   public var warnings: [String] {
     (calibrated?.summary?.warnings ?? []) + fp8Warnings
@@ -63,6 +66,12 @@ public struct QuantizePass: CompressionPass {
   /// weight to be quantized once, chunk by chunk. `--include`/`--exclude` are not seen
   /// here: an excluded partner still counts towards its set's amax.
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> QuantizePass {
+    if configuration.method != .rtn, calibrated == nil, !calibrationPending {
+      throw .invalidOption(
+        option: "--data",
+        reason:
+          "\(configuration.method.rawValue) needs calibration data (give --data or --tokens; recipes cannot give it yet)")
+    }
     var pass = self
     pass.fp8Sources = try Float8Input.sources(checkpoint)
     pass.model = ModelAdapters.adapter(for: checkpoint)

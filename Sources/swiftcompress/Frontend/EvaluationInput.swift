@@ -25,8 +25,8 @@ struct DataOptions: ParsableArguments {
 
   @Option(
     name: .long, parsing: .unconditional,
-    help: "Seed of the --samples draw.")
-  var seed: UInt64 = SamplingOptions.defaultSeed
+    help: "Seed of the --samples draw (prune: also --method random's seed). (default: \(SamplingOptions.defaultSeed))")
+  var seed: UInt64?
 
   @Option(
     name: .long, parsing: .unconditional,
@@ -53,7 +53,7 @@ struct DataOptions: ParsableArguments {
     if pack && seqLen == nil { throw ValidationError("--pack needs --seq-len, the length of the packed samples.") }
   }
 
-  var sampling: SamplingOptions { SamplingOptions(samples: samples, seed: seed, seqLen: seqLen, pack: pack) }
+  var sampling: SamplingOptions { SamplingOptions(samples: samples, seed: seed ?? SamplingOptions.defaultSeed, seqLen: seqLen, pack: pack) }
 
   var source: DataSource { DataSource(data: data, tokens: tokens, sampling: sampling) }
 

@@ -20,7 +20,8 @@ extension SwiftCompressCommand {
       abstract: "Make weights sparse (unstructured, N:M) or remove whole neurons and heads.",
       discussion: """
         Methods: magnitude (lowest |w|), nm (N:M by magnitude), wanda (lowest |w_ij| x ||X_j||, from \
-        --calibration statistics), random (seeded baseline), structured (whole units by L1/L2 norm). \
+        --calibration statistics or gathered layer by layer from --data/--tokens), sparsegpt (SparseGPT layer by \
+        layer from --data/--tokens: mask from w²/[H⁻¹]_jj, the error moved into the rest of the row), random (seeded baseline), structured (whole units by L1/L2 norm). \
         magnitude, wanda and random prune --sparsity of each tensor, each row or the whole selection \
         (--scope), or keep N of every M consecutive inputs (--pattern). Among equal scores the earlier \
         weight is pruned first. Output is dense with zeros, or with --sparse-format bitmask in \
@@ -33,7 +34,7 @@ extension SwiftCompressCommand {
     @Argument(help: "The output folder (must not exist unless --force).")
     var output: String
 
-    @Option(name: .long, help: "magnitude | nm | wanda | random | structured.")
+    @Option(name: .long, help: "magnitude | nm | wanda | sparsegpt | random | structured.")
     var method: PruneMethod
 
     @Option(name: .long, parsing: .unconditional, help: "Fraction of weights to prune, in [0, 1).")
@@ -51,10 +52,23 @@ extension SwiftCompressCommand {
       name: .long, help: ArgumentHelp("Activation statistics for wanda (see docs/algorithms.md).", valueName: "file"))
     var calibration: String?
 
+    /// --seed: --method random's seed (shared with the calibration data's draw).
+    var seed: UInt64? { calibrationData.seed }
+
     @Option(
       name: .long, parsing: .unconditional,
-      help: "Seed of the random method. (default: \(PrunePass.Configuration.defaultSeed))")
-    var seed: UInt64?
+      help: "SparseGPT: λ = dampening x mean(diag H) added to H's diagonal (default: \(ErrorFeedback.defaultDampening), the reference's).")
+    var dampening: Double?
+
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: "SparseGPT: columns per mask block and lazy batch update (default: \(ErrorFeedback.defaultBlockSize)).")
+    var blockSize: Int?
+
+    @OptionGroup(title: "Calibration data (--method sparsegpt, or wanda without --calibration)")
+    var calibrationData: DataOptions
+
+    @OptionGroup var calibrationRun: CalibrationRunOptions
 
     @Option(
       name: .long,
@@ -108,8 +122,23 @@ extension SwiftCompressCommand {
         }
       }
       try refuse(
-        "--seed", given: seed != nil && method != .random, "--method \(method.rawValue): only --method random is seeded"
-      )
+        "--seed", given: seed != nil && method != .random && !calibrationData.isGiven,
+        "--method \(method.rawValue): only --method random and the draw of --samples are seeded")
+      let calibrated = method == .sparsegpt || (method == .wanda && calibration == nil)
+      if calibrated {
+        if !calibrationData.isGiven {
+          throw ValidationError(
+            method == .sparsegpt
+              ? "--method sparsegpt needs calibration data: --data FILE (text) or --tokens FILE (token ids)."
+              : "--method wanda needs input norms: --data FILE or --tokens FILE (gathered in this run), or --calibration FILE (from 'swiftcompress calibrate')."
+          )
+        }
+      } else if calibrationData.isGiven {
+        throw ValidationError(
+          "--data and --tokens are calibration data for --method sparsegpt and for wanda without --calibration.")
+      }
+      try refuse("--dampening", given: dampening != nil && method != .sparsegpt, "--method \(method.rawValue)")
+      try refuse("--block-size", given: blockSize != nil && method != .sparsegpt, "--method \(method.rawValue)")
     }
 
     func run() throws {
@@ -121,7 +150,18 @@ extension SwiftCompressCommand {
         if let seed { configuration.seed = seed }
         if let sparseFormat { configuration.sparseFormat = sparseFormat }
         if let norm { configuration.norm = norm }
-        let pass = try PrunePass(configuration: configuration)
+        if let dampening { configuration.dampening = dampening }
+        if let blockSize { configuration.blockSize = blockSize }
+        var pass = try PrunePass(configuration: configuration)
+        let shared = self.options.output
+        pass.calibrationPending = pass.needsCalibrationData
+        if pass.needsCalibrationData && !shared.dryRun && !shared.explain {
+          let prepared = try pass.prepared(for: try Checkpoint.open(input))
+          let method: any CalibratedMethod =
+            self.method == .sparsegpt ? SparseGPTMethod(pass: prepared) : WandaMethod(pass: prepared)
+          pass.calibrated = try runCalibration(
+            method, input: input, data: calibrationData, run: calibrationRun, jobs: shared.jobs, quiet: shared.quiet)
+        }
         let options = try self.options.compression(
           input: input, output: output, command: "prune", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)

@@ -125,6 +125,7 @@ extension SwiftCompressCommand {
         if let actorder { configuration.actorder = actorder }
         var pass = try QuantizePass(configuration: configuration)
         let shared = self.options.output
+        pass.calibrationPending = method == .gptq
         if method == .gptq && !shared.dryRun && !shared.explain {
           let prepared = try pass.prepared(for: try Checkpoint.open(input))
           pass.calibrated = try runCalibration(
