@@ -114,3 +114,26 @@ public func upperCholeskyOfInverse(_ a: [Float], n: Int) throws(LinearAlgebraErr
   }
   return result
 }
+
+/// Solves X·L = B for X in place of `b` (row-major [rows, n]), L the lower-triangular factor
+/// `cholesky(_:)` returns (n x n). One `strsm`.
+public func solveRightLowerTriangular(_ b: inout [Float], rows: Int, lower: Matrix) throws(LinearAlgebraError) {
+  let n = lower.rows
+  guard lower.isSquare, b.count == rows * n else {
+    throw .dimensionMismatch(
+      operation: "solveRightLowerTriangular", details: "B has \(b.count) values for \(rows)x\(n), L is \(lower.rows)x\(lower.columns)")
+  }
+  if rows == 0 || n == 0 { return }
+  let (m32, n32) = (
+    try LAPACKInterop.int32(rows, "rows", operation: "solveRightLowerTriangular"),
+    try LAPACKInterop.int32(n, "n", operation: "solveRightLowerTriangular")
+  )
+  // L's column-major storage read row-major is Lᵀ (upper): X · (Lᵀ)ᵀ = B.
+  lower.storage.withUnsafeBufferPointer { l in
+    b.withUnsafeMutableBufferPointer { x in
+      cblas_strsm(
+        CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, m32, n32, 1, l.baseAddress, n32,
+        x.baseAddress, n32)
+    }
+  }
+}

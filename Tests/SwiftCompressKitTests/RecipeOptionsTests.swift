@@ -136,7 +136,7 @@ struct RecipeOptionsTests {
       "quantize:\n      scheme: W4A16\n      residual_iterations: 3\n",
       "4: 'residual_iterations': needs residual_rank (the rank of the low-rank part)"
     ),
-    ("prune:\n      sparsity: 0.5\n", "2: 'method': is required; allowed: magnitude, nm, wanda, random, structured"),
+    ("prune:\n      sparsity: 0.5\n", "2: 'method': is required; allowed: magnitude, nm, wanda, sparsegpt, random, structured"),
     ("prune:\n      method: magnitude\n      sparsity: .nan\n", "4: 'sparsity': must be a number, not '.nan'"),
     (
       "prune:\n      method: random\n      sparsity: 0.5\n      seed: -1\n",
@@ -149,7 +149,7 @@ struct RecipeOptionsTests {
     ),
     (
       "prune:\n      method: wanda\n      sparsity: 0.5\n",
-      "2: 'prune': --calibration: wanda needs a calibration-statistics file"
+      "2: 'prune': --calibration: wanda in a recipe needs a calibration-statistics file (calibration: FILE from 'swiftcompress calibrate')"
     ),
     (
       "factorize:\n      method: svd\n",

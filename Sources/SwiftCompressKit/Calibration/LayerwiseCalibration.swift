@@ -9,6 +9,8 @@ public struct ModuleInputs: Sendable {
   public var count: Int
   /// Per input channel Σ x² over the tokens (Wanda's norm is its square root).
   public var sumSquares: [Double]
+  /// Per input channel Σ |x| over the tokens (ASVD's scaling).
+  public var sumAbs: [Double]
   /// XᵀX, row-major [columns, columns] (accumulated in Double, stored Float), when the method
   /// asked for it.
   public var gram: [Float]?
@@ -119,7 +121,7 @@ public final class LayerwiseCalibration {
             throw SwiftCompressError.invalidModule(name: module, reason: "the forward pass never read its input")
           }
           let inputs = ModuleInputs(
-            count: accumulator.count, sumSquares: accumulator.sumSquares, gram: accumulator.gramMatrix())
+            count: accumulator.count, sumSquares: accumulator.sumSquares, sumAbs: accumulator.sumAbs, gram: accumulator.gramMatrix())
           let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor)) { name in
             checkpoint.tensor(named: name).map {
               TensorInput(descriptor: TensorDescriptor($0.info), bytes: checkpoint.bytes(of: $0))

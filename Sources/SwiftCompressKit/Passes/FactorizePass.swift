@@ -10,6 +10,15 @@ public enum FactorizationMethod: String, Codable, Sendable, CaseIterable {
   case rsvd
   /// Column-pivoted QR of W^T (sgeqp3), i.e. a row-pivoted LQ of W: cheaper, not optimal.
   case lq
+  /// SVD-LLM (Wang et al. 2024, arXiv 2403.07378): truncated SVD of W·S with S the Cholesky
+  /// factor of the inputs' second moment XᵀX, then B·S⁻¹ (layer by layer from calibration data).
+  case svdLLM = "svd-llm"
+  /// ASVD (Yuan et al. 2023, arXiv 2312.05821): truncated SVD of W·diag(s) with
+  /// s_j = (mean |x_j|)^0.5 gathered layer by layer from calibration data, then B·diag(1/s).
+  case asvd
+
+  /// Whether the method needs calibration data.
+  public var isCalibrated: Bool { self == .svdLLM || self == .asvd }
 }
 
 /// How the rank of each factorized weight is chosen.
@@ -154,6 +163,19 @@ public struct FactorizePass: CompressionPass {
   /// The rank of every selected weight: from its shape (rank, ratio rules) or from its
   /// singular values (energy, max-error: sgesdd without vectors, streaming).
   public func prepared(for checkpoint: Checkpoint) throws(SwiftCompressError) -> FactorizePass {
+    if configuration.method.isCalibrated, calibrated == nil, !calibrationPending {
+      throw .invalidOption(
+        option: "--data",
+        reason:
+          "\(configuration.method.rawValue) needs calibration data (give --data or --tokens; recipes cannot give it yet)")
+    }
+    if configuration.method.isCalibrated, shapeRank(rows: 1, columns: 1) == nil {
+      throw .invalidOption(
+        option: "--rank",
+        reason:
+          "\(configuration.method.rawValue) takes --rank or --ratio: the other rules need the whitened spectrum, known only while calibrating"
+      )
+    }
     try StoredLayout.refuseCompressed(checkpoint)
     var pass = self
     pass.model = ModelAdapters.adapter(for: checkpoint)
@@ -365,17 +387,44 @@ public struct FactorizePass: CompressionPass {
     }
   }
 
+  /// The layer-by-layer results of svd-llm and asvd (`FactorizeMethod`).
+  public var calibrated: CalibratedOutputs?
+  /// Set by a command that will calibrate before running (and for its dry runs).
+  public var calibrationPending = false
+
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
+    if configuration.method.isCalibrated {
+      guard let stored = try calibrated?.result(for: input.descriptor.name) else {
+        throw .passBrokePlan(
+          pass: Self.identifier, tensor: input.descriptor.name,
+          reason: "\(configuration.method.rawValue) computed no factors for it (it needs calibration data)")
+      }
+      return stored
+    }
+    return try factorize(input, outputs: outputs)
+  }
+
+  /// Factors of `input` by svd, rsvd or lq (scaled by `activationScales`, or whitened by
+  /// `whitening`, the lower Cholesky factor of XᵀX, when given).
+  func factorize(_ input: TensorInput, outputs: [PlannedTensor], whitening: Matrix? = nil) throws(SwiftCompressError)
+    -> TransformResult
+  {
     let name = input.descriptor.name
     let (rows, columns) = (input.descriptor.shape[0], input.descriptor.shape[1])
     let k = outputs[0].shape[1]
     let module = String(name.dropLast(".weight".count))
     let scales = activationScales[module]
-    let wt = try Self.matrix(input, scales: scales)  // in x out (W diag(s) with --calibration)
+    var wt = try Self.matrix(input, scales: scales)  // in x out (W diag(s) with --calibration)
+    if let whitening {
+      // (W S)ᵀ = Sᵀ Wᵀ.
+      do { wt = try gemm(whitening, wt, transposeA: true) } catch {
+        throw .invalidTensor(name: name, reason: "BLAS failed: \(error.localizedDescription)")
+      }
+    }
     var factors: (a: [Float], b: [Float])
     do {
       switch configuration.method {
-      case .svd:
+      case .svd, .svdLLM, .asvd:
         let t = try svd(wt).truncated(rank: k)
         factors = Factorization.svdFactors(u: t.u, singularValues: t.singularValues, vt: t.vt, rows: rows)
       case .rsvd:
@@ -390,6 +439,12 @@ public struct FactorizePass: CompressionPass {
       throw .invalidTensor(name: name, reason: "LAPACK failed: \(error.localizedDescription)")
     } catch {
       throw .invalidTensor(name: name, reason: "\(error)")
+    }
+    if let whitening {
+      // W S ~ A B'  =>  W ~ A (B' S⁻¹).
+      do { try solveRightLowerTriangular(&factors.b, rows: k, lower: whitening) } catch {
+        throw .invalidTensor(name: name, reason: "BLAS failed: \(error.localizedDescription)")
+      }
     }
     if let scales {
       // W diag(s) ~ A B'  =>  W ~ A (B' diag(1/s)); a channel never active (s = 0) gets 0.

@@ -120,7 +120,20 @@ extension PrunePass.Configuration: RecipeStageConfiguration {
   ]
   public static let overrideKeys = ["method", "sparsity", "pattern", "seed"]
 
-  public func pass() throws(SwiftCompressError) -> any CompressionPass { try PrunePass(configuration: self) }
+  /// Recipes give no calibration data: the methods that need it are refused here.
+  public func pass() throws(SwiftCompressError) -> any CompressionPass {
+    let pass = try PrunePass(configuration: self)
+    if pass.needsCalibrationData {
+      throw .invalidOption(
+        option: "--calibration",
+        reason:
+          method == .wanda
+          ? "wanda in a recipe needs a calibration-statistics file (calibration: FILE from 'swiftcompress calibrate')"
+          : "\(method.rawValue) needs calibration data, which recipes cannot give yet; use 'swiftcompress prune --method \(method.rawValue) --data FILE'"
+      )
+    }
+    return pass
+  }
 }
 
 extension PrunePass {

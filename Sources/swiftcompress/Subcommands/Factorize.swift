@@ -10,7 +10,8 @@ extension SwiftCompressCommand {
       abstract: "Replace linear weights W (out x in) by two factors A (out x k) and B (k x in).",
       discussion: """
         Methods: svd (truncated SVD, the optimum), rsvd (randomized SVD, seeded), lq (column-pivoted QR of \
-        W^T: cheaper, not optimal). Give exactly one rank rule: --rank, --energy, --max-error or --ratio. \
+        W^T: cheaper, not optimal), svd-llm (SVD of W·S, S the Cholesky factor of the inputs' XᵀX, layer by \
+        layer from --data/--tokens), asvd (SVD of W·diag(mean|x|^0.5), likewise). Give exactly one rank rule: --rank, --energy, --max-error or --ratio. \
         A weight whose factors would not be smaller than the matrix stays dense. Each factorized \
         <module>.weight becomes <module>.weight_a and <module>.weight_b in the weight's dtype, and \
         config.json records the ranks; decompress multiplies them out.
@@ -22,7 +23,7 @@ extension SwiftCompressCommand {
     @Argument(help: "The output folder (must not exist unless --force).")
     var output: String
 
-    @Option(name: .long, help: "svd | rsvd | lq.")
+    @Option(name: .long, help: "svd | rsvd | lq | svd-llm | asvd.")
     var method: FactorizationMethod = FactorizePass.Configuration.defaultMethod
 
     @Option(name: .long, parsing: .unconditional, help: "A fixed rank k.")
@@ -68,9 +69,12 @@ extension SwiftCompressCommand {
       help: "rsvd: power iterations. (default: \(FactorizePass.defaultPowerIterations))")
     var powerIterations: Int?
 
-    @Option(
-      name: .long, parsing: .unconditional, help: "rsvd: seed. (default: \(FactorizePass.Configuration.defaultSeed))")
-    var seed: UInt64?
+    /// --seed: rsvd's seed (shared with the calibration data's draw).
+    var seed: UInt64? { calibrationData.seed }
+
+    @OptionGroup(title: "Calibration data (--method svd-llm or asvd)") var calibrationData: DataOptions
+
+    @OptionGroup var calibrationRun: CalibrationRunOptions
 
     @OptionGroup var ignoring: IgnoreOptions
 
@@ -84,9 +88,22 @@ extension SwiftCompressCommand {
         ("--oversampling", oversampling != nil), ("--power-iterations", powerIterations != nil),
         ("--seed", seed != nil),
       ]
-      for (option, given) in rsvd where given && method != .rsvd {
+      for (option, given) in rsvd where given && method != .rsvd && !(option == "--seed" && calibrationData.isGiven) {
         throw ValidationError(
           "\(option) does not apply to --method \(method.rawValue), which is not random; it is for --method rsvd.")
+      }
+      if method.isCalibrated {
+        if !calibrationData.isGiven {
+          throw ValidationError(
+            "--method \(method.rawValue) needs calibration data: --data FILE (text) or --tokens FILE (token ids).")
+        }
+        if calibration != nil {
+          throw ValidationError(
+            "--calibration is the statistics-file form of activation-aware factorization; --method \(method.rawValue) gathers its own from --data/--tokens."
+          )
+        }
+      } else if calibrationData.isGiven {
+        throw ValidationError("--data and --tokens are calibration data for --method svd-llm and asvd.")
       }
       for (option, value) in [("--oversampling", oversampling), ("--power-iterations", powerIterations)] {
         if let value, value < 0 { throw ValidationError("\(option) must be at least 0, not \(value).") }
@@ -110,7 +127,15 @@ extension SwiftCompressCommand {
         if let oversampling { configuration.oversampling = oversampling }
         if let powerIterations { configuration.powerIterations = powerIterations }
         if let seed { configuration.seed = seed }
-        let pass = try FactorizePass(configuration: configuration)
+        var pass = try FactorizePass(configuration: configuration)
+        let shared = self.options.output
+        pass.calibrationPending = method.isCalibrated
+        if method.isCalibrated && !shared.dryRun && !shared.explain {
+          let prepared = try pass.prepared(for: try Checkpoint.open(input))
+          pass.calibrated = try runCalibration(
+            FactorizeMethod(pass: prepared), input: input, data: calibrationData, run: calibrationRun,
+            jobs: shared.jobs, quiet: shared.quiet)
+        }
         let options = try self.options.compression(
           input: input, output: output, command: "factorize", pass: pass, gates: gates)
         try runPipeline(pass: pass, options: options, shared: self.options.output)
