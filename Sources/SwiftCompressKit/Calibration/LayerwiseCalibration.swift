@@ -14,6 +14,13 @@ public struct ModuleInputs: Sendable {
   /// XᵀX, row-major [columns, columns] (accumulated in Double, stored Float), when the method
   /// asked for it.
   public var gram: [Float]?
+
+  public init(count: Int, sumSquares: [Double], sumAbs: [Double], gram: [Float]?) {
+    self.count = count
+    self.sumSquares = sumSquares
+    self.sumAbs = sumAbs
+    self.gram = gram
+  }
 }
 
 /// One module compressed by a calibrated method.
