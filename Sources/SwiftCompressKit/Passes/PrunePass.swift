@@ -261,9 +261,14 @@ public struct PrunePass: CompressionPass {
   }
 
   private func describe(rows: Int, columns: Int) -> String {
-    if let pattern = configuration.pattern { return "\(type(of: criterion).name) \(pattern)" }
+    let name = configuration.method == .sparsegpt ? "sparsegpt" : type(of: criterion).name
+    let layerwise = needsCalibrationData ? " (layer by layer from calibration data)" : ""
+    if let pattern = configuration.pattern { return "\(name) \(pattern)\(layerwise)" }
     let sparsity = configuration.sparsity ?? 0
-    return "\(type(of: criterion).name), \(String(format: "%g", sparsity * 100))% per \(configuration.scope.rawValue)"
+    if configuration.method == .sparsegpt {
+      return "sparsegpt, \(String(format: "%g", sparsity * 100))% per block of columns\(layerwise)"
+    }
+    return "\(name), \(String(format: "%g", sparsity * 100))% per \(configuration.scope.rawValue)\(layerwise)"
   }
 
   // MARK: Transform

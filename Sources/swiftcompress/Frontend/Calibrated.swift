@@ -27,6 +27,13 @@ func runCalibration(
   try Parallel.withJobs(jobs) {
     let loaded = try data.load(model: input)
     let samples = try data.samples(loaded, models: [input])
+    if let asked = data.samples, samples.sequences.count < asked {
+      throw SwiftCompressError.invalidFile(
+        path: data.data ?? data.tokens ?? "",
+        reason:
+          "gives \(Format.count(samples.sequences.count, "calibration sample")) where --samples asks for \(asked); give more data or fewer samples"
+      )
+    }
     let calibration = try LayerwiseCalibration(path: input, batchTokens: run.calibrationBatchTokens)
     try samples.check(vocabularySize: calibration.model.vocabularySize)
     for warning in samples.warnings { Diagnostics.warning(warning) }

@@ -137,6 +137,9 @@ extension SwiftCompressCommand {
         throw ValidationError(
           "--data and --tokens are calibration data for --method sparsegpt and for wanda without --calibration.")
       }
+      try refuse(
+        "--scope", given: scope != nil && method == .sparsegpt,
+        "--method sparsegpt, which prunes --sparsity of each block of columns (its paper's rule)")
       try refuse("--dampening", given: dampening != nil && method != .sparsegpt, "--method \(method.rawValue)")
       try refuse("--block-size", given: blockSize != nil && method != .sparsegpt, "--method \(method.rawValue)")
     }
