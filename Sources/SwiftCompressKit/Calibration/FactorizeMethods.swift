@@ -17,6 +17,7 @@ public struct FactorizeMethod: CalibratedMethod {
 
   public var name: String { pass.configuration.method.rawValue }
   public var needsGram: Bool { pass.configuration.method == .svdLLM }
+  public var fallback: String { "factorized by plain SVD" }
 
   public func selects(_ weight: TensorDescriptor, module: String) throws(SwiftCompressError) -> Bool {
     guard case .transform(let outputs, _) = try pass.plan(weight), !outputs.isEmpty else { return false }

@@ -20,6 +20,7 @@ public struct GPTQMethod: CalibratedMethod {
 
   public var name: String { "gptq" }
   public var needsGram: Bool { true }
+  public var fallback: String { "rounded to nearest" }
 
   public func selects(_ weight: TensorDescriptor, module: String) throws(SwiftCompressError) -> Bool {
     guard case .transform(let outputs, _) = try pass.plan(weight), !outputs.isEmpty else { return false }

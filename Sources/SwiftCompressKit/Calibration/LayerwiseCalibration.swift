@@ -49,6 +49,8 @@ public protocol CalibratedMethod {
   /// Whether the weight `weight` of module `module` is compressed by the method (else it is
   /// left to the pass: kept, or compressed without data).
   func selects(_ weight: TensorDescriptor, module: String) throws(SwiftCompressError) -> Bool
+  /// What the pass does without data to a module the layers never reach ("round to nearest").
+  var fallback: String { get }
   /// Compresses one module's weight (the original dense tensor) given its inputs.
   func compress(_ weight: TensorInput, module: String, inputs: ModuleInputs) throws(SwiftCompressError)
     -> CalibratedModule
@@ -112,6 +114,7 @@ public final class LayerwiseCalibration {
     var hidden = try batches.map { try model.embed($0) }
     var warnings: [String] = []
     var compressed = 0
+    var visited: Set<String> = []
     for layer in 0..<model.layerCount {
       let statistics = ActivationStatistics(gram: method.needsGram, excluding: [])
       for (b, batch) in batches.enumerated() {
@@ -137,6 +140,7 @@ public final class LayerwiseCalibration {
           let done = try method.compress(input, module: module, inputs: inputs)
           checkpoint.release(tensor)
           try outputs.add(name, done.result)
+          visited.insert(name)
           weights.override(name, with: done.dense)
           warnings += done.warnings
           compressed += 1
@@ -147,6 +151,19 @@ public final class LayerwiseCalibration {
       }
       weights.clearOverrides()
       onLayer?(layer, model.layerCount)
+    }
+    // Modules outside the layers (a BERT pooler) are not reached: the pass compresses them without data.
+    var outside: [String] = []
+    for tensor in checkpoint.tensors where !visited.contains(tensor.name) {
+      guard let module = LinearWeights.module(of: tensor.name),
+        try method.selects(TensorDescriptor(tensor.info), module: module)
+      else { continue }
+      outside.append(module)
+    }
+    if !outside.isEmpty {
+      warnings.append(
+        "\(Format.count(outside.count, "module")) outside the model's layers (\(outside.sorted().joined(separator: ", "))) \(outside.count == 1 ? "is" : "are") compressed without calibration data: \(method.fallback)"
+      )
     }
     return CalibrationSummary(
       method: method.name, modules: compressed, layers: model.layerCount, samples: sequences.count,

@@ -21,6 +21,7 @@ public struct SparseGPTMethod: CalibratedMethod {
 
   public var name: String { "sparsegpt" }
   public var needsGram: Bool { true }
+  public var fallback: String { "pruned by magnitude" }
 
   public func selects(_ weight: TensorDescriptor, module: String) throws(SwiftCompressError) -> Bool {
     try pass.calibrates(weight, module: module)
@@ -51,6 +52,7 @@ public struct WandaMethod: CalibratedMethod {
 
   public var name: String { "wanda" }
   public var needsGram: Bool { false }
+  public var fallback: String { "pruned by magnitude" }
 
   public func selects(_ weight: TensorDescriptor, module: String) throws(SwiftCompressError) -> Bool {
     try pass.calibrates(weight, module: module)

@@ -392,14 +392,17 @@ public struct FactorizePass: CompressionPass {
   /// Set by a command that will calibrate before running (and for its dry runs).
   public var calibrationPending = false
 
+  public var warnings: [String] { calibrated?.summary?.warnings ?? [] }
+
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
     if configuration.method.isCalibrated {
-      guard let stored = try calibrated?.result(for: input.descriptor.name) else {
+      guard let calibrated else {
         throw .passBrokePlan(
           pass: Self.identifier, tensor: input.descriptor.name,
           reason: "\(configuration.method.rawValue) computed no factors for it (it needs calibration data)")
       }
-      return stored
+      // Else a module outside the layers the calibration runs through: plain SVD (the run warned).
+      if let stored = try calibrated.result(for: input.descriptor.name) { return stored }
     }
     return try factorize(input, outputs: outputs)
   }

@@ -275,12 +275,17 @@ public struct PrunePass: CompressionPass {
 
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
     if needsCalibrationData && !scoringCopy {
-      guard let stored = try calibrated?.result(for: input.descriptor.name) else {
+      guard let calibrated else {
         throw .passBrokePlan(
           pass: Self.identifier, tensor: input.descriptor.name,
           reason: "\(configuration.method.rawValue) computed no values for it (it needs calibration data)")
       }
-      return stored
+      if let stored = try calibrated.result(for: input.descriptor.name) { return stored }
+      // A module outside the layers the calibration runs through: by magnitude (the run warned).
+      var fallback = PrunePass(copying: self, criterion: MagnitudeCriterion())
+      fallback.scoringCopy = true
+      fallback.model = model
+      return try fallback.transform(input, outputs: outputs)
     }
     if configuration.method == .structured {
       return try transformStructured(input, outputs: outputs)
@@ -474,7 +479,7 @@ public struct PrunePass: CompressionPass {
 }
 
 extension PrunePass {
-  public var warnings: [String] { structuredPlan?.warnings ?? [] }
+  public var warnings: [String] { (calibrated?.summary?.warnings ?? []) + (structuredPlan?.warnings ?? []) }
 
   public func selectionWarnings(for checkpoint: Checkpoint) -> [String] {
     IgnoreRule.unmatched(ignoreRules, in: checkpoint)

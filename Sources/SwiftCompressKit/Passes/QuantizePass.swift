@@ -146,12 +146,13 @@ public struct QuantizePass: CompressionPass {
       return TransformResult(outputs: [], reconstruction: .notApplicable)
     }
     if configuration.method != .rtn {
-      guard let stored = try calibrated?.result(for: input.descriptor.name) else {
+      guard let calibrated else {
         throw .passBrokePlan(
           pass: Self.identifier, tensor: input.descriptor.name,
           reason: "\(configuration.method.rawValue) computed no values for it (it needs calibration data: --data or --tokens)")
       }
-      return stored
+      // Else a module outside the layers the calibration runs through: rounded to nearest (the run warned).
+      if let stored = try calibrated.result(for: input.descriptor.name) { return stored }
     }
     let module = LinearWeights.module(of: input.descriptor.name)
     let context = QuantizationContext(
