@@ -80,15 +80,14 @@ public struct Float8Codec: QuantizationCodec {
     let blockRows = (rows + block.rows - 1) / block.rows
     let blockColumns = (columns + block.columns - 1) / block.columns
     let searching = context.scaleSearch == .mse
-    let table = Float32Conversion.e4m3Table
     func blockIndex(_ row: Int, _ column: Int) -> Int { (row / block.rows) * blockColumns + column / block.columns }
     @Sendable func scale(_ amax: Float, _ alpha: Float) -> Float {
       let s = round(alpha * amax / 448)
       return s == 0 ? round.epsilon : s
     }
     func decode(_ value: Float, _ scale: Float) -> (UInt8, Float) {
-      let code = Float32Conversion.e4m3Code(min(max(round(value / scale), -448), 448))
-      return (code, round(table[Int(code)] * scale))
+      let code = Self.code(value, scale: scale, round: round)
+      return (code, Self.value(code, scale: scale, round: round))
     }
     if perChannel && !searching {
       // One scale per row: each row's amax, scale and codes in a single pass.
@@ -229,5 +228,18 @@ public struct Float8Codec: QuantizationCodec {
       }
     }
     return dense
+  }
+
+  /// The E4M3 code of `value` for scale `s`: e4m3(clamp(r(value / s), +-448)), the division
+  /// in the weight's dtype (FP8 and MXFP8).
+  @inline(__always)
+  static func code(_ value: Float, scale: Float, round: DTypeRounding) -> UInt8 {
+    Float32Conversion.e4m3Code(min(max(round(value / scale), -448), 448))
+  }
+
+  /// The value E4M3 code `code` decodes to with scale `s`: r(r(q) x s), as `dequantize`.
+  @inline(__always)
+  static func value(_ code: UInt8, scale: Float, round: DTypeRounding) -> Float {
+    round(round(Float32Conversion.e4m3Table[Int(code)]) * scale)
   }
 }

@@ -137,10 +137,9 @@ public struct IntegerPackCodec: QuantizationCodec {
       if scale == 0 { return (round.epsilon, 0) }  // an all-zero group: every code is the zero point
       return (scale, (min(max(round(qmin - round(low / scale)), qmin), qmax)).rounded(.toNearestOrEven))
     }
+    let rule = IntegerCodeRule(bits: bits, symmetric: symmetric, dtype: dtype)
     @inline(__always) func code(_ value: Float, _ scale: Float, _ zeroPoint: Float) -> Float {
-      var scaled = round(value / scale)
-      if !symmetric { scaled = round(scaled + zeroPoint) }
-      return min(max(scaled, qmin), qmax).rounded(.toNearestOrEven)
+      rule.code(value, scale: scale, zeroPoint: zeroPoint)
     }
 
     if !searching {
@@ -183,11 +182,15 @@ public struct IntegerPackCodec: QuantizationCodec {
         let range = (g * group)..<(g * group + group)
         var (scale, zeroPoint) = parameters(values, range, alpha: 1)
         if searching {
-          for i in range { alternative[i] = round(round(code(values[i], scale, zeroPoint) - zeroPoint) * scale) }
+          for i in range {
+            alternative[i] = rule.value(code(values[i], scale, zeroPoint), scale: scale, zeroPoint: zeroPoint)
+          }
           var best = RowLoops.squaredError(values, range) { alternative[$0] }
           for alpha in ScaleSearch.clippingFactors.dropFirst() {
             let (s, z) = parameters(values, range, alpha: alpha)
-            let candidate = RowLoops.squaredError(values, range) { round(round(code(values[$0], s, z) - z) * s) }
+            let candidate = RowLoops.squaredError(values, range) {
+              rule.value(code(values[$0], s, z), scale: s, zeroPoint: z)
+            }
             if candidate < best { (best, scale, zeroPoint) = (candidate, s, z) }
           }
         }
@@ -196,7 +199,7 @@ public struct IntegerPackCodec: QuantizationCodec {
         for i in range {
           let q = code(values[i], scale, zeroPoint)
           rowCodes[i] = UInt8(q + offset)
-          reconstruction[i] = round(round(q - zeroPoint) * scale)
+          reconstruction[i] = rule.value(q, scale: scale, zeroPoint: zeroPoint)
         }
       }
       packed.withUnsafeMutableBytes { out in
@@ -256,19 +259,12 @@ public struct IntegerPackCodec: QuantizationCodec {
       throw .invalidTensor(name: scale.descriptor.name, reason: "shape \(scaleShape) is not a 2-D grid of scales")
     }
     let scales = scale.floats()
-    let round = DTypeRounding(scale.descriptor.dtype)
+    let rule = IntegerCodeRule(bits: bits, symmetric: symmetric, dtype: scale.descriptor.dtype)
     let group = columns / scaleShape[1]
     var zeroPoints = [Float](repeating: 0, count: scales.count)
     if let zp = primary.companion(named: weight.name + "_zero_point") {
-      let codes = Self.unpack(zp.bytes, rows: zp.descriptor.shape[0], words: zp.descriptor.shape[1], bits: bits)
-      // Packed along the output dimension: [words, groups] holds zero point (row, g) at
-      // word row * bits / 32 of column g.
-      for row in 0..<rows {
-        for g in 0..<scaleShape[1] {
-          let code = codes[((row / perWord) * scaleShape[1] + g) * perWord + row % perWord]
-          zeroPoints[row * scaleShape[1] + g] = Float(Int(code) - (1 << (bits - 1)))
-        }
-      }
+      zeroPoints = self.zeroPoints(
+        zp.bytes, wordRows: zp.descriptor.shape[0], rows: rows, groups: zp.descriptor.shape[1])
     }
     let codes = Self.unpackStream(primary.bytes, rows: rows, columns: columns, bits: bits)
     var dense = [Float](repeating: 0, count: rows * columns)
@@ -276,10 +272,25 @@ public struct IntegerPackCodec: QuantizationCodec {
       for column in 0..<columns {
         let index = row * scaleShape[1] + column / group
         let q = Float(Int(codes[row * columns + column]) - (1 << (bits - 1)))
-        dense[row * columns + column] = round(round(q - zeroPoints[index]) * scales[index])
+        dense[row * columns + column] = rule.value(q, scale: scales[index], zeroPoint: zeroPoints[index])
       }
     }
     return dense
+  }
+
+  /// The zero points (row-major [rows, groups], as integers qmin...qmax) stored in `bytes`,
+  /// `wordRows` x `groups` int32 words packed along the output dimension: word w of group
+  /// g holds the zero points of rows w * perWord ..< (w + 1) * perWord.
+  func zeroPoints(_ bytes: UnsafeRawBufferPointer, wordRows: Int, rows: Int, groups: Int) -> [Float] {
+    let codes = Self.unpack(bytes, rows: wordRows, words: groups, bits: bits)
+    var zeroPoints = [Float](repeating: 0, count: rows * groups)
+    for row in 0..<rows {
+      for g in 0..<groups {
+        let code = codes[((row / perWord) * groups + g) * perWord + row % perWord]
+        zeroPoints[row * groups + g] = Float(Int(code) - (1 << (bits - 1)))
+      }
+    }
+    return zeroPoints
   }
 
   /// Packs one row's codes as a little-endian bit stream into 32-bit words from
@@ -329,5 +340,36 @@ public struct IntegerPackCodec: QuantizationCodec {
       for j in 0..<perWord { codes[w * perWord + j] = (word >> UInt32(bits * j)) & mask }
     }
     return codes
+  }
+}
+
+/// The integer quantizer's arithmetic for one value, each step in the weight's dtype as
+/// the reference computes it; `encode`'s search, `decode` and the grid share it (the C
+/// kernel does the same steps).
+struct IntegerCodeRule: Sendable {
+  let qmin: Float
+  let qmax: Float
+  let symmetric: Bool
+  let round: DTypeRounding
+
+  init(bits: Int, symmetric: Bool, dtype: DType) {
+    qmin = Float(-(1 << (bits - 1)))
+    qmax = Float((1 << (bits - 1)) - 1)
+    self.symmetric = symmetric
+    round = DTypeRounding(dtype)
+  }
+
+  /// The code q = round-half-even(clamp(r(W / s) (+ zp), qmin, qmax)), as a Float.
+  @inline(__always)
+  func code(_ value: Float, scale: Float, zeroPoint: Float) -> Float {
+    var scaled = round(value / scale)
+    if !symmetric { scaled = round(scaled + zeroPoint) }
+    return min(max(scaled, qmin), qmax).rounded(.toNearestOrEven)
+  }
+
+  /// The value code `q` decodes to: r(r(q - zp) x s).
+  @inline(__always)
+  func value(_ q: Float, scale: Float, zeroPoint: Float) -> Float {
+    round(round(q - zeroPoint) * scale)
   }
 }

@@ -52,8 +52,8 @@ public struct MXFP4Codec: QuantizationCodec {
     // The search ORs nibbles in; the kernel writes whole bytes.
     var packed =
       searching ? [UInt8](repeating: 0, count: rows * columns / 2) : RowLoops.uninitialized(rows * columns / 2)
-    func power(_ e: Int) -> Float { Float(sign: .plus, exponent: e - 127, significand: 1) }
-    func code(_ value: Float, _ scale: Float) -> UInt8 { MXFP4Codec.e2m1Code(min(max(round(value / scale), -6), 6)) }
+    func power(_ e: Int) -> Float { Self.scale(exponent: e) }
+    func code(_ value: Float, _ scale: Float) -> UInt8 { Self.code(value, scale: scale, round: round) }
     if !searching {
       let dtypeCode = RowLoops.kernelDType(round.dtype)
       let error = packed.withUnsafeMutableBufferPointer { packedOut in
@@ -103,6 +103,18 @@ public struct MXFP4Codec: QuantizationCodec {
       outputs: [.owned(packed), .owned(exponents)], reconstruction: .measured(error), baseline: baseline)
   }
 
+  /// The scale 2^(e - 127) of E8M0 exponent `e`, in Float32 (as the kernel and the decoder use it).
+  static func scale(exponent e: Int) -> Float {
+    Float(sign: .plus, exponent: e - 127, significand: 1)
+  }
+
+  /// The E2M1 code of `value` for scale `s`: clamp(r(value / s), +-6), the division in the
+  /// weight's dtype, rounded to nearest even.
+  @inline(__always)
+  static func code(_ value: Float, scale: Float, round: DTypeRounding) -> UInt8 {
+    e2m1Code(min(max(round(value / scale), -6), 6))
+  }
+
   /// The E8M0 exponent of an MXFP4 group with absolute maximum `amax` (`sck_mx_exponent`).
   static func mxExponent(_ amax: Float) -> UInt8 {
     sck_mx_exponent(amax)
@@ -135,8 +147,7 @@ public struct MXFP4Codec: QuantizationCodec {
         let byte = primary.bytes[(row * columns + column) / 2]
         let code = column % 2 == 0 ? byte & 0xF : byte >> 4
         let e = Int(exponents[row * groups + column / group])
-        dense[row * columns + column] =
-          Float32Conversion.e2m1Table[Int(code)] * Float(sign: .plus, exponent: e - 127, significand: 1)
+        dense[row * columns + column] = Float32Conversion.e2m1Table[Int(code)] * Self.scale(exponent: e)
       }
     }
     return dense

@@ -78,7 +78,7 @@ public struct MXFP6Codec: QuantizationCodec {
     let searching = context.scaleSearch == .mse
     var packed = [UInt8](repeating: 0, count: rows * columns * 3 / 4)
     var exponents = [UInt8](repeating: 0, count: rows * groups)
-    func code(_ value: Float, _ scale: Float) -> UInt8 { Self.code(min(max(round(value / scale), -7.5), 7.5)) }
+    func code(_ value: Float, _ scale: Float) -> UInt8 { Self.code(value, scale: scale, round: round) }
     let (error, baseline) = try RowLoops.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
       row, values, reconstruction, alternative in
       var codes = [UInt8](repeating: 0, count: columns)
@@ -89,7 +89,7 @@ public struct MXFP6Codec: QuantizationCodec {
           for i in range { alternative[i] = round(Self.value(code(values[i], scale)) * scale) }
           var best = RowLoops.squaredError(values, range) { alternative[$0] }
           for candidate in [Int(byte) - 1, Int(byte) + 1] where (0...254).contains(candidate) {
-            let s = round(Float(sign: .plus, exponent: candidate - 127, significand: 1))
+            let s = MXScale.scale(byte: candidate, dtype: dtype)
             guard s > 0 else { continue }
             let e = RowLoops.squaredError(values, range) { round(Self.value(code(values[$0], s)) * s) }
             if e < best { (best, byte, scale) = (e, UInt8(candidate), s) }
@@ -101,18 +101,38 @@ public struct MXFP6Codec: QuantizationCodec {
           reconstruction[i] = round(Self.value(codes[i]) * scale)
         }
       }
-      for q in 0..<(columns / 4) {
-        let word =
-          UInt32(codes[4 * q]) | UInt32(codes[4 * q + 1]) << 6 | UInt32(codes[4 * q + 2]) << 12
-          | UInt32(codes[4 * q + 3]) << 18
-        let at = row * columns * 3 / 4 + 3 * q
-        packed[at] = UInt8(word & 0xFF)
-        packed[at + 1] = UInt8((word >> 8) & 0xFF)
-        packed[at + 2] = UInt8(word >> 16)
-      }
+      Self.pack(codes[...], into: &packed, at: row * columns * 3 / 4)
     }
     return TransformResult(
       outputs: [.owned(packed), .owned(exponents)], reconstruction: .measured(error), baseline: baseline)
+  }
+
+  /// Packs E2M3 codes, four c0...c3 as the three little-endian bytes of
+  /// c0 | c1 << 6 | c2 << 12 | c3 << 18, into `packed` from byte `at` on.
+  static func pack(_ codes: ArraySlice<UInt8>, into packed: inout [UInt8], at start: Int) {
+    let first = codes.startIndex
+    for q in 0..<(codes.count / 4) {
+      let c = first + 4 * q
+      let word = UInt32(codes[c]) | UInt32(codes[c + 1]) << 6 | UInt32(codes[c + 2]) << 12 | UInt32(codes[c + 3]) << 18
+      let at = start + 3 * q
+      packed[at] = UInt8(word & 0xFF)
+      packed[at + 1] = UInt8((word >> 8) & 0xFF)
+      packed[at + 2] = UInt8(word >> 16)
+    }
+  }
+
+  /// The E2M3 code of `value` for scale `s`: clamp(r(value / s), +-7.5), the division in
+  /// the weight's dtype, on the E2M3 grid.
+  @inline(__always)
+  static func code(_ value: Float, scale: Float, round: DTypeRounding) -> UInt8 {
+    code(min(max(round(value / scale), -7.5), 7.5))
+  }
+
+  /// The value code `code` decodes to with stored exponent `byte`, as the reference's
+  /// decompressor computes it: value x 2^(byte - 127) in BF16.
+  @inline(__always)
+  static func decoded(_ code: UInt8, scale: Float) -> Float {
+    DTypeRounding(.bf16)(value(code) * scale)
   }
 
   public func densePrimary(_ stored: TensorDescriptor) -> DenseWeight? {
@@ -131,7 +151,6 @@ public struct MXFP6Codec: QuantizationCodec {
     let exponents = Array(scale.bytes)
     let groups = scale.descriptor.shape[1]
     let group = columns / groups
-    let toBF16 = DTypeRounding(.bf16)
     var dense = [Float](repeating: 0, count: rows * columns)
     for row in 0..<rows {
       for q in 0..<(columns / 4) {
@@ -140,7 +159,7 @@ public struct MXFP6Codec: QuantizationCodec {
         for j in 0..<4 {
           let column = 4 * q + j
           let s = MXScale.decodedScale(exponents[row * groups + column / group])
-          dense[row * columns + column] = toBF16(Self.value(UInt8((word >> UInt32(6 * j)) & 0x3F)) * s)
+          dense[row * columns + column] = Self.decoded(UInt8((word >> UInt32(6 * j)) & 0x3F), scale: s)
         }
       }
     }

@@ -83,9 +83,7 @@ public struct MXFP8Codec: QuantizationCodec {
     let table = Float32Conversion.e4m3Table
     var codes = [UInt8](repeating: 0, count: rows * columns)
     var exponents = [UInt8](repeating: 0, count: rows * groups)
-    func code(_ value: Float, _ scale: Float) -> UInt8 {
-      Float32Conversion.e4m3Code(min(max(round(value / scale), -448), 448))
-    }
+    func code(_ value: Float, _ scale: Float) -> UInt8 { Float8Codec.code(value, scale: scale, round: round) }
     let (error, baseline) = try RowLoops.forEachRow(input, rows: rows, columns: columns, baseline: true) {
       row, values, reconstruction, alternative in
       for g in 0..<groups {
@@ -94,7 +92,7 @@ public struct MXFP8Codec: QuantizationCodec {
         for i in range { alternative[i] = round(table[Int(code(values[i], referenceScale))] * referenceScale) }
         var best = (RowLoops.squaredError(values, range) { alternative[$0] }, reference, referenceScale)
         for candidate in [Int(reference) - 1, Int(reference) + 1] where (0...254).contains(candidate) {
-          let s = round(Float(sign: .plus, exponent: candidate - 127, significand: 1))
+          let s = MXScale.scale(byte: candidate, dtype: dtype)
           guard s > 0 else { continue }
           let e = RowLoops.squaredError(values, range) { round(table[Int(code(values[$0], s))] * s) }
           if e < best.0 { best = (e, UInt8(candidate), s) }
@@ -125,16 +123,21 @@ public struct MXFP8Codec: QuantizationCodec {
     let exponents = Array(scale.bytes)
     let groups = scale.descriptor.shape[1]
     let group = columns / groups
-    let toBF16 = DTypeRounding(.bf16)
-    let table = Float32Conversion.e4m3Table
     var dense = [Float](repeating: 0, count: rows * columns)
     for row in 0..<rows {
       for column in 0..<columns {
         let code = primary.bytes[row * columns + column]
-        let s = MXScale.decodedScale(exponents[row * groups + column / group])
-        dense[row * columns + column] = toBF16(toBF16(table[Int(code)]) * s)
+        dense[row * columns + column] = Self.decoded(
+          code, scale: MXScale.decodedScale(exponents[row * groups + column / group]))
       }
     }
     return dense
+  }
+
+  /// The value E4M3 code `code` decodes to with the decoder's scale `s` (BF16
+  /// 2^(e - 127)), as the reference's decompressor computes it: r(r(q) x s) in BF16.
+  @inline(__always)
+  static func decoded(_ code: UInt8, scale: Float) -> Float {
+    Float8Codec.value(code, scale: scale, round: DTypeRounding(.bf16))
   }
 }

@@ -38,8 +38,15 @@ struct MXScale {
       let exponent = power.isFinite ? Int(power.exponent) : (dtype == .f16 ? 16 : 128)
       e = min(max(127 + exponent - offset, 0), 255)
     }
-    let s = DTypeRounding(dtype)(Float(sign: .plus, exponent: e - 127, significand: 1))
+    let s = Self.scale(byte: e, dtype: dtype)
     return s == 0 ? (127, 1) : (UInt8(e), s)
+  }
+
+  /// The scale S = 2^(byte - 127) in the weight's dtype that values are divided by for a
+  /// stored byte (0 where the dtype cannot hold it, which no stored byte has: that case
+  /// is stored as 127).
+  static func scale(byte: Int, dtype: DType) -> Float {
+    DTypeRounding(dtype)(Float(sign: .plus, exponent: byte - 127, significand: 1))
   }
 
   /// 2^(byte - 127) as the reference's decompressors compute it: in BF16.

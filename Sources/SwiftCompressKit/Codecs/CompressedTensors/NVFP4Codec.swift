@@ -63,7 +63,7 @@ public struct NVFP4Codec: QuantizationCodec {
     var packed =
       searching ? [UInt8](repeating: 0, count: rows * columns / 2) : RowLoops.uninitialized(rows * columns / 2)
     let table = Float32Conversion.e4m3Table
-    func code(_ value: Float, _ effective: Float) -> UInt8 { MXFP4Codec.e2m1Code(min(max(value / effective, -6), 6)) }
+    func code(_ value: Float, _ effective: Float) -> UInt8 { Self.code(value, effective: effective) }
     func decode(_ value: Float, _ effective: Float) -> Float {
       Float32Conversion.e2m1Table[Int(code(value, effective))] * effective
     }
@@ -141,16 +141,28 @@ public struct NVFP4Codec: QuantizationCodec {
     let scales = scale.floats()
     let groups = scale.descriptor.shape[1]
     let group = columns / groups
-    let toBF16 = DTypeRounding(.bf16)
     var dense = [Float](repeating: 0, count: rows * columns)
     for row in 0..<rows {
       for column in 0..<columns {
         let byte = primary.bytes[(row * columns + column) / 2]
         let code = column % 2 == 0 ? byte & 0xF : byte >> 4
-        let effective = scales[row * groups + column / group] / global
-        dense[row * columns + column] = toBF16(Float32Conversion.e2m1Table[Int(code)] * effective)
+        dense[row * columns + column] = Self.decoded(code, effective: scales[row * groups + column / group] / global)
       }
     }
     return dense
+  }
+
+  /// The E2M1 code of `value` for the effective scale (group scale / global scale):
+  /// clamp(value / effective, +-6), the division in Float32, rounded to nearest even.
+  @inline(__always)
+  static func code(_ value: Float, effective: Float) -> UInt8 {
+    MXFP4Codec.e2m1Code(min(max(value / effective, -6), 6))
+  }
+
+  /// The value code `code` decodes to, as the reference's decompressor computes it:
+  /// code x effective in Float32, rounded to BF16.
+  @inline(__always)
+  static func decoded(_ code: UInt8, effective: Float) -> Float {
+    DTypeRounding(.bf16)(Float32Conversion.e2m1Table[Int(code)] * effective)
   }
 }
