@@ -27,3 +27,29 @@ struct RotateCLITests {
     #expect(!FileManager.default.fileExists(atPath: folder.file("out")))
   }
 }
+
+extension RotateCLITests {
+  /// `quantize --rotate hadamard:S` writes what `rotate --seed S` then `quantize` write (the
+  /// same weight bytes), names the original input in its report and leaves no rotated copy.
+  @Test func quantizeRotatesFirst() throws {
+    let folder = TemporaryFolder()
+    let model = fixture("models/llama-tied")
+    let once = try swiftcompress(
+      "quantize", model, folder.file("once"), "--scheme", "MXFP4A16", "--rotate", "hadamard:5", "--json")
+    #expect(once.status == 0, "\(once.stderr)")
+    #expect(once.stderr.contains("the input was rotated first (swiftcompress rotate --seed 5"), "\(once.stderr)")
+    #expect(once.stdout.contains(model))
+    let rotated = try swiftcompress("rotate", model, folder.file("rotated"), "--seed", "5", "-q")
+    #expect(rotated.status == 0, "\(rotated.stderr)")
+    let twice = try swiftcompress(
+      "quantize", folder.file("rotated"), folder.file("twice"), "--scheme", "MXFP4A16", "-q")
+    #expect(twice.status == 0, "\(twice.stderr)")
+    let a = try #require(FileManager.default.contents(atPath: folder.file("once/model.safetensors")))
+    let b = try #require(FileManager.default.contents(atPath: folder.file("twice/model.safetensors")))
+    #expect(a == b)
+    let left = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.contains("rotated-") }
+    #expect(left.isEmpty, "\(left)")
+    let bad = try swiftcompress("quantize", model, folder.file("bad"), "--scheme", "MXFP4A16", "--rotate", "random")
+    #expect(bad.status == 64)
+  }
+}

@@ -50,6 +50,13 @@ extension SwiftCompressCommand {
         valueName: "none|mse"))
     var scaleSearch: ScaleSearch = QuantizePass.Configuration.defaultScaleSearch
 
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "Rotate the model first (as 'swiftcompress rotate --seed SEED', default seed 0; Llama, Mistral, Qwen2, Qwen3): a rotated copy is written beside the output and removed after the run (also with --dry-run and --explain). See docs/rotation.md.",
+        valueName: "hadamard[:SEED]"))
+    var rotate: RotationChoice?
+
     @OptionGroup var ignoring: IgnoreOptions
 
     @OptionGroup var options: PipelineOptions
@@ -79,7 +86,13 @@ extension SwiftCompressCommand {
         let pass = try QuantizePass(configuration: configuration)
         let options = try self.options.compression(
           input: input, output: output, command: "quantize", pass: pass, gates: gates)
-        try runPipeline(pass: pass, options: options, shared: self.options.output)
+        guard let rotate else {
+          try runPipeline(pass: pass, options: options, shared: self.options.output)
+          return
+        }
+        try withRotatedInput(rotate, options: options) { rotated in
+          try runPipeline(pass: pass, options: rotated, shared: self.options.output)
+        }
       }
     }
   }
