@@ -138,6 +138,7 @@ public struct RotatePass: CompressionPass {
     case "model.embed_tokens.weight": return .embedding
     case "model.norm.weight": return .norm
     case "lm_head.weight": return .reader(norm: "model.norm.weight", valueHeads: false)
+    case "model.rotary_emb.inv_freq": return .unchanged("RoPE frequencies")
     default: break
     }
     let prefix = "model.layers."
