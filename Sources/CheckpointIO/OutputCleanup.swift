@@ -28,13 +28,15 @@ public enum OutputCleanup {
   private static let lock = NSLock()
   nonisolated(unsafe) private static var entries: [Entry] = []
 
-  /// Adds `path`, to be removed if the process is interrupted.
-  static func register(_ path: String, destination: String) {
+  /// Adds `path`, to be removed if the process is interrupted (a staging folder, or an
+  /// intermediate folder a front end writes for one output, such as `quantize --rotate`'s
+  /// rotated copy).
+  public static func register(_ path: String, destination: String) {
     lock.withLock { registerLocked(path, destination: destination) }
   }
 
   /// Forgets `path` (it was committed or removed).
-  static func unregister(_ path: String) {
+  public static func unregister(_ path: String) {
     lock.withLock { unregisterLocked(path) }
   }
 

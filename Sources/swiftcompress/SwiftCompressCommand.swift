@@ -14,7 +14,7 @@ struct SwiftCompressCommand: ParsableCommand {
       """,
     version: SwiftCompressVersion.current,
     subcommands: [
-      Inspect.self, Verify.self, Convert.self, Quantize.self, Prune.self, Factorize.self, Decompress.self,
+      Inspect.self, Verify.self, Convert.self, Quantize.self, Prune.self, Factorize.self, Decompress.self, Rotate.self,
       Run.self, Diff.self, Merge.self, Evaluate.self, Calibrate.self, Tokenize.self,
     ]
   )

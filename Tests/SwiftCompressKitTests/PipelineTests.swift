@@ -188,7 +188,9 @@ struct PipelineTests {
     #expect(
       throws: SwiftCompressError.unknownPass(
         "quantise",
-        known: ["identity", "cast", "quantize", "prune", "factorize", "decompress", "lowrank-residual", "recipe"])
+        known: [
+          "identity", "cast", "quantize", "prune", "factorize", "decompress", "lowrank-residual", "recipe", "rotate",
+        ])
     ) {
       _ = try PassRegistry.make(identifier: "quantise", configurationJSON: "{}")
     }

@@ -23,6 +23,12 @@ public struct CompressionOptions: Sendable {
   /// `--jobs`: worker threads of the data-parallel loops, bound for the run's duration
   /// (`Parallel.withJobs`); nil for one per core. The output bytes do not depend on it.
   public var jobs: Int?
+  /// The input the user named, when `input` is an intermediate copy of it (`quantize --rotate`
+  /// reads the rotated copy, removed after the run): the report names this one. nil: `input`.
+  public var namedInput: String?
+  /// Notes added to the plan's (shown on stderr and in the report), such as what made the
+  /// intermediate input.
+  public var notes: [String] = []
 
   public static let defaultMaxShardSize = 5_000_000_000
 
@@ -135,7 +141,8 @@ public enum Compressor {
     sizeGates.maxError = nil
     sizeGates.minSQNR = nil
     return PlanReport(
-      command: options.command, input: options.input, output: options.output, files: plan.layout.shards.map(\.fileName),
+      command: options.command, input: options.namedInput ?? options.input, output: options.output,
+      files: plan.layout.shards.map(\.fileName),
       tensors: entries, totals: totals, gates: sizeGates.check(totals), warnings: plan.warnings,
       notes: plan.notes)
   }

@@ -60,7 +60,8 @@ extension Compressor {
       throw SwiftCompressError.invalidOption(option: "--max-shard-size", reason: "must be positive")
     }
     let checkpoint = try Checkpoint.open(options.input)
-    let plan = try plan(checkpoint, pass: try pass.prepared(for: checkpoint), options: options)
+    var plan = try plan(checkpoint, pass: try pass.prepared(for: checkpoint), options: options)
+    plan.notes += options.notes
     if options.strict, !plan.warnings.isEmpty { throw SwiftCompressError.strictWarnings(plan.warnings) }
     return (checkpoint, plan)
   }

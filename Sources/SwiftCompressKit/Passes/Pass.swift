@@ -311,7 +311,7 @@ extension CompressionPass {
 public enum PassRegistry {
   public static let passes: [any CompressionPass.Type] = [
     IdentityPass.self, CastPass.self, QuantizePass.self, PrunePass.self, FactorizePass.self, DecompressPass.self,
-    LowRankResidualPass.self, RecipePass.self,
+    LowRankResidualPass.self, RecipePass.self, RotatePass.self,
   ]
 
   public static var identifiers: [String] { passes.map { $0.identifier } }

@@ -240,7 +240,7 @@ extension Report {
     self.init(
       tool: Tool(), command: command,
       input: Input(
-        path: options.input, layout: checkpoint.layout.rawValue,
+        path: options.namedInput ?? options.input, layout: checkpoint.layout.rawValue,
         files: checkpoint.files.map { ($0.path as NSString).lastPathComponent }, tensorCount: checkpoint.tensors.count,
         bytes: checkpoint.tensorByteCount),
       output: Output(

@@ -80,6 +80,13 @@ extension SwiftCompressCommand {
 
     @OptionGroup var calibrationRun: CalibrationRunOptions
 
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "Rotate the model first (as 'swiftcompress rotate --seed SEED', default seed 0; Llama, Mistral, Qwen2, Qwen3): a rotated copy is written beside the output and removed after the run (also with --dry-run and --explain). See docs/rotation.md.",
+        valueName: "hadamard[:SEED]"))
+    var rotate: RotationChoice?
+
     @OptionGroup var ignoring: IgnoreOptions
 
     @OptionGroup var options: PipelineOptions
@@ -124,18 +131,30 @@ extension SwiftCompressCommand {
         if let blockSize { configuration.blockSize = blockSize }
         if let actorder { configuration.actorder = actorder }
         var pass = try QuantizePass(configuration: configuration)
-        let shared = self.options.output
         pass.calibrationPending = method == .gptq
-        if method == .gptq && !shared.dryRun && !shared.explain {
-          let prepared = try pass.prepared(for: try Checkpoint.open(input))
-          pass.calibrated = try runCalibration(
-            GPTQMethod(pass: prepared), input: input, data: calibration, run: calibrationRun, jobs: shared.jobs,
-            quiet: shared.quiet)
-        }
         let options = try self.options.compression(
           input: input, output: output, command: "quantize", pass: pass, gates: gates)
-        try runPipeline(pass: pass, options: options, shared: self.options.output)
+        guard let rotate else {
+          try quantize(pass, options)
+          return
+        }
+        try withRotatedInput(rotate, options: options) { rotated in try quantize(pass, rotated) }
       }
+    }
+
+    /// Runs `pass` on `options.input`; GPTQ calibrates first on that model (the rotated copy
+    /// when there is one).
+    func quantize(_ pass: QuantizePass, _ options: CompressionOptions) throws {
+      var pass = pass
+      let shared = self.options.output
+      if method == .gptq && !shared.dryRun && !shared.explain {
+        let prepared = try pass.prepared(for: try Checkpoint.open(options.input))
+        let method = GPTQMethod(pass: prepared)
+        pass.calibrated = try runCalibration(
+          method, input: options.input, data: calibration, run: calibrationRun, jobs: shared.jobs,
+          quiet: shared.quiet)
+      }
+      try runPipeline(pass: pass, options: options, shared: shared)
     }
   }
 }

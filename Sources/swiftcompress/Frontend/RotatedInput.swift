@@ -1,0 +1,62 @@
+import ArgumentParser
+import CheckpointIO
+import Foundation
+import SwiftCompressKit
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// `--rotate hadamard[:SEED]`: rotate the input (`swiftcompress rotate`, seed 0 by default)
+/// before compressing it.
+struct RotationChoice: ExpressibleByArgument {
+  var seed: UInt64
+
+  init?(argument: String) {
+    let parts = argument.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+    guard parts.first?.lowercased() == "hadamard" else { return nil }
+    if parts.count == 2 {
+      guard let seed = UInt64(parts[1]) else { return nil }
+      self.seed = seed
+    } else {
+      seed = 0
+    }
+  }
+
+  static var defaultValueDescription: String { "hadamard[:SEED]" }
+}
+
+/// Runs `body` on a rotated copy of `input` (RotatePass with `seed`), then removes the copy.
+///
+/// The copy is a complete `rotate` output written beside `output` as
+/// `.<output name>.rotated-<pid>` (the same file system, so that a large model is not copied
+/// into a small /tmp); it is registered with `OutputCleanup` so that an interruption removes it
+/// with the unfinished output, and removed when `body` returns or throws. `options` are
+/// `body`'s: their input becomes the copy, the report still names `input`, and a note says
+/// what was rotated.
+func withRotatedInput(
+  _ choice: RotationChoice, options: CompressionOptions, _ body: (CompressionOptions) throws -> Void
+) throws {
+  let destination = URL(fileURLWithPath: options.output).standardized
+  let copy =
+    destination.deletingLastPathComponent().path + "/." + destination.lastPathComponent
+    + ".rotated-\(getpid())"
+  OutputCleanup.register(copy, destination: options.output)
+  defer {
+    try? FileManager.default.removeItem(atPath: copy)
+    OutputCleanup.unregister(copy)
+  }
+  var rotation = CompressionOptions(
+    input: options.input, output: copy, selection: try TensorSelection(), force: true, command: "rotate")
+  rotation.jobs = options.jobs
+  _ = try Compressor.run(pass: try RotatePass(configuration: .init(seed: choice.seed)), options: rotation)
+  var rotated = options
+  rotated.namedInput = options.input
+  rotated.input = copy
+  rotated.notes.append(
+    "the input was rotated first (swiftcompress rotate --seed \(choice.seed): norms folded, residual stream and value heads rotated, a tied head untied; docs/rotation.md); the weights' metadata records it"
+  )
+  try body(rotated)
+}
