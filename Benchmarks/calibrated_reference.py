@@ -178,6 +178,7 @@ def cmd_one(args):
     """Child process: one oneshot call; writes a JSON with its wall time and peak RSS."""
     import torch
 
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     from datasets import Dataset
     from transformers import AutoModel, AutoModelForCausalLM
@@ -186,29 +187,35 @@ def cmd_one(args):
 
     spec = MODELS[args.model]
     rss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if args.model == "llama":
-        model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=torch.float32)
-    else:
-        model = AutoModel.from_pretrained(spec["path"], dtype=torch.float32,
-                                          add_pooling_layer=True)
     ids = read_tokens(token_paths(args.model)[0])
-    ds = Dataset.from_dict(
-        {"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]}
-    )
-    recipe = build_recipe(args.method, spec["ignore"])
-    rss_loaded_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    oneshot(
-        model=model,
-        dataset=ds,
-        recipe=recipe,
-        num_calibration_samples=len(ids),
-        shuffle_calibration_samples=False,
-        batch_size=1,
-        pipeline="sequential",
-        output_dir=None,
-    )
-    wall = time.perf_counter() - start
+    walls = []
+    for repeat in range(args.repeats):
+        # a fresh model and recipe each time; the last run's model is saved
+        if args.model == "llama":
+            model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=torch.float32)
+        else:
+            model = AutoModel.from_pretrained(spec["path"], dtype=torch.float32,
+                                              add_pooling_layer=True)
+        ds = Dataset.from_dict(
+            {"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]}
+        )
+        recipe = build_recipe(args.method, spec["ignore"])
+        if repeat == 0:
+            rss_loaded_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        oneshot(
+            model=model,
+            dataset=ds,
+            recipe=recipe,
+            num_calibration_samples=len(ids),
+            shuffle_calibration_samples=False,
+            batch_size=1,
+            pipeline="sequential",
+            output_dir=None,
+        )
+        walls.append(time.perf_counter() - start)
+        if repeat == 0:
+            rss_first_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rss_after_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     save_start = time.perf_counter()
     os.makedirs(args.out, exist_ok=True)
@@ -228,9 +235,11 @@ def cmd_one(args):
     result = {
         "model": args.model,
         "method": args.method,
-        "oneshot_seconds": round(wall, 3),
+        "oneshot_seconds": round(min(walls), 3),
+        "oneshot_seconds_all": [round(w, 3) for w in walls],
         "save_seconds": round(save_wall, 3),
-        "peak_rss_mib": round(rss_after_kb / 1024, 1),
+        "peak_rss_mib": round(rss_first_kb / 1024, 1),
+        "peak_rss_all_repeats_mib": round(rss_after_kb / 1024, 1),
         "rss_before_model_mib": round(rss_before_kb / 1024, 1),
         "rss_model_loaded_mib": round(rss_loaded_kb / 1024, 1),
         "torch_threads": torch.get_num_threads(),
@@ -317,7 +326,8 @@ def cmd_run(args):
             print(f"== {model} {method}", flush=True)
             proc = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), "_one", "--model", model,
-                 "--method", method, "--out", cand, "--result", result_path],
+                 "--method", method, "--out", cand, "--result", result_path,
+                 "--repeats", str(args.repeats), "--threads", str(args.threads)],
                 capture_output=True, text=True,
             )
             with open(os.path.join(out, model, f"{method}.log"), "w") as f:
@@ -333,7 +343,7 @@ def cmd_run(args):
                 row.update(json.load(f))
             with open(os.path.join(cand, "config.json")) as f:
                 qc = json.load(f).get("quantization_config") or {}
-            row["checkpoint_format"] = qc.get("format")
+            row["checkpoint_format"] = qc.get("format") or "dense"
             if qc.get("sparsity_config"):
                 row["sparsity_format"] = qc["sparsity_config"].get("format")
             report, err = evaluate(args.swiftcompress, spec["path"], cand, eval_tokens)
@@ -352,7 +362,9 @@ def cmd_run(args):
                     row["error"] = "evaluate failed on the dense copy: " + err
             row["scores"] = summarize(report)
             if report is not None:
-                row["data"] = report.get("data")
+                row["data"] = dict(report.get("data") or {})
+                if str(row["data"].get("file", "")).startswith(ROOT):
+                    row["data"]["file"] = os.path.relpath(row["data"]["file"], ROOT)
             print(json.dumps({k: row.get(k) for k in ("oneshot_seconds", "peak_rss_mib",
                                                         "evaluated", "scores")}), flush=True)
             rows.append(row)
@@ -375,6 +387,10 @@ def cmd_run(args):
             "ignore": {m: MODELS[m]["ignore"] for m in args.models},
             "oneshot": "pipeline=sequential, batch_size=1, shuffle_calibration_samples=False, "
                        "num_calibration_samples=64, save_compressed=True",
+            "timing": "oneshot_seconds is the minimum over the repeats (each on a freshly "
+                      "loaded model) of the wall time of the oneshot call alone; peak_rss_mib "
+                      "is the process's ru_maxrss after the first oneshot (includes the "
+                      "python/torch/llmcompressor baseline, rss_model_loaded_mib)",
         },
         "runs": rows,
     }
@@ -386,6 +402,124 @@ def cmd_run(args):
     return doc
 
 
+def cmd_native(args):
+    """swiftcompress's own round-to-nearest quantize (the same schemes, integer groups of
+    INT_GROUP) and Wanda 2:4 (calibrate on the dense model, then prune), scored the same
+    way; added to the results JSON under `swiftcompress_native`."""
+    with open(args.results) as f:
+        doc = json.load(f)
+    out = os.path.abspath(args.out)
+    rows = []
+    for model in dict.fromkeys(r["model"] for r in doc["runs"]):
+        spec = MODELS[model]
+        calib, eval_tokens = token_paths(model)
+        ignore = []
+        for name in spec["ignore"]:
+            ignore += ["--ignore", name]
+        jobs = {}
+        for scheme in ("W4A16", "W4A16_ASYM", "NVFP4A16", "MXFP4A16"):
+            extra = ["--group-size", str(INT_GROUP)] if scheme.startswith("W4") else []
+            name = f"swiftcompress-rtn-{scheme.lower().replace('_', '-')}" + (
+                f"-g{INT_GROUP}" if extra else "")
+            jobs[name] = [["quantize", spec["path"], None, "--scheme", scheme, *extra,
+                           *ignore]]
+        stats = os.path.join(out, model, "swiftcompress-calibration.safetensors")
+        jobs["swiftcompress-wanda-2of4"] = [
+            ["calibrate", spec["path"], "--tokens", calib, "-o", stats],
+            ["prune", spec["path"], None, "--method", "wanda", "--pattern", "2:4",
+             "--calibration", stats, *ignore],
+        ]
+        for name, steps in jobs.items():
+            cand = os.path.join(out, model, name)
+            os.makedirs(os.path.dirname(cand), exist_ok=True)
+            if os.path.exists(cand):
+                shutil.rmtree(cand)
+            row = {"model": model, "method": name}
+            for step in steps:
+                argv = [args.swiftcompress] + [cand if a is None else a for a in step]
+                row.setdefault("commands", []).append(" ".join(
+                    os.path.relpath(a, ROOT) if a.startswith(ROOT) else
+                    ("swiftcompress" if a == args.swiftcompress else a)
+                    for a in argv))
+                proc = subprocess.run(argv, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    row["error"] = proc.stderr.strip()[-1000:]
+                    break
+            if "error" not in row:
+                report, err = evaluate(args.swiftcompress, spec["path"], cand, eval_tokens)
+                row["scores"] = summarize(report)
+                if err:
+                    row["error"] = err
+            print(json.dumps(row)[:300], flush=True)
+            rows.append(row)
+    doc["swiftcompress_native"] = rows
+    with open(args.results, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+
+
+def cmd_table(args):
+    """Markdown table of a results JSON (docs/calibrated-reference.md's table)."""
+    with open(args.results) as f:
+        doc = json.load(f)
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in doc["runs"]):
+        runs = [r for r in doc["runs"] if r["model"] == model]
+        decoder = any((r.get("scores") or {}).get("kld_mean") is not None for r in runs)
+        if decoder:
+            lines += [f"### {model}", "",
+                      "| method | format | mean KLD | KLD p99 | same top p | PPL(Q) / PPL(base) "
+                      "| oneshot s | peak RSS MiB (before oneshot) | evaluated |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+        else:
+            lines += [f"### {model}", "",
+                      "| method | format | mean cosine | min cosine | Spearman | oneshot s "
+                      "| peak RSS MiB (before oneshot) | evaluated |",
+                      "|---|---|---|---|---|---|---|---|"]
+        for r in runs:
+            sc = r.get("scores") or {}
+            fmt = r.get("sparsity_format") or r.get("checkpoint_format") or ""
+            how = "as saved" if r.get("evaluated", "").startswith("compressed") else (
+                "dense (decompressed)" if r.get("evaluated") else "error")
+            if "error" in r and not sc:
+                lines.append(f"| {r['method']} | {fmt} | error: {r['error'][:80]} |")
+                continue
+            if decoder:
+                ppl = (f"{sc['candidate_perplexity']['mean']:.1f} / "
+                       f"{sc['reference_perplexity']['mean']:.1f}")
+                lines.append(
+                    f"| {r['method']} | {fmt} | {sc['kld_mean']:.5f} | {sc['kld_p99']:.4f} | "
+                    f"{100 * sc['same_top_p']:.1f} % | {ppl} | {r['oneshot_seconds']:.1f} | "
+                    f"{r['peak_rss_mib']:.0f} ({r['rss_model_loaded_mib']:.0f}) | {how} |")
+            else:
+                sp = "" if sc.get("spearman") is None else f"{sc['spearman']:.5f}"
+                lines.append(
+                    f"| {r['method']} | {fmt} | {sc['cosine_mean']:.5f} | "
+                    f"{sc['cosine_min']:.5f} | {sp} | {r['oneshot_seconds']:.1f} | "
+                    f"{r['peak_rss_mib']:.0f} ({r['rss_model_loaded_mib']:.0f}) | {how} |")
+        lines.append("")
+        native = [r for r in doc.get("swiftcompress_native", []) if r["model"] == model]
+        if native:
+            lines += [f"swiftcompress's own commands on {model}, scored the same way:", ""]
+            if decoder:
+                lines += ["| method | mean KLD | KLD p99 | same top p |", "|---|---|---|---|"]
+            else:
+                lines += ["| method | mean cosine | min cosine | Spearman |",
+                          "|---|---|---|---|"]
+            for r in native:
+                sc = r.get("scores") or {}
+                if not sc:
+                    lines.append(f"| {r['method']} | error: {r.get('error', '')[:80]} | | |")
+                elif decoder:
+                    lines.append(f"| {r['method']} | {sc['kld_mean']:.5f} | "
+                                 f"{sc['kld_p99']:.4f} | {100 * sc['same_top_p']:.1f} % |")
+                else:
+                    lines.append(f"| {r['method']} | {sc['cosine_mean']:.5f} | "
+                                 f"{sc['cosine_min']:.5f} | {sc['spearman']:.5f} |")
+            lines.append("")
+    print("\n".join(lines))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -395,15 +529,29 @@ def main():
     r.add_argument("--swiftcompress", required=True)
     r.add_argument("--models", nargs="+", default=list(MODELS))
     r.add_argument("--methods", nargs="+", default=list(METHODS))
+    r.add_argument("--repeats", type=int, default=3,
+                   help="oneshot calls per (model, method), each on a fresh model; the "
+                        "minimum wall time is reported, the last output is saved")
+    r.add_argument("--threads", type=int, default=1,
+                   help="torch threads in each oneshot process (1: stable timings on a "
+                        "shared machine)")
     r.add_argument("--json", default=os.path.join(ROOT, "Benchmarks", "results",
                                                   "calibrated-reference.json"))
+    n = sub.add_parser("native")
+    n.add_argument("results")
+    n.add_argument("--out", required=True)
+    n.add_argument("--swiftcompress", required=True)
+    t = sub.add_parser("table")
+    t.add_argument("results")
     o = sub.add_parser("_one")
     o.add_argument("--model", required=True)
     o.add_argument("--method", required=True)
     o.add_argument("--out", required=True)
     o.add_argument("--result", required=True)
+    o.add_argument("--repeats", type=int, default=3)
+    o.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
-    {"tokens": cmd_tokens, "run": cmd_run, "_one": cmd_one}[args.cmd](args)
+    {"tokens": cmd_tokens, "run": cmd_run, "table": cmd_table, "native": cmd_native, "_one": cmd_one}[args.cmd](args)
 
 
 if __name__ == "__main__":
