@@ -33,7 +33,7 @@ extension SwiftCompressCommand {
     @Flag(
       name: .long,
       help:
-        "Also gather each module's XᵀX (C x C values per module: large for large layers); nothing reads it yet: for the calibrated methods to come and external use."
+        "Also gather each module's XᵀX (C x C values per module: large for large layers); for external use (quantize --method gptq, prune --method sparsegpt and factorize --method svd-llm gather their own, layer by layer)."
     )
     var hessians = false
 
