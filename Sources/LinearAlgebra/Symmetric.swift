@@ -121,7 +121,8 @@ public func solveRightLowerTriangular(_ b: inout [Float], rows: Int, lower: Matr
   let n = lower.rows
   guard lower.isSquare, b.count == rows * n else {
     throw .dimensionMismatch(
-      operation: "solveRightLowerTriangular", details: "B has \(b.count) values for \(rows)x\(n), L is \(lower.rows)x\(lower.columns)")
+      operation: "solveRightLowerTriangular",
+      details: "B has \(b.count) values for \(rows)x\(n), L is \(lower.rows)x\(lower.columns)")
   }
   if rows == 0 || n == 0 { return }
   let (m32, n32) = (

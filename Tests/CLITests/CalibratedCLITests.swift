@@ -36,7 +36,8 @@ import Testing
   static func twoFourHolds(_ folder: String) throws -> Bool {
     let weights = try ModelWeights(path: folder)
     var checked = 0
-    for tensor in weights.checkpoint.tensors where tensor.name.hasSuffix("proj.weight") || tensor.name.hasSuffix("dense.weight") {
+    for tensor in weights.checkpoint.tensors
+    where tensor.name.hasSuffix("proj.weight") || tensor.name.hasSuffix("dense.weight") {
       let shape = tensor.info.shape
       guard shape.count == 2, !tensor.name.contains("lm_head") else { continue }
       let values = try weights.floats(tensor.name)
@@ -56,7 +57,10 @@ import Testing
     try Self.write(["prune", Self.llama, wanda, "--method", "wanda", "--pattern", "2:4"] + Self.calibration)
     #expect(try Self.twoFourHolds(sparsegpt))
     #expect(try Self.twoFourHolds(wanda))
-    let (m, s, w) = (try Self.quality(Self.llama, magnitude), try Self.quality(Self.llama, sparsegpt), try Self.quality(Self.llama, wanda))
+    let (m, s, w) = (
+      try Self.quality(Self.llama, magnitude), try Self.quality(Self.llama, sparsegpt),
+      try Self.quality(Self.llama, wanda)
+    )
     #expect(s < w && w < m, "KL: sparsegpt \(s), wanda \(w), magnitude \(m)")
   }
 
@@ -99,7 +103,8 @@ import Testing
   }
 
   static let refusals: [Refusal] = [
-    Refusal(arguments: ["prune", "--method", "sparsegpt", "--pattern", "2:4"], status: 64, fragment: "needs calibration data"),
+    Refusal(
+      arguments: ["prune", "--method", "sparsegpt", "--pattern", "2:4"], status: 64, fragment: "needs calibration data"),
     Refusal(
       arguments: ["prune", "--method", "magnitude", "--sparsity", "0.5", "--data", corpus], status: 64,
       fragment: "calibration data for --method sparsegpt"),
@@ -112,7 +117,8 @@ import Testing
     Refusal(
       arguments: ["factorize", "--method", "svd-llm", "--energy", "0.9", "--data", corpus], status: 64,
       fragment: "takes --rank or --ratio"),
-    Refusal(arguments: ["factorize", "--method", "asvd", "--rank", "4"], status: 64, fragment: "needs calibration data"),
+    Refusal(
+      arguments: ["factorize", "--method", "asvd", "--rank", "4"], status: 64, fragment: "needs calibration data"),
     Refusal(
       arguments: ["quantize", "--scheme", "W4A16", "--data", corpus], status: 64,
       fragment: "calibration data for --method gptq"),

@@ -75,7 +75,8 @@ import Testing
         scheme: c.scheme, groupSize: c.groupSize, method: .gptq, actorder: c.order))
     let method = GPTQMethod(pass: pass)
     let done = try Self.input(weight, rows: rows, columns: columns) {
-      try method.compress($0, module: Self.module, inputs: ModuleInputs(count: 1, sumSquares: [], sumAbs: [], gram: hessian))
+      try method.compress(
+        $0, module: Self.module, inputs: ModuleInputs(count: 1, sumSquares: [], sumAbs: [], gram: hessian))
     }
     let equal = zip(done.dense, reference).filter { $0 == $1 }.count
     let agreement = Double(equal) / Double(reference.count)
@@ -98,7 +99,8 @@ import Testing
     configuration.blockSize = 128
     let method = SparseGPTMethod(pass: try PrunePass(configuration: configuration))
     let done = try Self.input(weight, rows: rows, columns: columns) {
-      try method.compress($0, module: Self.module, inputs: ModuleInputs(count: 1, sumSquares: [], sumAbs: [], gram: hessian))
+      try method.compress(
+        $0, module: Self.module, inputs: ModuleInputs(count: 1, sumSquares: [], sumAbs: [], gram: hessian))
     }
     let sameMask = zip(done.dense, reference).filter { ($0 == 0) == ($1 == 0) }.count
     let ours = ErrorFeedbackTests.outputError(weight, done.dense, h: hessian, rows: rows, columns: columns)

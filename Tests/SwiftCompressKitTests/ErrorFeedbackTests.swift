@@ -42,7 +42,9 @@ import Testing
       for i in 0..<columns {
         let di = Double(a[r * columns + i] - b[r * columns + i])
         if di == 0 { continue }
-        for j in 0..<columns { total += di * Double(h[i * columns + j]) * Double(a[r * columns + j] - b[r * columns + j]) }
+        for j in 0..<columns {
+          total += di * Double(h[i * columns + j]) * Double(a[r * columns + j] - b[r * columns + j])
+        }
       }
     }
     return total

@@ -53,7 +53,7 @@ private let samples: [StageKind: [String: RecipeValue]] = [
     "method": .scalar("wanda"), "sparsity": .scalar("0.25"), "scope": .scalar("global"), "pattern": .scalar("4:8"),
     "calibration": .scalar("stats.safetensors"), "seed": .scalar("7"), "sparse_format": .scalar("bitmask"),
     "structure": .scalar("heads"), "ratio": .scalar("0.5"), "norm": .scalar("l1"), "shrink": .scalar("true"),
-    "ignore": .list(["lm_head", "re:.*gate_proj"]),
+    "ignore": .list(["lm_head", "re:.*gate_proj"]), "dampening": .scalar("0.05"), "block_size": .scalar("64"),
   ],
   .factorize: [
     "method": .scalar("lq"), "rank": .scalar("8"), "energy": .scalar("0.9"), "max_error": .scalar("0.2"),
@@ -64,6 +64,7 @@ private let samples: [StageKind: [String: RecipeValue]] = [
   .quantize: [
     "scheme": .scalar("NVFP4A16"), "group_size": .scalar("32"), "scale_search": .scalar("mse"),
     "residual_rank": .scalar("8"), "residual_iterations": .scalar("5"), "ignore": .list(["lm_head", "re:.*gate_proj"]),
+    "method": .scalar("gptq"), "dampening": .scalar("0.05"), "block_size": .scalar("64"), "actorder": .scalar("none"),
   ],
 ]
 
@@ -71,12 +72,14 @@ private let samples: [StageKind: [String: RecipeValue]] = [
 /// residual_rank for residual_iterations.
 private func required(_ kind: StageKind, for key: String) -> [String: RecipeValue] {
   switch kind {
-  case .prune: key == "method" ? [:] : ["method": .scalar("magnitude")]
+  case .prune:
+    key == "method"
+      ? [:] : ["method": .scalar(["dampening", "block_size"].contains(key) ? "sparsegpt" : "magnitude")]
   case .factorize: RankRule.CodingKeys.allCases.map(\.stringValue).contains(key) ? [:] : ["rank": .scalar("16")]
   case .quantize:
     ["scheme": .scalar("W4A16")].merging(key == "residual_iterations" ? ["residual_rank": .scalar("4")] : [:]) {
       $1
-    }
+    }.merging(["dampening", "block_size", "actorder"].contains(key) ? ["method": .scalar("gptq")] : [:]) { $1 }
   }
 }
 
@@ -136,7 +139,10 @@ struct RecipeOptionsTests {
       "quantize:\n      scheme: W4A16\n      residual_iterations: 3\n",
       "4: 'residual_iterations': needs residual_rank (the rank of the low-rank part)"
     ),
-    ("prune:\n      sparsity: 0.5\n", "2: 'method': is required; allowed: magnitude, nm, wanda, sparsegpt, random, structured"),
+    (
+      "prune:\n      sparsity: 0.5\n",
+      "2: 'method': is required; allowed: magnitude, nm, wanda, sparsegpt, random, structured"
+    ),
     ("prune:\n      method: magnitude\n      sparsity: .nan\n", "4: 'sparsity': must be a number, not '.nan'"),
     (
       "prune:\n      method: random\n      sparsity: 0.5\n      seed: -1\n",

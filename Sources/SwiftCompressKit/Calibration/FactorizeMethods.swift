@@ -36,7 +36,8 @@ public struct FactorizeMethod: CalibratedMethod {
       guard let gram = inputs.gram else {
         throw .passBrokePlan(pass: name, tensor: weight.descriptor.name, reason: "no input second moment")
       }
-      let (factor, used) = try Self.whitening(gram, columns: weight.descriptor.shape[1], dampening: dampening, module: module)
+      let (factor, used) = try Self.whitening(
+        gram, columns: weight.descriptor.shape[1], dampening: dampening, module: module)
       if used > dampening {
         warnings.append("\(module): XᵀX is not positive definite; dampening raised to \(used)")
       }
@@ -52,7 +53,9 @@ public struct FactorizeMethod: CalibratedMethod {
     }
     var error = ErrorAccumulator()
     let original = weight.floats()
-    original.withUnsafeBufferPointer { r in dense.withUnsafeBufferPointer { error.add(reference: r, reconstruction: $0) } }
+    original.withUnsafeBufferPointer { r in
+      dense.withUnsafeBufferPointer { error.add(reference: r, reconstruction: $0) }
+    }
     result.reconstruction = .measured(error)
     return CalibratedModule(result: result, dense: dense, warnings: warnings)
   }

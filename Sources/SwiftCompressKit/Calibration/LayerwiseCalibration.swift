@@ -131,7 +131,8 @@ public final class LayerwiseCalibration {
             throw SwiftCompressError.invalidModule(name: module, reason: "the forward pass never read its input")
           }
           let inputs = ModuleInputs(
-            count: accumulator.count, sumSquares: accumulator.sumSquares, sumAbs: accumulator.sumAbs, gram: accumulator.gramMatrix())
+            count: accumulator.count, sumSquares: accumulator.sumSquares, sumAbs: accumulator.sumAbs,
+            gram: accumulator.gramMatrix())
           let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor)) { name in
             checkpoint.tensor(named: name).map {
               TensorInput(descriptor: TensorDescriptor($0.info), bytes: checkpoint.bytes(of: $0))
@@ -188,6 +189,8 @@ public final class CalibratedOutputs: @unchecked Sendable {
   private var size = 0
   /// What was calibrated and on which data.
   public var summary: CalibrationSummary?
+  /// The same as one line for the report's notes and standard error.
+  public var note: String?
 
   public init() throws {
     url = FileManager.default.temporaryDirectory.appendingPathComponent(

@@ -112,7 +112,9 @@ extension PrunePass {
       }
     }
     var error = ErrorAccumulator()
-    original.withUnsafeBufferPointer { r in stored.withUnsafeBufferPointer { error.add(reference: r, reconstruction: $0) } }
+    original.withUnsafeBufferPointer { r in
+      stored.withUnsafeBufferPointer { error.add(reference: r, reconstruction: $0) }
+    }
     let zeros = stored.count - rowKept.reduce(0, +)
     var sparsity = SparsityInfo(
       target: configuration.pattern.map { 1 - Double($0.n) / Double($0.m) } ?? configuration.sparsity,

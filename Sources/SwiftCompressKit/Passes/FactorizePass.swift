@@ -167,7 +167,8 @@ public struct FactorizePass: CompressionPass {
       throw .invalidOption(
         option: "--data",
         reason:
-          "\(configuration.method.rawValue) needs calibration data (give --data or --tokens; recipes cannot give it yet)")
+          "\(configuration.method.rawValue) needs calibration data (give --data or --tokens; recipes cannot give it yet)"
+      )
     }
     if configuration.method.isCalibrated, shapeRank(rows: 1, columns: 1) == nil {
       throw .invalidOption(

@@ -116,7 +116,7 @@ extension PrunePass.Configuration: RecipeStageConfiguration {
   public static let stageKind = StageKind.prune
   public static let optionKeys = [
     "method", "sparsity", "scope", "pattern", "calibration", "seed", "sparse_format", "structure", "ratio", "norm",
-    "shrink", "ignore",
+    "shrink", "ignore", "dampening", "block_size",
   ]
   public static let overrideKeys = ["method", "sparsity", "pattern", "seed"]
 

@@ -112,7 +112,8 @@ public struct QuantizeStageConfiguration: RecipeStageConfiguration, Equatable {
 
   public static let stageKind = StageKind.quantize
   public static let optionKeys = [
-    "scheme", "group_size", "scale_search", "ignore", "residual_rank", "residual_iterations",
+    "scheme", "group_size", "scale_search", "ignore", "residual_rank", "residual_iterations", "method", "dampening",
+    "block_size", "actorder",
   ]
   public static let overrideKeys = ["scale_search"]
 

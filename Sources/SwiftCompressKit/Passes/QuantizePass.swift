@@ -70,7 +70,8 @@ public struct QuantizePass: CompressionPass {
       throw .invalidOption(
         option: "--data",
         reason:
-          "\(configuration.method.rawValue) needs calibration data (give --data or --tokens; recipes cannot give it yet)")
+          "\(configuration.method.rawValue) needs calibration data (give --data or --tokens; recipes cannot give it yet)"
+      )
     }
     var pass = self
     pass.fp8Sources = try Float8Input.sources(checkpoint)
@@ -149,7 +150,9 @@ public struct QuantizePass: CompressionPass {
       guard let calibrated else {
         throw .passBrokePlan(
           pass: Self.identifier, tensor: input.descriptor.name,
-          reason: "\(configuration.method.rawValue) computed no values for it (it needs calibration data: --data or --tokens)")
+          reason:
+            "\(configuration.method.rawValue) computed no values for it (it needs calibration data: --data or --tokens)"
+        )
       }
       // Else a module outside the layers the calibration runs through: rounded to nearest (the run warned).
       if let stored = try calibrated.result(for: input.descriptor.name) { return stored }

@@ -19,10 +19,9 @@ struct CalibrationRunOptions: ParsableArguments {
 }
 
 /// Runs `method` layer by layer over the model at `input` on the samples of `data` and returns
-/// the compressed modules' outputs. Progress on a terminal; a summary line on standard error.
+/// the compressed modules' outputs. Progress on a terminal; the summary line (`note`) goes into the run's notes.
 func runCalibration(
-  _ method: any CalibratedMethod, input: String, data: DataOptions, run: CalibrationRunOptions, jobs: Int?,
-  quiet: Bool
+  _ method: any CalibratedMethod, input: String, data: DataOptions, run: CalibrationRunOptions, jobs: Int?
 ) throws -> CalibratedOutputs {
   try Parallel.withJobs(jobs) {
     let loaded = try data.load(model: input)
@@ -52,11 +51,10 @@ func runCalibration(
       method, sequences: samples.sequences, tokenHash: samples.info.tokenHash, into: outputs)
     progress.finish()
     outputs.summary = summary
-    if !quiet {
-      Diagnostics.note(
-        "\(summary.method): \(Format.count(summary.modules, "module")) in \(Format.count(summary.layers, "layer")) calibrated on \(Format.count(summary.samples, "sample")) (\(Format.count(summary.tokens, "token")), \(samples.info.mode), tokens \(summary.tokenHash)) in \(String(format: "%.1f", summary.seconds)) s"
-      )
-    }
+    let info = samples.info
+    let note =
+      "\(summary.method): \(Format.count(summary.modules, "module")) in \(Format.count(summary.layers, "layer")) calibrated on \(Format.count(summary.samples, "sample")) of \(info.file) (\(Format.count(summary.tokens, "token")), \(info.mode)\(info.seqLen.map { " to \($0)" } ?? ""), seed \(info.seed), tokens \(summary.tokenHash)) in \(String(format: "%.1f", summary.seconds)) s"
+    outputs.note = note  // the pipeline prints it with the plan's notes and the report keeps it
     return outputs
   }
 }

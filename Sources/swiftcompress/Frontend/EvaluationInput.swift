@@ -53,7 +53,9 @@ struct DataOptions: ParsableArguments {
     if pack && seqLen == nil { throw ValidationError("--pack needs --seq-len, the length of the packed samples.") }
   }
 
-  var sampling: SamplingOptions { SamplingOptions(samples: samples, seed: seed ?? SamplingOptions.defaultSeed, seqLen: seqLen, pack: pack) }
+  var sampling: SamplingOptions {
+    SamplingOptions(samples: samples, seed: seed ?? SamplingOptions.defaultSeed, seqLen: seqLen, pack: pack)
+  }
 
   var source: DataSource { DataSource(data: data, tokens: tokens, sampling: sampling) }
 

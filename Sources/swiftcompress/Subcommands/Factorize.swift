@@ -134,10 +134,11 @@ extension SwiftCompressCommand {
           let prepared = try pass.prepared(for: try Checkpoint.open(input))
           pass.calibrated = try runCalibration(
             FactorizeMethod(pass: prepared), input: input, data: calibrationData, run: calibrationRun,
-            jobs: shared.jobs, quiet: shared.quiet)
+            jobs: shared.jobs)
         }
-        let options = try self.options.compression(
+        var options = try self.options.compression(
           input: input, output: output, command: "factorize", pass: pass, gates: gates)
+        if let note = pass.calibrated?.note { options.notes.append(note) }
         try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }

@@ -57,7 +57,9 @@ extension SwiftCompressCommand {
 
     @Option(
       name: .long, parsing: .unconditional,
-      help: "SparseGPT: λ = dampening x mean(diag H) added to H's diagonal (default: \(ErrorFeedback.defaultDampening), the reference's).")
+      help:
+        "SparseGPT: λ = dampening x mean(diag H) added to H's diagonal (default: \(ErrorFeedback.defaultDampening), the reference's)."
+    )
     var dampening: Double?
 
     @Option(
@@ -163,10 +165,11 @@ extension SwiftCompressCommand {
           let method: any CalibratedMethod =
             self.method == .sparsegpt ? SparseGPTMethod(pass: prepared) : WandaMethod(pass: prepared)
           pass.calibrated = try runCalibration(
-            method, input: input, data: calibrationData, run: calibrationRun, jobs: shared.jobs, quiet: shared.quiet)
+            method, input: input, data: calibrationData, run: calibrationRun, jobs: shared.jobs)
         }
-        let options = try self.options.compression(
+        var options = try self.options.compression(
           input: input, output: output, command: "prune", pass: pass, gates: gates)
+        if let note = pass.calibrated?.note { options.notes.append(note) }
         try runPipeline(pass: pass, options: options, shared: self.options.output)
       }
     }

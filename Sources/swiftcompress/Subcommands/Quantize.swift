@@ -61,7 +61,9 @@ extension SwiftCompressCommand {
 
     @Option(
       name: .long, parsing: .unconditional,
-      help: "GPTQ: λ = dampening x mean(diag H) added to H's diagonal (default: \(QuantizePass.Configuration.defaultDampening), the reference's).")
+      help:
+        "GPTQ: λ = dampening x mean(diag H) added to H's diagonal (default: \(QuantizePass.Configuration.defaultDampening), the reference's)."
+    )
     var dampening: Double?
 
     @Option(
@@ -96,7 +98,8 @@ extension SwiftCompressCommand {
     func validate() throws {
       if method == .rtn {
         if calibration.isGiven {
-          throw ValidationError("--data and --tokens are calibration data for --method gptq; round-to-nearest needs none.")
+          throw ValidationError(
+            "--data and --tokens are calibration data for --method gptq; round-to-nearest needs none.")
         }
         if dampening != nil || blockSize != nil || actorder != nil {
           throw ValidationError("--dampening, --block-size and --actorder are GPTQ's: add --method gptq.")
@@ -151,9 +154,10 @@ extension SwiftCompressCommand {
         let prepared = try pass.prepared(for: try Checkpoint.open(options.input))
         let method = GPTQMethod(pass: prepared)
         pass.calibrated = try runCalibration(
-          method, input: options.input, data: calibration, run: calibrationRun, jobs: shared.jobs,
-          quiet: shared.quiet)
+          method, input: options.input, data: calibration, run: calibrationRun, jobs: shared.jobs)
       }
+      var options = options
+      if let note = pass.calibrated?.note { options.notes.append(note) }
       try runPipeline(pass: pass, options: options, shared: shared)
     }
   }
