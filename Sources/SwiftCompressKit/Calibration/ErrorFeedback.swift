@@ -118,7 +118,8 @@ public struct ErrorFeedback: Sendable {
               let c = start + i
               let column = UnsafeMutableBufferPointer(rebasing: w[(c * rows)..<((c + 1) * rows)])
               if case .nOfM(let n, let m) = mask, i % m == 0 {
-                selectNOfM(w, u, rows: rows, columns: columns, column: c, blockOffset: i, n: n, m: m, limit: end,
+                selectNOfM(
+                  w, u, rows: rows, columns: columns, column: c, blockOffset: i, n: n, m: m, limit: end,
                   into: &masked)
               }
               for r in 0..<rows { original[r] = column[r] }
