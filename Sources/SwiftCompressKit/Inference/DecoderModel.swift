@@ -77,11 +77,7 @@ final class DecoderModel: LayerByLayerModel {
     }
   }
 
-  func linearModules(ofLayer index: Int) -> [[String]] {
-    let layer = description.layers[index]
-    guard let attention = layer.attention, let mlp = layer.mlp else { return [] }
-    return [[attention.query, attention.key, attention.value], [attention.output], mlp.inputs, [mlp.output]]
-  }
+  func linearModules(ofLayer index: Int) -> [[String]] { description.linearInputGroups(ofLayer: index) }
 
   func embed(_ batch: TokenBatch) throws -> HiddenStates {
     setBLASThreads(1)  // ForwardKernels runs Parallel.jobs single-threaded sgemms at once

@@ -348,3 +348,13 @@ extension ModelDescription {
     }
   }
 }
+
+extension ModelDescription {
+  /// The linear modules of layer `index` grouped by the input they read, in the order a
+  /// forward pass runs them: [[q, k, v], [o], MLP inputs, [MLP output]].
+  func linearInputGroups(ofLayer index: Int) -> [[String]] {
+    let layer = layers[index]
+    guard let attention = layer.attention, let mlp = layer.mlp else { return [] }
+    return [[attention.query, attention.key, attention.value], [attention.output], mlp.inputs, [mlp.output]]
+  }
+}
