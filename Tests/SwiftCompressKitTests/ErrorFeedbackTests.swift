@@ -1,4 +1,6 @@
+import CheckpointIO
 import Foundation
+import LinearAlgebra
 import SwiftCompressKit
 import TestSupport
 import Testing
@@ -20,16 +22,22 @@ import Testing
     let w = (0..<(rows * columns)).map { _ in rng.gaussian() }
     let n = 4 * columns
     let scales = (0..<columns).map { j in Float(pow(10.0, 2.0 * Double(j % 7) / 6.0 - 1.0)) }
-    var x = [Float](repeating: 0, count: n * columns)
+    var x = [Double](repeating: 0, count: n * columns)
     for t in 0..<n {
       let shared = rng.gaussian()
-      for j in 0..<columns { x[t * columns + j] = (0.6 * shared + rng.gaussian()) * scales[j] }
+      for j in 0..<columns { x[t * columns + j] = Double((0.6 * shared + rng.gaussian()) * scales[j]) }
+    }
+    // XᵀX / n by dsyrk (upper triangle), mirrored.
+    var gram = [Double](repeating: 0, count: columns * columns)
+    x.withUnsafeBufferPointer { xs in
+      gram.withUnsafeMutableBufferPointer { accumulateGram(xs, rows: n, columns: columns, into: $0) }
     }
     var h = [Float](repeating: 0, count: columns * columns)
-    for t in 0..<n {
-      for a in 0..<columns {
-        let xa = x[t * columns + a]
-        for b in 0..<columns { h[a * columns + b] += xa * x[t * columns + b] / Float(n) }
+    for a in 0..<columns {
+      for b in a..<columns {
+        let v = Float(gram[a * columns + b] / Double(n))
+        h[a * columns + b] = v
+        h[b * columns + a] = v
       }
     }
     return (w, h)
@@ -78,6 +86,21 @@ import Testing
     let gptq = Self.outputError(w, result.values, h: h, rows: rows, columns: columns)
     let plain = Self.outputError(w, rtn, h: h, rows: rows, columns: columns)
     #expect(gptq < 0.8 * plain, "GPTQ \(gptq) vs round-to-nearest \(plain)")
+  }
+
+  /// OpenBLAS runs the factorizations and block updates on the run's threads: the result must
+  /// not depend on how many (a problem large enough for OpenBLAS to split).
+  @Test func threadCountDoesNotChangeTheResult() throws {
+    let (rows, columns) = (96, 512)
+    let (w, h) = Self.problem(rows: rows, columns: columns, seed: 17)
+    func solve(_ jobs: Int) throws -> [Float] {
+      try Parallel.withJobs(jobs) {
+        try ErrorFeedback(blockSize: 128).run(
+          weight: w, rows: rows, columns: columns, hessian: h, module: "m", round: Self.rounder(0.25)
+        ).values
+      }
+    }
+    #expect(try solve(1) == solve(2))
   }
 
   @Test func blockSizeChangesOnlyTheSummationOrder() throws {

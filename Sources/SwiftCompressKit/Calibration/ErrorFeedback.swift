@@ -77,6 +77,9 @@ public struct ErrorFeedback: Sendable {
     round: ((Int, UnsafeMutableBufferPointer<Float>) -> Void)?
   ) throws(SwiftCompressError) -> Result {
     precondition(weight.count == rows * columns && hessian.count == columns * columns)
+    // The factorizations and block updates are LAPACK/BLAS work: let OpenBLAS use the run's
+    // threads (the forward pass sets it back to one for its own parallel sgemms).
+    setBLASThreads(Parallel.jobs)
     // Visiting order: perm[c] is the original column visited c-th.
     var h = hessian
     var dead = [Bool](repeating: false, count: columns)
