@@ -64,6 +64,26 @@ import Testing
     #expect(s < w && w < m, "KL: sparsegpt \(s), wanda \(w), magnitude \(m)")
   }
 
+  /// GPTQ on the same grid as round-to-nearest: a lower KL divergence, the same layout (the
+  /// same tensors, dtypes and shapes, so every loader reads both alike).
+  @Test(arguments: [["W4A16", "--group-size", "32"], ["NVFP4A16"], ["MXFP4A16", "--scale-search", "mse"]])
+  func gptqBeatsRoundToNearestInTheSameLayout(_ scheme: [String]) throws {
+    let folder = TemporaryFolder()
+    let (rtn, gptq) = (folder.file("rtn"), folder.file("gptq"))
+    try Self.write(["quantize", Self.llama, rtn, "--scheme"] + scheme)
+    try Self.write(["quantize", Self.llama, gptq, "--scheme"] + scheme + ["--method", "gptq"] + Self.calibration)
+    let (r, g) = (try Self.quality(Self.llama, rtn), try Self.quality(Self.llama, gptq))
+    #expect(g < 0.8 * r, "KL: gptq \(g), round to nearest \(r)")
+    let (a, b) = (try Checkpoint.open(rtn), try Checkpoint.open(gptq))
+    #expect(a.tensors.map { [$0.name, $0.info.dtype.rawValue, "\($0.info.shape)"] } == b.tensors.map {
+      [$0.name, $0.info.dtype.rawValue, "\($0.info.shape)"]
+    })
+    let config = { (path: String) in try String(contentsOfFile: path + "/config.json", encoding: .utf8) }
+    #expect(try config(rtn) == config(gptq))
+    let report = try String(contentsOfFile: gptq + "/swiftcompress-report.json", encoding: .utf8)
+    #expect(report.contains("gptq: 14 modules in 2 layers calibrated on 48 samples"))
+  }
+
   @Test func sparseGPTOnAnEncoderKeepsEmbeddingsCloser() throws {
     let folder = TemporaryFolder()
     let (magnitude, sparsegpt) = (folder.file("magnitude"), folder.file("sparsegpt"))
