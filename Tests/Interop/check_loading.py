@@ -17,6 +17,14 @@ overrides), and for the layouts no standard loader reads:
    sparsity, quantized factors) never loads with weights initialised at random: without
    trust_remote_code transformers refuses it; with it, factorized weights load and compute
    what `decompress` computes, the others stop with an error naming `swiftcompress decompress`.
+5. the calibrated methods, on token ids drawn from each fixture's vocabulary (they have no
+   tokenizer.json): GPTQ writes the round-to-nearest layout and goes through 1-3 (W4A16,
+   W8A16, NVFP4A16, MXFP4A16, FP8_DYNAMIC; W4A16 with --rotate hadamard on the Llama);
+   SparseGPT and Wanda 2:4 write a plain dense model (which `decompress` refuses: nothing to
+   decode) that transformers loads holding exactly the written tensors, every pruned weight
+   2:4; with --sparse-format bitmask they go through 4, as SVD-LLM and ASVD do; `rotate`
+   writes a plain dense Llama, head untied, whose logits equal the original's (the rotation
+   is exact up to float sums).
 
 Known upstream limits (compressed-tensors 0.20 / transformers 5) are expected, printed and
 checked to still fail, so that a fix upstream is noticed:
@@ -62,6 +70,9 @@ SCHEMES = ["W8A16", "W4A16", "W4A16_ASYM", "FP8_DYNAMIC", "FP8_BLOCK", "MXFP4A16
 # or per group of 128) when compressed-tensors runs them; the decompressed model gets the
 # same activation quantization (`quantize_activations`) so the bound stays as tight.
 TOLERANCE = {"weights": 1e-4}
+# The calibrated methods (GPTQ, SparseGPT, Wanda, SVD-LLM, ASVD) and the schemes GPTQ runs.
+CALIBRATION = {"samples": 32, "seq_len": 64}
+GPTQ_SCHEMES = ["W4A16", "W8A16", "NVFP4A16", "MXFP4A16", "FP8_DYNAMIC"]
 FAILURES = []
 
 
@@ -252,6 +263,97 @@ def check_guarded(binary, work, model_name, case, command):
                       f"max |forward - decompress forward| = {difference:.3g} ({difference / scale:.2e} of max {scale:.3g})")
 
 
+def calibration_tokens(work, model_name):
+    """The calibration options of the calibrated methods. The fixtures have no tokenizer.json,
+    so the samples are token ids drawn (seeded) from the model's vocabulary, written as JSON
+    lines (one array of ids per sample)."""
+    fixture = MODELS[model_name][0]
+    vocabulary = json.load(open(os.path.join(ROOT, "Fixtures", fixture, "config.json")))["vocab_size"]
+    ids = torch.randint(0, vocabulary, (CALIBRATION["samples"], CALIBRATION["seq_len"]),
+                        generator=torch.Generator().manual_seed(15))
+    path = os.path.join(work, f"calibration-tokens.{model_name}.jsonl")
+    with open(path, "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in ids.tolist())
+    return ["--tokens", path, "--samples", str(CALIBRATION["samples"]), "--seq-len", str(CALIBRATION["seq_len"])]
+
+
+def check_dense(binary, work, model_name, case, command, against_input=False):
+    """Outputs written as a plain dense model (calibrated pruning with zeros in place, a
+    rotation): no quantization_config or guard, `decompress` refuses it (nothing to decode),
+    transformers loads it with no missing or unexpected keys and holds exactly the written
+    tensors; its forward pass equals that of the input architecture holding the written
+    tensors (against_input: that of the input model itself, for a rotation, which changes
+    the weights but not the function)."""
+    fixture, auto = MODELS[model_name][0], MODELS[model_name][1]
+    source = os.path.join(ROOT, "Fixtures", fixture)
+    out = os.path.join(work, f"{model_name}-{case}")
+    dense = out + "-dense"
+    run(binary, command[0], source, out, *command[1:], "-q")
+    run(binary, "verify", out)
+    label = f"{model_name} {case}"
+    config = json.load(open(os.path.join(out, "config.json")))
+    stray = [key for key in ("quantization_config", "sparsity_config", "auto_map", "swiftcompress_loader") if key in config]
+    if stray or config.get("model_type") != json.load(open(os.path.join(source, "config.json"))).get("model_type"):
+        report(label, False, f"not a plain dense checkpoint: config.json has {stray}, model_type {config.get('model_type')}")
+        return
+    model, info = load(out, auto, torch.float32)
+    extra = {key: info[key] - BASELINES[model_name][key] for key in info}
+    if any(extra.values()):
+        report(label, False, f"transformers loading info beyond the input's: {extra}")
+        return
+    notes = []
+    written, original = weights(out), weights(source)
+    # decompress refuses a plain dense checkpoint (there is nothing to decode): what it would
+    # compute is the written tensors themselves, which the loaded model must hold exactly.
+    refusal = run(binary, "decompress", out, dense, "-q", expect=65).stderr
+    if "not a compressed-tensors checkpoint" not in refusal:
+        report(label, False, f"decompress refused it for another reason: {refusal.strip()[:160]}")
+        return
+    state = model.state_dict()
+    held = [name for name in written if name in state]
+    loaded = max(((state[name].float() - written[name].float()).abs().max().item() for name in held), default=1.0)
+    notes.append(f"holds the {len(held)} written tensors with max |difference| {loaded:.3g}"
+                 + "".join(f" ({name}: not a model parameter)" for name in written if name not in state))
+    if loaded != 0 or not held:
+        report(label, False, "; ".join(notes))
+        return
+    if against_input:
+        reference, _ = load(source, auto, torch.float32)
+        what = "original model's forward"
+    else:
+        # The same architecture from the input folder with the written tensors put in place.
+        reference, _ = load(source, auto, torch.float32)
+        reference.load_state_dict({name: written[name] for name in held}, strict=False)
+        what = "forward of the input model holding the written tensors"
+    pattern = next((argument for argument in command if ":" in argument and argument[0].isdigit()), None)
+    if pattern:
+        # Every weight the method changed keeps at most n nonzeros in each group of m inputs.
+        n, m = map(int, pattern.split(":"))
+        changed = [name for name in written if not torch.equal(written[name], original[name])]
+        broken = [name for name in changed
+                  if ((written[name].reshape(-1, m) != 0).sum(dim=1) > n).any()]
+        notes.append(f"{len(changed) - len(broken)} of {len(changed)} pruned weights {pattern}")
+        if broken or not changed:
+            report(label, False, f"weights not {pattern}: {broken[:3]}")
+            return
+    if against_input:
+        head, embedding = (written.get("lm_head.weight"), written.get("model.embed_tokens.weight"))
+        untied = head is not None and not config.get("tie_word_embeddings", True) and not torch.equal(head, embedding)
+        changed = sum(not torch.equal(written[name], original[name]) for name in written if name in original)
+        notes.append(f"{changed} of {len(written)} tensors rotated, "
+                     f"lm_head {'untied' if untied else 'TIED (expected untied)'}")
+        if not untied:
+            report(label, False, "; ".join(notes))
+            return
+    ours, theirs = forward(model), forward(reference)
+    scale = theirs.abs().max().item()
+    difference = (ours - theirs).abs().max().item()
+    report(label, difference <= TOLERANCE["weights"] * scale,
+           f"plain dense, transformers loads it (F32), no missing or unexpected keys; " + "".join(n + "; " for n in notes)
+           + f"max |forward - {what}| = {difference:.3g} ({difference / scale:.2e} of max {scale:.3g}; "
+           f"bound {TOLERANCE['weights']:g})")
+
+
 def recipe(scheme, targets=None, exclude=None, override=None):
     lines = ["stages:", "  - quantize:", f"      scheme: {scheme}"]
     if targets:
@@ -303,6 +405,29 @@ def main():
             "bitmask-2of4": ["prune", "--method", "nm", "--pattern", "2:4", "--sparse-format", "bitmask"],
             "lowrank-residual": ["run", residual],
             "quantized-factors": ["run", factors],
+        }.items():
+            guarded(lambda: check_guarded(binary, work, model_name, case, command), model_name, case)
+        # The calibrated methods.
+        data = calibration_tokens(work, model_name)
+        for scheme in GPTQ_SCHEMES:
+            guarded(lambda: check_quantized(binary, work, model_name, f"{scheme}-gptq",
+                                            ["--scheme", scheme, "--method", "gptq", *data]), model_name, f"{scheme}-gptq")
+        if model_name == "llama":
+            guarded(lambda: check_quantized(binary, work, model_name, "W4A16-gptq-rotate",
+                                            ["--scheme", "W4A16", "--method", "gptq", "--rotate", "hadamard", *data]),
+                    model_name, "W4A16-gptq-rotate")
+            guarded(lambda: check_dense(binary, work, model_name, "rotate", ["rotate"], against_input=True),
+                    model_name, "rotate")
+        for method in ("sparsegpt", "wanda"):
+            guarded(lambda: check_dense(binary, work, model_name, f"{method}-2of4",
+                                        ["prune", "--method", method, "--pattern", "2:4", *data]),
+                    model_name, f"{method}-2of4")
+        for case, command in {
+            "sparsegpt-2of4-bitmask": ["prune", "--method", "sparsegpt", "--pattern", "2:4", *data,
+                                       "--sparse-format", "bitmask"],
+            "wanda-bitmask": ["prune", "--method", "wanda", "--sparsity", "0.5", *data, "--sparse-format", "bitmask"],
+            "factorized-svd-llm": ["factorize", "--method", "svd-llm", "--rank", "16", *data],
+            "factorized-asvd": ["factorize", "--method", "asvd", "--ratio", "0.5", *data],
         }.items():
             guarded(lambda: check_guarded(binary, work, model_name, case, command), model_name, case)
     if FAILURES:
