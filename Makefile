@@ -9,7 +9,7 @@ RENDER_DIR := .build/render
 
 export SWIFTCOMPRESS_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup venv build debug test demo render-report bench bench-forward bench-scale interop fixtures fuzz fuzz-build fuzz-merge lint format clean
+.PHONY: all setup venv build debug test demo render-report bench bench-forward bench-calibrated bench-scale interop fixtures fuzz fuzz-build fuzz-merge lint format clean
 
 all: build
 
@@ -51,7 +51,8 @@ demo: build
 	@echo "Report with chart: $(DEMO_OUT)/swiftcompress-report.html; recipe to reproduce it: $(DEMO_OUT)/swiftcompress-recipe.yaml"
 
 ## bench: identity pass, quantize, prune and factorize over a >=512 MB generated checkpoint vs memcpy and numpy, peak RSS;
-## then bench-forward (forward pass vs transformers, calibrate and evaluate memory)
+## then bench-forward (forward pass vs transformers, calibrate and evaluate memory) and bench-calibrated (GPTQ, SparseGPT
+## and Wanda vs llm-compressor)
 bench: build venv
 	$(SWIFT) build -c release --product swiftcompress-bench
 	@test -f $(BENCH_DIR)/f32/model.safetensors || $(PY) Scripts/make_bench_checkpoint.py $(BENCH_DIR)/f32 --dtype f32
@@ -62,6 +63,7 @@ bench: build venv
 	.build/release/swiftcompress-bench prune --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/prune_numpy.py
 	.build/release/swiftcompress-bench factorize --python $(PY) --numpy-script Benchmarks/factorize_numpy.py --work $(BENCH_DIR)/factorize
 	$(MAKE) bench-forward
+	$(MAKE) bench-calibrated
 
 ## bench-scale: peak memory of quantize, prune and factorize on a generated 8.9 GB sharded checkpoint (~20 GB of disk while it runs)
 SCALE_DIR := .build/bench-scale
@@ -95,6 +97,24 @@ bench-forward: build venv $(INTEROP_VENV)/.installed
 	@test -f $(FORWARD_DIR)/llama-large/model.safetensors || $(PY) Scripts/make_large_model.py $(FORWARD_DIR)/llama-large
 	.build/release/swiftcompress-bench forward-memory --model $(FORWARD_DIR)/llama-large --swiftcompress $(BIN) --threads $(THREADS)
 	.build/release/swiftcompress-bench forward --model $(FORWARD_DIR)/llama-110m --threads $(THREADS) --sequences 4 --length 256 --runs 3 --python $(INTEROP_VENV)/bin/python --script Benchmarks/forward.py
+
+## bench-calibrated: issue 15's comparison with llm-compressor 0.14 (oneshot, sequential pipeline, CPU): GPTQ W4A16 /
+## W4A16_ASYM (group 64) / NVFP4A16 / MXFP4A16 (swiftcompress with and without --scale-search mse, --actorder static and
+## none), SparseGPT and Wanda 2:4 on the fixture Llama and BERT with the committed calibration tokens, scored on the
+## held-out tokens by swiftcompress evaluate; wall time (best of 3) and peak RSS of each tool; then GPTQ W4A16 g128 on the
+## generated ~100M Llama of bench-forward (16 samples x 128 random tokens) against the issue's RSS bound.
+## Writes Benchmarks/results/calibrated.json and prints the tables of docs/calibrated.md (CAL_THREADS threads each, default 1).
+## Needs the torch venv of `make interop`, into which llmcompressor is installed --no-deps with its small dependencies.
+CALIBRATED_DIR := .build/bench-calibrated
+CAL_THREADS ?= 1
+bench-calibrated: build $(INTEROP_VENV)/.llmcompressor
+	@test -f $(FORWARD_DIR)/llama-110m/model.safetensors || $(INTEROP_VENV)/bin/python Scripts/make_bench_model.py $(FORWARD_DIR)/llama-110m
+	$(INTEROP_VENV)/bin/python Benchmarks/calibrated.py run --swiftcompress $(BIN) --out $(CALIBRATED_DIR) --threads $(CAL_THREADS) \
+	  --large-model $(FORWARD_DIR)/llama-110m --json Benchmarks/results/calibrated.json
+$(INTEROP_VENV)/.llmcompressor: $(INTEROP_VENV)/.installed
+	$(INTEROP_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps llmcompressor==0.14.0.1
+	$(INTEROP_VENV)/bin/pip install --quiet --disable-pip-version-check psutil requests pillow loguru accelerate datasets
+	@touch $@
 
 ## fixtures: regenerate Fixtures/ with the Python reference writer
 fixtures: venv

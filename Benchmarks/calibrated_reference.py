@@ -459,7 +459,7 @@ def cmd_native(args):
 
 
 def cmd_table(args):
-    """Markdown table of a results JSON (docs/calibrated-reference.md's table)."""
+    """Markdown table of a results JSON (docs/calibrated.md's table)."""
     with open(args.results) as f:
         doc = json.load(f)
     lines = []

@@ -1,0 +1,578 @@
+#!/usr/bin/env python3
+"""Issue 15's quality and speed comparison: llm-compressor's GPTQ / SparseGPT / Wanda
+(oneshot, sequential pipeline, CPU) against swiftcompress's calibrated options, on the same
+calibration tokens, scored on the same held-out tokens with `swiftcompress evaluate`, with
+wall times and peak RSS. Reuses Benchmarks/calibrated_reference.py (token files, recipes,
+scoring). Dev-only (torch + llmcompressor); `make bench-calibrated` runs it.
+
+usage:
+  PYTHON Benchmarks/calibrated.py run --swiftcompress BIN --out DIR
+      [--models llama bert-st] [--threads 1] [--repeats 3] [--large-model DIR]
+      [--large-samples 16] [--large-tokens 128] [--large-repeats 3] [--large-ref-repeats 3]
+      [--json Benchmarks/results/calibrated.json]
+  PYTHON Benchmarks/calibrated.py table [Benchmarks/results/calibrated.json]
+
+Timing: swiftcompress is the whole CLI process (load, calibration, algorithm, write), the
+best of --repeats fresh processes. llm-compressor: each of --repeats fresh processes runs
+one oneshot on a freshly loaded model; reported are the best oneshot call alone (as
+calibrated_reference.py) and the best whole process (interpreter start, imports, model
+load, oneshot, save). Peak RSS: ru_maxrss of that one child (os.wait4), the maximum over
+its repeats. Both tools get the same thread count (--threads: torch.set_num_threads,
+swiftcompress --jobs, OPENBLAS_NUM_THREADS / OMP_NUM_THREADS).
+"""
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import calibrated_reference as ref  # noqa: E402
+
+ROOT = ref.ROOT
+SCHEMES = ["W4A16", "W4A16_ASYM", "NVFP4A16", "MXFP4A16"]
+PRUNERS = ["sparsegpt", "wanda"]
+
+
+def slug(scheme):
+    return scheme.lower().replace("_", "-")
+
+
+def rel(path):
+    path = os.path.abspath(path)
+    return os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+
+
+def thread_env(threads):
+    env = dict(os.environ)
+    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[k] = str(threads)
+    return env
+
+
+def timed(argv, env=None, log=None):
+    """Runs argv as a fresh child; (returncode, wall seconds, peak RSS MiB of that child)."""
+    out = open(log, "w") if log else subprocess.DEVNULL
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT if log else subprocess.PIPE,
+                            env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = ""
+    if not log and proc.stderr is not None:
+        err = proc.stderr.read().decode(errors="replace")
+    if log:
+        out.close()
+        with open(log) as f:
+            err = f.read()
+    return proc.returncode, wall, usage.ru_maxrss / 1024, err
+
+
+def load():
+    return [os.getloadavg()[0], os.getloadavg()[1], os.getloadavg()[2]]
+
+
+# ---------------------------------------------------------------- llm-compressor child
+
+
+def cmd_ref_child(args):
+    """One fresh process: imports, loads, runs one oneshot, saves; prints the oneshot time."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    from datasets import Dataset
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    from llmcompressor import oneshot
+
+    ref.INT_GROUP = args.group
+    ids = ref.read_tokens(args.tokens)
+    if args.causal:
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    else:
+        model = AutoModel.from_pretrained(args.model, dtype=torch.float32, add_pooling_layer=True)
+    ds = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]})
+    recipe = ref.build_recipe(args.method, args.ignore)
+    extra = {}
+    if not os.path.exists(os.path.join(args.model, "tokenizer.json")):
+        # the generated model has no tokenizer and oneshot insists on a processor; the data
+        # is already token ids, so any Llama tokenizer does (the fixture's; it is not used)
+        extra["tokenizer"] = ref.MODELS["llama"]["path"]
+    start = time.perf_counter()
+    oneshot(model=model, dataset=ds, recipe=recipe, num_calibration_samples=len(ids), **extra,
+            shuffle_calibration_samples=False, batch_size=1, pipeline="sequential",
+            output_dir=None)
+    oneshot_s = time.perf_counter() - start
+    os.makedirs(args.out, exist_ok=True)
+    model.save_pretrained(args.out, save_compressed=True)
+    for name in os.listdir(args.model):
+        src, dst = os.path.join(args.model, name), os.path.join(args.out, name)
+        if name in ("model.safetensors", "config.json") or os.path.exists(dst):
+            continue
+        shutil.copytree(src, dst) if os.path.isdir(src) else shutil.copy2(src, dst)
+    with open(args.result, "w") as f:
+        json.dump({"oneshot_seconds": oneshot_s, "torch_threads": torch.get_num_threads()}, f)
+
+
+def run_reference(method, model_path, causal, ignore, tokens, out, group, threads, repeats, logdir):
+    walls, oneshots, rss = [], [], 0.0
+    for i in range(repeats):
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        result = os.path.join(logdir, f"{os.path.basename(out)}.{i}.json")
+        argv = [sys.executable, os.path.abspath(__file__), "_ref", "--method", method,
+                "--model", model_path, "--tokens", tokens, "--out", out, "--result", result,
+                "--group", str(group), "--threads", str(threads), "--ignore", *ignore]
+        if causal:
+            argv.append("--causal")
+        rc, wall, peak, err = timed(argv, env=thread_env(threads),
+                                    log=os.path.join(logdir, f"{os.path.basename(out)}.{i}.log"))
+        if rc != 0:
+            return {"error": "oneshot failed: " + err.strip()[-1500:]}
+        with open(result) as f:
+            oneshots.append(json.load(f)["oneshot_seconds"])
+        walls.append(wall)
+        rss = max(rss, peak)
+        print(f"   llm-compressor {method} run {i}: oneshot {oneshots[-1]:.2f} s, "
+              f"process {wall:.2f} s, peak RSS {peak:.0f} MiB", flush=True)
+    return {"oneshot_seconds": round(min(oneshots), 3),
+            "oneshot_seconds_all": [round(x, 3) for x in oneshots],
+            "process_seconds": round(min(walls), 3),
+            "process_seconds_all": [round(x, 3) for x in walls],
+            "peak_rss_mib": round(rss, 1)}
+
+
+# ---------------------------------------------------------------- swiftcompress
+
+
+def swift_options(model, tokens, ignore, group):
+    """option name -> argv after BIN (output placeholder None)."""
+    ig = []
+    for name in ignore:
+        ig += ["--ignore", name]
+    opts = {}
+    for scheme in SCHEMES:
+        grp = ["--group-size", str(group)] if scheme.startswith("W4") else []
+        for search in ("none", "mse"):
+            for order in ("static", "none"):
+                name = f"gptq-{slug(scheme)}-actorder-{order}" + ("-mse" if search == "mse" else "")
+                opts[name] = {"scheme": scheme, "kind": "gptq", "scale_search": search,
+                              "actorder": order,
+                              "argv": ["quantize", model, None, "--scheme", scheme, *grp,
+                                       "--method", "gptq", "--tokens", tokens,
+                                       "--scale-search", search, "--actorder", order, *ig]}
+    for pruner in PRUNERS:
+        opts[f"{pruner}-2of4"] = {"scheme": "2:4", "kind": pruner,
+                                  "argv": ["prune", model, None, "--method", pruner,
+                                           "--pattern", "2:4", "--tokens", tokens, *ig]}
+    return opts
+
+
+def run_swift(binary, argv, out, threads, repeats, logdir):
+    walls, rss = [], 0.0
+    full = [binary] + [out if a is None else a for a in argv] + ["--jobs", str(threads)]
+    for i in range(repeats):
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        rc, wall, peak, err = timed(full, env=thread_env(threads),
+                                    log=os.path.join(logdir, f"{os.path.basename(out)}.{i}.log"))
+        if rc != 0:
+            return {"error": err.strip()[-1500:]}
+        walls.append(wall)
+        rss = max(rss, peak)
+    return {"process_seconds": round(min(walls), 3),
+            "process_seconds_all": [round(x, 3) for x in walls],
+            "peak_rss_mib": round(rss, 1),
+            "command": " ".join("swiftcompress" if a == binary else rel(a) for a in full)}
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+def fixture_runs(args, model):
+    spec = ref.MODELS[model]
+    calib, evals = ref.token_paths(model)
+    causal = model == "llama"
+    group = ref.INT_GROUP
+    work = os.path.join(os.path.abspath(args.out), model)
+    logs = os.path.join(work, "logs")
+    os.makedirs(logs, exist_ok=True)
+    rows = []
+    # llm-compressor: method name of calibrated_reference.METHODS per (kind, scheme)
+    refs = {("gptq", s): f"gptq-{slug(s)}" + ("-g64" if s.startswith("W4") else "")
+            for s in SCHEMES}
+    refs[("sparsegpt", "2:4")] = "sparsegpt-2of4"
+    refs[("wanda", "2:4")] = "wanda-2of4"
+    for (kind, scheme), method in refs.items():
+        cand = os.path.join(work, "llm-compressor-" + method)
+        print(f"== {model} llm-compressor {method}", flush=True)
+        row = {"model": model, "tool": "llm-compressor", "option": method, "kind": kind,
+               "scheme": scheme, "load_before": load()}
+        row.update(run_reference(method, spec["path"], causal, spec["ignore"], calib, cand,
+                                 group, args.threads, args.repeats, logs))
+        if "error" not in row:
+            report, err = ref.evaluate(args.swiftcompress, spec["path"], cand, evals)
+            row["scores"] = ref.summarize(report)
+            if err:
+                row["error"] = "evaluate: " + err
+        rows.append(row)
+    for name, opt in swift_options(spec["path"], calib, spec["ignore"], group).items():
+        cand = os.path.join(work, "swiftcompress-" + name)
+        print(f"== {model} swiftcompress {name}", flush=True)
+        row = {"model": model, "tool": "swiftcompress", "option": name, "kind": opt["kind"],
+               "scheme": opt["scheme"], "scale_search": opt.get("scale_search"),
+               "actorder": opt.get("actorder"), "load_before": load()}
+        row.update(run_swift(args.swiftcompress, opt["argv"], cand, args.threads,
+                             args.repeats, logs))
+        if "error" not in row:
+            report, err = ref.evaluate(args.swiftcompress, spec["path"], cand, evals)
+            row["scores"] = ref.summarize(report)
+            if err:
+                row["error"] = "evaluate: " + err
+        print("   " + json.dumps({k: row.get(k) for k in ("process_seconds", "peak_rss_mib",
+                                                          "error")}), flush=True)
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- large generated model
+
+
+def layer_bound(config, samples, tokens, batch_tokens):
+    h = config["hidden_size"]
+    inter = config["intermediate_size"]
+    heads = config["num_attention_heads"]
+    kv = config.get("num_key_value_heads", heads)
+    hd = config.get("head_dim") or h // heads
+    layer_params = (h * heads * hd + 2 * h * kv * hd + heads * hd * h  # q, k, v, o
+                    + 3 * h * inter + 2 * h)  # gate, up, down, two norms
+    batch = min(batch_tokens, samples * tokens)
+    parts = {
+        "layer_weights": layer_params * 4,
+        "calibration_activations": samples * tokens * h * 4,
+        "largest_intermediate": max(batch * inter * 4, heads * tokens * tokens * 4,
+                                    batch * heads * hd * 4),
+        "largest_hessian": max(h, inter) ** 2 * 8,
+        "slack": 64 * 2 ** 20,
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def large_runs(args):
+    model = os.path.abspath(args.large_model)
+    if not os.path.exists(os.path.join(model, "model.safetensors")):
+        subprocess.run([sys.executable, os.path.join(ROOT, "Scripts", "make_bench_model.py"),
+                        model], check=True)
+    with open(os.path.join(model, "config.json")) as f:
+        config = json.load(f)
+    work = os.path.join(os.path.abspath(args.out), "large")
+    logs = os.path.join(work, "logs")
+    os.makedirs(logs, exist_ok=True)
+    tokens = os.path.join(work, "calibration-tokens.jsonl")
+    rng = random.Random(15)
+    with open(tokens, "w") as f:
+        for _ in range(args.large_samples):
+            f.write(json.dumps([rng.randrange(config["vocab_size"])
+                                for _ in range(args.large_tokens)]) + "\n")
+    group = 128
+    ignore = ["lm_head"]
+    out = {"model": rel(model), "parameters_note": "Scripts/make_bench_model.py (random weights)",
+           "config": {k: config.get(k) for k in ("hidden_size", "intermediate_size",
+                                                 "num_hidden_layers", "num_attention_heads",
+                                                 "num_key_value_heads", "vocab_size")},
+           "samples": args.large_samples, "tokens_per_sample": args.large_tokens,
+           "scheme": "W4A16", "group_size": group}
+    print("== large swiftcompress gptq W4A16 g128", flush=True)
+    argv = ["quantize", model, None, "--scheme", "W4A16", "--group-size", str(group),
+            "--method", "gptq", "--tokens", tokens, "--ignore", "lm_head"]
+    sc = {"load_before": load()}
+    sc.update(run_swift(args.swiftcompress, argv, os.path.join(work, "swiftcompress-gptq"),
+                        args.threads, args.large_repeats, logs))
+    print("   " + json.dumps(sc), flush=True)
+    out["swiftcompress"] = sc
+    print("== large llm-compressor gptq W4A16 g128", flush=True)
+    lc = {"load_before": load()}
+    lc.update(run_reference("gptq-w4a16-g64", model, True, ignore, tokens,
+                            os.path.join(work, "llm-compressor-gptq"), group, args.threads,
+                            args.large_ref_repeats, logs))
+    out["llm_compressor"] = lc
+    bound = layer_bound(config, args.large_samples, args.large_tokens, 4096)
+    out["rss_bound_bytes"] = bound
+    if "error" not in sc:
+        out["swiftcompress_rss_over_bound"] = round(sc["peak_rss_mib"] * 2 ** 20 / bound["total"], 3)
+    if "error" not in sc and "error" not in lc:
+        out["ratio_oneshot"] = round(lc["oneshot_seconds"] / sc["process_seconds"], 2)
+        out["ratio_process"] = round(lc["process_seconds"] / sc["process_seconds"], 2)
+    return out
+
+
+# ---------------------------------------------------------------- summary
+
+
+def better(decoder, a, b):
+    """+1 if score a beats b, -1 if worse, 0 (tie) if they differ by less than float
+    summation noise: 1e-5 relative for a KLD, 1e-6 absolute for a cosine."""
+    if abs(a - b) <= (1e-5 * max(abs(a), abs(b)) if decoder else 1e-6):
+        return 0
+    return (1 if a < b else -1) if decoder else (1 if a > b else -1)
+
+
+def comparisons(doc):
+    rows = []
+    for model in doc["models"]:
+        runs = [r for r in doc["runs"] if r["model"] == model]
+        decoder = model == "llama"
+        key = "kld_mean" if decoder else "cosine_mean"
+        for kind, scheme in [("gptq", s) for s in SCHEMES] + [(p, "2:4") for p in PRUNERS]:
+            refrow = next((r for r in runs if r["tool"] == "llm-compressor" and r["kind"] == kind
+                           and r["scheme"] == scheme), None)
+            mine = [r for r in runs if r["tool"] == "swiftcompress" and r["kind"] == kind
+                    and r["scheme"] == scheme and r.get("scores")]
+            if refrow is None or not refrow.get("scores") or not mine:
+                rows.append({"model": model, "kind": kind, "scheme": scheme, "error": True})
+                continue
+            refscore = refrow["scores"][key]
+            best = min(mine, key=lambda r: r["scores"][key] * (1 if decoder else -1))
+            like = next((r for r in mine if kind != "gptq" or (
+                r["actorder"] == "static" and r["scale_search"] == "none")), None)
+            verdict = better(decoder, best["scores"][key], refscore)
+            rows.append({
+                "model": model, "kind": kind, "scheme": scheme, "metric": key,
+                "reference": refscore,
+                "swiftcompress": {r["option"]: r["scores"][key] for r in mine},
+                "best_option": best["option"], "best": best["scores"][key],
+                "best_vs_reference": {1: "win", 0: "tie", -1: "loss"}[verdict],
+                "like_for_like_option": like["option"],
+                "like_for_like_vs_reference": {1: "win", 0: "tie", -1: "loss"}[
+                    better(decoder, like["scores"][key], refscore)],
+                "reference_oneshot_seconds": refrow["oneshot_seconds"],
+                "reference_process_seconds": refrow["process_seconds"],
+                "reference_peak_rss_mib": refrow["peak_rss_mib"],
+                "swiftcompress_seconds": like["process_seconds"],
+                "swiftcompress_peak_rss_mib": like["peak_rss_mib"],
+                "ratio_oneshot": round(refrow["oneshot_seconds"] / like["process_seconds"], 2),
+                "ratio_process": round(refrow["process_seconds"] / like["process_seconds"], 2),
+            })
+    return rows
+
+
+def fmt(x, decoder):
+    return f"{x:.5f}"
+
+
+def table_lines(doc):
+    lines = []
+    for model in doc["models"]:
+        decoder = model == "llama"
+        metric = "mean KLD (lower is better)" if decoder else "mean cosine (higher is better)"
+        comps = [c for c in doc["comparisons"] if c["model"] == model]
+        lines += [f"### {model}: {metric}", "",
+                  "| scheme | llm-compressor | swiftcompress actorder static | static + mse | "
+                  "actorder none | none + mse | best swiftcompress vs reference |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in comps:
+            if c.get("error"):
+                lines.append(f"| {c['kind']} {c['scheme']} | error | | | | | |")
+                continue
+            name = f"{c['kind']} {c['scheme']}"
+            sc = c["swiftcompress"]
+            if c["kind"] == "gptq":
+                base = f"gptq-{slug(c['scheme'])}-actorder-"
+                cells = [sc.get(base + "static"), sc.get(base + "static-mse"),
+                         sc.get(base + "none"), sc.get(base + "none-mse")]
+                cells = ["" if v is None else fmt(v, decoder) for v in cells]
+                best = c["best_option"].replace(base, "").replace("-mse", " + mse")
+            else:
+                cells = [fmt(list(sc.values())[0], decoder), "—", "—", "—"]
+                best = c["kind"]
+            pct = (c["best"] - c["reference"]) / c["reference"] * 100 if decoder else \
+                (c["best"] - c["reference"]) * 1e5
+            delta = f"{pct:+.1f} %" if decoder else f"{pct:+.1f}e-5"
+            lines.append(f"| {name} | {fmt(c['reference'], decoder)} | " + " | ".join(cells)
+                         + f" | **{c['best_vs_reference']}** ({best}: {delta}) |")
+        lines += ["", f"Time and memory on {model} (swiftcompress: actorder static, no scale "
+                  "search, the like-for-like option; best of "
+                  f"{doc['settings']['repeats']}):", "",
+                  "| scheme | llm-compressor oneshot s | llm-compressor process s | "
+                  "swiftcompress process s | ratio oneshot / swiftcompress | "
+                  "ratio process / swiftcompress | llm-compressor peak RSS MiB | "
+                  "swiftcompress peak RSS MiB |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in comps:
+            if c.get("error"):
+                continue
+            lines.append(
+                f"| {c['kind']} {c['scheme']} | {c['reference_oneshot_seconds']:.2f} | "
+                f"{c['reference_process_seconds']:.2f} | {c['swiftcompress_seconds']:.2f} | "
+                f"{c['ratio_oneshot']:.2f} | {c['ratio_process']:.2f} | "
+                f"{c['reference_peak_rss_mib']:.0f} | {c['swiftcompress_peak_rss_mib']:.0f} |")
+        lines.append("")
+    large = doc.get("large")
+    if large:
+        sc, lc = large.get("swiftcompress", {}), large.get("llm_compressor", {})
+        b = large["rss_bound_bytes"]
+        mib = 2 ** 20
+        lines += [f"### large: {large['model']} GPTQ W4A16 g128, {large['samples']} samples x "
+                  f"{large['tokens_per_sample']} random tokens", "",
+                  "| | llm-compressor | swiftcompress |", "|---|---|---|"]
+        if "error" in lc:
+            lines.append(f"| error | {lc['error'][:200]} | |")
+        else:
+            lines.append(f"| oneshot s (best of {len(lc['oneshot_seconds_all'])}) | "
+                         f"{lc['oneshot_seconds']:.1f} | |")
+            lines.append(f"| whole process s | {lc['process_seconds']:.1f} | "
+                         f"{sc.get('process_seconds', float('nan')):.1f} "
+                         f"(best of {len(sc.get('process_seconds_all', []))}) |")
+            lines.append(f"| peak RSS MiB | {lc['peak_rss_mib']:.0f} | "
+                         f"{sc.get('peak_rss_mib', float('nan')):.0f} |")
+        if "ratio_oneshot" in large:
+            lines += ["", f"Ratio llm-compressor / swiftcompress: oneshot call "
+                      f"{large['ratio_oneshot']:.2f}, whole process {large['ratio_process']:.2f}."]
+        lines += ["", "RSS bound (issue 15): " + ", ".join(
+            f"{k.replace('_', ' ')} {v / mib:.1f} MiB" for k, v in b.items() if k != "total")
+            + f"; total **{b['total'] / mib:.1f} MiB**."]
+        if "swiftcompress_rss_over_bound" in large:
+            lines.append(f"swiftcompress peak RSS / bound = **{large['swiftcompress_rss_over_bound']:.2f}**.")
+        lines.append("")
+    return lines
+
+
+def cmd_table(args):
+    with open(args.results) as f:
+        doc = json.load(f)
+    print("\n".join(table_lines(doc)))
+
+
+def machine():
+    info = {"cpus": os.cpu_count(), "platform": platform.platform()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            info["memory_kib"] = int(f.readline().split()[1])
+    except OSError:
+        pass
+    return info
+
+
+def cmd_run(args):
+    args.swiftcompress = os.path.abspath(args.swiftcompress)
+    version = subprocess.run([args.swiftcompress, "--version"], capture_output=True,
+                             text=True).stdout.strip()
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    doc = {
+        "description": "issue 15: llm-compressor oneshot (sequential pipeline, CPU) vs "
+                       "swiftcompress calibrated options on the same calibration tokens, "
+                       "scored by swiftcompress evaluate on held-out tokens",
+        "versions": {**ref.versions(), "swiftcompress": version or None,
+                     "swiftcompress_commit": commit},
+        "machine": machine(),
+        "threads": args.threads,
+        "load_average_start": load(),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "models": args.models,
+        "calibration_tokens": {m: rel(ref.token_paths(m)[0]) for m in args.models},
+        "evaluation_tokens": {m: rel(ref.token_paths(m)[1]) for m in args.models},
+        "settings": {
+            "repeats": args.repeats,
+            "integer_group_size": {"fixtures": ref.INT_GROUP, "large": 128},
+            "llm_compressor": "GPTQModifier defaults (block 128, dampening 0.01, actorder "
+                              "static, memoryless min-max observer); SparseGPTModifier / "
+                              "WandaPruningModifier(sparsity=0.5, mask_structure='2:4'); "
+                              "oneshot(pipeline=sequential, batch_size=1, "
+                              "shuffle_calibration_samples=False)",
+            "swiftcompress": "quantize --method gptq --tokens CAL [--group-size G] "
+                             "--scale-search none|mse --actorder static|none; prune --method "
+                             "sparsegpt|wanda --pattern 2:4 --tokens CAL; --jobs THREADS",
+            "timing": "swiftcompress: whole CLI process, best of repeats; llm-compressor: "
+                      "best oneshot call and best whole process (python start, imports, "
+                      "load, oneshot, save) over repeats fresh processes; peak RSS: "
+                      "ru_maxrss of each child via wait4, max over repeats",
+        },
+        "runs": [],
+    }
+    for model in args.models:
+        doc["runs"] += fixture_runs(args, model)
+    doc["comparisons"] = comparisons(doc)
+    if args.large_model:
+        doc["large"] = large_runs(args)
+    doc["load_average_end"] = load()
+    write(doc, args)
+
+
+def write(doc, args):
+    doc["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+    print("\n".join(table_lines(doc)))
+
+
+def cmd_large(args):
+    """Reruns only the large-model part into an existing results JSON."""
+    args.swiftcompress = os.path.abspath(args.swiftcompress)
+    with open(args.json) as f:
+        doc = json.load(f)
+    doc["large"] = large_runs(args)
+    doc["comparisons"] = comparisons(doc)
+    doc["large"]["load_average_end"] = load()
+    write(doc, args)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    lg = sub.add_parser("large")
+    r.add_argument("--swiftcompress", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--models", nargs="*", default=list(ref.MODELS))
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--repeats", type=int, default=3)
+    r.add_argument("--large-model", default=None,
+                   help="a Scripts/make_bench_model.py model directory (made if missing)")
+    r.add_argument("--large-samples", type=int, default=16)
+    r.add_argument("--large-tokens", type=int, default=128)
+    r.add_argument("--large-repeats", type=int, default=3)
+    r.add_argument("--large-ref-repeats", type=int, default=3)
+    r.add_argument("--json", default=os.path.join(ROOT, "Benchmarks", "results", "calibrated.json"))
+    for name, kw in [("--swiftcompress", {"required": True}), ("--out", {"required": True}),
+                     ("--threads", {"type": int, "default": 1}),
+                     ("--large-model", {"required": True}),
+                     ("--large-samples", {"type": int, "default": 16}),
+                     ("--large-tokens", {"type": int, "default": 128}),
+                     ("--large-repeats", {"type": int, "default": 3}),
+                     ("--large-ref-repeats", {"type": int, "default": 3}),
+                     ("--json", {"default": os.path.join(ROOT, "Benchmarks", "results",
+                                                         "calibrated.json")})]:
+        lg.add_argument(name, **kw)
+    t = sub.add_parser("table")
+    t.add_argument("results", nargs="?",
+                   default=os.path.join(ROOT, "Benchmarks", "results", "calibrated.json"))
+    c = sub.add_parser("_ref")
+    for name in ("method", "model", "tokens", "out", "result"):
+        c.add_argument("--" + name, required=True)
+    c.add_argument("--group", type=int, required=True)
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--ignore", nargs="*", default=[])
+    c.add_argument("--causal", action="store_true")
+    args = p.parse_args()
+    {"run": cmd_run, "large": cmd_large, "table": cmd_table, "_ref": cmd_ref_child}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
