@@ -88,8 +88,8 @@ import Testing
     #expect(gptq < 0.8 * plain, "GPTQ \(gptq) vs round-to-nearest \(plain)")
   }
 
-  /// OpenBLAS runs the factorizations and block updates on the run's threads: the result must
-  /// not depend on how many (a problem large enough for OpenBLAS to split).
+  /// The result must not depend on the run's thread count (a problem large enough for
+  /// OpenBLAS to split, were it allowed more than one thread).
   @Test func threadCountDoesNotChangeTheResult() throws {
     let (rows, columns) = (96, 512)
     let (w, h) = Self.problem(rows: rows, columns: columns, seed: 17)

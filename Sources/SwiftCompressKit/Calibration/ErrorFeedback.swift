@@ -77,9 +77,9 @@ public struct ErrorFeedback: Sendable {
     round: ((Int, UnsafeMutableBufferPointer<Float>) -> Void)?
   ) throws(SwiftCompressError) -> Result {
     precondition(weight.count == rows * columns && hessian.count == columns * columns)
-    // The factorizations and block updates are LAPACK/BLAS work: let OpenBLAS use the run's
-    // threads (the forward pass sets it back to one for its own parallel sgemms).
-    setBLASThreads(Parallel.jobs)
+    // One OpenBLAS thread: its multi-threaded factorizations sum in another order (the same
+    // data gave different bytes at --jobs 1 and 2), and the output must not depend on --jobs.
+    setBLASThreads(1)
     // Visiting order: perm[c] is the original column visited c-th.
     var h = hessian
     var dead = [Bool](repeating: false, count: columns)
