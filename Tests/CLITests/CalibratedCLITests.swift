@@ -75,9 +75,11 @@ import Testing
     let (r, g) = (try Self.quality(Self.llama, rtn), try Self.quality(Self.llama, gptq))
     #expect(g < 0.8 * r, "KL: gptq \(g), round to nearest \(r)")
     let (a, b) = (try Checkpoint.open(rtn), try Checkpoint.open(gptq))
-    #expect(a.tensors.map { [$0.name, $0.info.dtype.rawValue, "\($0.info.shape)"] } == b.tensors.map {
-      [$0.name, $0.info.dtype.rawValue, "\($0.info.shape)"]
-    })
+    #expect(
+      a.tensors.map { [$0.name, $0.info.dtype.rawValue, "\($0.info.shape)"] }
+        == b.tensors.map {
+          [$0.name, $0.info.dtype.rawValue, "\($0.info.shape)"]
+        })
     let config = { (path: String) in try String(contentsOfFile: path + "/config.json", encoding: .utf8) }
     #expect(try config(rtn) == config(gptq))
     let report = try String(contentsOfFile: gptq + "/swiftcompress-report.json", encoding: .utf8)
