@@ -83,36 +83,44 @@ public func cholesky(_ a: Matrix) throws(LinearAlgebraError) -> Matrix {
 /// row-major (equivalently column-major: it is symmetric); only its lower triangle in
 /// column-major terms is read. Throws `notPositiveDefinite` naming the failing minor.
 public func upperCholeskyOfInverse(_ a: [Float], n: Int) throws(LinearAlgebraError) -> [Float] {
+  var result = a
+  try upperCholeskyOfInverse(inPlace: &result, n: n)
+  return result
+}
+
+/// `upperCholeskyOfInverse(_:n:)` in the storage of `a` (no n x n copy: GPTQ's H can be large).
+/// On a throw, `a` holds a partial factorization.
+public func upperCholeskyOfInverse(inPlace a: inout [Float], n: Int) throws(LinearAlgebraError) {
   guard a.count == n * n else {
     throw .dimensionMismatch(operation: "upperCholeskyOfInverse", details: "\(a.count) values for \(n)x\(n)")
   }
-  if n == 0 { return [] }
+  if n == 0 { return }
   let size = try LAPACKInterop.int32(n, "n", operation: "upperCholeskyOfInverse")
-  var packed = a
   let lower = LAPACKInterop.flag("L")
   let upper = LAPACKInterop.flag("U")
-  var info = packed.withUnsafeMutableBufferPointer {
+  var info = a.withUnsafeMutableBufferPointer {
     LAPACKE_spotrf_work(LAPACKInterop.layout, lower, size, $0.baseAddress, size)
   }
   try LAPACKInterop.check(info, .spotrf)
-  info = packed.withUnsafeMutableBufferPointer {
+  info = a.withUnsafeMutableBufferPointer {
     LAPACKE_spotri_work(LAPACKInterop.layout, lower, size, $0.baseAddress, size)
   }
   try LAPACKInterop.check(info, .spotri)
   // Column-major lower triangle -> full symmetric, then the upper factor.
   for j in 0..<n {
-    for i in (j + 1)..<max(j + 1, n) { packed[j + i * n] = packed[i + j * n] }
+    for i in (j + 1)..<max(j + 1, n) { a[j + i * n] = a[i + j * n] }
   }
-  info = packed.withUnsafeMutableBufferPointer {
+  info = a.withUnsafeMutableBufferPointer {
     LAPACKE_spotrf_work(LAPACKInterop.layout, upper, size, $0.baseAddress, size)
   }
   try LAPACKInterop.check(info, .spotrf)
-  // Column-major upper (i <= j at i + j * n) -> row-major upper (i * n + j).
-  var result = [Float](repeating: 0, count: n * n)
+  // Column-major upper (i <= j at i + j * n) -> row-major upper (i * n + j), zeros below.
   for i in 0..<n {
-    for j in i..<n { result[i * n + j] = packed[i + j * n] }
+    for j in (i + 1)..<max(i + 1, n) {
+      a[i * n + j] = a[i + j * n]
+      a[i + j * n] = 0
+    }
   }
-  return result
 }
 
 /// Solves X·L = B for X in place of `b` (row-major [rows, n]), L the lower-triangular factor

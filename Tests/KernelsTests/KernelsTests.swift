@@ -162,6 +162,32 @@ struct KernelsTests {
     #expect(results.portable.allSatisfy { $0[0] == 0 })  // element 0 untouched
   }
 
+  /// The in-block error-feedback update equals `t - e * f` with the product rounded first (what
+  /// torch's outer product and subtraction give), bit for bit on both paths, skipping zero
+  /// factors; every row length covers the vector body and its tail.
+  @Test(arguments: [0, 1, 7, 8, 9, 17, 1025])
+  func feedbackRankOneIsUnfusedOnBothPaths(rows: Int) {
+    let count = 5
+    let stride = rows + 3
+    let start = randomFloats(stride * count, seed: 71, specials: false)
+    let err = randomFloats(rows, seed: 72, specials: false)
+    let factors: [Float] = [0.75, 0, -1.5e-3, 3.25, 1e-30]
+    var want = start
+    for k in 0..<count where factors[k] != 0 {
+      for r in 0..<rows {
+        let product = err[r] * factors[k]
+        want[k * stride + r] = want[k * stride + r] - product
+      }
+    }
+    let (portable, dispatched) = bothPaths { () -> [Float] in
+      var columns = start
+      sck_feedback_rank1(&columns, stride, count, err, factors, rows)
+      return columns
+    }
+    #expect(portable.map(\.bitPattern) == want.map(\.bitPattern))
+    #expect(dispatched.map(\.bitPattern) == want.map(\.bitPattern))
+  }
+
   @Test func lookupTableConversion() {
     let codes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 * 7) }
     let table = (0..<256).map { Float($0) * 0.5 - 3 }

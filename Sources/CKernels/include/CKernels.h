@@ -136,6 +136,13 @@ size_t sck_gather_kept(const void *src, size_t n, size_t element_size, const uin
 /// clear. Returns the number of values consumed.
 size_t sck_scatter_kept(const void *src, size_t n, size_t element_size, const uint8_t *bitmask, void *dst);
 
+// ---- calibrated error feedback ----
+/// GPTQ/SparseGPT's in-block update after one column: for k < count with factors[k] != 0,
+/// columns[k * stride + r] -= err[r] * factors[k] for r < rows, the product rounded before the
+/// subtraction (no fused multiply-add) on both paths.
+void sck_feedback_rank1(float *columns, size_t stride, size_t count, const float *err, const float *factors,
+                        size_t rows);
+
 // ---- forward-pass activations ----
 // exp as activations.c computes it: within 2 ulp of expf, 0 below -104, inf above 88.8,
 // NaN for NaN; the same bits on both paths.

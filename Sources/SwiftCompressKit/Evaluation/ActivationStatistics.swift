@@ -7,8 +7,9 @@ import LinearAlgebra
 ///
 /// Per module, over all tokens: the count, each input channel's sum of squares (Wanda's norm
 /// ||X_j|| is its square root) and sum of absolute values, and optionally the Gram matrix XᵀX.
-/// Every sum is accumulated in Double (XᵀX with `cblas_dsyrk` on the batch converted to
-/// Double) and stored as F32. Modules that read the same input (q, k and v) share one
+/// Every sum is accumulated in Double across batches and stored as F32; XᵀX's products within
+/// one batch are summed in Float32 by `cblas_ssyrk` (as the reference computes all of H), then
+/// added to the Double sums. Modules that read the same input (q, k and v) share one
 /// accumulator.
 public final class ActivationStatistics: ActivationObserver {
   /// One input's running sums.
@@ -27,9 +28,8 @@ public final class ActivationStatistics: ActivationObserver {
       self.gram = gram ? [Double](repeating: 0, count: columns * columns) : nil
     }
 
-    func add(_ x: UnsafeBufferPointer<Float>, rows: Int) {
+    func add(_ x: UnsafeBufferPointer<Float>, rows: Int, scratch: inout [Float]) {
       count += rows
-      var batch = [Double](repeating: 0, count: gram == nil ? 0 : rows * columns)
       sumSquares.withUnsafeMutableBufferPointer { squares in
         sumAbs.withUnsafeMutableBufferPointer { absolute in
           for r in 0..<rows {
@@ -43,10 +43,15 @@ public final class ActivationStatistics: ActivationObserver {
         }
       }
       guard gram != nil else { return }
-      for i in 0..<(rows * columns) { batch[i] = Double(x[i]) }
-      batch.withUnsafeBufferPointer { b in
-        gram!.withUnsafeMutableBufferPointer { g in accumulateGram(b, rows: rows, columns: columns, into: g) }
+      gram!.withUnsafeMutableBufferPointer { g in
+        accumulateGram(x, rows: rows, columns: columns, into: g, scratch: &scratch)
       }
+    }
+
+    /// `gramMatrix()`, letting the Double sums go (for a last use: the calibrated driver).
+    public func takeGramMatrix() -> [Float]? {
+      defer { gram = nil }
+      return gramMatrix()
     }
 
     /// The full symmetric XᵀX as Float.
@@ -73,6 +78,8 @@ public final class ActivationStatistics: ActivationObserver {
   /// Modules the statistics leave out (lm_head: `calibrate` gathers the inputs of the layers).
   public let excluded: Set<String>
   private var groups: [[String]: Accumulator] = [:]
+  /// One batch's XᵀX in Float32 before it is added to the Double sums (the largest input's size).
+  private var scratch: [Float] = []
   /// Forwarded `layerFinished` calls (progress).
   public var onLayer: ((Int, Int) -> Void)?
 
@@ -95,8 +102,11 @@ public final class ActivationStatistics: ActivationObserver {
         order.append(name)
       }
     }
-    accumulator.add(inputs, rows: rows)
+    accumulator.add(inputs, rows: rows, scratch: &scratch)
   }
+
+  /// Lets the batch scratch go (gathering is over; more batches would allocate it again).
+  public func releaseScratch() { scratch = [] }
 
   public func layerFinished(_ index: Int, of count: Int, hidden: HiddenStates) {
     onLayer?(index, count)

@@ -239,17 +239,20 @@ final class LayerWeights {
     guard let shape = weights.shape(of: name), shape.count == 2, shape[1] == width else {
       throw .invalidTensor(name: name, reason: "is not an embedding table of \(width) columns")
     }
-    let table = try weights.floats(name)
+    // A dense F32 table is read in place: only the pages of the batch's rows become resident.
+    let table = try weights.weight(name)
     var rows = [Float](repeating: 0, count: batch.tokenCount * width)
-    var r = 0
-    for sequence in batch.sequences {
-      for id in sequence {
-        guard id >= 0, Int(id) < shape[0] else {
-          throw .invalidOption(option: "tokens", reason: "token id \(id) is outside the vocabulary of \(shape[0])")
+    try table.withUnsafeBufferPointer { (table) throws(SwiftCompressError) in
+      var r = 0
+      for sequence in batch.sequences {
+        for id in sequence {
+          guard id >= 0, Int(id) < shape[0] else {
+            throw .invalidOption(option: "tokens", reason: "token id \(id) is outside the vocabulary of \(shape[0])")
+          }
+          let start = Int(id) * width
+          for c in 0..<width { rows[r * width + c] = table[start + c] }
+          r += 1
         }
-        let start = Int(id) * width
-        rows.replaceSubrange((r * width)..<((r + 1) * width), with: table[start..<(start + width)])
-        r += 1
       }
     }
     return rows
