@@ -1,3 +1,4 @@
+import CKernels
 import CheckpointIO
 import Foundation
 import LinearAlgebra
@@ -69,41 +70,52 @@ public struct ErrorFeedback: Sendable {
     public var warnings: [String]
   }
 
+  /// What the feedback derives from H alone: the dead inputs, the visiting order, and U. Modules
+  /// that read the same input (q, k and v; gate and up) share it through `SharedFactorization`.
+  struct Prepared {
+    var dead: [Bool]
+    /// perm[c] is the original column visited c-th.
+    var perm: [Int]
+    var u: [Float]
+    var dampening: Double
+    /// Dampening raises, each "H + ... raised to ..." (the module's name is put before it).
+    var raises: [String]
+  }
+
   /// Runs the feedback on `weight` (row-major [rows, columns], Float32) with `hessian`
   /// (row-major [columns, columns], symmetric), rounding column j (by its index in the original
-  /// order) with `round` when given. `module` names the weight in errors and warnings.
+  /// order) with `round` when given. `module` names the weight in errors and warnings. Modules
+  /// whose inputs are the same pass the same `shared` so that H is factored once.
   public func run(
     weight: [Float], rows: Int, columns: Int, hessian: [Float], module: String,
-    round: ((Int, UnsafeMutableBufferPointer<Float>) -> Void)?
+    shared: SharedFactorization? = nil, round: ((Int, UnsafeMutableBufferPointer<Float>) -> Void)?
   ) throws(SwiftCompressError) -> Result {
     precondition(weight.count == rows * columns && hessian.count == columns * columns)
     // One OpenBLAS thread: its multi-threaded factorizations sum in another order (the same
     // data gave different bytes at --jobs 1 and 2), and the output must not depend on --jobs.
     setBLASThreads(1)
-    // Visiting order: perm[c] is the original column visited c-th.
-    var h = hessian
-    var dead = [Bool](repeating: false, count: columns)
-    for j in 0..<columns where h[j * columns + j] == 0 {
-      dead[j] = true
-      h[j * columns + j] = 1
-    }
-    var perm = Array(0..<columns)
-    if order == .static {
-      let diagonal = (0..<columns).map { h[$0 * columns + $0] }
-      perm.sort { diagonal[$0] > diagonal[$1] || (diagonal[$0] == diagonal[$1] && $0 < $1) }
-      var permuted = [Float](repeating: 0, count: columns * columns)
-      for a in 0..<columns {
-        for b in 0..<columns { permuted[a * columns + b] = h[perm[a] * columns + perm[b]] }
+    let prepared: Prepared
+    if let shared {
+      prepared = try shared.prepared(order: order, dampening: dampening) { () throws(SwiftCompressError) in
+        try prepare(hessian, columns: columns, module: module)
       }
-      h = permuted
+    } else {
+      prepared = try prepare(hessian, columns: columns, module: module)
     }
+    let (dead, perm, u) = (prepared.dead, prepared.perm, prepared.u)
+    let warnings = prepared.raises.map { "\(module): \($0)" }
+    let usedDampening = prepared.dampening
     // Wᵀ in visiting order: row c of `work` is column perm[c] of W.
     var work = [Float](repeating: 0, count: rows * columns)
-    for c in 0..<columns where !dead[perm[c]] {
-      let source = perm[c]
-      for r in 0..<rows { work[c * rows + r] = weight[r * columns + source] }
+    weight.withUnsafeBufferPointer { source in
+      work.withUnsafeMutableBufferPointer { work in
+        for c in 0..<columns where !dead[perm[c]] {
+          let column = perm[c]
+          let target = work.baseAddress! + c * rows
+          for r in 0..<rows { target[r] = source[r * columns + column] }
+        }
+      }
     }
-    let (u, usedDampening, warnings) = try factor(h, columns: columns, module: module)
 
     var loss = 0.0
     var errors = [Float](repeating: 0, count: blockSize * rows)
@@ -137,12 +149,10 @@ public struct ErrorFeedback: Sendable {
                 loss += Double(err) * Double(err) / 2
               }
               // Inside the block: rank-one updates of the columns after c.
-              for k in (c + 1)..<max(c + 1, end) {
-                let factor = u[c * columns + k]
-                if factor == 0 { continue }
-                let target = w.baseAddress! + k * rows
-                let err = e.baseAddress! + i * rows
-                for r in 0..<rows { target[r] -= err[r] * factor }
+              if c + 1 < end {
+                sck_feedback_rank1(
+                  w.baseAddress! + (c + 1) * rows, rows, end - c - 1, e.baseAddress! + i * rows,
+                  u.baseAddress! + c * columns + c + 1, rows)
               }
             }
             // After the block: W[:, end...] -= Err · U[start..<end, end...], as Wᵀ:
@@ -173,18 +183,46 @@ public struct ErrorFeedback: Sendable {
     return Result(values: values, loss: loss, dampening: usedDampening, warnings: warnings)
   }
 
-  /// U of (H + λI)⁻¹, raising λ tenfold up to three times when H + λI is not positive definite.
-  private func factor(_ h: [Float], columns: Int, module: String) throws(SwiftCompressError) -> (
-    [Float], Double, [String]
-  ) {
-    let mean = (0..<columns).reduce(0.0) { $0 + Double(h[$1 * columns + $1]) } / Double(max(columns, 1))
+  /// Dead inputs, the visiting order and U of (H + λI)⁻¹ in that order, raising λ tenfold up
+  /// to three times when H + λI is not positive definite.
+  func prepare(_ hessian: [Float], columns: Int, module: String) throws(SwiftCompressError) -> Prepared {
+    var dead = [Bool](repeating: false, count: columns)
+    var diagonal = [Float](repeating: 0, count: columns)
+    for j in 0..<columns {
+      diagonal[j] = hessian[j * columns + j]
+      if diagonal[j] == 0 {
+        dead[j] = true
+        diagonal[j] = 1
+      }
+    }
+    var perm = Array(0..<columns)
+    if order == .static {
+      perm.sort { diagonal[$0] > diagonal[$1] || (diagonal[$0] == diagonal[$1] && $0 < $1) }
+    }
+    let mean = perm.reduce(0.0) { $0 + Double(diagonal[$1]) } / Double(max(columns, 1))
     var fraction = dampening
-    var warnings: [String] = []
+    var raises: [String] = []
     for attempt in 0...3 {
-      var damped = h
-      for j in 0..<columns { damped[j * columns + j] += Float(fraction * mean) }
+      // H in visiting order with dead inputs' H_jj = 1, dampened: one n x n buffer, factored in
+      // place (rebuilt from `hessian` when the dampening must be raised).
+      var h = [Float](repeating: 0, count: columns * columns)
+      hessian.withUnsafeBufferPointer { source in
+        h.withUnsafeMutableBufferPointer { h in
+          for a in 0..<columns {
+            let row = perm[a] * columns
+            let target = h.baseAddress! + a * columns
+            if order == .static {
+              for b in 0..<columns { target[b] = source[row + perm[b]] }
+            } else {
+              for b in 0..<columns { target[b] = source[row + b] }
+            }
+            target[a] = diagonal[perm[a]] + Float(fraction * mean)
+          }
+        }
+      }
       do {
-        return (try upperCholeskyOfInverse(damped, n: columns), fraction, warnings)
+        try upperCholeskyOfInverse(inPlace: &h, n: columns)
+        return Prepared(dead: dead, perm: perm, u: h, dampening: fraction, raises: raises)
       } catch {
         guard attempt < 3 else {
           throw .invalidModule(
@@ -194,8 +232,7 @@ public struct ErrorFeedback: Sendable {
           )
         }
         let raised = fraction * 10
-        warnings.append(
-          "\(module): H + \(fraction)·mean(diag H)·I is not positive definite; dampening raised to \(raised)")
+        raises.append("H + \(fraction)·mean(diag H)·I is not positive definite; dampening raised to \(raised)")
         fraction = raised
       }
     }
@@ -244,5 +281,31 @@ public struct ErrorFeedback: Sendable {
       scores.sort { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
       for t in 0..<min(n, width) { masked[(blockOffset + scores[t].1) * rows + r] = true }
     }
+  }
+}
+
+/// H's factorization shared by the modules that read the same input (q, k and v; gate and up):
+/// the first module's run computes it, the others reuse it (the same bits as computing it again).
+public final class SharedFactorization: @unchecked Sendable {
+  private struct Key: Hashable {
+    var order: ErrorFeedback.Order
+    var dampening: Double
+  }
+  private let lock = NSLock()
+  private var prepared: [Key: ErrorFeedback.Prepared] = [:]
+
+  public init() {}
+
+  func prepared(
+    order: ErrorFeedback.Order, dampening: Double,
+    _ make: () throws(SwiftCompressError) -> ErrorFeedback.Prepared
+  ) throws(SwiftCompressError) -> ErrorFeedback.Prepared {
+    lock.lock()
+    defer { lock.unlock() }
+    let key = Key(order: order, dampening: dampening)
+    if let done = prepared[key] { return done }
+    let made = try make()
+    prepared[key] = made
+    return made
   }
 }

@@ -39,7 +39,7 @@ public struct GPTQMethod: CalibratedMethod {
     let grid = try pass.codec.grid(for: weight, context: context)
     let original = weight.floats()
     let solved = try feedback.run(
-      weight: original, rows: rows, columns: columns, hessian: gram, module: module
+      weight: original, rows: rows, columns: columns, hessian: gram, module: module, shared: inputs.shared
     ) { column, values in grid.round(column: column, values: values) }
     var result = try grid.encode(values: solved.values)
     // What decompress gives back, for the next layers and the error.

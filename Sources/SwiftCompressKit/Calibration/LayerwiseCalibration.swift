@@ -14,12 +14,17 @@ public struct ModuleInputs: Sendable {
   /// XᵀX, row-major [columns, columns] (accumulated in Double, stored Float), when the method
   /// asked for it.
   public var gram: [Float]?
+  /// H's factorization, shared by the modules that read this same input (nil: not shared).
+  public var shared: SharedFactorization?
 
-  public init(count: Int, sumSquares: [Double], sumAbs: [Double], gram: [Float]?) {
+  public init(
+    count: Int, sumSquares: [Double], sumAbs: [Double], gram: [Float]?, shared: SharedFactorization? = nil
+  ) {
     self.count = count
     self.sumSquares = sumSquares
     self.sumAbs = sumAbs
     self.gram = gram
+    self.shared = shared
   }
 }
 
@@ -121,34 +126,53 @@ public final class LayerwiseCalibration {
         var states = hidden[b]
         try model.runLayer(layer, &states, batch: batch, observer: statistics)
       }
+      statistics.releaseScratch()
+      // The layer's selected modules, in order, and how many read each input.
+      var work: [(module: String, tensor: CheckpointTensor, accumulator: ActivationStatistics.Accumulator)] = []
+      var readers: [ObjectIdentifier: Int] = [:]
       for group in model.linearModules(ofLayer: layer) {
         for module in group {
-          let name = module + ".weight"
-          guard let tensor = checkpoint.tensor(named: name) else { continue }
-          let descriptor = TensorDescriptor(tensor.info)
-          guard try method.selects(descriptor, module: module) else { continue }
+          guard let tensor = checkpoint.tensor(named: module + ".weight") else { continue }
+          guard try method.selects(TensorDescriptor(tensor.info), module: module) else { continue }
           guard let accumulator = statistics.modules[module] else {
             throw SwiftCompressError.invalidModule(name: module, reason: "the forward pass never read its input")
           }
-          let inputs = ModuleInputs(
-            count: accumulator.count, sumSquares: accumulator.sumSquares, sumAbs: accumulator.sumAbs,
-            gram: accumulator.gramMatrix())
-          let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor)) { name in
-            checkpoint.tensor(named: name).map {
-              TensorInput(descriptor: TensorDescriptor($0.info), bytes: checkpoint.bytes(of: $0))
-            }
-          }
-          let done = try method.compress(input, module: module, inputs: inputs)
-          checkpoint.release(tensor)
-          try outputs.add(name, done.result)
-          visited.insert(name)
-          weights.override(name, with: done.dense)
-          warnings += done.warnings
-          compressed += 1
+          work.append((module, tensor, accumulator))
+          readers[ObjectIdentifier(accumulator), default: 0] += 1
         }
       }
-      for (b, batch) in batches.enumerated() {
-        try model.runLayer(layer, &hidden[b], batch: batch, observer: nil)
+      // Modules reading one input (q, k and v) share its statistics, H and H's factorization,
+      // which go as soon as the last of them is done.
+      var shared: [ObjectIdentifier: ModuleInputs] = [:]
+      for (module, tensor, accumulator) in work {
+        let name = module + ".weight"
+        let descriptor = TensorDescriptor(tensor.info)
+        let key = ObjectIdentifier(accumulator)
+        let inputs =
+          shared[key]
+          ?? ModuleInputs(
+            count: accumulator.count, sumSquares: accumulator.sumSquares, sumAbs: accumulator.sumAbs,
+            gram: accumulator.takeGramMatrix(), shared: SharedFactorization())
+        readers[key]! -= 1
+        shared[key] = readers[key]! > 0 ? inputs : nil
+        let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor)) { name in
+          checkpoint.tensor(named: name).map {
+            TensorInput(descriptor: TensorDescriptor($0.info), bytes: checkpoint.bytes(of: $0))
+          }
+        }
+        let done = try method.compress(input, module: module, inputs: inputs)
+        checkpoint.release(tensor)
+        try outputs.add(name, done.result)
+        visited.insert(name)
+        weights.override(name, with: done.dense)
+        warnings += done.warnings
+        compressed += 1
+      }
+      // The compressed layer's outputs feed the next layer (the last one's are not needed).
+      if layer + 1 < model.layerCount {
+        for (b, batch) in batches.enumerated() {
+          try model.runLayer(layer, &hidden[b], batch: batch, observer: nil)
+        }
       }
       weights.clearOverrides()
       onLayer?(layer, model.layerCount)

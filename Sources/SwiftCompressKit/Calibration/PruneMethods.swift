@@ -36,7 +36,8 @@ public struct SparseGPTMethod: CalibratedMethod {
     let (rows, columns) = (weight.descriptor.shape[0], weight.descriptor.shape[1])
     let original = weight.floats()
     let solved = try feedback.run(
-      weight: original, rows: rows, columns: columns, hessian: gram, module: module, round: nil)
+      weight: original, rows: rows, columns: columns, hessian: gram, module: module, shared: inputs.shared,
+      round: nil)
     let (result, dense) = try pass.encodePruned(solved.values, original: original, like: weight.descriptor)
     return CalibratedModule(result: result, dense: dense, warnings: solved.warnings)
   }
