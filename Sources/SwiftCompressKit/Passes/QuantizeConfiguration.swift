@@ -34,6 +34,9 @@ extension QuantizePass {
     public var blockSize: Int
     /// GPTQ: the order columns are visited in.
     public var actorder: ErrorFeedback.Order
+    /// The block of the online block-wise Hadamard rotation (`OnlineRotation`) of every
+    /// quantized module's input, written as `transform_config`; nil for none.
+    public var rotationBlock: Int?
 
     // The value of each option left out.
     public static let defaultGroupSize = 128
@@ -48,7 +51,7 @@ extension QuantizePass {
       scheme: QuantizationScheme, groupSize: Int = defaultGroupSize, ignore: [String] = defaultIgnore,
       scaleSearch: ScaleSearch = defaultScaleSearch, method: QuantizationMethod = defaultMethod,
       dampening: Double = defaultDampening, blockSize: Int = defaultBlockSize,
-      actorder: ErrorFeedback.Order = defaultActorder
+      actorder: ErrorFeedback.Order = defaultActorder, rotationBlock: Int? = nil
     ) {
       self.scheme = scheme
       self.groupSize = groupSize
@@ -58,10 +61,11 @@ extension QuantizePass {
       self.dampening = dampening
       self.blockSize = blockSize
       self.actorder = actorder
+      self.rotationBlock = rotationBlock
     }
 
     enum CodingKeys: String, CodingKey {
-      case scheme, groupSize, ignore, scaleSearch, method, dampening, blockSize, actorder
+      case scheme, groupSize, ignore, scaleSearch, method, dampening, blockSize, actorder, rotationBlock
     }
 
     /// GPTQ's keys are written only for GPTQ, so round-to-nearest recipes read as before.
@@ -71,6 +75,7 @@ extension QuantizePass {
       try c.encode(groupSize, forKey: .groupSize)
       try c.encode(ignore, forKey: .ignore)
       try c.encode(scaleSearch, forKey: .scaleSearch)
+      try c.encodeIfPresent(rotationBlock, forKey: .rotationBlock)
       guard method != .rtn else { return }
       try c.encode(method, forKey: .method)
       try c.encode(dampening, forKey: .dampening)
@@ -89,7 +94,8 @@ extension QuantizePass {
         method: try c.decodeIfPresent(QuantizationMethod.self, forKey: .method) ?? Self.defaultMethod,
         dampening: try c.decodeIfPresent(Double.self, forKey: .dampening) ?? Self.defaultDampening,
         blockSize: try c.decodeIfPresent(Int.self, forKey: .blockSize) ?? Self.defaultBlockSize,
-        actorder: try c.decodeIfPresent(ErrorFeedback.Order.self, forKey: .actorder) ?? Self.defaultActorder)
+        actorder: try c.decodeIfPresent(ErrorFeedback.Order.self, forKey: .actorder) ?? Self.defaultActorder,
+        rotationBlock: try c.decodeIfPresent(Int.self, forKey: .rotationBlock))
     }
   }
 }
