@@ -129,4 +129,45 @@ import Testing
     #expect(run.stderr.contains("has no config.json"), "\(run.stderr)")
     #expect(!FileManager.default.fileExists(atPath: out))
   }
+
+  /// The effective recipe a rotated run writes replays to the same bytes; a recipe that would
+  /// rotate only some modules, or chain the rotation after another stage, is refused (64).
+  @Test func recipes() throws {
+    let folder = TemporaryFolder()
+    let out = folder.file("w4")
+    var run = try swiftcompress(
+      "quantize", Self.llama, out, "--scheme", "MXFP4A16", "--rotate", "block-hadamard:32", "-q")
+    #expect(run.status == 0, "\(run.stderr)")
+    run = try swiftcompress("run", out + "/swiftcompress-recipe.yaml", Self.llama, folder.file("replay"), "-q")
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect(
+      FileManager.default.contents(atPath: out + "/model.safetensors")
+        == FileManager.default.contents(atPath: folder.file("replay/model.safetensors")))
+    let chained = folder.file("chained.yaml")
+    try """
+    stages:
+      - prune:
+          method: magnitude
+          sparsity: 0.25
+      - quantize:
+          scheme: MXFP4A16
+          rotation_block: 32
+    """.write(toFile: chained, atomically: true, encoding: .utf8)
+    run = try swiftcompress("run", chained, Self.llama, folder.file("chained"))
+    #expect(run.status == 64, "\(run.stderr)")
+    #expect(run.stderr.contains("must be the first stage"), "\(run.stderr)")
+    let targeted = folder.file("targeted.yaml")
+    try """
+    stages:
+      - quantize:
+          scheme: MXFP4A16
+          rotation_block: 32
+          targets: ['mlp']
+    """.write(toFile: targeted, atomically: true, encoding: .utf8)
+    run = try swiftcompress("run", targeted, Self.llama, folder.file("targeted"))
+    #expect(run.status == 64, "\(run.stderr)")
+    #expect(run.stderr.contains("not targets or exclude"), "\(run.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: folder.file("chained")))
+    #expect(!FileManager.default.fileExists(atPath: folder.file("targeted")))
+  }
 }

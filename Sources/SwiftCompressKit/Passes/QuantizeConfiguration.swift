@@ -119,7 +119,7 @@ public struct QuantizeStageConfiguration: RecipeStageConfiguration, Equatable {
   public static let stageKind = StageKind.quantize
   public static let optionKeys = [
     "scheme", "group_size", "scale_search", "ignore", "residual_rank", "residual_iterations", "method", "dampening",
-    "block_size", "actorder",
+    "block_size", "actorder", "rotation_block",
   ]
   public static let overrideKeys = ["scale_search"]
 
@@ -140,6 +140,13 @@ public struct QuantizeStageConfiguration: RecipeStageConfiguration, Equatable {
 
   public func pass() throws(SwiftCompressError) -> any CompressionPass {
     guard let residualRank else { return try QuantizePass(configuration: quantize) }
+    if quantize.rotationBlock != nil {
+      throw .invalidConfiguration(
+        pass: QuantizePass.identifier,
+        reason:
+          "rotation_block cannot be combined with residual_rank: the low-rank correction would have to be rotated too; remove one of them"
+      )
+    }
     var configuration = LowRankResidualPass.Configuration(quantize: quantize, rank: residualRank)
     if let residualIterations { configuration.iterations = residualIterations }
     return try LowRankResidualPass(configuration: configuration)
@@ -149,5 +156,16 @@ public struct QuantizeStageConfiguration: RecipeStageConfiguration, Equatable {
 extension QuantizePass {
   public var recipeStage: (any RecipeStageConfiguration)? {
     QuantizeStageConfiguration(quantize: configuration)
+  }
+
+  public var wholeModelRequirement: String? {
+    rotation == nil
+      ? nil : "rotates the input of every linear module, one rotation recorded for the model in transform_config"
+  }
+
+  public var allTensorsRequirement: String? {
+    rotation == nil
+      ? nil
+      : "rotates the input of every linear module not in 'ignore' (transform_config names no others): leave modules out with 'ignore', not targets or exclude"
   }
 }
