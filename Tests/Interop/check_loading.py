@@ -262,14 +262,15 @@ def check_online(binary, work, model_name, case, arguments):
                 tensor.data = tensor.data.float()
     reference, _ = load(dense, auto, torch.float32)
     if fp4:
-        # The tensors kept dense (embeddings, norms, lm_head) were rounded to BF16 by the BF16
+        # The tensors kept dense (embeddings, norms, biases, lm_head) were rounded to BF16 by the BF16
         # load: give them back their F32 values, so that only the rotated weights differ.
         from compressed_tensors.utils.match import match_name
         kept = dict(reference.named_parameters())
         for name, module in model.named_modules():
-            if isinstance(module, torch.nn.Linear) and not any(match_name(name, i) for i in config["ignore"]):
-                continue
+            rotated = isinstance(module, torch.nn.Linear) and not any(match_name(name, i) for i in config["ignore"])
             for key, parameter in module.named_parameters(recurse=False):
+                if rotated and key != "bias":
+                    continue
                 full = f"{name}.{key}" if name else key
                 if full in kept:
                     parameter.data = kept[full].data.clone()
