@@ -30,7 +30,8 @@ overrides), and for the layouts no standard loader reads:
    MXFP4A16 block 32, GPTQ W4A16 block 128): transformers loads it (the saved transform
    matrix is its only unexpected key) but does not apply transform_config, so its outputs are
    wrong (checked to be); with compressed-tensors' online input transform attached, it
-   computes what `decompress`'s dense model computes.
+   computes what `decompress`'s dense model computes. The model-free dequantizer decodes the
+   stored W R and does not undo R (checked: times R it gives decompress's weights).
 
 Known upstream limits (compressed-tensors 0.20 / transformers 5) are expected, printed and
 checked to still fail, so that a fix upstream is noticed:
@@ -289,6 +290,28 @@ def check_online(binary, work, model_name, case, arguments):
     report(label, difference <= bound * scale,
            f"transformers + compressed-tensors' online input transform ({'loaded in BF16, run in F32' if fp4 else 'F32'}): "
            f"max |forward - decompress forward| = {difference:.3g} ({difference / scale:.2e} of max {scale:.3g}; bound {bound:g})")
+    # compressed-tensors' model-free dequantizer decodes the stored W R and does not undo R (and
+    # its config.json drops transform_config): times R, its weights are decompress's.
+    import math
+    from compressed_tensors.transform.utils.hadamard import deterministic_hadamard_matrix
+    from compressed_tensors.utils.match import match_name
+    decoded = dequantized_by_compressed_tensors(out, work)
+    expected = weights(dense)
+    block = online.config_groups["v"].head_dim
+    hadamard = deterministic_hadamard_matrix(block, torch.float64) / math.sqrt(block)
+    worst, rotated = 0.0, 0
+    for name, value in expected.items():
+        module = name[: -len(".weight")]
+        if not name.endswith(".weight") or value.dim() != 2 or name not in decoded or any(
+                match_name(module, i) for i in config["ignore"]):
+            continue
+        back = (decoded[name].double().unflatten(-1, (-1, block)) @ hadamard).flatten(-2)
+        worst = max(worst, (back - value.double()).abs().max().item() / value.abs().max().item())
+        rotated += 1
+    kept = json.load(open(os.path.join(work, "model-free", "config.json"))).get("quantization_config", {}).get("transform_config")
+    report(label, rotated > 0 and worst <= 1e-6,
+           f"model-free dequantizer: decodes W R without undoing R (config keeps transform_config: {bool(kept)}); "
+           f"times R, {rotated} weights equal decompress's within {worst:.2e} of their largest value")
 
 
 def check_guarded(binary, work, model_name, case, command):
