@@ -118,6 +118,18 @@ import Testing
     #expect((try FileManager.default.contentsOfDirectory(atPath: folder.path)).isEmpty)
   }
 
+  /// Factorized weights: the rotation applies to whole linear modules, not to their factors.
+  @Test func factorsAreRefused() throws {
+    let folder = TemporaryFolder()
+    var run = try swiftcompress("factorize", Self.llama, folder.file("factors"), "--rank", "32", "-q")
+    #expect(run.status == 0, "\(run.stderr)")
+    run = try swiftcompress(
+      "quantize", folder.file("factors"), folder.file("out"), "--scheme", "MXFP4A16", "--rotate", "block-hadamard:16")
+    #expect(run.status == 65, "\(run.stderr)")
+    #expect(run.stderr.contains("is a factor of a factorized weight"), "\(run.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: folder.file("out")))
+  }
+
   /// A lone .safetensors file has no config.json to record transform_config in.
   @Test func aFileWithoutConfigIsRefused() throws {
     let folder = TemporaryFolder()

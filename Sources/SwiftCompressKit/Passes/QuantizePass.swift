@@ -207,9 +207,14 @@ public struct QuantizePass: CompressionPass {
     let config = LoaderContract.config(of: checkpoint)
     var selected: [String] = []
     for tensor in checkpoint.tensors {
-      guard case .transform = try plan(TensorDescriptor(tensor.info)),
-        let module = LinearWeights.module(of: tensor.name)
-      else { continue }
+      guard case .transform = try plan(TensorDescriptor(tensor.info)) else { continue }
+      guard let module = LinearWeights.module(of: tensor.name), tensor.name == module + ".weight" else {
+        throw .invalidTensor(
+          name: tensor.name,
+          reason:
+            "is a factor of a factorized weight, and transform_config rotates whole linear modules' inputs: quantize without --rotate block-hadamard, or decompress first"
+        )
+      }
       selected.append(module)
     }
     if config?["tie_word_embeddings"] == .bool(true), let head = model.model.head?.name, selected.contains(head) {
