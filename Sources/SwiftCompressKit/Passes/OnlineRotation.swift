@@ -38,6 +38,11 @@ public struct OnlineRotation: Sendable, Equatable {
     self.block = block
   }
 
+  /// A rotation of any power-of-two block, as a checkpoint written elsewhere may record.
+  init(reading block: Int) {
+    self.block = block
+  }
+
   /// Why a rotation block `block` and quantization groups of `groupSize` inputs (0: one
   /// scale per output channel) do not fit together, or nil when they do. The rule: one must
   /// divide the other, so that every group holds whole blocks (the group mixes rotated values
@@ -172,7 +177,9 @@ public struct OnlineRotation: Sendable, Equatable {
       throw unsupported("a '\(scheme["type"]?.stringValue ?? "?")' transform")
     }
     guard scheme["randomize"] != .bool(true) else { throw unsupported("a randomized transform") }
-    guard let head = scheme["head_dim"]?.uint64Value.map(Int.init), blockSizes.contains(head) else {
+    // Written here: 16 to 128; read: any power of two (a null head_dim, one rotation of each
+    // module's whole input, is not read).
+    guard let head = scheme["head_dim"]?.uint64Value.map(Int.init), head > 1, Hadamard.isPowerOfTwo(head) else {
       throw unsupported("head_dim \(scheme["head_dim"].map { "\($0)" } ?? "none")")
     }
     let apply = scheme["apply"]?.arrayValue ?? []
@@ -194,7 +201,7 @@ public struct OnlineRotation: Sendable, Equatable {
       guard let rule = try? IgnoreRule(name) else { throw unsupported("an ignore entry '\(name)' it cannot read") }
       rules.append(rule)
     }
-    return (try OnlineRotation(block: head), rules)
+    return (OnlineRotation(reading: head), rules)
   }
 }
 
