@@ -10,9 +10,9 @@ the `weight_input` transform is fused into each targeted Linear's weight (W <- W
 block-diagonal normalised Sylvester matrix) in float64, the `input` transform stays an online
 hook (x <- x H) and its matrix is saved as a tensor `<module>.v_input.weight`.
 
-Writes Fixtures/golden/online-rotation/ (small):
-- `config.json`: the reference's `quantization_config` (with `transform_config`) only;
-- `layer0.safetensors`: layer 0's saved tensors (every `weight_packed`, `weight_scale`,
+Writes Fixtures/golden/online-rotation/ (small; the committed files are BLOCK 16 and 32):
+- `config-blockB.json`: the reference's `quantization_config` (with `transform_config`) only;
+- `layer0-blockB.safetensors`: layer 0's saved tensors (every `weight_packed`, `weight_scale`,
   `weight_shape` and `v_input.weight`), the dense fused weights the quantizer saw
   (`<module>.fused`, float32, W H computed by the reference), and `hadamard.16/32/64/128`:
   compressed-tensors' `deterministic_hadamard_matrix(n)` (unnormalised, float32);
