@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Every output loads where it says it does, or refuses loudly (run by `make interop`).
 
-usage: check_loading.py SWIFTCOMPRESS WORKDIR
+usage: check_loading.py SWIFTCOMPRESS WORKDIR [online]
+(`online` runs only the online rotation's cases, 6 below.)
 
 For the Llama fixture and a BERT fixture, for every quantization scheme's default output
 and for mixed selections (--include, --exclude, recipe targets, exclude and skip
@@ -25,6 +26,12 @@ overrides), and for the layouts no standard loader reads:
    2:4; with --sparse-format bitmask they go through 4, as SVD-LLM and ASVD do; `rotate`
    writes a plain dense Llama, head untied, whose logits equal the original's (the rotation
    is exact up to float sums).
+6. the online block-wise rotation (`quantize --rotate block-hadamard:B`, W4A16 g32 block 16,
+   MXFP4A16 block 32, GPTQ W4A16 block 128): transformers loads it (the saved transform
+   matrix is its only unexpected key) but does not apply transform_config, so its outputs are
+   wrong (checked to be); with compressed-tensors' online input transform attached, it
+   computes what `decompress`'s dense model computes. The model-free dequantizer decodes the
+   stored W R and does not undo R (checked: times R it gives decompress's weights).
 
 Known upstream limits (compressed-tensors 0.20 / transformers 5) are expected, printed and
 checked to still fail, so that a fix upstream is noticed:
@@ -219,6 +226,94 @@ def check_quantized(binary, work, model_name, case, arguments, recipe=None):
            + (f", missing {missing[:3]}" if missing else "") + (f", extra {extra[:3]}" if extra else ""))
 
 
+def check_online(binary, work, model_name, case, arguments):
+    """quantize --rotate block-hadamard:B: transformers loads the checkpoint but does not apply
+    transform_config (its outputs are wrong: measured and required to be far off); with
+    compressed-tensors' own online transform attached (`apply_transform_config` with the
+    config's `input` entries, the ones vLLM applies at run time; the `weight_input` entries
+    are already fused into the stored weights), the loaded model computes what
+    `swiftcompress decompress`'s dense model computes."""
+    from compressed_tensors.transform import TransformConfig, apply_transform_config
+    fixture, auto = MODELS[model_name][0], MODELS[model_name][1]
+    source = os.path.join(ROOT, "Fixtures", fixture)
+    out = os.path.join(work, f"{model_name}-{case}")
+    dense = out + "-dense"
+    run(binary, "quantize", source, out, *arguments, "-q")
+    run(binary, "decompress", out, dense, "-q")
+    verified = run(binary, "verify", out)
+    label = f"{model_name} {case}"
+    if "transformers 5.x does not" not in verified.stderr:
+        report(label, False, f"verify did not warn about transform_config: {verified.stderr}")
+    config = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
+    fp4 = config["format"] in ("mxfp4-pack-quantized", "nvfp4-pack-quantized")
+    dtype = torch.bfloat16 if fp4 else torch.float32
+    model, info = load(out, auto, dtype)
+    baseline = BASELINES[model_name]
+    extra = {key: info[key] - baseline[key] for key in info}
+    matrices = {key for key in extra["unexpected_keys"] if key.endswith("v_input.weight")}
+    if extra["missing_keys"] or extra["mismatched_keys"] or extra["unexpected_keys"] - matrices:
+        report(label, False, f"transformers loading info beyond the input's and the transform matrix: {extra}")
+        return
+    if fp4:
+        # MXFP4/NVFP4 of an F32 model load only in BF16 (upstream); their values are exact
+        # in BF16, so after the first forward has decompressed them the model is compared in F32.
+        forward(model)
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.is_floating_point():
+                tensor.data = tensor.data.float()
+    reference, _ = load(dense, auto, torch.float32)
+    if fp4:
+        # The tensors kept dense (embeddings, norms, biases, lm_head) were rounded to BF16 by the BF16
+        # load: give them back their F32 values, so that only the rotated weights differ.
+        from compressed_tensors.utils.match import match_name
+        kept = dict(reference.named_parameters())
+        for name, module in model.named_modules():
+            rotated = isinstance(module, torch.nn.Linear) and not any(match_name(name, i) for i in config["ignore"])
+            for key, parameter in module.named_parameters(recurse=False):
+                if rotated and key != "bias":
+                    continue
+                full = f"{name}.{key}" if name else key
+                if full in kept:
+                    parameter.data = kept[full].data.clone()
+    theirs = forward(reference)
+    scale = theirs.abs().max().item()
+    plain = (forward(model) - theirs).abs().max().item()
+    report(label, plain > 1e-2 * scale,
+           f"transformers alone (transform_config not applied; unexpected keys {sorted(matrices)}): "
+           f"max |forward - decompress forward| = {plain:.3g} ({plain / scale:.2e} of max {scale:.3g}): wrong, as documented")
+    online = TransformConfig.model_validate(config["transform_config"])
+    for scheme in online.config_groups.values():
+        scheme.apply = [args for args in scheme.apply if args.location == "input"]
+    apply_transform_config(model, online)
+    difference = (forward(model) - theirs).abs().max().item()
+    bound = TOLERANCE["weights"]
+    report(label, difference <= bound * scale,
+           f"transformers + compressed-tensors' online input transform ({'loaded in BF16, run in F32' if fp4 else 'F32'}): "
+           f"max |forward - decompress forward| = {difference:.3g} ({difference / scale:.2e} of max {scale:.3g}; bound {bound:g})")
+    # compressed-tensors' model-free dequantizer decodes the stored W R and does not undo R (and
+    # its config.json drops transform_config): times R, its weights are decompress's.
+    import math
+    from compressed_tensors.transform.utils.hadamard import deterministic_hadamard_matrix
+    from compressed_tensors.utils.match import match_name
+    decoded = dequantized_by_compressed_tensors(out, work)
+    expected = weights(dense)
+    block = online.config_groups["v"].head_dim
+    hadamard = deterministic_hadamard_matrix(block, torch.float64) / math.sqrt(block)
+    worst, rotated = 0.0, 0
+    for name, value in expected.items():
+        module = name[: -len(".weight")]
+        if not name.endswith(".weight") or value.dim() != 2 or name not in decoded or any(
+                match_name(module, i) for i in config["ignore"]):
+            continue
+        back = (decoded[name].double().unflatten(-1, (-1, block)) @ hadamard).flatten(-2)
+        worst = max(worst, (back - value.double()).abs().max().item() / value.abs().max().item())
+        rotated += 1
+    kept = json.load(open(os.path.join(work, "model-free", "config.json"))).get("quantization_config", {}).get("transform_config")
+    report(label, rotated > 0 and worst <= 1e-6,
+           f"model-free dequantizer: decodes W R without undoing R (config keeps transform_config: {bool(kept)}); "
+           f"times R, {rotated} weights equal decompress's within {worst:.2e} of their largest value")
+
+
 def check_guarded(binary, work, model_name, case, command):
     """Layouts no standard loader reads: refused without trust_remote_code; with it,
     factorized weights compute what decompress computes, the rest refuse loudly."""
@@ -365,14 +460,32 @@ def recipe(scheme, targets=None, exclude=None, override=None):
     return "\n".join(lines) + "\n"
 
 
+def online_cases(binary, work):
+    """The online block-wise rotation (quantize --rotate block-hadamard:B)."""
+    for model_name in MODELS:
+        data = calibration_tokens(work, model_name)
+        cases = {
+            "W4A16-g32-block16": ["--scheme", "W4A16", "--group-size", "32", "--rotate", "block-hadamard:16"],
+            "MXFP4A16-block32": ["--scheme", "MXFP4A16", "--rotate", "block-hadamard:32"],
+            "W4A16-block128-gptq": ["--scheme", "W4A16", "--rotate", "block-hadamard:128", "--method", "gptq", *data],
+        }
+        for case, arguments in cases.items():
+            guarded(lambda: check_online(binary, work, model_name, case, arguments), model_name, case)
+
+
 def main():
     binary, work = sys.argv[1], sys.argv[2]
+    only = sys.argv[3] if len(sys.argv) > 3 else None  # "online": only the online rotation's cases
     os.makedirs(work, exist_ok=True)
     global BASELINES
     BASELINES = {name: baseline_keys(name) for name in MODELS}
     for name, keys in BASELINES.items():
         print(f"input {name}: transformers loading info of the fixture itself: "
               f"{ {k: sorted(v) for k, v in keys.items() if v} or 'clean'}")
+    online_cases(binary, work)
+    if only == "online":
+        finish()
+        return
     for model_name, (_, _, mlp, attention, layer) in MODELS.items():
         for scheme in SCHEMES:
             guarded(lambda: check_quantized(binary, work, model_name, scheme, ["--scheme", scheme]), model_name, scheme)
@@ -430,6 +543,10 @@ def main():
             "factorized-asvd": ["factorize", "--method", "asvd", "--ratio", "0.5", *data],
         }.items():
             guarded(lambda: check_guarded(binary, work, model_name, case, command), model_name, case)
+    finish()
+
+
+def finish():
     if FAILURES:
         print(f"\n{len(FAILURES)} FAILED:\n" + "\n".join(FAILURES))
         sys.exit(1)

@@ -65,6 +65,7 @@ private let samples: [StageKind: [String: RecipeValue]] = [
     "scheme": .scalar("NVFP4A16"), "group_size": .scalar("32"), "scale_search": .scalar("mse"),
     "residual_rank": .scalar("8"), "residual_iterations": .scalar("5"), "ignore": .list(["lm_head", "re:.*gate_proj"]),
     "method": .scalar("gptq"), "dampening": .scalar("0.05"), "block_size": .scalar("64"), "actorder": .scalar("none"),
+    "rotation_block": .scalar("32"),
   ],
 ]
 

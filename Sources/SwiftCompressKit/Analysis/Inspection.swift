@@ -235,6 +235,7 @@ public struct VerificationReport: Codable, Sendable, Equatable {
         "not part of the model and ignored: \(checkpoint.ignoredWeightFiles.joined(separator: ", "))")
     }
     let loading = LoaderContract.check(checkpoint)
+    warnings += OnlineRotation.loadingWarnings(checkpoint)
     var report = VerificationReport(
       path: path, layout: checkpoint.layout.rawValue, files: checkpoint.files.count,
       tensors: checkpoint.tensors.count, problems: found + loading.problems, warnings: warnings)

@@ -30,7 +30,32 @@ public struct GPTQMethod: CalibratedMethod {
   public func compress(_ weight: TensorInput, module: String, inputs: ModuleInputs) throws(SwiftCompressError)
     -> CalibratedModule
   {
+    guard let rotation = pass.rotation else { return try compress(weight, module: module, inputs: inputs, gram: nil) }
+    // The online rotation: the quantized weight is W R and its input x R, so GPTQ solves for
+    // W R with the second moment of x R, R XᵀX R; the later layers compute with Q R (= Q Rᵀ),
+    // the weight in the original basis, what decompress gives back.
     guard let gram = inputs.gram, weight.descriptor.shape.count == 2 else {
+      throw .passBrokePlan(pass: name, tensor: weight.descriptor.name, reason: "no input second moment")
+    }
+    let columns = weight.descriptor.shape[1]
+    let bytes = DenseCodec.encode(try pass.rotated(weight, rotation), as: weight.descriptor.dtype)
+    let rotatedGram = rotation.conjugated(gram, size: columns)
+    let result: Result<CalibratedModule, SwiftCompressError> = bytes.withUnsafeBytes { raw in
+      Result { () throws(SwiftCompressError) -> CalibratedModule in
+        try compress(
+          TensorInput(descriptor: weight.descriptor, bytes: raw), module: module, inputs: inputs, gram: rotatedGram)
+      }
+    }
+    var done = try result.get()
+    rotation.apply(&done.dense, rowLength: columns)
+    return done
+  }
+
+  /// GPTQ on `weight` with `gram` (or the inputs' own).
+  func compress(_ weight: TensorInput, module: String, inputs: ModuleInputs, gram: [Float]?)
+    throws(SwiftCompressError) -> CalibratedModule
+  {
+    guard let gram = gram ?? inputs.gram, weight.descriptor.shape.count == 2 else {
       throw .passBrokePlan(pass: name, tensor: weight.descriptor.name, reason: "no input second moment")
     }
     let (rows, columns) = (weight.descriptor.shape[0], weight.descriptor.shape[1])

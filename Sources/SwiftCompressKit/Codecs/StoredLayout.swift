@@ -93,7 +93,12 @@ public struct StoredLayout: Sendable {
       // factorize then quantize: the quantized factors are multiplied out too.
       codecs.append(try LowRankCodec(factors: codec).reading(checkpoint))
     }
-    codecs.append(LowRankResidualCodec(base: codec))
+    if let (rotation, ignore) = try OnlineRotation.recorded(in: quantization, path: path) {
+      // transform_config's online rotation: decoded weights are multiplied back by R.
+      codecs.append(OnlineRotationCodec(base: LowRankResidualCodec(base: codec), rotation: rotation, ignore: ignore))
+    } else {
+      codecs.append(LowRankResidualCodec(base: codec))
+    }
     return StoredLayout(codecs: codecs, modelDType: torchDType, record: .quantization)
   }
 

@@ -34,6 +34,9 @@ extension QuantizePass {
     public var blockSize: Int
     /// GPTQ: the order columns are visited in.
     public var actorder: ErrorFeedback.Order
+    /// The block of the online block-wise Hadamard rotation (`OnlineRotation`) of every
+    /// quantized module's input, written as `transform_config`; nil for none.
+    public var rotationBlock: Int?
 
     // The value of each option left out.
     public static let defaultGroupSize = 128
@@ -48,7 +51,7 @@ extension QuantizePass {
       scheme: QuantizationScheme, groupSize: Int = defaultGroupSize, ignore: [String] = defaultIgnore,
       scaleSearch: ScaleSearch = defaultScaleSearch, method: QuantizationMethod = defaultMethod,
       dampening: Double = defaultDampening, blockSize: Int = defaultBlockSize,
-      actorder: ErrorFeedback.Order = defaultActorder
+      actorder: ErrorFeedback.Order = defaultActorder, rotationBlock: Int? = nil
     ) {
       self.scheme = scheme
       self.groupSize = groupSize
@@ -58,10 +61,11 @@ extension QuantizePass {
       self.dampening = dampening
       self.blockSize = blockSize
       self.actorder = actorder
+      self.rotationBlock = rotationBlock
     }
 
     enum CodingKeys: String, CodingKey {
-      case scheme, groupSize, ignore, scaleSearch, method, dampening, blockSize, actorder
+      case scheme, groupSize, ignore, scaleSearch, method, dampening, blockSize, actorder, rotationBlock
     }
 
     /// GPTQ's keys are written only for GPTQ, so round-to-nearest recipes read as before.
@@ -71,6 +75,7 @@ extension QuantizePass {
       try c.encode(groupSize, forKey: .groupSize)
       try c.encode(ignore, forKey: .ignore)
       try c.encode(scaleSearch, forKey: .scaleSearch)
+      try c.encodeIfPresent(rotationBlock, forKey: .rotationBlock)
       guard method != .rtn else { return }
       try c.encode(method, forKey: .method)
       try c.encode(dampening, forKey: .dampening)
@@ -89,7 +94,8 @@ extension QuantizePass {
         method: try c.decodeIfPresent(QuantizationMethod.self, forKey: .method) ?? Self.defaultMethod,
         dampening: try c.decodeIfPresent(Double.self, forKey: .dampening) ?? Self.defaultDampening,
         blockSize: try c.decodeIfPresent(Int.self, forKey: .blockSize) ?? Self.defaultBlockSize,
-        actorder: try c.decodeIfPresent(ErrorFeedback.Order.self, forKey: .actorder) ?? Self.defaultActorder)
+        actorder: try c.decodeIfPresent(ErrorFeedback.Order.self, forKey: .actorder) ?? Self.defaultActorder,
+        rotationBlock: try c.decodeIfPresent(Int.self, forKey: .rotationBlock))
     }
   }
 }
@@ -113,7 +119,7 @@ public struct QuantizeStageConfiguration: RecipeStageConfiguration, Equatable {
   public static let stageKind = StageKind.quantize
   public static let optionKeys = [
     "scheme", "group_size", "scale_search", "ignore", "residual_rank", "residual_iterations", "method", "dampening",
-    "block_size", "actorder",
+    "block_size", "actorder", "rotation_block",
   ]
   public static let overrideKeys = ["scale_search"]
 
@@ -134,6 +140,13 @@ public struct QuantizeStageConfiguration: RecipeStageConfiguration, Equatable {
 
   public func pass() throws(SwiftCompressError) -> any CompressionPass {
     guard let residualRank else { return try QuantizePass(configuration: quantize) }
+    if quantize.rotationBlock != nil {
+      throw .invalidConfiguration(
+        pass: QuantizePass.identifier,
+        reason:
+          "rotation_block cannot be combined with residual_rank: the low-rank correction would have to be rotated too; remove one of them"
+      )
+    }
     var configuration = LowRankResidualPass.Configuration(quantize: quantize, rank: residualRank)
     if let residualIterations { configuration.iterations = residualIterations }
     return try LowRankResidualPass(configuration: configuration)
@@ -143,5 +156,16 @@ public struct QuantizeStageConfiguration: RecipeStageConfiguration, Equatable {
 extension QuantizePass {
   public var recipeStage: (any RecipeStageConfiguration)? {
     QuantizeStageConfiguration(quantize: configuration)
+  }
+
+  public var wholeModelRequirement: String? {
+    rotation == nil
+      ? nil : "rotates the input of every linear module, one rotation recorded for the model in transform_config"
+  }
+
+  public var allTensorsRequirement: String? {
+    rotation == nil
+      ? nil
+      : "rotates the input of every linear module not in 'ignore' (transform_config names no others): leave modules out with 'ignore', not targets or exclude"
   }
 }

@@ -30,6 +30,12 @@ public struct QuantizePass: CompressionPass {
   /// Set by a command that will calibrate before running (and for its dry runs), so that
   /// `prepared(for:)` does not refuse GPTQ.
   public var calibrationPending = false
+  /// The online block-wise Hadamard rotation of every quantized module's input
+  /// (`configuration.rotationBlock`), nil for none.
+  public let rotation: OnlineRotation?
+  /// The module whose `v_input.weight` holds the rotation's matrix (the first rotated module
+  /// in forward order, as the reference saves it), from `prepared(for:)`.
+  var matrixModule: String?
 
   public var warnings: [String] {
     (calibrated?.summary?.warnings ?? []) + fp8Warnings
@@ -55,6 +61,15 @@ public struct QuantizePass: CompressionPass {
     }
     self.configuration = configuration
     codec = configuration.scheme.codec(groupSize: configuration.groupSize)
+    if let block = configuration.rotationBlock {
+      let rotation = try OnlineRotation(block: block)
+      if let mismatch = OnlineRotation.groupMismatch(block: block, groupSize: Self.groupSize(of: codec)) {
+        throw .invalidOption(option: "--rotate", reason: mismatch)
+      }
+      self.rotation = rotation
+    } else {
+      rotation = nil
+    }
     ignoreRules = try configuration.ignore.map { (entry) throws(SwiftCompressError) in try IgnoreRule(entry) }
   }
 
@@ -76,6 +91,7 @@ public struct QuantizePass: CompressionPass {
     var pass = self
     pass.fp8Sources = try Float8Input.sources(checkpoint)
     pass.model = ModelAdapters.adapter(for: checkpoint)
+    if rotation != nil { try pass.prepareRotation(checkpoint) }
     guard codec.sharesGlobalScale else { return pass }
     var amaxBySet: [String: Float] = [:]
     var setOf: [String: String] = [:]
@@ -93,6 +109,9 @@ public struct QuantizePass: CompressionPass {
       let amax: Float
       if let source = pass.fp8Sources[module] {
         amax = try source.dense(input).reduce(0) { max($0, abs($1)) }
+      } else if let rotation {
+        // The global scale of what is quantized: the rotated weight.
+        amax = try pass.rotated(input, rotation).reduce(0) { max($0, abs($1)) }
       } else {
         amax = RowLoops.absMax(input)
       }
@@ -137,9 +156,96 @@ public struct QuantizePass: CompressionPass {
     case .module(let module):
       // Outputs are named after the weight: <module>.weight_packed, or for a factor of
       // factorize, <module>.weight_a_packed.
-      let (outputs, note) = try codec.layout(of: tensor, module: module)
+      var (outputs, note) = try codec.layout(of: tensor, module: module)
+      if let rotation {
+        guard tensor.shape.count == 2, tensor.shape[1] % rotation.block == 0 else {
+          throw .invalidTensor(
+            name: tensor.name,
+            reason:
+              "its input dimension \(tensor.shape.last ?? 0) is not a multiple of the rotation block \(rotation.block): choose a block that divides every rotated module's input dimension, or --ignore \(module)"
+          )
+        }
+        note = "W R (block-\(rotation.block) hadamard), " + note
+        if module == matrixModule {
+          outputs.append(
+            PlannedTensor(
+              name: OnlineRotation.matrixName(module: module), dtype: .f64, shape: [rotation.block, rotation.block]))
+          note += "; the rotation's matrix (shared by every module) is saved with it"
+        }
+      }
       return .transform(outputs: outputs, note: "\(configuration.scheme.label), \(note)")
     }
+  }
+
+  /// The scale group of `codec` along the inputs: the configured group, a fixed scheme's
+  /// group (MXFP4 32, NVFP4 16, FP8_BLOCK's 128-column blocks), 0 for one per output channel.
+  public static func groupSize(of codec: any QuantizationCodec) -> Int {
+    let arguments = Dictionary(codec.weightArguments.map { ($0.key, $0.value) }) { first, _ in first }
+    if let group = arguments["group_size"]?.uint64Value { return Int(group) }
+    if let blocks = arguments["block_structure"]?.arrayValue, blocks.count == 2, let columns = blocks[1].uint64Value {
+      return Int(columns)
+    }
+    return 0
+  }
+
+  /// The checks and choices of the online rotation: a config.json to record it in, a dense
+  /// input, no tied head rotated, and the module its matrix is saved under.
+  mutating func prepareRotation(_ checkpoint: Checkpoint) throws(SwiftCompressError) {
+    guard LoaderContract.hasConfigFile(checkpoint) else {
+      throw .invalidCheckpoint(
+        path: checkpoint.path,
+        reason:
+          "has no config.json: the online rotation is recorded in config.json's quantization_config.transform_config, which vLLM reads; give the model's folder with its config.json (or rotate offline with --rotate hadamard)"
+      )
+    }
+    if !fp8Sources.isEmpty {
+      throw .invalidCheckpoint(
+        path: checkpoint.path,
+        reason:
+          "holds FP8 weights: the online rotation starts from dense weights; run 'swiftcompress decompress' first")
+    }
+    let config = LoaderContract.config(of: checkpoint)
+    var selected: [String] = []
+    for tensor in checkpoint.tensors {
+      guard case .transform = try plan(TensorDescriptor(tensor.info)) else { continue }
+      guard let module = LinearWeights.module(of: tensor.name), tensor.name == module + ".weight" else {
+        throw .invalidTensor(
+          name: tensor.name,
+          reason:
+            "is a factor of a factorized weight, and transform_config rotates whole linear modules' inputs: quantize without --rotate block-hadamard, or decompress first"
+        )
+      }
+      selected.append(module)
+    }
+    if config?["tie_word_embeddings"] == .bool(true), let head = model.model.head?.name, selected.contains(head) {
+      throw .invalidModule(
+        name: head,
+        reason:
+          "is tied to the embedding (tie_word_embeddings), and rotating its input would rotate the embedding too: add --ignore \(head)"
+      )
+    }
+    let order = model.model.linearModules.map(\.name)
+    matrixModule = order.first(where: selected.contains) ?? selected.first
+  }
+
+  /// The dense weight `input` times the rotation, in Float32.
+  func rotated(_ input: TensorInput, _ rotation: OnlineRotation) throws(SwiftCompressError) -> [Float] {
+    var values = input.floats()
+    guard input.descriptor.shape.count == 2 else {
+      throw .passBrokePlan(pass: Self.identifier, tensor: input.descriptor.name, reason: "a rotated weight must be 2-D")
+    }
+    rotation.fuse(&values, rowLength: input.descriptor.shape[1])
+    return values
+  }
+
+  /// `result` with the rotation's matrix appended when the plan saves it with this weight.
+  func appendingMatrix(_ result: TransformResult, outputs: [PlannedTensor]) -> TransformResult {
+    guard let rotation, outputs.count == result.outputs.count + 1,
+      outputs.last?.name.hasSuffix(OnlineRotation.transformModuleSuffix + ".weight") == true
+    else { return result }
+    var result = result
+    result.outputs.append(.owned(rotation.matrixBytes))
+    return result
   }
 
   public func transform(_ input: TensorInput, outputs: [PlannedTensor]) throws(SwiftCompressError) -> TransformResult {
@@ -155,7 +261,9 @@ public struct QuantizePass: CompressionPass {
         )
       }
       // Else a module outside the layers the calibration runs through: rounded to nearest (the run warned).
-      if let stored = try calibrated.result(for: input.descriptor.name) { return stored }
+      if let stored = try calibrated.result(for: input.descriptor.name) {
+        return appendingMatrix(stored, outputs: outputs)
+      }
     }
     let module = LinearWeights.module(of: input.descriptor.name)
     let context = QuantizationContext(
@@ -163,6 +271,16 @@ public struct QuantizePass: CompressionPass {
     if codec.sharesGlobalScale, let module, context.globalScale == nil {
       throw .passBrokePlan(
         pass: Self.identifier, tensor: input.descriptor.name, reason: "no global scale for \(module)")
+    }
+    if let rotation {
+      // W R, rounded to the weight's dtype (as the reference fuses it), then quantized.
+      let bytes = DenseCodec.encode(try rotated(input, rotation), as: input.descriptor.dtype)
+      let result: Result<TransformResult, SwiftCompressError> = bytes.withUnsafeBytes { raw in
+        Result { () throws(SwiftCompressError) -> TransformResult in
+          try codec.encode(TensorInput(descriptor: input.descriptor, bytes: raw), context: context)
+        }
+      }
+      return appendingMatrix(try result.get(), outputs: outputs)
     }
     guard let module, let source = fp8Sources[module], input.descriptor.dtype == .f8E4M3 else {
       return try codec.encode(input, context: context)
@@ -185,7 +303,9 @@ public struct QuantizePass: CompressionPass {
   public func reconstruct(_ input: TensorDescriptor, from outputs: ChainedOutputs) throws(SwiftCompressError)
     -> [Float]
   {
-    try codec.decode(outputs: outputs.planned, data: try outputs.bytes(), shape: input.shape)
+    var values = try codec.decode(outputs: outputs.planned, data: try outputs.bytes(), shape: input.shape)
+    if let rotation, input.shape.count == 2 { rotation.apply(&values, rowLength: input.shape[1]) }
+    return values
   }
 
   /// config.json with `quantization_config`, written as llm-compressor writes it
@@ -196,8 +316,10 @@ public struct QuantizePass: CompressionPass {
 
   /// The `quantization_config` block compressed-tensors 0.20 writes for this scheme.
   public var quantizationConfig: JSONValue {
-    QuantizationConfig.block(
+    let block = QuantizationConfig.block(
       scheme: configuration.scheme, groupSize: configuration.groupSize, ignore: configuration.ignore)
+    guard let rotation else { return block }
+    return block.setting("transform_config", to: rotation.transformConfig(ignore: configuration.ignore)) ?? block
   }
 }
 

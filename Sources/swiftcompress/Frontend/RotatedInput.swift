@@ -10,22 +10,31 @@ import SwiftCompressKit
 #endif
 
 /// `--rotate hadamard[:SEED]`: rotate the input (`swiftcompress rotate`, seed 0 by default)
-/// before compressing it.
+/// before compressing it; `--rotate block-hadamard:BLOCK`: the online block-wise rotation
+/// written as `transform_config` (`OnlineRotation`, no copy).
 struct RotationChoice: ExpressibleByArgument {
-  var seed: UInt64
+  /// The offline rotation's seed (`hadamard`).
+  var seed: UInt64 = 0
+  /// The online rotation's block (`block-hadamard`), nil for the offline one.
+  var block: Int?
 
   init?(argument: String) {
     let parts = argument.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-    guard parts.first?.lowercased() == "hadamard" else { return nil }
-    if parts.count == 2 {
-      guard let seed = UInt64(parts[1]) else { return nil }
-      self.seed = seed
-    } else {
-      seed = 0
+    switch parts.first?.lowercased() {
+    case "hadamard":
+      if parts.count == 2 {
+        guard let seed = UInt64(parts[1]) else { return nil }
+        self.seed = seed
+      }
+    case "block-hadamard":
+      guard parts.count == 2, let block = Int(parts[1]) else { return nil }
+      self.block = block
+    default:
+      return nil
     }
   }
 
-  static var defaultValueDescription: String { "hadamard[:SEED]" }
+  static var defaultValueDescription: String { "hadamard[:SEED]|block-hadamard:BLOCK" }
 }
 
 /// Runs `body` on a rotated copy of `input` (RotatePass with `seed`), then removes the copy.

@@ -85,8 +85,8 @@ extension SwiftCompressCommand {
     @Option(
       name: .long,
       help: ArgumentHelp(
-        "Rotate the model first (as 'swiftcompress rotate --seed SEED', default seed 0; Llama, Mistral, Qwen2, Qwen3): a rotated copy is written beside the output and removed after the run (also with --dry-run and --explain). See docs/rotation.md.",
-        valueName: "hadamard[:SEED]"))
+        "hadamard[:SEED]: rotate the model first (as 'swiftcompress rotate --seed SEED', default seed 0; Llama, Mistral, Qwen2, Qwen3): a rotated copy is written beside the output and removed after the run (also with --dry-run and --explain). block-hadamard:BLOCK (16, 32, 64 or 128): MR-GPTQ's online block-wise Hadamard rotation of every quantized module's input, fused into the weights and written as compressed-tensors' transform_config, which vLLM applies at run time (transformers does not: decompress for a dense model). See docs/rotation.md.",
+        valueName: "hadamard[:SEED]|block-hadamard:BLOCK"))
     var rotate: RotationChoice?
 
     @OptionGroup var ignoring: IgnoreOptions
@@ -96,6 +96,23 @@ extension SwiftCompressCommand {
     @OptionGroup(title: "Quality gates") var gates: GateOptions
 
     func validate() throws {
+      if let block = rotate?.block {
+        guard OnlineRotation.blockSizes.contains(block) else {
+          throw ValidationError(
+            "--rotate block-hadamard:\(block): the block must be one of \(OnlineRotation.blockSizes.map(String.init).joined(separator: ", ")) (compressed-tensors' hadamard transform needs a power of two); choose one that divides every quantized module's input dimension."
+          )
+        }
+        let group = QuantizePass.groupSize(
+          of: scheme.codec(groupSize: groupSize ?? QuantizePass.Configuration.defaultGroupSize))
+        if let mismatch = OnlineRotation.groupMismatch(block: block, groupSize: group) {
+          throw ValidationError("--rotate block-hadamard:\(block): \(mismatch).")
+        }
+        if !options.include.isEmpty || !options.exclude.isEmpty {
+          throw ValidationError(
+            "--rotate block-hadamard rotates the input of every linear module not in --ignore, and transform_config names no others: --include and --exclude would leave rotated modules stored unrotated. Use --ignore MODULE to leave a module out."
+          )
+        }
+      }
       if method == .rtn {
         if calibration.isGiven {
           throw ValidationError(
@@ -133,11 +150,12 @@ extension SwiftCompressCommand {
         if let dampening { configuration.dampening = dampening }
         if let blockSize { configuration.blockSize = blockSize }
         if let actorder { configuration.actorder = actorder }
+        configuration.rotationBlock = rotate?.block
         var pass = try QuantizePass(configuration: configuration)
         pass.calibrationPending = method == .gptq
         let options = try self.options.compression(
           input: input, output: output, command: "quantize", pass: pass, gates: gates)
-        guard let rotate else {
+        guard let rotate, rotate.block == nil else {
           try quantize(pass, options)
           return
         }

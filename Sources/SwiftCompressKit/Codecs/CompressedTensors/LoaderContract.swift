@@ -26,6 +26,8 @@ struct StoredModules: Sendable {
     }
     for tensor in tensors {
       let name = tensor.name
+      // A saved transform matrix (transform_config's online rotation) is no module's weight.
+      if OnlineRotation.isTransformMatrix(name, shape: tensor.shape) { continue }
       if let module = Self.module(name, ".weight_packed") {
         add(module, to: &quantized, 0)
       } else if let module = Self.module(name, ".weight"), self.tensors[module + ".weight_scale"] != nil,
