@@ -2,7 +2,7 @@ import CLapack
 
 /// The LAPACK routines this module calls, used to map `info` values to errors.
 enum LAPACKRoutine: String, Sendable {
-  case sgesdd, sgesvd, sgeqrf, sorgqr, sgelqf, sorglq, sgeqp3, sgetrf, ssyevd, spotrf, spotri
+  case sgesdd, sgesvd, sgeqrf, sorgqr, sgelqf, sorglq, sgeqp3, sgetrf, ssyevd, spotrf, spotri, strtri
 }
 
 /// Shared plumbing for the LAPACKE calls: 32-bit size checks, workspace sizing,
@@ -86,7 +86,7 @@ enum LAPACKInterop {
       throw .didNotConverge(routine: name, info: Int(info))
     case .spotrf, .spotri:
       throw .notPositiveDefinite(routine: name, leadingMinor: Int(info))
-    case .sgeqrf, .sorgqr, .sgelqf, .sorglq, .sgeqp3, .sgetrf:
+    case .sgeqrf, .sorgqr, .sgelqf, .sorglq, .sgeqp3, .sgetrf, .strtri:
       throw .lapackFailure(routine: name, info: Int(info))
     }
   }

@@ -77,11 +77,13 @@ public func cholesky(_ a: Matrix) throws(LinearAlgebraError) -> Matrix {
 
 /// The upper Cholesky factor U of the inverse of a symmetric positive definite matrix:
 /// A⁻¹ = Uᵀ U, row-major `[n, n]` with zeros below the diagonal. This is the factor GPTQ and
-/// SparseGPT read their updates from (Frantar et al. 2022, section 3.3): Cholesky of A
-/// (`spotrf`), the inverse from that factor (`spotri`), then Cholesky of the inverse (`spotrf`
-/// upper), as torch's `cholesky`, `cholesky_inverse`, `cholesky(upper=True)` do. `a` is
-/// row-major (equivalently column-major: it is symmetric); only its lower triangle in
-/// column-major terms is read. Throws `notPositiveDefinite` naming the failing minor.
+/// SparseGPT read their updates from (Frantar et al. 2022, section 3.3). Computed without
+/// forming A⁻¹: with J the order-reversing permutation, J A J = L Lᵀ (`spotrf`), so
+/// A = (J L J)(J L J)ᵀ with J L J upper triangular, and U = (J L J)⁻¹ = J L⁻¹ J (`strtri`):
+/// 2n³/3 flops where Cholesky, inverse and Cholesky again (torch's `cholesky`,
+/// `cholesky_inverse`, `cholesky(upper=True)`, the reference's way) take 4n³/3. `a` is
+/// symmetric; only its lower triangle in column-major terms is read. Throws
+/// `notPositiveDefinite` naming the failing minor (of J A J).
 public func upperCholeskyOfInverse(_ a: [Float], n: Int) throws(LinearAlgebraError) -> [Float] {
   var result = a
   try upperCholeskyOfInverse(inPlace: &result, n: n)
@@ -97,28 +99,23 @@ public func upperCholeskyOfInverse(inPlace a: inout [Float], n: Int) throws(Line
   if n == 0 { return }
   let size = try LAPACKInterop.int32(n, "n", operation: "upperCholeskyOfInverse")
   let lower = LAPACKInterop.flag("L")
-  let upper = LAPACKInterop.flag("U")
+  // J A J: reversing the whole buffer reverses rows and columns at once.
+  a.reverse()
   var info = a.withUnsafeMutableBufferPointer {
     LAPACKE_spotrf_work(LAPACKInterop.layout, lower, size, $0.baseAddress, size)
   }
   try LAPACKInterop.check(info, .spotrf)
   info = a.withUnsafeMutableBufferPointer {
-    LAPACKE_spotri_work(LAPACKInterop.layout, lower, size, $0.baseAddress, size)
+    LAPACKE_strtri_work(LAPACKInterop.layout, lower, LAPACKInterop.flag("N"), size, $0.baseAddress, size)
   }
-  try LAPACKInterop.check(info, .spotri)
-  // Column-major lower triangle -> full symmetric, then the upper factor.
-  for j in 0..<n {
-    for i in (j + 1)..<max(j + 1, n) { a[j + i * n] = a[i + j * n] }
-  }
-  info = a.withUnsafeMutableBufferPointer {
-    LAPACKE_spotrf_work(LAPACKInterop.layout, upper, size, $0.baseAddress, size)
-  }
-  try LAPACKInterop.check(info, .spotrf)
-  // Column-major upper (i <= j at i + j * n) -> row-major upper (i * n + j), zeros below.
+  try LAPACKInterop.check(info, .strtri)
+  // L⁻¹ is column-major lower: read row-major it is (L⁻¹)ᵀ; reversed, that is Uᵀ (row-major), so
+  // U is its transpose, with zeros below the diagonal.
+  a.reverse()
   for i in 0..<n {
     for j in (i + 1)..<max(i + 1, n) {
-      a[i * n + j] = a[i + j * n]
-      a[i + j * n] = 0
+      a[i * n + j] = a[j * n + i]
+      a[j * n + i] = 0
     }
   }
 }

@@ -71,6 +71,11 @@ public struct CalibrationSummary: Codable, Sendable, Equatable {
   /// A hash of the token ids (the data's fingerprint).
   public var tokenHash: String
   public var seconds: Double
+  /// Of `seconds`: the forward passes (both per layer, without the statistics), gathering the
+  /// statistics (XᵀX, channel sums), and the method itself.
+  public var forwardSeconds: Double
+  public var statisticsSeconds: Double
+  public var methodSeconds: Double
   public var warnings: [String]
 }
 
@@ -120,13 +125,18 @@ public final class LayerwiseCalibration {
     var warnings: [String] = []
     var compressed = 0
     var visited: Set<String> = []
+    var (forwardSeconds, statisticsSeconds, methodSeconds) = (0.0, 0.0, 0.0)
     for layer in 0..<model.layerCount {
       let statistics = ActivationStatistics(gram: method.needsGram, excluding: [])
+      var clock = Date()
       for (b, batch) in batches.enumerated() {
         var states = hidden[b]
         try model.runLayer(layer, &states, batch: batch, observer: statistics)
       }
       statistics.releaseScratch()
+      forwardSeconds += Date().timeIntervalSince(clock) - statistics.seconds
+      statisticsSeconds += statistics.seconds
+      clock = Date()
       // The layer's selected modules, in order, and how many read each input.
       var work: [(module: String, tensor: CheckpointTensor, accumulator: ActivationStatistics.Accumulator)] = []
       var readers: [ObjectIdentifier: Int] = [:]
@@ -168,6 +178,8 @@ public final class LayerwiseCalibration {
         warnings += done.warnings
         compressed += 1
       }
+      methodSeconds += Date().timeIntervalSince(clock)
+      clock = Date()
       // The compressed layer's outputs feed the next layer (the last one's are not needed).
       if layer + 1 < model.layerCount {
         for (b, batch) in batches.enumerated() {
@@ -175,6 +187,7 @@ public final class LayerwiseCalibration {
         }
       }
       weights.clearOverrides()
+      forwardSeconds += Date().timeIntervalSince(clock)
       onLayer?(layer, model.layerCount)
     }
     // Modules outside the layers (a BERT pooler) are not reached: the pass compresses them without data.
@@ -193,7 +206,8 @@ public final class LayerwiseCalibration {
     return CalibrationSummary(
       method: method.name, modules: compressed, layers: model.layerCount, samples: sequences.count,
       tokens: sequences.reduce(0) { $0 + $1.count }, tokenHash: tokenHash,
-      seconds: Date().timeIntervalSince(started), warnings: warnings)
+      seconds: Date().timeIntervalSince(started), forwardSeconds: forwardSeconds, statisticsSeconds: statisticsSeconds,
+      methodSeconds: methodSeconds, warnings: warnings)
   }
 }
 

@@ -102,8 +102,13 @@ public final class ActivationStatistics: ActivationObserver {
         order.append(name)
       }
     }
+    let started = Date()
     accumulator.add(inputs, rows: rows, scratch: &scratch)
+    seconds += Date().timeIntervalSince(started)
   }
+
+  /// Time spent adding to the sums.
+  public private(set) var seconds = 0.0
 
   /// Lets the batch scratch go (gathering is over; more batches would allocate it again).
   public func releaseScratch() { scratch = [] }

@@ -53,7 +53,7 @@ func runCalibration(
     outputs.summary = summary
     let info = samples.info
     let note =
-      "\(summary.method): \(Format.count(summary.modules, "module")) in \(Format.count(summary.layers, "layer")) calibrated on \(Format.count(summary.samples, "sample")) of \(info.file) (\(Format.count(summary.tokens, "token")), \(info.mode)\(info.seqLen.map { " to \($0)" } ?? ""), seed \(info.seed), tokens \(summary.tokenHash)) in \(String(format: "%.1f", summary.seconds)) s"
+      "\(summary.method): \(Format.count(summary.modules, "module")) in \(Format.count(summary.layers, "layer")) calibrated on \(Format.count(summary.samples, "sample")) of \(info.file) (\(Format.count(summary.tokens, "token")), \(info.mode)\(info.seqLen.map { " to \($0)" } ?? ""), seed \(info.seed), tokens \(summary.tokenHash)) in \(String(format: "%.1f", summary.seconds)) s (forward passes \(String(format: "%.1f", summary.forwardSeconds)) s, statistics \(String(format: "%.1f", summary.statisticsSeconds)) s, \(summary.method) \(String(format: "%.1f", summary.methodSeconds)) s)"
     outputs.note = note  // the pipeline prints it with the plan's notes and the report keeps it
     return outputs
   }
