@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -79,6 +80,30 @@ def load():
 
 
 # ---------------------------------------------------------------- llm-compressor child
+
+
+def cmd_forward_child(args):
+    """One fresh process: transformers' forward of the decoder body (no head) over the
+    calibration samples one at a time (as oneshot's batch_size=1 pipeline feeds them), best of
+    three; prints {"forward_seconds": ...}. The sequential pipeline runs each layer twice (gather,
+    then propagate), so 2x this is the forward work inside llm-compressor's oneshot."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from transformers import AutoModelForCausalLM
+
+    ids = ref.read_tokens(args.tokens)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+    best = None
+    with torch.no_grad():
+        for _ in range(3):
+            start = time.perf_counter()
+            for x in ids:
+                model.model(input_ids=torch.tensor([x]))
+            took = time.perf_counter() - start
+            best = took if best is None else min(best, took)
+    with open(args.result, "w") as f:
+        json.dump({"forward_seconds": round(best, 3)}, f)
 
 
 def cmd_ref_child(args):
@@ -297,7 +322,30 @@ def large_runs(args):
     sc.update(run_swift(args.swiftcompress, argv, os.path.join(work, "swiftcompress-gptq"),
                         args.threads, args.large_repeats, logs))
     print("   " + json.dumps(sc), flush=True)
+    # Where swiftcompress's time goes: the calibration note of its last run splits it.
+    logs_seen = sorted(f for f in os.listdir(logs) if f.startswith("swiftcompress-gptq."))
+    if logs_seen and "error" not in sc:
+        with open(os.path.join(logs, logs_seen[-1])) as f:
+            m = re.search(r"in ([0-9.]+) s \(forward passes ([0-9.]+) s, statistics ([0-9.]+) s, "
+                          r"gptq ([0-9.]+) s\)", f.read())
+        if m:
+            sc["calibration_split_seconds"] = {
+                "calibration": float(m.group(1)), "forward_passes": float(m.group(2)),
+                "statistics": float(m.group(3)), "gptq": float(m.group(4))}
     out["swiftcompress"] = sc
+    print("== large transformers forward (decoder body, the same samples)", flush=True)
+    result = os.path.join(work, "reference-forward.json")
+    rc, _, _, err = timed([sys.executable, os.path.abspath(__file__), "_fwd", "--model", model,
+                           "--tokens", tokens, "--result", result,
+                           "--threads", str(args.threads)], env=thread_env(args.threads))
+    if rc == 0:
+        with open(result) as f:
+            out["reference_forward"] = json.load(f)
+        out["reference_forward"]["two_passes_seconds"] = round(
+            2 * out["reference_forward"]["forward_seconds"], 3)
+    else:
+        out["reference_forward"] = {"error": err.strip()[-1500:]}
+    print("   " + json.dumps(out["reference_forward"]), flush=True)
     print("== large llm-compressor gptq W4A16 g128", flush=True)
     lc = {"load_before": load()}
     lc.update(run_reference("gptq-w4a16-g64", model, True, ignore, tokens,
@@ -311,6 +359,16 @@ def large_runs(args):
     if "error" not in sc and "error" not in lc:
         out["ratio_oneshot"] = round(lc["oneshot_seconds"] / sc["process_seconds"], 2)
         out["ratio_process"] = round(lc["process_seconds"] / sc["process_seconds"], 2)
+        split = sc.get("calibration_split_seconds")
+        forward = out["reference_forward"].get("two_passes_seconds")
+        if split and forward:
+            # Both tools run every layer twice in float32 (the same sgemm work); the rest is
+            # the method (statistics, factorizations, error feedback, encoding) and I/O.
+            ours = sc["process_seconds"] - split["forward_passes"]
+            theirs = lc["oneshot_seconds"] - forward
+            out["beyond_forward_seconds"] = {"swiftcompress_process": round(ours, 3),
+                                             "llm_compressor_oneshot": round(theirs, 3)}
+            out["ratio_beyond_forward"] = round(theirs / ours, 2)
     return out
 
 
@@ -563,6 +621,10 @@ def main():
     t = sub.add_parser("table")
     t.add_argument("results", nargs="?",
                    default=os.path.join(ROOT, "Benchmarks", "results", "calibrated.json"))
+    fw = sub.add_parser("_fwd")
+    for name in ("model", "tokens", "result"):
+        fw.add_argument("--" + name, required=True)
+    fw.add_argument("--threads", type=int, default=1)
     c = sub.add_parser("_ref")
     for name in ("method", "model", "tokens", "out", "result"):
         c.add_argument("--" + name, required=True)
@@ -571,7 +633,8 @@ def main():
     c.add_argument("--ignore", nargs="*", default=[])
     c.add_argument("--causal", action="store_true")
     args = p.parse_args()
-    {"run": cmd_run, "large": cmd_large, "table": cmd_table, "_ref": cmd_ref_child}[args.cmd](args)
+    {"run": cmd_run, "large": cmd_large, "table": cmd_table, "_ref": cmd_ref_child,
+     "_fwd": cmd_forward_child}[args.cmd](args)
 
 
 if __name__ == "__main__":
