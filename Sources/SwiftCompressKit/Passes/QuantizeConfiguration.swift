@@ -34,6 +34,9 @@ extension QuantizePass {
     public var blockSize: Int
     /// GPTQ: the order columns are visited in.
     public var actorder: ErrorFeedback.Order
+    /// GPTQ: the least-squares refit of the values (and integer scales) on the grid after GPTQ
+    /// (`Refit`), or none (llm-compressor's values).
+    public var refit: Refit.Mode
 
     // The value of each option left out.
     public static let defaultGroupSize = 128
@@ -43,12 +46,13 @@ extension QuantizePass {
     public static let defaultDampening = ErrorFeedback.defaultDampening
     public static let defaultBlockSize = ErrorFeedback.defaultBlockSize
     public static let defaultActorder = ErrorFeedback.Order.static
+    public static let defaultRefit = Refit.Mode.ls
 
     public init(
       scheme: QuantizationScheme, groupSize: Int = defaultGroupSize, ignore: [String] = defaultIgnore,
       scaleSearch: ScaleSearch = defaultScaleSearch, method: QuantizationMethod = defaultMethod,
       dampening: Double = defaultDampening, blockSize: Int = defaultBlockSize,
-      actorder: ErrorFeedback.Order = defaultActorder
+      actorder: ErrorFeedback.Order = defaultActorder, refit: Refit.Mode = defaultRefit
     ) {
       self.scheme = scheme
       self.groupSize = groupSize
@@ -58,10 +62,11 @@ extension QuantizePass {
       self.dampening = dampening
       self.blockSize = blockSize
       self.actorder = actorder
+      self.refit = refit
     }
 
     enum CodingKeys: String, CodingKey {
-      case scheme, groupSize, ignore, scaleSearch, method, dampening, blockSize, actorder
+      case scheme, groupSize, ignore, scaleSearch, method, dampening, blockSize, actorder, refit
     }
 
     /// GPTQ's keys are written only for GPTQ, so round-to-nearest recipes read as before.
@@ -76,6 +81,7 @@ extension QuantizePass {
       try c.encode(dampening, forKey: .dampening)
       try c.encode(blockSize, forKey: .blockSize)
       try c.encode(actorder, forKey: .actorder)
+      try c.encode(refit, forKey: .refit)
     }
 
     /// Every key but `scheme` may be left out.
@@ -89,7 +95,8 @@ extension QuantizePass {
         method: try c.decodeIfPresent(QuantizationMethod.self, forKey: .method) ?? Self.defaultMethod,
         dampening: try c.decodeIfPresent(Double.self, forKey: .dampening) ?? Self.defaultDampening,
         blockSize: try c.decodeIfPresent(Int.self, forKey: .blockSize) ?? Self.defaultBlockSize,
-        actorder: try c.decodeIfPresent(ErrorFeedback.Order.self, forKey: .actorder) ?? Self.defaultActorder)
+        actorder: try c.decodeIfPresent(ErrorFeedback.Order.self, forKey: .actorder) ?? Self.defaultActorder,
+        refit: try c.decodeIfPresent(Refit.Mode.self, forKey: .refit) ?? Self.defaultRefit)
     }
   }
 }
@@ -113,7 +120,7 @@ public struct QuantizeStageConfiguration: RecipeStageConfiguration, Equatable {
   public static let stageKind = StageKind.quantize
   public static let optionKeys = [
     "scheme", "group_size", "scale_search", "ignore", "residual_rank", "residual_iterations", "method", "dampening",
-    "block_size", "actorder",
+    "block_size", "actorder", "refit",
   ]
   public static let overrideKeys = ["scale_search"]
 
