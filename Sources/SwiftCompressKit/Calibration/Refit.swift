@@ -52,8 +52,11 @@ public struct Refit: Sendable, Equatable {
 
   public static let defaultSweeps = 8
   public static let defaultRounds = 4
-  public static let defaultIterations = 200
-  public static let defaultTolerance = 1e-6
+  /// The masked solve's budget: one [columns x columns] by [columns x rows] sgemm per iteration,
+  /// so a few dozen bound its cost on large modules (each iteration lowers E; on the fixtures it
+  /// converges well within it).
+  public static let defaultIterations = 32
+  public static let defaultTolerance = 1e-5
 
   public init(
     dampening: Double = ErrorFeedback.defaultDampening, sweeps: Int = defaultSweeps, rounds: Int = defaultRounds,
@@ -381,34 +384,39 @@ extension Refit {
       for r in 0..<rows { wl[c * rows + r] = 0 }
     }
     let hw = product(h, wl, rows: rows, columns: columns)
-    // U_g = H[:, g] C_g for each group g: [columns, rows].
-    var blocks: [[Float]] = []
-    for g in 0..<groups {
-      var u = [Float](repeating: 0, count: rows * columns)
+    // Per row the normal equations M s = b, M[g, k] = Σ_{j∈g} c_j (H[:, k] C_k)_j, b[g] = Σ_{j∈g} c_j (H w)_j,
+    // one group k's H[:, k] C_k ([columns, rows]) at a time.
+    var normal = [Double](repeating: 0, count: rows * groups * groups)
+    var right = [Double](repeating: 0, count: rows * groups)
+    for r in 0..<rows {
+      for j in 0..<columns {
+        let c = Double(ct[j * rows + r])
+        if c != 0 { right[r * groups + j / group] += c * Double(hw[j * rows + r]) }
+      }
+    }
+    var u = [Float](repeating: 0, count: rows * columns)
+    for k in 0..<groups {
       h.withUnsafeBufferPointer { hp in
         ct.withUnsafeBufferPointer { cp in
           u.withUnsafeMutableBufferPointer { up in
             try? gemmRowMajor(
-              m: columns, n: rows, k: group, a: hp.baseAddress! + g * group, lda: columns,
-              b: cp.baseAddress! + g * group * rows, ldb: rows, transposeB: false, c: up.baseAddress!, ldc: rows)
+              m: columns, n: rows, k: group, a: hp.baseAddress! + k * group, lda: columns,
+              b: cp.baseAddress! + k * group * rows, ldb: rows, transposeB: false, c: up.baseAddress!, ldc: rows)
           }
         }
       }
-      blocks.append(u)
+      for r in 0..<rows {
+        for j in 0..<columns {
+          let c = Double(ct[j * rows + r])
+          if c != 0 { normal[(r * groups + j / group) * groups + k] += c * Double(u[j * rows + r]) }
+        }
+      }
     }
     var scales = grid.scales
     var changed = false
     for r in 0..<rows {
-      var m = [Double](repeating: 0, count: groups * groups)
-      var b = [Double](repeating: 0, count: groups)
-      for g in 0..<groups {
-        for j in (g * group)..<((g + 1) * group) {
-          let c = Double(ct[j * rows + r])
-          if c == 0 { continue }
-          b[g] += c * Double(hw[j * rows + r])
-          for k in 0..<groups { m[g * groups + k] += c * Double(blocks[k][j * rows + r]) }
-        }
-      }
+      let m = Array(normal[(r * groups * groups)..<((r + 1) * groups * groups)])
+      let b = Array(right[(r * groups)..<((r + 1) * groups)])
       guard let s = Self.solveSPD(m, b, n: groups) else { continue }
       var row = Array(scales[(r * groups)..<((r + 1) * groups)])
       var valid = true
