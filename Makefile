@@ -99,8 +99,8 @@ bench-forward: build venv $(INTEROP_VENV)/.installed
 	.build/release/swiftcompress-bench forward --model $(FORWARD_DIR)/llama-110m --threads $(THREADS) --sequences 4 --length 256 --runs 3 --python $(INTEROP_VENV)/bin/python --script Benchmarks/forward.py
 
 ## bench-calibrated: issue 15's comparison with llm-compressor 0.14 (oneshot, sequential pipeline, CPU): GPTQ W4A16 /
-## W4A16_ASYM (group 64) / NVFP4A16 / MXFP4A16 (swiftcompress with and without --scale-search mse, --actorder static and
-## none), SparseGPT and Wanda 2:4 on the fixture Llama and BERT with the committed calibration tokens, scored on the
+## W4A16_ASYM (group 64) / NVFP4A16 / MXFP4A16 (swiftcompress with --refit ls and none, with and without --scale-search
+## mse, --actorder static and none), SparseGPT and Wanda 2:4 (--refit ls and none) on the fixture Llama and BERT with the committed calibration tokens, scored on the
 ## held-out tokens by swiftcompress evaluate; wall time (best of 3) and peak RSS of each tool; then GPTQ W4A16 g128 on the
 ## generated ~100M Llama of bench-forward (16 samples x 128 random tokens) against the issue's RSS bound.
 ## Writes Benchmarks/results/calibrated.json and prints the tables of docs/calibrated.md (CAL_THREADS threads each, default 1).

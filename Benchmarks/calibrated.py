@@ -10,7 +10,23 @@ usage:
       [--models llama bert-st] [--threads 1] [--repeats 3] [--large-model DIR]
       [--large-samples 16] [--large-tokens 128] [--large-repeats 3] [--large-ref-repeats 3]
       [--json Benchmarks/results/calibrated.json]
+  PYTHON Benchmarks/calibrated.py ours --swiftcompress BIN --out DIR [--models ...]
+      [--threads 1] [--repeats 3] [--json Benchmarks/results/calibrated.json]
   PYTHON Benchmarks/calibrated.py table [Benchmarks/results/calibrated.json]
+
+`ours` reruns only swiftcompress's fixture options into an existing results JSON (the
+llm-compressor rows and the large-model section are kept as they were measured).
+
+swiftcompress's options: GPTQ with --refit ls and none (the default), each with --actorder
+static|none and --scale-search none|mse; SparseGPT and Wanda 2:4 with --refit ls and none. The
+like-for-like option is llm-compressor's algorithm and settings: GPTQ actorder static, no
+scale search, --refit none; SparseGPT / Wanda --refit none.
+
+Noise (encoders): a mean cosine over the 64 held-out samples differs from another by a
+deterministic amount, so "noise" here is what another choice of samples would give: for each
+BERT comparison the best option and the like-for-like one (whose scores equal
+llm-compressor's, see docs/calibrated.md) are evaluated on each held-out sample alone, and the
+paired differences' mean, standard error and sign count are recorded (`noise`).
 
 Timing: swiftcompress is the whole CLI process (load, calibration, algorithm, write), the
 best of --repeats fresh processes. llm-compressor: each of --repeats fresh processes runs
@@ -38,6 +54,13 @@ import calibrated_reference as ref  # noqa: E402
 ROOT = ref.ROOT
 SCHEMES = ["W4A16", "W4A16_ASYM", "NVFP4A16", "MXFP4A16"]
 PRUNERS = ["sparsegpt", "wanda"]
+# --refit ls (opt-in: least-squares refit after the grid / mask is fixed) and none (the default)
+# (the method's own values, llm-compressor's)
+REFITS = ["ls", "none"]
+REFIT_SUFFIX = {"ls": "", "none": "-refit-none"}
+SWIFT_SETTINGS = ("quantize --method gptq --tokens CAL [--group-size G] --scale-search none|mse "
+                  "--actorder static|none --refit ls|none; prune --method sparsegpt|wanda "
+                  "--pattern 2:4 --tokens CAL --refit ls|none; --jobs THREADS")
 
 
 def slug(scheme):
@@ -185,18 +208,23 @@ def swift_options(model, tokens, ignore, group):
     opts = {}
     for scheme in SCHEMES:
         grp = ["--group-size", str(group)] if scheme.startswith("W4") else []
-        for search in ("none", "mse"):
-            for order in ("static", "none"):
-                name = f"gptq-{slug(scheme)}-actorder-{order}" + ("-mse" if search == "mse" else "")
-                opts[name] = {"scheme": scheme, "kind": "gptq", "scale_search": search,
-                              "actorder": order,
-                              "argv": ["quantize", model, None, "--scheme", scheme, *grp,
-                                       "--method", "gptq", "--tokens", tokens,
-                                       "--scale-search", search, "--actorder", order, *ig]}
+        for refit in REFITS:
+            for search in ("none", "mse"):
+                for order in ("static", "none"):
+                    name = (f"gptq-{slug(scheme)}-actorder-{order}"
+                            + ("-mse" if search == "mse" else "") + REFIT_SUFFIX[refit])
+                    opts[name] = {"scheme": scheme, "kind": "gptq", "scale_search": search,
+                                  "actorder": order, "refit": refit,
+                                  "argv": ["quantize", model, None, "--scheme", scheme, *grp,
+                                           "--method", "gptq", "--tokens", tokens,
+                                           "--scale-search", search, "--actorder", order,
+                                           "--refit", refit, *ig]}
     for pruner in PRUNERS:
-        opts[f"{pruner}-2of4"] = {"scheme": "2:4", "kind": pruner,
-                                  "argv": ["prune", model, None, "--method", pruner,
-                                           "--pattern", "2:4", "--tokens", tokens, *ig]}
+        for refit in REFITS:
+            opts[f"{pruner}-2of4" + REFIT_SUFFIX[refit]] = {
+                "scheme": "2:4", "kind": pruner, "refit": refit,
+                "argv": ["prune", model, None, "--method", pruner, "--pattern", "2:4",
+                         "--tokens", tokens, "--refit", refit, *ig]}
     return opts
 
 
@@ -230,6 +258,8 @@ def fixture_runs(args, model):
     logs = os.path.join(work, "logs")
     os.makedirs(logs, exist_ok=True)
     rows = []
+    if getattr(args, "ours_only", False):
+        return rows + swift_fixture_runs(args, model, spec, calib, evals, group, work, logs)
     # llm-compressor: method name of calibrated_reference.METHODS per (kind, scheme)
     refs = {("gptq", s): f"gptq-{slug(s)}" + ("-g64" if s.startswith("W4") else "")
             for s in SCHEMES}
@@ -248,12 +278,21 @@ def fixture_runs(args, model):
             if err:
                 row["error"] = "evaluate: " + err
         rows.append(row)
+    return rows + swift_fixture_runs(args, model, spec, calib, evals, group, work, logs)
+
+
+def swift_fixture_runs(args, model, spec, calib, evals, group, work, logs):
+    rows = []
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
     for name, opt in swift_options(spec["path"], calib, spec["ignore"], group).items():
         cand = os.path.join(work, "swiftcompress-" + name)
         print(f"== {model} swiftcompress {name}", flush=True)
         row = {"model": model, "tool": "swiftcompress", "option": name, "kind": opt["kind"],
                "scheme": opt["scheme"], "scale_search": opt.get("scale_search"),
-               "actorder": opt.get("actorder"), "load_before": load()}
+               "actorder": opt.get("actorder"), "refit": opt.get("refit"),
+               "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "swiftcompress_commit": commit, "load_before": load()}
         row.update(run_swift(args.swiftcompress, opt["argv"], cand, args.threads,
                              args.repeats, logs))
         if "error" not in row:
@@ -329,8 +368,10 @@ def large_runs(args):
            "samples": args.large_samples, "tokens_per_sample": args.large_tokens,
            "scheme": "W4A16", "group_size": group}
     print("== large swiftcompress gptq W4A16 g128", flush=True)
+    # like for like with llm-compressor's GPTQ: --refit none (the refit's own cost on this
+    # model is in docs/calibration.md)
     argv = ["quantize", model, None, "--scheme", "W4A16", "--group-size", str(group),
-            "--method", "gptq", "--tokens", tokens, "--ignore", "lm_head"]
+            "--method", "gptq", "--tokens", tokens, "--refit", "none", "--ignore", "lm_head"]
     sc = {"load_before": load()}
     sc.update(run_swift(args.swiftcompress, argv, os.path.join(work, "swiftcompress-gptq"),
                         args.threads, args.large_repeats, logs))
@@ -414,10 +455,20 @@ def comparisons(doc):
                 continue
             refscore = refrow["scores"][key]
             best = min(mine, key=lambda r: r["scores"][key] * (1 if decoder else -1))
-            like = next((r for r in mine if kind != "gptq" or (
-                r["actorder"] == "static" and r["scale_search"] == "none")), None)
+            like = next((r for r in mine if r.get("refit", "none") == "none" and (
+                kind != "gptq" or (r["actorder"] == "static" and r["scale_search"] == "none"))),
+                None)
             verdict = better(decoder, best["scores"][key], refscore)
-            rows.append({
+            extra = {}
+            if scheme == "2:4":
+                # issue 15's bar for 2:4: the reference's best of SparseGPT and Wanda
+                refs2 = [r["scores"][key] for r in runs if r["tool"] == "llm-compressor"
+                         and r["scheme"] == "2:4" and r.get("scores")]
+                bar = min(refs2, key=lambda v: v * (1 if decoder else -1))
+                extra = {"reference_best_2of4": bar,
+                         "best_vs_reference_best_2of4": {1: "win", 0: "tie", -1: "loss"}[
+                             better(decoder, best["scores"][key], bar)]}
+            rows.append({**extra,
                 "model": model, "kind": kind, "scheme": scheme, "metric": key,
                 "reference": refscore,
                 "swiftcompress": {r["option"]: r["scores"][key] for r in mine},
@@ -438,7 +489,49 @@ def comparisons(doc):
 
 
 def fmt(x, decoder):
-    return f"{x:.5f}"
+    return f"{x:.5f}" if decoder else f"{x:.7f}"
+
+
+def per_sample_cosines(binary, original, candidate, tokens, scratch):
+    """Each held-out sample's embedding cosine, by evaluating it alone."""
+    lines = [line for line in open(tokens).read().splitlines() if line.strip()]
+    os.makedirs(scratch, exist_ok=True)
+    out = []
+    for i, line in enumerate(lines):
+        path = os.path.join(scratch, f"sample-{i}.jsonl")
+        with open(path, "w") as f:
+            f.write(line + "\n")
+        report, err = ref.evaluate(binary, original, candidate, path)
+        if report is None:
+            raise RuntimeError(err)
+        out.append(report["encoder"]["cosine_mean"])
+    return out
+
+
+def noise(args, doc, model):
+    """Paired per-sample differences of the best option against the like-for-like one."""
+    spec = ref.MODELS[model]
+    evals = ref.token_paths(model)[1]
+    work = os.path.join(os.path.abspath(args.out), model)
+    rows = []
+    for c in doc["comparisons"]:
+        if c["model"] != model or c.get("error") or c["best_option"] == c["like_for_like_option"]:
+            continue
+        cand = lambda name: os.path.join(work, "swiftcompress-" + name)  # noqa: E731
+        a = per_sample_cosines(args.swiftcompress, spec["path"], cand(c["like_for_like_option"]),
+                               evals, os.path.join(work, "samples"))
+        b = per_sample_cosines(args.swiftcompress, spec["path"], cand(c["best_option"]), evals,
+                               os.path.join(work, "samples"))
+        d = [y - x for x, y in zip(a, b)]
+        mean = sum(d) / len(d)
+        se = (sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
+        rows.append({"kind": c["kind"], "scheme": c["scheme"], "best": c["best_option"],
+                     "like_for_like": c["like_for_like_option"], "samples": len(d),
+                     "mean_difference": mean, "standard_error": se,
+                     "t": mean / se if se > 0 else None,
+                     "best_higher_on": sum(1 for x in d if x > 0)})
+        print(f"   noise {c['kind']} {c['scheme']}: {mean:+.2e} +- {se:.1e}", flush=True)
+    return rows
 
 
 def table_lines(doc):
@@ -448,31 +541,43 @@ def table_lines(doc):
         metric = "mean KLD (lower is better)" if decoder else "mean cosine (higher is better)"
         comps = [c for c in doc["comparisons"] if c["model"] == model]
         lines += [f"### {model}: {metric}", "",
-                  "| scheme | llm-compressor | swiftcompress actorder static | static + mse | "
-                  "actorder none | none + mse | best swiftcompress vs reference |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| scheme | llm-compressor | refit none, static (like for like) | "
+                  "refit none, static + mse | refit, static | refit, static + mse | "
+                  "refit, none | refit, none + mse | best swiftcompress vs reference |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for c in comps:
             if c.get("error"):
-                lines.append(f"| {c['kind']} {c['scheme']} | error | | | | | |")
+                lines.append(f"| {c['kind']} {c['scheme']} | error | | | | | | | |")
                 continue
             name = f"{c['kind']} {c['scheme']}"
             sc = c["swiftcompress"]
             if c["kind"] == "gptq":
                 base = f"gptq-{slug(c['scheme'])}-actorder-"
-                cells = [sc.get(base + "static"), sc.get(base + "static-mse"),
+                cells = [sc.get(base + "static-refit-none"), sc.get(base + "static-mse-refit-none"),
+                         sc.get(base + "static"), sc.get(base + "static-mse"),
                          sc.get(base + "none"), sc.get(base + "none-mse")]
                 cells = ["" if v is None else fmt(v, decoder) for v in cells]
                 best = c["best_option"].replace(base, "").replace("-mse", " + mse")
+                best = best.replace("-refit-none", ", refit none")
+                if not c["best_option"].endswith("-refit-none"):
+                    best = "refit, " + best
             else:
-                cells = [fmt(list(sc.values())[0], decoder), "—", "—", "—"]
-                best = c["kind"]
+                base = f"{c['kind']}-2of4"
+                cells = [sc.get(base + "-refit-none"), None, sc.get(base), None, None, None]
+                cells = ["—" if v is None else fmt(v, decoder) for v in cells]
+                best = c["kind"] + (", refit none" if c["best_option"].endswith("-refit-none")
+                                    else ", refit")
             pct = (c["best"] - c["reference"]) / c["reference"] * 100 if decoder else \
                 (c["best"] - c["reference"]) * 1e5
-            delta = f"{pct:+.1f} %" if decoder else f"{pct:+.1f}e-5"
+            delta = f"{pct:+.1f} %" if decoder else f"{pct:+.2f}e-5"
+            verdict = f"**{c['best_vs_reference']}** ({best}: {delta})"
+            if "reference_best_2of4" in c:
+                verdict += f"; vs the reference's best 2:4: **{c['best_vs_reference_best_2of4']}**"
             lines.append(f"| {name} | {fmt(c['reference'], decoder)} | " + " | ".join(cells)
-                         + f" | **{c['best_vs_reference']}** ({best}: {delta}) |")
+                         + f" | {verdict} |")
+        lines += noise_lines(doc, model)
         lines += ["", f"Time and memory on {model} (swiftcompress: actorder static, no scale "
-                  "search, the like-for-like option; best of "
+                  "search, refit none, the like-for-like option; best of "
                   f"{doc['settings']['repeats']}):", "",
                   "| scheme | llm-compressor oneshot s | llm-compressor process s | "
                   "swiftcompress process s | ratio oneshot / swiftcompress | "
@@ -515,6 +620,22 @@ def table_lines(doc):
         if "swiftcompress_rss_over_bound" in large:
             lines.append(f"swiftcompress peak RSS / bound = **{large['swiftcompress_rss_over_bound']:.2f}**.")
         lines.append("")
+    return lines
+
+
+def noise_lines(doc, model):
+    rows = doc.get("noise", {}).get(model, [])
+    if not rows:
+        return []
+    lines = ["", f"Noise on {model}: per held-out sample, the best option's cosine minus the "
+             "like-for-like option's (equal to llm-compressor's), paired over "
+             f"{rows[0]['samples']} samples:", "",
+             "| scheme | best option | mean difference | standard error | mean / SE | "
+             "samples where best is higher |", "|---|---|---|---|---|---|"]
+    for n in rows:
+        lines.append(f"| {n['kind']} {n['scheme']} | {n['best']} | {n['mean_difference']:+.2e} | "
+                     f"{n['standard_error']:.1e} | {n['t']:.1f} | "
+                     f"{n['best_higher_on']}/{n['samples']} |")
     return lines
 
 
@@ -566,9 +687,7 @@ def cmd_run(args):
                               "WandaPruningModifier(sparsity=0.5, mask_structure='2:4'); "
                               "oneshot(pipeline=sequential, batch_size=1, "
                               "shuffle_calibration_samples=False)",
-            "swiftcompress": "quantize --method gptq --tokens CAL [--group-size G] "
-                             "--scale-search none|mse --actorder static|none; prune --method "
-                             "sparsegpt|wanda --pattern 2:4 --tokens CAL; --jobs THREADS",
+            "swiftcompress": SWIFT_SETTINGS,
             "timing": "swiftcompress: whole CLI process, best of repeats; llm-compressor: "
                       "best oneshot call and best whole process (python start, imports, "
                       "load, oneshot, save) over repeats fresh processes; peak RSS: "
@@ -579,6 +698,7 @@ def cmd_run(args):
     for model in args.models:
         doc["runs"] += fixture_runs(args, model)
     doc["comparisons"] = comparisons(doc)
+    doc["noise"] = {m: noise(args, doc, m) for m in args.models if m != "llama"}
     if args.large_model:
         doc["large"] = large_runs(args)
     doc["load_average_end"] = load()
@@ -593,6 +713,38 @@ def write(doc, args):
             json.dump(doc, f, indent=2)
             f.write("\n")
     print("\n".join(table_lines(doc)))
+
+
+def cmd_ours(args):
+    """Reruns only swiftcompress's fixture options into an existing results JSON."""
+    args.swiftcompress = os.path.abspath(args.swiftcompress)
+    args.ours_only = True
+    with open(args.json) as f:
+        doc = json.load(f)
+    replaced = [r for r in doc["runs"] if r["tool"] == "swiftcompress" and
+                r["model"] in args.models]
+    if replaced and "swiftcompress_runs_previous" not in doc:
+        # kept: the rows the first complete run measured (its timings were taken at a lower load)
+        doc["swiftcompress_runs_previous"] = replaced
+    doc["runs"] = [r for r in doc["runs"] if r not in replaced]
+    doc["settings"]["swiftcompress"] = SWIFT_SETTINGS
+    doc["settings"]["repeats_swiftcompress"] = args.repeats
+    doc["swiftcompress_rows"] = (
+        "swiftcompress's fixture rows were rerun by 'calibrated.py ours' "
+        f"({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, commit "
+        + subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip()
+        + ", each row's measured_utc); the llm-compressor rows and the large section are "
+        "from the run started at " + doc.get("started_utc", "?") + ", not rerun")
+    if "swiftcompress_runs_previous" in doc:
+        doc["swiftcompress_rows"] += (
+            "; the swiftcompress rows that run measured (before the refit existed: their options "
+            "are the -refit-none ones here) are kept as swiftcompress_runs_previous")
+    for model in args.models:
+        doc["runs"] += fixture_runs(args, model)
+    doc["comparisons"] = comparisons(doc)
+    doc["noise"] = {m: noise(args, doc, m) for m in args.models if m != "llama"}
+    write(doc, args)
 
 
 def cmd_large(args):
@@ -633,6 +785,14 @@ def main():
                      ("--json", {"default": os.path.join(ROOT, "Benchmarks", "results",
                                                          "calibrated.json")})]:
         lg.add_argument(name, **kw)
+    o = sub.add_parser("ours")
+    for name, kw in [("--swiftcompress", {"required": True}), ("--out", {"required": True}),
+                     ("--models", {"nargs": "*", "default": list(ref.MODELS)}),
+                     ("--threads", {"type": int, "default": 1}),
+                     ("--repeats", {"type": int, "default": 3}),
+                     ("--json", {"default": os.path.join(ROOT, "Benchmarks", "results",
+                                                         "calibrated.json")})]:
+        o.add_argument(name, **kw)
     t = sub.add_parser("table")
     t.add_argument("results", nargs="?",
                    default=os.path.join(ROOT, "Benchmarks", "results", "calibrated.json"))
@@ -648,8 +808,8 @@ def main():
     c.add_argument("--ignore", nargs="*", default=[])
     c.add_argument("--causal", action="store_true")
     args = p.parse_args()
-    {"run": cmd_run, "large": cmd_large, "table": cmd_table, "_ref": cmd_ref_child,
-     "_fwd": cmd_forward_child}[args.cmd](args)
+    {"run": cmd_run, "ours": cmd_ours, "large": cmd_large, "table": cmd_table,
+     "_ref": cmd_ref_child, "_fwd": cmd_forward_child}[args.cmd](args)
 
 
 if __name__ == "__main__":

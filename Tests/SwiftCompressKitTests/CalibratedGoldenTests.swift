@@ -72,7 +72,7 @@ import Testing
     let rows = weight.count / columns
     let pass = try QuantizePass(
       configuration: QuantizePass.Configuration(
-        scheme: c.scheme, groupSize: c.groupSize, method: .gptq, actorder: c.order))
+        scheme: c.scheme, groupSize: c.groupSize, method: .gptq, actorder: c.order, refit: .none))
     let method = GPTQMethod(pass: pass)
     let done = try Self.input(weight, rows: rows, columns: columns) {
       try method.compress(
@@ -97,6 +97,7 @@ import Testing
     var configuration = PrunePass.Configuration(
       method: .sparsegpt, sparsity: twoFour ? nil : 0.5, pattern: twoFour ? NMPattern("2:4") : nil)
     configuration.blockSize = 128
+    configuration.refit = .none  // the reference's values; the refit is tested in RefitTests
     let method = SparseGPTMethod(pass: try PrunePass(configuration: configuration))
     let done = try Self.input(weight, rows: rows, columns: columns) {
       try method.compress(
@@ -119,10 +120,10 @@ import Testing
     let columns = scalars.count
     let rows = weight.count / columns
     let twoFour = file.contains("2of4")
-    let pass = try PrunePass(
-      configuration: PrunePass.Configuration(
-        method: .wanda, sparsity: twoFour ? nil : 0.5, pattern: twoFour ? NMPattern("2:4") : nil))
-    let method = WandaMethod(pass: pass)
+    var configuration = PrunePass.Configuration(
+      method: .wanda, sparsity: twoFour ? nil : 0.5, pattern: twoFour ? NMPattern("2:4") : nil)
+    configuration.refit = .none  // the reference's values; the refit is tested in RefitTests
+    let method = WandaMethod(pass: try PrunePass(configuration: configuration))
     let done = try Self.input(weight, rows: rows, columns: columns) {
       try method.compress(
         $0, module: Self.module,

@@ -54,6 +54,7 @@ private let samples: [StageKind: [String: RecipeValue]] = [
     "calibration": .scalar("stats.safetensors"), "seed": .scalar("7"), "sparse_format": .scalar("bitmask"),
     "structure": .scalar("heads"), "ratio": .scalar("0.5"), "norm": .scalar("l1"), "shrink": .scalar("true"),
     "ignore": .list(["lm_head", "re:.*gate_proj"]), "dampening": .scalar("0.05"), "block_size": .scalar("64"),
+    "refit": .scalar("none"),
   ],
   .factorize: [
     "method": .scalar("lq"), "rank": .scalar("8"), "energy": .scalar("0.9"), "max_error": .scalar("0.2"),
@@ -66,6 +67,7 @@ private let samples: [StageKind: [String: RecipeValue]] = [
     "residual_rank": .scalar("8"), "residual_iterations": .scalar("5"), "ignore": .list(["lm_head", "re:.*gate_proj"]),
     "method": .scalar("gptq"), "dampening": .scalar("0.05"), "block_size": .scalar("64"), "actorder": .scalar("none"),
     "rotation_block": .scalar("32"),
+    "refit": .scalar("none"),
   ],
 ]
 
@@ -75,12 +77,12 @@ private func required(_ kind: StageKind, for key: String) -> [String: RecipeValu
   switch kind {
   case .prune:
     key == "method"
-      ? [:] : ["method": .scalar(["dampening", "block_size"].contains(key) ? "sparsegpt" : "magnitude")]
+      ? [:] : ["method": .scalar(["dampening", "block_size", "refit"].contains(key) ? "sparsegpt" : "magnitude")]
   case .factorize: RankRule.CodingKeys.allCases.map(\.stringValue).contains(key) ? [:] : ["rank": .scalar("16")]
   case .quantize:
     ["scheme": .scalar("W4A16")].merging(key == "residual_iterations" ? ["residual_rank": .scalar("4")] : [:]) {
       $1
-    }.merging(["dampening", "block_size", "actorder"].contains(key) ? ["method": .scalar("gptq")] : [:]) { $1 }
+    }.merging(["dampening", "block_size", "actorder", "refit"].contains(key) ? ["method": .scalar("gptq")] : [:]) { $1 }
   }
 }
 

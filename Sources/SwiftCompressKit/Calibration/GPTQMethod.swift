@@ -6,16 +6,21 @@ import Foundation
 /// shared global scale) is fixed from the original weight, `ErrorFeedback` rounds the columns
 /// to it while moving their errors into the columns not yet rounded, and the codec writes the
 /// result in the same layout as round-to-nearest (so every loader reads it the same way).
+/// With `refit` (the default, `--refit ls`) the values, and integer grids' scales, are then refit
+/// by least squares under the same H (`Refit`).
 public struct GPTQMethod: CalibratedMethod {
   /// The quantize pass, prepared for the checkpoint (global scales, model adapter).
   public let pass: QuantizePass
   public let feedback: ErrorFeedback
+  /// The least-squares refit after GPTQ; nil for GPTQ's own values (`--refit none`).
+  public let refit: Refit?
 
   public init(pass: QuantizePass) {
     self.pass = pass
     let configuration = pass.configuration
     feedback = ErrorFeedback(
       blockSize: configuration.blockSize, dampening: configuration.dampening, order: configuration.actorder)
+    refit = configuration.refit == .ls ? Refit(dampening: configuration.dampening) : nil
   }
 
   public var name: String { "gptq" }
@@ -66,7 +71,13 @@ public struct GPTQMethod: CalibratedMethod {
     let solved = try feedback.run(
       weight: original, rows: rows, columns: columns, hessian: gram, module: module, shared: inputs.shared
     ) { column, values in grid.round(column: column, values: values) }
-    var result = try grid.encode(values: solved.values)
+    var (onGrid, values) = (grid, solved.values)
+    if let refit {
+      let refined = refit.refine(
+        grid: grid, original: original, start: solved.values, hessian: gram, dtype: weight.descriptor.dtype)
+      (onGrid, values) = (refined.grid, refined.result.values)
+    }
+    var result = try onGrid.encode(values: values)
     // What decompress gives back, for the next layers and the error.
     let (planned, _) = try pass.codec.layout(of: weight.descriptor, module: module)
     var bytes: [[UInt8]] = []

@@ -5,10 +5,13 @@ import Foundation
 /// pass: per module, the mask chosen column block by column block from w²/U_jj² (unstructured:
 /// the pass's sparsity of each block; N:M: per row the M - N smallest of every M inputs), the
 /// pruned weights' error moved into the inputs not yet visited (`ErrorFeedback`). Written in the
-/// pass's format (dense, or compressed-tensors' bitmask).
+/// pass's format (dense, or compressed-tensors' bitmask). With `refit` (the default, `--refit ls`)
+/// the kept weights are then the exact least-squares solution for the mask (`Refit`).
 public struct SparseGPTMethod: CalibratedMethod {
   public let pass: PrunePass
   public let feedback: ErrorFeedback
+  /// The least-squares refit for the chosen mask; nil for SparseGPT's own values (`--refit none`).
+  public let refit: Refit?
 
   public init(pass: PrunePass) {
     self.pass = pass
@@ -17,6 +20,7 @@ public struct SparseGPTMethod: CalibratedMethod {
       configuration.pattern.map { .nOfM(n: $0.m - $0.n, m: $0.m) } ?? .unstructured(configuration.sparsity ?? 0)
     feedback = ErrorFeedback(
       blockSize: configuration.blockSize, dampening: configuration.dampening, order: .none, mask: mask)
+    refit = configuration.refit == .ls ? Refit(dampening: configuration.dampening) : nil
   }
 
   public var name: String { "sparsegpt" }
@@ -38,21 +42,34 @@ public struct SparseGPTMethod: CalibratedMethod {
     let solved = try feedback.run(
       weight: original, rows: rows, columns: columns, hessian: gram, module: module, shared: inputs.shared,
       round: nil)
-    let (result, dense) = try pass.encodePruned(solved.values, original: original, like: weight.descriptor)
+    var values = solved.values
+    if let refit {
+      values =
+        refit.solveMasked(original: original, start: values, rows: rows, columns: columns, hessian: gram).values
+    }
+    let (result, dense) = try pass.encodePruned(values, original: original, like: weight.descriptor)
     return CalibratedModule(result: result, dense: dense, warnings: solved.warnings)
   }
 }
 
 /// Wanda (Sun et al. 2023, arXiv 2306.11695) with its norms gathered in the same run, layer by
 /// layer (each layer's ||X_j|| measured on the outputs of the already pruned layers before it, as
-/// llm-compressor's sequential pipeline does), instead of read from a `calibrate` file.
+/// llm-compressor's sequential pipeline does), instead of read from a `calibrate` file. With
+/// `refit` (the default, `--refit ls`) the kept weights are then the exact least-squares solution
+/// for Wanda's mask under H = XᵀX (`Refit`), which the run then gathers too.
 public struct WandaMethod: CalibratedMethod {
   public let pass: PrunePass
+  /// The least-squares refit for Wanda's mask; nil for Wanda's own values (`--refit none`).
+  public let refit: Refit?
 
-  public init(pass: PrunePass) { self.pass = pass }
+  public init(pass: PrunePass) {
+    self.pass = pass
+    let configuration = pass.configuration
+    refit = configuration.refit == .ls ? Refit(dampening: configuration.dampening) : nil
+  }
 
   public var name: String { "wanda" }
-  public var needsGram: Bool { false }
+  public var needsGram: Bool { refit != nil }
   public var fallback: String { "pruned by magnitude" }
 
   public func selects(_ weight: TensorDescriptor, module: String) throws(SwiftCompressError) -> Bool {
@@ -71,8 +88,15 @@ public struct WandaMethod: CalibratedMethod {
     guard case .owned(let bytes) = scored.outputs.first else {
       throw .passBrokePlan(pass: name, tensor: weight.descriptor.name, reason: "pruned outputs must be owned")
     }
-    let values = bytes.withUnsafeBytes {
+    var values = bytes.withUnsafeBytes {
       Float32Conversion.floats($0, dtype: weight.descriptor.dtype, count: weight.elementCount)
+    }
+    if let refit, let gram = inputs.gram {
+      let (rows, columns) = (weight.descriptor.shape[0], weight.descriptor.shape[1])
+      values =
+        refit.solveMasked(
+          original: weight.floats(), start: values, rows: rows, columns: columns, hessian: gram
+        ).values
     }
     let (result, dense) = try pass.encodePruned(values, original: weight.floats(), like: weight.descriptor)
     return CalibratedModule(result: result, dense: dense)

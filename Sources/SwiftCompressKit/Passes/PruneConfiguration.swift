@@ -27,6 +27,9 @@ extension PrunePass {
     public var dampening: Double = ErrorFeedback.defaultDampening
     /// SparseGPT: columns per mask block and lazy batch update.
     public var blockSize: Int = ErrorFeedback.defaultBlockSize
+    /// SparseGPT and Wanda from calibration data: the exact least-squares values of the weights
+    /// the mask keeps (`Refit`), or none (the method's own values, llm-compressor's).
+    public var refit: Refit.Mode = defaultRefit
 
     // The value of each option left out.
     /// Wanda compares weights within a row (its paper's comparison group); the others
@@ -37,6 +40,7 @@ extension PrunePass {
     public static let defaultIgnore = ["lm_head"]
     public static let defaultNorm = UnitNorm.l2
     public static let defaultShrink = false
+    public static let defaultRefit = Refit.Mode.none
 
     public init(
       method: PruneMethod, sparsity: Double? = nil, scope: PruneScope? = nil, pattern: NMPattern? = nil,
@@ -82,6 +86,7 @@ extension PrunePass {
         shrink: try c.decodeIfPresent(Bool.self, forKey: .shrink) ?? Self.defaultShrink)
       dampening = try c.decodeIfPresent(Double.self, forKey: .dampening) ?? ErrorFeedback.defaultDampening
       blockSize = try c.decodeIfPresent(Int.self, forKey: .blockSize) ?? ErrorFeedback.defaultBlockSize
+      refit = try c.decodeIfPresent(Refit.Mode.self, forKey: .refit) ?? Self.defaultRefit
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -102,10 +107,11 @@ extension PrunePass {
         try c.encode(dampening, forKey: .dampening)
         try c.encode(blockSize, forKey: .blockSize)
       }
+      if method == .sparsegpt || (method == .wanda && calibration == nil) { try c.encode(refit, forKey: .refit) }
     }
 
     enum CodingKeys: String, CodingKey {
-      case method, sparsity, scope, pattern, calibration, seed, ignore, structure, ratio, norm, shrink, dampening
+      case method, sparsity, scope, pattern, calibration, seed, ignore, structure, ratio, norm, shrink, dampening, refit
       case sparseFormat = "sparse_format"
       case blockSize = "block_size"
     }
@@ -116,7 +122,7 @@ extension PrunePass.Configuration: RecipeStageConfiguration {
   public static let stageKind = StageKind.prune
   public static let optionKeys = [
     "method", "sparsity", "scope", "pattern", "calibration", "seed", "sparse_format", "structure", "ratio", "norm",
-    "shrink", "ignore", "dampening", "block_size",
+    "shrink", "ignore", "dampening", "block_size", "refit",
   ]
   public static let overrideKeys = ["method", "sparsity", "pattern", "seed"]
 

@@ -37,6 +37,9 @@ extension QuantizePass {
     /// The block of the online block-wise Hadamard rotation (`OnlineRotation`) of every
     /// quantized module's input, written as `transform_config`; nil for none.
     public var rotationBlock: Int?
+    /// GPTQ: the least-squares refit of the values (and integer scales) on the grid after GPTQ
+    /// (`Refit`), or none (llm-compressor's values).
+    public var refit: Refit.Mode
 
     // The value of each option left out.
     public static let defaultGroupSize = 128
@@ -46,12 +49,14 @@ extension QuantizePass {
     public static let defaultDampening = ErrorFeedback.defaultDampening
     public static let defaultBlockSize = ErrorFeedback.defaultBlockSize
     public static let defaultActorder = ErrorFeedback.Order.static
+    public static let defaultRefit = Refit.Mode.none
 
     public init(
       scheme: QuantizationScheme, groupSize: Int = defaultGroupSize, ignore: [String] = defaultIgnore,
       scaleSearch: ScaleSearch = defaultScaleSearch, method: QuantizationMethod = defaultMethod,
       dampening: Double = defaultDampening, blockSize: Int = defaultBlockSize,
-      actorder: ErrorFeedback.Order = defaultActorder, rotationBlock: Int? = nil
+      actorder: ErrorFeedback.Order = defaultActorder, rotationBlock: Int? = nil,
+      refit: Refit.Mode = defaultRefit
     ) {
       self.scheme = scheme
       self.groupSize = groupSize
@@ -62,10 +67,11 @@ extension QuantizePass {
       self.blockSize = blockSize
       self.actorder = actorder
       self.rotationBlock = rotationBlock
+      self.refit = refit
     }
 
     enum CodingKeys: String, CodingKey {
-      case scheme, groupSize, ignore, scaleSearch, method, dampening, blockSize, actorder, rotationBlock
+      case scheme, groupSize, ignore, scaleSearch, method, dampening, blockSize, actorder, rotationBlock, refit
     }
 
     /// GPTQ's keys are written only for GPTQ, so round-to-nearest recipes read as before.
@@ -81,6 +87,7 @@ extension QuantizePass {
       try c.encode(dampening, forKey: .dampening)
       try c.encode(blockSize, forKey: .blockSize)
       try c.encode(actorder, forKey: .actorder)
+      try c.encode(refit, forKey: .refit)
     }
 
     /// Every key but `scheme` may be left out.
@@ -95,7 +102,8 @@ extension QuantizePass {
         dampening: try c.decodeIfPresent(Double.self, forKey: .dampening) ?? Self.defaultDampening,
         blockSize: try c.decodeIfPresent(Int.self, forKey: .blockSize) ?? Self.defaultBlockSize,
         actorder: try c.decodeIfPresent(ErrorFeedback.Order.self, forKey: .actorder) ?? Self.defaultActorder,
-        rotationBlock: try c.decodeIfPresent(Int.self, forKey: .rotationBlock))
+        rotationBlock: try c.decodeIfPresent(Int.self, forKey: .rotationBlock),
+        refit: try c.decodeIfPresent(Refit.Mode.self, forKey: .refit) ?? Self.defaultRefit)
     }
   }
 }
@@ -119,7 +127,7 @@ public struct QuantizeStageConfiguration: RecipeStageConfiguration, Equatable {
   public static let stageKind = StageKind.quantize
   public static let optionKeys = [
     "scheme", "group_size", "scale_search", "ignore", "residual_rank", "residual_iterations", "method", "dampening",
-    "block_size", "actorder", "rotation_block",
+    "block_size", "actorder", "rotation_block", "refit",
   ]
   public static let overrideKeys = ["scale_search"]
 

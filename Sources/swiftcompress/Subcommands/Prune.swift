@@ -67,6 +67,13 @@ extension SwiftCompressCommand {
       help: "SparseGPT: columns per mask block and lazy batch update (default: \(ErrorFeedback.defaultBlockSize)).")
     var blockSize: Int?
 
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "SparseGPT, and Wanda from --data/--tokens: none (default) keeps the method's own values (llm-compressor's); ls replaces the kept weights by the least-squares solution for the mask under H = XᵀX: lower error, but several times the method's time on large modules. See docs/calibration.md.",
+        valueName: "ls|none"))
+    var refit: Refit.Mode?
+
     @OptionGroup(title: "Calibration data (--method sparsegpt, or wanda without --calibration)")
     var calibrationData: DataOptions
 
@@ -144,6 +151,10 @@ extension SwiftCompressCommand {
         "--method sparsegpt, which prunes --sparsity of each block of columns (its paper's rule)")
       try refuse("--dampening", given: dampening != nil && method != .sparsegpt, "--method \(method.rawValue)")
       try refuse("--block-size", given: blockSize != nil && method != .sparsegpt, "--method \(method.rawValue)")
+      try refuse(
+        "--refit", given: refit != nil && !calibrated,
+        method == .wanda ? "--method wanda with --calibration (give --data or --tokens)" : "--method \(method.rawValue)"
+      )
     }
 
     func run() throws {
@@ -157,6 +168,7 @@ extension SwiftCompressCommand {
         if let norm { configuration.norm = norm }
         if let dampening { configuration.dampening = dampening }
         if let blockSize { configuration.blockSize = blockSize }
+        if let refit { configuration.refit = refit }
         var pass = try PrunePass(configuration: configuration)
         let shared = self.options.output
         pass.calibrationPending = pass.needsCalibrationData

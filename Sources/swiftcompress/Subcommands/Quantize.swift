@@ -5,6 +5,7 @@ import SwiftCompressKit
 extension ScaleSearch: ExpressibleByArgument {}
 extension QuantizationMethod: ExpressibleByArgument {}
 extension ErrorFeedback.Order: ExpressibleByArgument {}
+extension Refit.Mode: ExpressibleByArgument {}
 
 extension QuantizationScheme: ExpressibleByArgument {
   /// A preset name, case-insensitively (MXFP4 and NVFP4 for the A16 presets); an
@@ -78,6 +79,13 @@ extension SwiftCompressCommand {
         valueName: "static|none"))
     var actorder: ErrorFeedback.Order?
 
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "GPTQ: none (default) keeps GPTQ's own values (llm-compressor's); ls then refits the values on the grid, and integer scales, by least squares under the same H: lower error, but several times GPTQ's time on large modules. See docs/calibration.md.",
+        valueName: "ls|none"))
+    var refit: Refit.Mode?
+
     @OptionGroup(title: "Calibration data (--method gptq)") var calibration: DataOptions
 
     @OptionGroup var calibrationRun: CalibrationRunOptions
@@ -118,8 +126,8 @@ extension SwiftCompressCommand {
           throw ValidationError(
             "--data and --tokens are calibration data for --method gptq; round-to-nearest needs none.")
         }
-        if dampening != nil || blockSize != nil || actorder != nil {
-          throw ValidationError("--dampening, --block-size and --actorder are GPTQ's: add --method gptq.")
+        if dampening != nil || blockSize != nil || actorder != nil || refit != nil {
+          throw ValidationError("--dampening, --block-size, --actorder and --refit are GPTQ's: add --method gptq.")
         }
       } else {
         try calibration.requireGiven()
@@ -151,6 +159,7 @@ extension SwiftCompressCommand {
         if let blockSize { configuration.blockSize = blockSize }
         if let actorder { configuration.actorder = actorder }
         configuration.rotationBlock = rotate?.block
+        if let refit { configuration.refit = refit }
         var pass = try QuantizePass(configuration: configuration)
         pass.calibrationPending = method == .gptq
         let options = try self.options.compression(
