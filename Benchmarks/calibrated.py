@@ -614,11 +614,29 @@ def table_lines(doc):
         if "ratio_oneshot" in large:
             lines += ["", f"Ratio llm-compressor / swiftcompress: oneshot call "
                       f"{large['ratio_oneshot']:.2f}, whole process {large['ratio_process']:.2f}."]
-        lines += ["", "RSS bound (issue 15): " + ", ".join(
-            f"{k.replace('_', ' ')} {v / mib:.1f} MiB" for k, v in b.items() if k != "total")
+        lines += ["", "RSS bound (issue 15), narrow reading (one intermediate, one H): " + ", ".join(
+            f"{k.replace('_', ' ')} {v / mib:.1f} MiB" for k, v in b.items()
+            if k not in ("total", "whole_layer_reading"))
             + f"; total **{b['total'] / mib:.1f} MiB**."]
         if "swiftcompress_rss_over_bound" in large:
             lines.append(f"swiftcompress peak RSS / bound = **{large['swiftcompress_rss_over_bound']:.2f}**.")
+        whole = b.get("whole_layer_reading")
+        if whole:
+            lines += ["", "The same bound read as one layer's whole working set: " + ", ".join(
+                f"{k.replace('_', ' ')} {v / mib:.1f} MiB" for k, v in whole.items() if k != "total")
+                + f"; total **{whole['total'] / mib:.1f} MiB**; swiftcompress peak RSS / bound = "
+                f"**{large.get('swiftcompress_rss_over_whole_layer_bound', float('nan')):.2f}**."]
+        split = sc.get("calibration_split_seconds")
+        if split and "reference_forward" in large:
+            lines += ["", f"swiftcompress's calibration: forward passes {split['forward_passes']:.1f} s, "
+                      f"statistics {split['statistics']:.1f} s, gptq {split['gptq']:.1f} s. "
+                      f"transformers' forward of the same samples, twice (the sequential pipeline "
+                      f"runs each layer twice): {large['reference_forward'].get('two_passes_seconds', float('nan')):.1f} s."]
+        if "ratio_beyond_forward" in large:
+            bf = large["beyond_forward_seconds"]
+            lines.append(f"Beyond the forward passes: llm-compressor {bf['llm_compressor_oneshot']:.1f} s, "
+                         f"swiftcompress {bf['swiftcompress_process']:.1f} s: "
+                         f"**{large['ratio_beyond_forward']:.2f}x**.")
         lines.append("")
     return lines
 
