@@ -525,6 +525,11 @@ def main():
         for scheme in GPTQ_SCHEMES:
             guarded(lambda: check_quantized(binary, work, model_name, f"{scheme}-gptq",
                                             ["--scheme", scheme, "--method", "gptq", *data]), model_name, f"{scheme}-gptq")
+        # The least-squares refit rewrites values and integer scales in the same layout.
+        for scheme in ("W4A16", "NVFP4A16"):
+            guarded(lambda: check_quantized(binary, work, model_name, f"{scheme}-gptq-refit",
+                                            ["--scheme", scheme, "--method", "gptq", "--refit", "ls", *data]),
+                    model_name, f"{scheme}-gptq-refit")
         if model_name == "llama":
             guarded(lambda: check_quantized(binary, work, model_name, "W4A16-gptq-rotate",
                                             ["--scheme", "W4A16", "--method", "gptq", "--rotate", "hadamard", *data]),
