@@ -14,7 +14,8 @@ struct SwiftCompressCommand: ParsableCommand {
       """,
     version: SwiftCompressVersion.current,
     subcommands: [
-      Inspect.self, Verify.self, Convert.self, Quantize.self, Prune.self, Factorize.self, Decompress.self, Rotate.self,
+      Inspect.self, Verify.self, Convert.self, Quantize.self, Analyze.self, Prune.self, Factorize.self, Decompress.self,
+      Rotate.self,
       Run.self, Diff.self, Merge.self, Evaluate.self, Calibrate.self, Tokenize.self,
     ]
   )

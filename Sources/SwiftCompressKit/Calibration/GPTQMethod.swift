@@ -66,7 +66,7 @@ public struct GPTQMethod: CalibratedMethod {
     let (rows, columns) = (weight.descriptor.shape[0], weight.descriptor.shape[1])
     let context = QuantizationContext(
       scaleSearch: pass.configuration.scaleSearch, globalScale: pass.globalScales[module])
-    let grid = try pass.codec.grid(for: weight, context: context)
+    let grid = try pass.codec(ofModule: module).grid(for: weight, context: context)
     let original = weight.floats()
     let solved = try feedback.run(
       weight: original, rows: rows, columns: columns, hessian: gram, module: module, shared: inputs.shared
@@ -79,7 +79,7 @@ public struct GPTQMethod: CalibratedMethod {
     }
     var result = try onGrid.encode(values: values)
     // What decompress gives back, for the next layers and the error.
-    let (planned, _) = try pass.codec.layout(of: weight.descriptor, module: module)
+    let (planned, _) = try pass.codec(ofModule: module).layout(of: weight.descriptor, module: module)
     var bytes: [[UInt8]] = []
     for output in result.outputs {
       guard case .owned(let data) = output else {
@@ -87,7 +87,7 @@ public struct GPTQMethod: CalibratedMethod {
       }
       bytes.append(data)
     }
-    let dense = try pass.codec.decode(outputs: planned, data: bytes, shape: weight.descriptor.shape)
+    let dense = try pass.codec(ofModule: module).decode(outputs: planned, data: bytes, shape: weight.descriptor.shape)
     var error = ErrorAccumulator()
     original.withUnsafeBufferPointer { r in
       dense.withUnsafeBufferPointer { o in error.add(reference: r, reconstruction: o) }

@@ -73,6 +73,21 @@ public struct StoredLayout: Sendable {
       return StoredLayout(
         codecs: [try SparseBitmaskCodec.reading(checkpoint)], modelDType: nil, record: .sparsity)
     }
+    if (quantization["config_groups"]?.members?.count ?? 0) > 1 {
+      // Mixed precision: each module decodes with its config group's codec.
+      if factorized || quantization["transform_config"]?.members?.isEmpty == false
+        || config[LowRankRecord.residualConfigKey] != nil
+      {
+        throw .invalidFile(
+          path: path,
+          reason:
+            "several config groups together with factors, a low-rank residual or transform_config are not supported by decompress"
+        )
+      }
+      return StoredLayout(
+        codecs: [try ConfigGroupsCodec(quantization, path: path)], modelDType: Self.modelDType(config),
+        record: .quantization)
+    }
     guard let codec = QuantizationConfig.codec(of: quantization) else {
       let bits = quantization["config_groups"]?.members?.first?.value["weights"]?["num_bits"]?.uint64Value ?? 0
       throw .invalidFile(
@@ -81,13 +96,7 @@ public struct StoredLayout: Sendable {
           "quantization format '\(formatName)' with \(bits)-bit weights is not supported; supported: \(QuantizationConfig.readableFormats)"
       )
     }
-    let torchDType: DType? =
-      switch config["torch_dtype"]?.stringValue ?? config["dtype"]?.stringValue {
-      case "bfloat16": .bf16
-      case "float16": .f16
-      case "float32": .f32
-      default: nil
-      }
+    let torchDType = modelDType(config)
     var codecs: [any WeightCodec] = []
     if factorized {
       // factorize then quantize: the quantized factors are multiplied out too.
@@ -100,6 +109,16 @@ public struct StoredLayout: Sendable {
       codecs.append(LowRankResidualCodec(base: codec))
     }
     return StoredLayout(codecs: codecs, modelDType: torchDType, record: .quantization)
+  }
+
+  /// The dtype config.json's `torch_dtype` (or `dtype`) names, nil when absent or not a float dtype.
+  static func modelDType(_ config: JSONValue) -> DType? {
+    switch config["torch_dtype"]?.stringValue ?? config["dtype"]?.stringValue {
+    case "bfloat16": .bf16
+    case "float16": .f16
+    case "float32": .f32
+    default: nil
+    }
   }
 
   /// Refuses a checkpoint whose config.json records a quantization: pruning or factorizing

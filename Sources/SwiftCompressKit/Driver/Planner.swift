@@ -118,6 +118,7 @@ extension Compressor {
     var plan = CompressionPlan(
       entries: entries, layout: layout, shardOfOutput: shardOfOutput, metadata: metadata, pass: pass)
     plan.warnings = pass.warnings + options.selection.unmatchedPatterns(in: checkpoint.tensors.map(\.name))
+    plan.notes = pass.notes
     for warning in pass.selectionWarnings(for: checkpoint) where !plan.warnings.contains(warning) {
       plan.warnings.append(warning)
     }

@@ -147,6 +147,10 @@ public protocol CompressionPass: Sendable {
   /// overrides) that match nothing in `checkpoint`, one warning each.
   func selectionWarnings(for checkpoint: Checkpoint) -> [String]
 
+  /// Lines for the report's notes about what the prepared pass decided for the whole model
+  /// (a mixed-precision allocation); none by default.
+  var notes: [String] { get }
+
   /// Whether the default selection (1-D, embedding and integer tensors kept) applies;
   /// a pass that must see every tensor (decompress) returns false. `--include` and
   /// `--exclude` always apply.
@@ -250,6 +254,8 @@ extension CompressionPass {
   public var warnings: [String] { [] }
 
   public func selectionWarnings(for checkpoint: Checkpoint) -> [String] { [] }
+
+  public var notes: [String] { [] }
 
   public var measuresError: Bool { true }
 

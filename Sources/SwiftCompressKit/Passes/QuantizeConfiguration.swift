@@ -40,6 +40,18 @@ extension QuantizePass {
     /// GPTQ: the least-squares refit of the values (and integer scales) on the grid after GPTQ
     /// (`Refit`), or none (llm-compressor's values).
     public var refit: Refit.Mode
+    /// `--scheme-for REGEX=SCHEME`: weights whose name a rule's expression is found in are
+    /// stored as its scheme (or kept); later rules win. The output then holds one
+    /// compressed-tensors config group per scheme.
+    public var schemeFor: [SchemeRule]
+    /// `--target-bpw` / `--target-size`: choose one of `candidates` per module to minimise
+    /// the estimated loss within this size (`Allocator`); nil for none.
+    public var target: AllocationTarget?
+    /// The schemes the allocation chooses from.
+    public var candidates: [SchemeChoice]
+    /// `calibrate`'s statistics file: the allocation then weighs each input channel's error by
+    /// its second moment (`Sensitivity`); nil: the weight error alone.
+    public var statistics: String?
 
     // The value of each option left out.
     public static let defaultGroupSize = 128
@@ -50,13 +62,15 @@ extension QuantizePass {
     public static let defaultBlockSize = ErrorFeedback.defaultBlockSize
     public static let defaultActorder = ErrorFeedback.Order.static
     public static let defaultRefit = Refit.Mode.none
+    public static let defaultCandidates = SchemeChoice.defaultCandidates
 
     public init(
       scheme: QuantizationScheme, groupSize: Int = defaultGroupSize, ignore: [String] = defaultIgnore,
       scaleSearch: ScaleSearch = defaultScaleSearch, method: QuantizationMethod = defaultMethod,
       dampening: Double = defaultDampening, blockSize: Int = defaultBlockSize,
       actorder: ErrorFeedback.Order = defaultActorder, rotationBlock: Int? = nil,
-      refit: Refit.Mode = defaultRefit
+      refit: Refit.Mode = defaultRefit, schemeFor: [SchemeRule] = [], target: AllocationTarget? = nil,
+      candidates: [SchemeChoice] = defaultCandidates, statistics: String? = nil
     ) {
       self.scheme = scheme
       self.groupSize = groupSize
@@ -68,10 +82,21 @@ extension QuantizePass {
       self.actorder = actorder
       self.rotationBlock = rotationBlock
       self.refit = refit
+      self.schemeFor = schemeFor
+      self.target = target
+      self.candidates = candidates
+      self.statistics = statistics
     }
+
+    /// What a weight no rule and no allocation names is stored as.
+    public var defaultChoice: SchemeChoice { SchemeChoice(scheme: scheme, groupSize: groupSize) }
+
+    /// Whether weights may be stored in more than one scheme.
+    public var isMixed: Bool { !schemeFor.isEmpty || target != nil }
 
     enum CodingKeys: String, CodingKey {
       case scheme, groupSize, ignore, scaleSearch, method, dampening, blockSize, actorder, rotationBlock, refit
+      case schemeFor, targetBpw, targetSize, candidates, statistics
     }
 
     /// GPTQ's keys are written only for GPTQ, so round-to-nearest recipes read as before.
@@ -82,6 +107,14 @@ extension QuantizePass {
       try c.encode(ignore, forKey: .ignore)
       try c.encode(scaleSearch, forKey: .scaleSearch)
       try c.encodeIfPresent(rotationBlock, forKey: .rotationBlock)
+      if !schemeFor.isEmpty { try c.encode(schemeFor, forKey: .schemeFor) }
+      switch target {
+      case .bitsPerWeight(let b): try c.encode(b, forKey: .targetBpw)
+      case .size(let s): try c.encode(s, forKey: .targetSize)
+      case nil: break
+      }
+      if target != nil { try c.encode(candidates, forKey: .candidates) }
+      try c.encodeIfPresent(statistics, forKey: .statistics)
       guard method != .rtn else { return }
       try c.encode(method, forKey: .method)
       try c.encode(dampening, forKey: .dampening)
@@ -103,7 +136,17 @@ extension QuantizePass {
         blockSize: try c.decodeIfPresent(Int.self, forKey: .blockSize) ?? Self.defaultBlockSize,
         actorder: try c.decodeIfPresent(ErrorFeedback.Order.self, forKey: .actorder) ?? Self.defaultActorder,
         rotationBlock: try c.decodeIfPresent(Int.self, forKey: .rotationBlock),
-        refit: try c.decodeIfPresent(Refit.Mode.self, forKey: .refit) ?? Self.defaultRefit)
+        refit: try c.decodeIfPresent(Refit.Mode.self, forKey: .refit) ?? Self.defaultRefit,
+        schemeFor: try c.decodeIfPresent([SchemeRule].self, forKey: .schemeFor) ?? [],
+        candidates: try c.decodeIfPresent([SchemeChoice].self, forKey: .candidates) ?? Self.defaultCandidates,
+        statistics: try c.decodeIfPresent(String.self, forKey: .statistics))
+      let bpw = try c.decodeIfPresent(Double.self, forKey: .targetBpw)
+      let size = try c.decodeIfPresent(Int.self, forKey: .targetSize)
+      if bpw != nil && size != nil {
+        throw DecodingError.dataCorruptedError(
+          forKey: .targetSize, in: c, debugDescription: "give target_bpw or target_size, not both")
+      }
+      target = bpw.map(AllocationTarget.bitsPerWeight) ?? size.map(AllocationTarget.size)
     }
   }
 }
@@ -127,9 +170,10 @@ public struct QuantizeStageConfiguration: RecipeStageConfiguration, Equatable {
   public static let stageKind = StageKind.quantize
   public static let optionKeys = [
     "scheme", "group_size", "scale_search", "ignore", "residual_rank", "residual_iterations", "method", "dampening",
-    "block_size", "actorder", "rotation_block", "refit",
+    "block_size", "actorder", "rotation_block", "refit", "scheme_for", "target_bpw", "target_size", "candidates",
+    "statistics",
   ]
-  public static let overrideKeys = ["scale_search"]
+  public static let overrideKeys = ["scale_search", "scheme", "group_size"]
 
   enum CodingKeys: String, CodingKey {
     case quantize, residualRank, residualIterations
@@ -148,6 +192,13 @@ public struct QuantizeStageConfiguration: RecipeStageConfiguration, Equatable {
 
   public func pass() throws(SwiftCompressError) -> any CompressionPass {
     guard let residualRank else { return try QuantizePass(configuration: quantize) }
+    if quantize.isMixed {
+      throw .invalidConfiguration(
+        pass: QuantizePass.identifier,
+        reason:
+          "residual_rank cannot be combined with scheme_for or a target size yet: the low-rank correction is fitted to one scheme; remove one of them"
+      )
+    }
     if quantize.rotationBlock != nil {
       throw .invalidConfiguration(
         pass: QuantizePass.identifier,
@@ -167,7 +218,10 @@ extension QuantizePass {
   }
 
   public var wholeModelRequirement: String? {
-    rotation == nil
+    if configuration.target != nil {
+      return "chooses each module's scheme from all the input weights to fit target_bpw / target_size"
+    }
+    return rotation == nil
       ? nil : "rotates the input of every linear module, one rotation recorded for the model in transform_config"
   }
 

@@ -17,6 +17,14 @@ public struct QuantizePass: CompressionPass {
   public let configuration: Configuration
   /// The codec of the scheme, with the configured group size.
   let codec: any QuantizationCodec
+  /// The scheme of each module the allocation (`configuration.target`) chose, from
+  /// `prepared(for:)`; it overrides `schemeFor` and the default.
+  var assigned: [String: SchemeChoice] = [:]
+  /// The allocation's summary for the report's notes, from `prepared(for:)`.
+  public var allocationNote: String?
+  /// The modules the plan quantizes and their schemes, in checkpoint order, from
+  /// `planned(transforming:)`: config.json's config groups are written from them.
+  var written: [(module: String, choice: SchemeChoice)]?
   let ignoreRules: [IgnoreRule]
   /// Global scales by module, from `prepared(for:)`, for a codec that shares one.
   var globalScales: [String: Float] = [:]
@@ -36,6 +44,8 @@ public struct QuantizePass: CompressionPass {
   /// The module whose `v_input.weight` holds the rotation's matrix (the first rotated module
   /// in forward order, as the reference saves it), from `prepared(for:)`.
   var matrixModule: String?
+
+  public var notes: [String] { allocationNote.map { [$0] } ?? [] }
 
   public var warnings: [String] {
     (calibrated?.summary?.warnings ?? []) + fp8Warnings
@@ -61,6 +71,20 @@ public struct QuantizePass: CompressionPass {
     }
     self.configuration = configuration
     codec = configuration.scheme.codec(groupSize: configuration.groupSize)
+    if configuration.isMixed, configuration.rotationBlock != nil {
+      throw .invalidOption(
+        option: "--rotate",
+        reason:
+          "block-hadamard cannot be combined with --scheme-for or a target size yet: transform_config is recorded for one scheme; quantize with one scheme"
+      )
+    }
+    if configuration.isMixed, configuration.method != .rtn, configuration.target != nil {
+      throw .invalidOption(
+        option: "--target-bpw",
+        reason:
+          "the allocation estimates round-to-nearest's error; use it with --method rtn, or pass its choices to GPTQ with --scheme-for"
+      )
+    }
     if let block = configuration.rotationBlock {
       let rotation = try OnlineRotation(block: block)
       if let mismatch = OnlineRotation.groupMismatch(block: block, groupSize: Self.groupSize(of: codec)) {
@@ -92,13 +116,17 @@ public struct QuantizePass: CompressionPass {
     pass.fp8Sources = try Float8Input.sources(checkpoint)
     pass.model = ModelAdapters.adapter(for: checkpoint)
     if rotation != nil { try pass.prepareRotation(checkpoint) }
-    guard codec.sharesGlobalScale else { return pass }
+    if configuration.target != nil { try pass.allocate(checkpoint) }
+    let sharing = ([configuration.defaultChoice] + configuration.schemeFor.map(\.choice) + pass.assigned.values)
+    guard sharing.contains(where: { $0.codec?.sharesGlobalScale == true }) else { return pass }
     var amaxBySet: [String: Float] = [:]
     var setOf: [String: String] = [:]
     var dtypeOf: [String: DType] = [:]
     for tensor in checkpoint.tensors {
       let descriptor = TensorDescriptor(tensor.info)
-      guard case .transform = try pass.plan(descriptor), let module = LinearWeights.module(of: tensor.name) else {
+      guard case .transform = try pass.plan(descriptor), let module = LinearWeights.module(of: tensor.name),
+        pass.choice(ofModule: module).codec?.sharesGlobalScale == true
+      else {
         continue
       }
       let input = TensorInput(descriptor: descriptor, bytes: checkpoint.bytes(of: tensor)) { name in
@@ -128,7 +156,25 @@ public struct QuantizePass: CompressionPass {
   }
 
   public func selectionWarnings(for checkpoint: Checkpoint) -> [String] {
-    IgnoreRule.unmatched(ignoreRules, in: checkpoint)
+    let weights = checkpoint.tensors.compactMap { LinearWeights.module(of: $0.name).map { $0 + ".weight" } }
+    let rules = configuration.schemeFor.filter { rule in !weights.contains(where: rule.matches) }.map {
+      "--scheme-for '\($0)' matches no weight of the input"
+    }
+    return IgnoreRule.unmatched(ignoreRules, in: checkpoint) + rules
+  }
+
+  /// The scheme `module`'s weight is stored as: the allocation's choice, else the last
+  /// `--scheme-for` rule whose expression is found in `<module>.weight`, else the default.
+  public func choice(ofModule module: String) -> SchemeChoice {
+    if let chosen = assigned[module] { return chosen }
+    let name = module + ".weight"
+    return configuration.schemeFor.last(where: { $0.matches(name) })?.choice ?? configuration.defaultChoice
+  }
+
+  /// The codec storing `module`'s weight (the default codec for a module that is kept).
+  func codec(ofModule module: String?) -> any QuantizationCodec {
+    guard configuration.isMixed, let module else { return codec }
+    return choice(ofModule: module).codec ?? codec
   }
 
   public func plan(_ tensor: TensorDescriptor) throws(SwiftCompressError) -> TensorDecision {
@@ -154,6 +200,10 @@ public struct QuantizePass: CompressionPass {
     switch try LinearWeights.select(tensor, ignoring: ignoreRules, verb: "quantized", factors: true, model: model) {
     case .keep(let reason): return .keep(reason: reason)
     case .module(let module):
+      let choice = choice(ofModule: module)
+      guard let codec = choice.codec else {
+        return .keep(reason: assigned[module] != nil ? "kept by the allocation" : "kept by --scheme-for")
+      }
       // Outputs are named after the weight: <module>.weight_packed, or for a factor of
       // factorize, <module>.weight_a_packed.
       var (outputs, note) = try codec.layout(of: tensor, module: module)
@@ -173,7 +223,7 @@ public struct QuantizePass: CompressionPass {
           note += "; the rotation's matrix (shared by every module) is saved with it"
         }
       }
-      return .transform(outputs: outputs, note: "\(configuration.scheme.label), \(note)")
+      return .transform(outputs: outputs, note: "\(choice.label), \(note)")
     }
   }
 
@@ -265,7 +315,8 @@ public struct QuantizePass: CompressionPass {
         return appendingMatrix(stored, outputs: outputs)
       }
     }
-    let module = LinearWeights.module(of: input.descriptor.name)
+    let module = LinearWeights.module(of: input.descriptor.name) ?? factorModule(input.descriptor.name)
+    let codec = codec(ofModule: module)
     let context = QuantizationContext(
       scaleSearch: configuration.scaleSearch, globalScale: module.flatMap { globalScales[$0] })
     if codec.sharesGlobalScale, let module, context.globalScale == nil {
@@ -303,6 +354,7 @@ public struct QuantizePass: CompressionPass {
   public func reconstruct(_ input: TensorDescriptor, from outputs: ChainedOutputs) throws(SwiftCompressError)
     -> [Float]
   {
+    let codec = codec(ofModule: LinearWeights.module(of: input.name) ?? factorModule(input.name))
     var values = try codec.decode(outputs: outputs.planned, data: try outputs.bytes(), shape: input.shape)
     if let rotation, input.shape.count == 2 { rotation.apply(&values, rowLength: input.shape[1]) }
     return values
@@ -314,10 +366,52 @@ public struct QuantizePass: CompressionPass {
     config.setting("quantization_config", to: quantizationConfig).map { JSONText.pretty($0, trailingNewline: false) }
   }
 
-  /// The `quantization_config` block compressed-tensors 0.20 writes for this scheme.
+  /// The module of a factor of factorize (`<module>.weight_a`, `.weight_b`).
+  func factorModule(_ name: String) -> String? {
+    [".weight_a", ".weight_b"].first(where: name.hasSuffix).map { String(name.dropLast($0.count)) }
+  }
+
+  public func planned(transforming tensors: [TensorDescriptor]) -> QuantizePass {
+    var pass = self
+    var seen: Set<String> = []
+    var written: [(module: String, choice: SchemeChoice)] = []
+    for tensor in tensors {
+      guard let module = LinearWeights.module(of: tensor.name) ?? factorModule(tensor.name),
+        choice(ofModule: module).scheme != nil, seen.insert(module).inserted
+      else { continue }
+      written.append((module, choice(ofModule: module)))
+    }
+    pass.written = written
+    return pass
+  }
+
+  /// A recipe stage's variants (overrides that change the scheme) write one
+  /// quantization_config: their modules' schemes together.
+  public func merged(with variant: QuantizePass) -> QuantizePass {
+    guard let other = variant.written else { return self }
+    var pass = self
+    var written = self.written ?? []
+    let seen = Set(written.map(\.module))
+    written += other.filter { !seen.contains($0.module) }
+    pass.written = written
+    return pass
+  }
+
+  /// The `quantization_config` block compressed-tensors 0.20 writes for this scheme, or for
+  /// several schemes one config group per scheme, each targeting its modules by name.
   public var quantizationConfig: JSONValue {
-    let block = QuantizationConfig.block(
-      scheme: configuration.scheme, groupSize: configuration.groupSize, ignore: configuration.ignore)
+    var choices: [SchemeChoice] = []
+    for entry in written ?? [] where !choices.contains(entry.choice) { choices.append(entry.choice) }
+    let block: JSONValue
+    if choices.count > 1, let written {
+      block = QuantizationConfig.block(
+        groups: choices.map { choice in (choice, written.filter { $0.choice == choice }.map(\.module)) },
+        ignore: configuration.ignore)
+    } else {
+      let only = choices.first ?? configuration.defaultChoice
+      block = QuantizationConfig.block(
+        scheme: only.scheme ?? configuration.scheme, groupSize: only.groupSize, ignore: configuration.ignore)
+    }
     guard let rotation else { return block }
     return block.setting("transform_config", to: rotation.transformConfig(ignore: configuration.ignore)) ?? block
   }

@@ -504,6 +504,16 @@ public struct RecipePass: CompressionPass {
     return warnings
   }
 
+  public var notes: [String] {
+    var all: [String] = []
+    for stage in stages {
+      for key in stage.variants.keys.sorted() {
+        for note in stage.variants[key]!.notes where !all.contains(note) { all.append("\(stage.label): \(note)") }
+      }
+    }
+    return all
+  }
+
   public var warnings: [String] {
     var all: [String] = []
     for stage in stages {

@@ -36,8 +36,44 @@ extension SwiftCompressCommand {
     @Option(
       name: .long,
       help: ArgumentHelp(
-        "The quantization scheme (MXFP4 and NVFP4 name the A16 ones).", valueName: "scheme"))
-    var scheme: QuantizationScheme
+        "The quantization scheme (MXFP4 and NVFP4 name the A16 ones); required unless --target-bpw or --target-size chooses the schemes.",
+        valueName: "scheme"))
+    var scheme: QuantizationScheme?
+
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "Store the weights whose name (<module>.weight) the regular expression is found in as SCHEME: a scheme name, SCHEME:gN for an integer scheme's group size (W4A16:g32), or keep. Repeatable; later rules win. The output holds one compressed-tensors config group per scheme. See docs/mixed-precision.md.",
+        valueName: "regex=scheme"))
+    var schemeFor: [String] = []
+
+    @Option(
+      name: .long, parsing: .unconditional,
+      help: ArgumentHelp(
+        "Choose one of --candidates per linear module to minimise the estimated error with at most this many stored bits per weight (scales included) over the quantized modules.",
+        valueName: "bits"))
+    var targetBpw: Double?
+
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "As --target-bpw, with the whole output's size at most SIZE (bytes, or with K/M/G or KiB/MiB/GiB).",
+        valueName: "size"))
+    var targetSize: String?
+
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "The schemes --target-bpw/--target-size choose from, comma-separated (default: \(SchemeChoice.defaultCandidates.map(\.description).joined(separator: ","))).",
+        valueName: "list"))
+    var candidates: String?
+
+    @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "calibrate's statistics file: the allocation weighs each input channel's error by its second moment (the output error proxy) instead of the weight error alone.",
+        valueName: "file"))
+    var calibration: String?
 
     @Option(
       name: .long, parsing: .unconditional,
@@ -86,7 +122,7 @@ extension SwiftCompressCommand {
         valueName: "ls|none"))
     var refit: Refit.Mode?
 
-    @OptionGroup(title: "Calibration data (--method gptq)") var calibration: DataOptions
+    @OptionGroup(title: "Calibration data (--method gptq)") var data: DataOptions
 
     @OptionGroup var calibrationRun: CalibrationRunOptions
 
@@ -103,7 +139,39 @@ extension SwiftCompressCommand {
 
     @OptionGroup(title: "Quality gates") var gates: GateOptions
 
+    /// The scheme of the modules no rule or allocation names.
+    var baseScheme: QuantizationScheme { scheme ?? .w4a16 }
+
     func validate() throws {
+      let allocating = targetBpw != nil || targetSize != nil
+      if targetBpw != nil && targetSize != nil {
+        throw ValidationError("give --target-bpw or --target-size, not both.")
+      }
+      if scheme == nil && !allocating {
+        throw ValidationError("--scheme is required (or let --target-bpw or --target-size choose the schemes).")
+      }
+      if !allocating && (candidates != nil || calibration != nil) {
+        throw ValidationError("--candidates and --calibration are for --target-bpw or --target-size.")
+      }
+      if allocating && !schemeFor.isEmpty {
+        throw ValidationError(
+          "--scheme-for cannot be combined with --target-bpw or --target-size: the allocation chooses every module's scheme (leave modules out with --ignore)."
+        )
+      }
+      if allocating && (!options.include.isEmpty || !options.exclude.isEmpty) {
+        throw ValidationError(
+          "--target-bpw and --target-size allocate over every linear module not in --ignore: use --ignore instead of --include/--exclude."
+        )
+      }
+      if let targetBpw, !(targetBpw > 0 && targetBpw.isFinite) {
+        throw ValidationError("--target-bpw must be a positive number of bits, not \(targetBpw).")
+      }
+      if let targetSize, AllocationTarget.parseSize(targetSize) == nil {
+        throw ValidationError(
+          "--target-size '\(targetSize)': give a positive size in bytes, or with K, M, G (powers of 1000) or KiB, MiB, GiB."
+        )
+      }
+      let scheme = baseScheme
       if let block = rotate?.block {
         guard OnlineRotation.blockSizes.contains(block) else {
           throw ValidationError(
@@ -122,7 +190,7 @@ extension SwiftCompressCommand {
         }
       }
       if method == .rtn {
-        if calibration.isGiven {
+        if data.isGiven {
           throw ValidationError(
             "--data and --tokens are calibration data for --method gptq; round-to-nearest needs none.")
         }
@@ -130,7 +198,7 @@ extension SwiftCompressCommand {
           throw ValidationError("--dampening, --block-size, --actorder and --refit are GPTQ's: add --method gptq.")
         }
       } else {
-        try calibration.requireGiven()
+        try data.requireGiven()
         if let dampening, !(dampening >= 0 && dampening.isFinite) {
           throw ValidationError("--dampening must be a finite number >= 0, not \(dampening).")
         }
@@ -152,8 +220,17 @@ extension SwiftCompressCommand {
 
     func run() throws {
       try Diagnostics.reportingErrors {
-        var configuration = QuantizePass.Configuration(scheme: scheme, scaleSearch: scaleSearch, method: method)
+        var configuration = QuantizePass.Configuration(scheme: baseScheme, scaleSearch: scaleSearch, method: method)
         if let groupSize { configuration.groupSize = groupSize }
+        configuration.schemeFor = try schemeFor.map { (rule) throws(SwiftCompressError) in
+          try SchemeRule(parsing: rule, defaultGroupSize: configuration.groupSize)
+        }
+        if let targetBpw { configuration.target = .bitsPerWeight(targetBpw) }
+        if let size = targetSize.flatMap(AllocationTarget.parseSize) { configuration.target = .size(size) }
+        if let candidates {
+          configuration.candidates = try SchemeChoice.list(candidates, defaultGroupSize: configuration.groupSize)
+        }
+        configuration.statistics = calibration
         if let modules = ignoring.modules { configuration.ignore = modules }
         if let dampening { configuration.dampening = dampening }
         if let blockSize { configuration.blockSize = blockSize }
@@ -181,7 +258,7 @@ extension SwiftCompressCommand {
         let prepared = try pass.prepared(for: try Checkpoint.open(options.input))
         let method = GPTQMethod(pass: prepared)
         pass.calibrated = try runCalibration(
-          method, input: options.input, data: calibration, run: calibrationRun, jobs: shared.jobs)
+          method, input: options.input, data: data, run: calibrationRun, jobs: shared.jobs)
       }
       var options = options
       if let note = pass.calibrated?.note { options.notes.append(note) }

@@ -10,14 +10,41 @@ public enum QuantizationConfig {
   /// The `quantization_config` block of `scheme` with `groupSize` and `ignore`.
   public static func block(scheme: QuantizationScheme, groupSize: Int, ignore: [String]) -> JSONValue {
     let codec = scheme.codec(groupSize: groupSize)
-    let group: JSONValue = .object([
+    return block(
+      groups: [JSONMember(scheme.configGroupName(groupSize: groupSize), group(codec, targets: ["Linear"]))],
+      format: codec.format, ignore: ignore)
+  }
+
+  /// The block of a mixed-precision checkpoint: one config group per scheme (`group_0`,
+  /// `group_1`, ... as compressed-tensors names them), each targeting its modules by exact
+  /// name; `format` is the groups' format when they share one, else `mixed-precision`.
+  public static func block(groups: [(choice: SchemeChoice, modules: [String])], ignore: [String]) -> JSONValue {
+    var members: [JSONMember] = []
+    var formats: [String] = []
+    for (i, entry) in groups.enumerated() {
+      guard let codec = entry.choice.codec else { continue }
+      members.append(JSONMember("group_\(i)", group(codec, targets: entry.modules)))
+      if !formats.contains(codec.format) { formats.append(codec.format) }
+    }
+    return block(groups: members, format: formats.count == 1 ? formats[0] : mixedPrecisionFormat, ignore: ignore)
+  }
+
+  /// compressed-tensors' top-level format when config groups differ in format.
+  public static let mixedPrecisionFormat = "mixed-precision"
+
+  /// One config group: `codec`'s arguments for `targets`.
+  static func group(_ codec: any QuantizationCodec, targets: [String]) -> JSONValue {
+    .object([
       JSONMember("format", .string(codec.format)), JSONMember("input_activations", codec.inputActivations),
-      JSONMember("output_activations", .null), JSONMember("targets", .array([.string("Linear")])),
+      JSONMember("output_activations", .null), JSONMember("targets", .array(targets.map { .string($0) })),
       JSONMember("weights", .object(codec.weightArguments)),
     ])
-    return .object([
-      JSONMember("config_groups", .object([JSONMember(scheme.configGroupName(groupSize: groupSize), group)])),
-      JSONMember("format", .string(codec.format)), JSONMember("global_compression_ratio", .null),
+  }
+
+  static func block(groups: [JSONMember], format: String, ignore: [String]) -> JSONValue {
+    .object([
+      JSONMember("config_groups", .object(groups)),
+      JSONMember("format", .string(format)), JSONMember("global_compression_ratio", .null),
       JSONMember("ignore", .array(ignore.map { .string($0) })),
       JSONMember("kv_cache_scheme", .null), JSONMember("moe_sparsity_config", .null),
       JSONMember("quant_method", .string("compressed-tensors")),

@@ -1,0 +1,203 @@
+import CheckpointIO
+import Foundation
+
+/// How much each linear module loses under each candidate scheme: what `analyze` prints and
+/// what the mixed-precision allocator (`quantize --target-bpw`) minimises.
+///
+/// For every selected weight W and candidate, the weight is encoded exactly as `quantize`
+/// would write it (the same codec, scale search and NVFP4 global scale shared over the
+/// modules that read one input), decoded, and compared with W:
+/// - data-free: the relative Frobenius error ||W - Q||/||W||, the SQNR, and the squared
+///   error ||W - Q||²;
+/// - with calibration statistics (`calibrate`'s per-input-channel sums of squares s_j = Σ x_j²):
+///   the output error proxy tr((W - Q) diag(XᵀX) (W - Q)ᵀ) = Σ_ij (W - Q)_ij² s_j, the
+///   diagonal of HAWQ's and GPTQ's second-order term (llama.cpp's importance matrix).
+///
+/// Each weight is read once for all candidates.
+public struct Sensitivity: Sendable, Codable {
+  /// One module (or factor) under one candidate.
+  public struct Cell: Sendable, Codable, Equatable {
+    public var choice: SchemeChoice
+    /// Stored bits of the weight with its scales, zero points and shape tensors.
+    public var bits: Double
+    public var bitsPerWeight: Double
+    /// ||W - Q||_F / ||W||_F.
+    public var relativeError: Double
+    /// 10 log10(||W||² / ||W - Q||²); nil when exact.
+    public var sqnr: Double?
+    /// ||W - Q||_F².
+    public var squaredError: Double
+    /// Σ_ij (W - Q)_ij² s_j with the calibration statistics; nil without them.
+    public var outputError: Double?
+
+    /// What the allocator minimises: the output error proxy when there are statistics, else
+    /// the squared weight error.
+    public var loss: Double { outputError ?? squaredError }
+  }
+
+  /// One selected weight.
+  public struct Row: Sendable, Codable, Equatable {
+    public var tensor: String
+    public var module: String
+    /// The modules that must share a scheme with this one (vLLM's fused q/k/v, gate/up).
+    public var set: String
+    public var shape: [Int]
+    public var dtype: DType
+    /// ||W||_F².
+    public var squaredNorm: Double
+    /// One per candidate that can store it, in candidate order.
+    public var cells: [Cell]
+    /// Candidates that cannot store it, with why.
+    public var unavailable: [String: String]
+
+    public var elementCount: Int { shape.reduce(1, *) }
+  }
+
+  public var candidates: [SchemeChoice]
+  public var rows: [Row]
+  /// Whether `outputError` was measured (calibration statistics given).
+  public var weighted: Bool
+
+  /// The rows grouped into the allocator's items: modules of one set share one choice, and
+  /// only choices every module of the set can take are offered.
+  public var items: [Allocator.Item] {
+    var order: [String] = []
+    var bySet: [String: [Row]] = [:]
+    for row in rows {
+      if bySet[row.set] == nil { order.append(row.set) }
+      bySet[row.set, default: []].append(row)
+    }
+    return order.map { set in
+      let members = bySet[set] ?? []
+      let options: [Allocator.Option] = candidates.compactMap { choice in
+        let cells = members.compactMap { row in row.cells.first { $0.choice == choice } }
+        guard cells.count == members.count else { return nil }
+        return Allocator.Option(
+          choice: choice, bits: cells.reduce(0) { $0 + $1.bits }, loss: cells.reduce(0) { $0 + $1.loss })
+      }
+      return Allocator.Item(name: set, modules: members.map(\.module), options: options)
+    }
+  }
+
+  /// Measures every weight `pass` would quantize (its selection and ignore list; its
+  /// scale search) under every candidate. `norms`: calibration norms ||X_j|| by module.
+  public static func measure(
+    _ checkpoint: Checkpoint, pass: QuantizePass, candidates: [SchemeChoice], norms: [String: [Float]]?,
+    progress: ((Int, Int) -> Void)? = nil
+  ) throws(SwiftCompressError) -> Sensitivity {
+    let model = ModelAdapters.adapter(for: checkpoint)
+    if !(try Float8Input.sources(checkpoint)).isEmpty {
+      throw .invalidCheckpoint(
+        path: checkpoint.path,
+        reason: "holds FP8 weights: measure the dense model (run 'swiftcompress decompress' first)")
+    }
+    // The selected weights, and for NVFP4 each set's largest magnitude.
+    var selected: [(CheckpointTensor, String)] = []
+    var amax: [String: Float] = [:]
+    let needsAmax = candidates.contains { $0.codec?.sharesGlobalScale == true }
+    for tensor in checkpoint.tensors {
+      guard
+        case .module(let module) = try LinearWeights.select(
+          TensorDescriptor(tensor.info), ignoring: pass.ignoreRules, verb: "quantized", factors: true, model: model)
+      else { continue }
+      selected.append((tensor, module))
+      if needsAmax {
+        let set = model.scaleSharingGroup(ofModule: module)
+        amax[set] = max(amax[set] ?? 0, RowLoops.absMax(input(checkpoint, tensor)))
+        checkpoint.release(tensor)
+      }
+    }
+    var rows: [Row] = []
+    for (index, (tensor, module)) in selected.enumerated() {
+      let descriptor = TensorDescriptor(tensor.info)
+      let weightNorms = norms?[module]
+      if let weightNorms, weightNorms.count != descriptor.shape[1] {
+        throw .invalidModule(
+          name: module,
+          reason:
+            "its calibration statistics have \(weightNorms.count) input channels; the weight has \(descriptor.shape[1])"
+        )
+      }
+      let set = model.scaleSharingGroup(ofModule: module)
+      let data = input(checkpoint, tensor)
+      let reference = data.floats()
+      var cells: [Cell] = []
+      var unavailable: [String: String] = [:]
+      for choice in candidates {
+        guard let codec = choice.codec else {
+          let bitsPerElement = Double(tensor.info.dtype.bitsPerElement)
+          cells.append(
+            Cell(
+              choice: choice, bits: Double(reference.count) * bitsPerElement, bitsPerWeight: bitsPerElement,
+              relativeError: 0, sqnr: nil, squaredError: 0, outputError: weightNorms == nil ? nil : 0))
+          continue
+        }
+        let planned: [PlannedTensor]
+        do {
+          planned = try codec.layout(of: descriptor, module: module).outputs
+        } catch {
+          unavailable[choice.description] = error.errorDescription ?? "\(error)"
+          continue
+        }
+        let context = QuantizationContext(
+          scaleSearch: pass.configuration.scaleSearch,
+          globalScale: codec.sharesGlobalScale
+            ? NVFP4Codec.globalScale(amax: amax[set] ?? 0, dtype: tensor.info.dtype) : nil)
+        let result = try codec.encode(data, context: context)
+        var bytes: [[UInt8]] = []
+        for output in result.outputs {
+          switch output {
+          case .owned(let b): bytes.append(b)
+          case .borrowed(let b): bytes.append(Array(b))
+          case .input: bytes.append(Array(data.bytes))
+          }
+        }
+        let decoded = try codec.decode(outputs: planned, data: bytes, shape: descriptor.shape)
+        let bits = Double(bytes.reduce(0) { $0 + $1.count } * 8)
+        cells.append(cell(choice, bits: bits, reference: reference, decoded: decoded, norms: weightNorms))
+      }
+      checkpoint.release(tensor)
+      rows.append(
+        Row(
+          tensor: tensor.name, module: module, set: set, shape: descriptor.shape, dtype: tensor.info.dtype,
+          squaredNorm: reference.reduce(0) { $0 + Double($1) * Double($1) }, cells: cells, unavailable: unavailable))
+      progress?(index + 1, selected.count)
+    }
+    return Sensitivity(candidates: candidates, rows: rows, weighted: norms != nil)
+  }
+
+  private static func input(_ checkpoint: Checkpoint, _ tensor: CheckpointTensor) -> TensorInput {
+    TensorInput(descriptor: TensorDescriptor(tensor.info), bytes: checkpoint.bytes(of: tensor))
+  }
+
+  /// The errors of `decoded` against `reference` ([rows, columns] row-major).
+  static func cell(
+    _ choice: SchemeChoice, bits: Double, reference: [Float], decoded: [Float], norms: [Float]?
+  ) -> Cell {
+    var errorSquares = 0.0
+    var referenceSquares = 0.0
+    var weighted = 0.0
+    let columns = norms?.count ?? max(1, reference.count)
+    var columnSquares = [Double](repeating: 0, count: columns)
+    reference.withUnsafeBufferPointer { r in
+      decoded.withUnsafeBufferPointer { q in
+        for start in stride(from: 0, to: r.count, by: columns) {
+          for j in 0..<min(columns, r.count - start) {
+            let d = Double(r[start + j]) - Double(q[start + j])
+            columnSquares[j] += d * d
+            referenceSquares += Double(r[start + j]) * Double(r[start + j])
+          }
+        }
+      }
+    }
+    errorSquares = columnSquares.reduce(0, +)
+    if let norms {
+      for j in 0..<columns { weighted += columnSquares[j] * Double(norms[j]) * Double(norms[j]) }
+    }
+    return Cell(
+      choice: choice, bits: bits, bitsPerWeight: bits / Double(max(1, reference.count)),
+      relativeError: referenceSquares > 0 ? (errorSquares / referenceSquares).squareRoot() : 0,
+      sqnr: errorSquares > 0 && referenceSquares > 0 ? 10 * log10(referenceSquares / errorSquares) : nil,
+      squaredError: errorSquares, outputError: norms == nil ? nil : weighted)
+  }
+}
