@@ -160,7 +160,29 @@ public struct QuantizePass: CompressionPass {
     let rules = configuration.schemeFor.filter { rule in !weights.contains(where: rule.matches) }.map {
       "--scheme-for '\($0)' matches no weight of the input"
     }
-    return IgnoreRule.unmatched(ignoreRules, in: checkpoint) + rules
+    return IgnoreRule.unmatched(ignoreRules, in: checkpoint) + rules + splitSets(checkpoint)
+  }
+
+  /// With `--scheme-for`: a warning for each set of modules vLLM fuses into one layer (q/k/v,
+  /// gate/up) whose members get different schemes, which vLLM refuses (transformers loads them).
+  func splitSets(_ checkpoint: Checkpoint) -> [String] {
+    guard !configuration.schemeFor.isEmpty else { return [] }
+    var order: [String] = []
+    var members: [String: [(module: String, choice: SchemeChoice)]] = [:]
+    for tensor in checkpoint.tensors {
+      guard
+        case .module(let module)? = try? LinearWeights.select(
+          TensorDescriptor(tensor.info), ignoring: ignoreRules, verb: "quantized", model: model),
+        let set = model.fusedModules(of: module)?.name
+      else { continue }
+      if members[set] == nil { order.append(set) }
+      members[set, default: []].append((module, choice(ofModule: module)))
+    }
+    return order.compactMap { set in
+      guard let list = members[set], Set(list.map(\.choice)).count > 1 else { return nil }
+      return
+        "--scheme-for gives the modules vLLM fuses into \(set) different schemes (\(list.map { "\($0.module): \($0.choice)" }.joined(separator: ", "))): vLLM refuses such a checkpoint (transformers loads it); give them one scheme"
+    }
   }
 
   /// The scheme `module`'s weight is stored as: the allocation's choice, else the last

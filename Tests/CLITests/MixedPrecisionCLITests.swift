@@ -1,0 +1,139 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// `quantize --scheme-for`, `--target-bpw`/`--target-size` and `analyze` end to end, and their
+/// bad input refused before anything is written.
+@Suite(.serialized) struct MixedPrecisionCLITests {
+  static let model = fixture("tiny-llama-f32")
+  static let statistics = fixture("golden/evaluation/statistics.tiny-llama-f32.safetensors")
+  static let tokens = fixture("golden/evaluation/tokens.tiny-llama-f32.jsonl")
+
+  static func json(_ text: String) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
+  }
+
+  static func meanKLD(_ candidate: String) throws -> Double {
+    let run = try swiftcompress("evaluate", model, candidate, "--tokens", tokens, "--json")
+    #expect(run.status == 0, "\(run.stderr)")
+    let decoder = json(run.stdout)["decoder"] as? [String: Any]
+    return (decoder?["kld"] as? [String: Any])?["mean"] as? Double ?? .nan
+  }
+
+  /// The stored bits per weight of the quantized modules: every tensor of a module in a config
+  /// group, over the weights of those modules.
+  static func allocatedBitsPerWeight(_ folder: String, input: String) throws -> Double {
+    let config = json(try String(contentsOfFile: folder + "/config.json", encoding: .utf8))
+    let groups = (config["quantization_config"] as? [String: Any])?["config_groups"] as? [String: Any] ?? [:]
+    var modules = Set<String>()
+    for case let group as [String: Any] in groups.values {
+      for case let target as String in group["targets"] as? [Any] ?? [] { modules.insert(target) }
+    }
+    let inspect = try swiftcompress("inspect", folder, "--json")
+    let original = try swiftcompress("inspect", input, "--json")
+    func tensors(_ run: (status: Int32, stdout: String, stderr: String)) -> [[String: Any]] {
+      json(run.stdout)["tensors"] as? [[String: Any]] ?? []
+    }
+    func module(_ name: String) -> String? {
+      let parts = name.split(separator: ".")
+      let base = parts.dropLast().joined(separator: ".")
+      return modules.contains(base) ? base : nil
+    }
+    let bits = tensors(inspect).filter { module($0["name"] as? String ?? "") != nil }.reduce(0) {
+      $0 + (($1["bytes"] as? Int) ?? 0) * 8
+    }
+    let weights = tensors(original).filter { module($0["name"] as? String ?? "") != nil }.reduce(0) {
+      $0 + ((($1["shape"] as? [Int]) ?? []).reduce(1, *))
+    }
+    return Double(bits) / Double(max(1, weights))
+  }
+
+  /// The allocation stays within the target, and with calibrate's statistics its measured KL
+  /// divergence is below that of every single scheme that fits the same target.
+  @Test func allocationFitsTheTargetAndBeatsUniformSchemesInKLD() throws {
+    let folder = TemporaryFolder()
+    let mixed = folder.file("mixed")
+    let run = try swiftcompress(
+      "quantize", Self.model, mixed, "--target-bpw", "4.3", "--calibration", Self.statistics, "-q")
+    #expect(run.status == 0, "\(run.stderr)")
+    let bpw = try Self.allocatedBitsPerWeight(mixed, input: Self.model)
+    #expect(bpw <= 4.3 && bpw > 4.2, "\(bpw)")
+    let report = try String(contentsOfFile: mixed + "/swiftcompress-report.md", encoding: .utf8)
+    #expect(report.contains("allocation (--target-bpw 4.300 bits per weight)"))
+    let allocated = try Self.meanKLD(mixed)
+    // The single schemes at or under 4.3 bits per weight on this F32 model: MXFP4 (4.25) and
+    // W4A16 in groups of 128 with F32 scales (4.25).
+    for (scheme, group) in [("MXFP4", nil), ("W4A16", "128")] as [(String, String?)] {
+      let out = folder.file(scheme)
+      let args = ["quantize", Self.model, out, "--scheme", scheme, "-q"] + (group.map { ["--group-size", $0] } ?? [])
+      #expect(try runProcess(swiftcompressExecutable, args).status == 0)
+      #expect(try Self.allocatedBitsPerWeight(out, input: Self.model) <= 4.3)
+      let uniform = try Self.meanKLD(out)
+      #expect(allocated < uniform, "\(scheme): \(uniform) <= allocated \(allocated)")
+    }
+  }
+
+  @Test func targetSizeIsNeverExceeded() throws {
+    let folder = TemporaryFolder()
+    let out = folder.file("sized")
+    let run = try swiftcompress("quantize", Self.model, out, "--target-size", "900KiB", "-q")
+    #expect(run.status == 0, "\(run.stderr)")
+    let files = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasSuffix(".safetensors") }
+    let size = try files.reduce(0) {
+      $0 + ((try FileManager.default.attributesOfItem(atPath: out + "/" + $1)[.size] as? Int) ?? 0)
+    }
+    #expect(size <= 900 * 1024 && size > 700 * 1024, "\(size)")
+  }
+
+  @Test func analyzePrintsEveryWeightUnderEveryScheme() throws {
+    let folder = TemporaryFolder()
+    let html = folder.file("heat.html")
+    let run = try swiftcompress(
+      "analyze", Self.model, "--schemes", "NVFP4,W4A16:g32,W8A16,keep", "--calibration", Self.statistics, "--json",
+      "--html", html)
+    #expect(run.status == 0, "\(run.stderr)")
+    let result = Self.json(run.stdout)
+    let rows = result["rows"] as? [[String: Any]] ?? []
+    #expect(rows.count == 14)
+    for row in rows {
+      let cells = row["cells"] as? [[String: Any]] ?? []
+      #expect(cells.count == 4)
+      let errors = cells.compactMap { $0["relative_error"] as? Double ?? $0["relativeError"] as? Double }
+      #expect(errors.count == 4)
+      // 8 bits beat 4, and keep is exact.
+      #expect(errors[2] < errors[0] && errors[2] < errors[1] && errors[3] == 0)
+      #expect(cells.allSatisfy { $0["outputError"] != nil || $0["output_error"] != nil })
+    }
+    let page = try String(contentsOfFile: html, encoding: .utf8)
+    #expect(page.contains("hsl(") && page.contains("model.layers.1.mlp.down_proj.weight"))
+    let table = try swiftcompress("analyze", Self.model)
+    #expect(table.status == 0)
+    #expect(table.stdout.contains("W4A16:g128") && table.stdout.contains("summed loss"))
+  }
+
+  @Test func badInputIsRefusedBeforeWriting() throws {
+    let folder = TemporaryFolder()
+    let out = folder.file("never")
+    let cases: [([String], Int32, String)] = [
+      (["--target-bpw", "3"], 64, "4.250 bits per weight to 32.000 bits per weight"),
+      (["--target-bpw", "40"], 64, "above the largest"),
+      (["--target-bpw", "4.5", "--candidates", "NVFP4,W9A16"], 64, "unknown scheme 'W9A16'"),
+      (["--target-bpw", "4.5", "--target-size", "1M"], 64, "not both"),
+      (["--target-size", "1x"], 64, "--target-size"),
+      (["--scheme", "W4A16", "--scheme-for", "mlp"], 64, "REGEX=SCHEME"),
+      (["--scheme", "W4A16", "--scheme-for", "mlp=NVFP4:g32"], 64, "leave out"),
+      (["--scheme", "W4A16", "--scheme-for", "nothing=W8A16", "--strict"], 65, "matches no weight"),
+      (["--target-bpw", "4.5", "--scheme-for", "mlp=W8A16"], 64, "cannot be combined"),
+      (["--scheme", "W4A16", "--candidates", "NVFP4"], 64, "--target-bpw"),
+      ([], 64, "--scheme is required"),
+    ]
+    for (args, status, message) in cases {
+      let run = try runProcess(swiftcompressExecutable, ["quantize", Self.model, out] + args)
+      #expect(run.status == status, "\(args): \(run.stderr)")
+      #expect(run.stderr.contains(message), "\(args): \(run.stderr)")
+      #expect(!FileManager.default.fileExists(atPath: out), "\(args)")
+    }
+    let warned = try swiftcompress("quantize", Self.model, out, "--scheme", "W4A16", "--scheme-for", "nothing=W8A16")
+    #expect(warned.status == 0 && warned.stderr.contains("'nothing=W8A16:g128' matches no weight"))
+  }
+}
