@@ -206,9 +206,10 @@ struct MixedPrecisionTests {
       scheme: .w4a16, ignore: Self.ignore, target: .bitsPerWeight(bpw),
       statistics: fixture("golden/evaluation/statistics.tiny-llama-f32.safetensors"))
     let pass = try QuantizePass(configuration: configuration).prepared(for: checkpoint)
-    let norms = try CalibrationStatistics.load(configuration.statistics!, modules: try pass.selectedModules(checkpoint))
+    let statistics = try Sensitivity.Statistics.load(
+      configuration.statistics!, modules: try pass.selectedModules(checkpoint))
     let sensitivity = try Sensitivity.measure(
-      checkpoint, pass: pass, candidates: configuration.candidates, norms: norms)
+      checkpoint, pass: pass, candidates: configuration.candidates, statistics: statistics)
     let weights = Double(sensitivity.rows.reduce(0) { $0 + $1.elementCount })
     var bits = 0.0
     var loss = 0.0
@@ -230,5 +231,46 @@ struct MixedPrecisionTests {
       let partners = sensitivity.rows.filter { $0.set == row.set }
       #expect(Set(partners.map { pass.choice(ofModule: $0.module) }).count == 1)
     }
+  }
+}
+
+extension MixedPrecisionTests {
+  /// The full-H proxy tr(E XᵀX Eᵀ) equals the summed squared output errors Σ_t ||E x_t||² over
+  /// the tokens, computed directly in Double (seeded random E and X; relative tolerance 1e-5).
+  @Test func outputErrorProxyIsTheSummedSquaredOutputError() throws {
+    var random = SplitMix64(seed: 7)
+    let (rows, columns, tokens) = (24, 16, 40)
+    let x = (0..<(tokens * columns)).map { _ in random.gaussian() }
+    let reference = (0..<(rows * columns)).map { _ in random.gaussian() }
+    let decoded = reference.map { $0 + 0.1 * random.gaussian() }
+    var gram = [Float](repeating: 0, count: columns * columns)
+    for t in 0..<tokens {
+      for i in 0..<columns {
+        for j in 0..<columns { gram[i * columns + j] += x[t * columns + i] * x[t * columns + j] }
+      }
+    }
+    var direct = 0.0
+    for t in 0..<tokens {
+      for r in 0..<rows {
+        var y = 0.0
+        for c in 0..<columns {
+          y += (Double(reference[r * columns + c]) - Double(decoded[r * columns + c])) * Double(x[t * columns + c])
+        }
+        direct += y * y
+      }
+    }
+    let proxy = try Sensitivity.quadraticForm(reference, decoded, gram: gram, columns: columns)
+    #expect(abs(proxy - direct) <= 1e-5 * direct, "\(proxy) vs \(direct)")
+    // The diagonal proxy uses H's diagonal only.
+    let norms = (0..<columns).map { gram[$0 * columns + $0].squareRoot() }
+    let diagonal = Sensitivity.cell(.keep, bits: 0, reference: reference, decoded: decoded, norms: norms).outputError!
+    var expected = 0.0
+    for r in 0..<rows {
+      for c in 0..<columns {
+        let d = Double(reference[r * columns + c]) - Double(decoded[r * columns + c])
+        expected += d * d * Double(gram[c * columns + c])
+      }
+    }
+    #expect(abs(diagonal - expected) <= 1e-5 * expected)
   }
 }

@@ -1,5 +1,6 @@
 import CheckpointIO
 import Foundation
+import LinearAlgebra
 
 /// How much each linear module loses under each candidate scheme: what `analyze` prints and
 /// what the mixed-precision allocator (`quantize --target-bpw`) minimises.
@@ -9,9 +10,10 @@ import Foundation
 /// modules that read one input), decoded, and compared with W:
 /// - data-free: the relative Frobenius error ||W - Q||/||W||, the SQNR, and the squared
 ///   error ||W - Q||²;
-/// - with calibration statistics (`calibrate`'s per-input-channel sums of squares s_j = Σ x_j²):
-///   the output error proxy tr((W - Q) diag(XᵀX) (W - Q)ᵀ) = Σ_ij (W - Q)_ij² s_j, the
-///   diagonal of HAWQ's and GPTQ's second-order term (llama.cpp's importance matrix).
+/// - with calibration statistics: the output error proxy tr((W - Q) H (W - Q)ᵀ) = Σ over the
+///   calibration tokens of ||x (W - Q)ᵀ||², the second-order term of HAWQ and GPTQ, with
+///   H = XᵀX when the file holds it (`calibrate --hessians`), else its diagonal, each input
+///   channel's sum of squares s_j (Σ_ij (W - Q)_ij² s_j, llama.cpp's importance matrix).
 ///
 /// Each weight is read once for all candidates.
 public struct Sensitivity: Sendable, Codable {
@@ -57,6 +59,33 @@ public struct Sensitivity: Sendable, Codable {
   public var rows: [Row]
   /// Whether `outputError` was measured (calibration statistics given).
   public var weighted: Bool
+  /// Whether it used the full XᵀX (else its diagonal).
+  public var fullHessian = false
+
+  /// Calibration statistics for the output error proxy, by module.
+  public enum Statistics: Sendable {
+    /// Each input channel's norm ||X_j|| (H's diagonal is its square).
+    case diagonal([String: [Float]])
+    /// XᵀX, row-major [C, C].
+    case full([String: [Float]])
+
+    /// `calibrate`'s file: XᵀX when it holds it for every module (`--hessians`), else the
+    /// sums of squares.
+    public static func load(_ path: String, modules: [(String, Int)]) throws(SwiftCompressError) -> Statistics {
+      if let file = try? Checkpoint.open(path) {
+        var grams: [String: [Float]] = [:]
+        for (module, channels) in modules {
+          guard let tensor = file.tensor(named: ActivationStatistics.TensorName.gram(module)),
+            tensor.info.shape == [channels, channels], [.f32, .f64, .bf16, .f16].contains(tensor.info.dtype)
+          else { break }
+          grams[module] = Float32Conversion.floats(
+            file.bytes(of: tensor), dtype: tensor.info.dtype, count: channels * channels)
+        }
+        if grams.count == modules.count, !modules.isEmpty { return .full(grams) }
+      }
+      return .diagonal(try CalibrationStatistics.load(path, modules: modules))
+    }
+  }
 
   /// The rows grouped into the allocator's items: modules of one set share one choice, and
   /// only choices every module of the set can take are offered.
@@ -82,7 +111,7 @@ public struct Sensitivity: Sendable, Codable {
   /// Measures every weight `pass` would quantize (its selection and ignore list; its
   /// scale search) under every candidate. `norms`: calibration norms ||X_j|| by module.
   public static func measure(
-    _ checkpoint: Checkpoint, pass: QuantizePass, candidates: [SchemeChoice], norms: [String: [Float]]?,
+    _ checkpoint: Checkpoint, pass: QuantizePass, candidates: [SchemeChoice], statistics: Statistics?,
     progress: ((Int, Int) -> Void)? = nil
   ) throws(SwiftCompressError) -> Sensitivity {
     let model = ModelAdapters.adapter(for: checkpoint)
@@ -110,7 +139,18 @@ public struct Sensitivity: Sendable, Codable {
     var rows: [Row] = []
     for (index, (tensor, module)) in selected.enumerated() {
       let descriptor = TensorDescriptor(tensor.info)
-      let weightNorms = norms?[module]
+      var weightNorms: [Float]?
+      var gram: [Float]?
+      switch statistics {
+      case .diagonal(let norms): weightNorms = norms[module]
+      case .full(let grams):
+        gram = grams[module]
+        weightNorms = gram.map { g in (0..<descriptor.shape[1]).map { g[$0 * descriptor.shape[1] + $0].squareRoot() } }
+      case nil: break
+      }
+      if statistics != nil, weightNorms == nil {
+        throw .invalidModule(name: module, reason: "the calibration statistics have no entry for it")
+      }
       if let weightNorms, weightNorms.count != descriptor.shape[1] {
         throw .invalidModule(
           name: module,
@@ -120,7 +160,14 @@ public struct Sensitivity: Sendable, Codable {
       }
       let set = model.scaleSharingGroup(ofModule: module)
       let data = input(checkpoint, tensor)
-      let reference = data.floats()
+      // The dense values, only when a cell needs them (the codecs measure the plain errors).
+      var dense: [Float]?
+      func reference() -> [Float] {
+        if dense == nil { dense = data.floats() }
+        return dense!
+      }
+      let count = descriptor.elementCount ?? 0
+      var squaredNorm: Double?
       var cells: [Cell] = []
       var unavailable: [String: String] = [:]
       for choice in candidates {
@@ -128,7 +175,7 @@ public struct Sensitivity: Sendable, Codable {
           let bitsPerElement = Double(tensor.info.dtype.bitsPerElement)
           cells.append(
             Cell(
-              choice: choice, bits: Double(reference.count) * bitsPerElement, bitsPerWeight: bitsPerElement,
+              choice: choice, bits: Double(count) * bitsPerElement, bitsPerWeight: bitsPerElement,
               relativeError: 0, sqnr: nil, squaredError: 0, outputError: weightNorms == nil ? nil : 0))
           continue
         }
@@ -152,22 +199,71 @@ public struct Sensitivity: Sendable, Codable {
           case .input: bytes.append(Array(data.bytes))
           }
         }
-        let decoded = try codec.decode(outputs: planned, data: bytes, shape: descriptor.shape)
         let bits = Double(bytes.reduce(0) { $0 + $1.count } * 8)
-        cells.append(cell(choice, bits: bits, reference: reference, decoded: decoded, norms: weightNorms))
+        if weightNorms == nil, case .measured(let error) = result.reconstruction {
+          // Data-free: the codec measured the error while encoding, as quantize reports it.
+          cells.append(cell(choice, bits: bits, count: count, error: error))
+          squaredNorm = error.referenceSquares
+          continue
+        }
+        let decoded = try codec.decode(outputs: planned, data: bytes, shape: descriptor.shape)
+        var measured = cell(choice, bits: bits, reference: reference(), decoded: decoded, norms: weightNorms)
+        if let gram {
+          measured.outputError = try Self.quadraticForm(reference(), decoded, gram: gram, columns: descriptor.shape[1])
+        }
+        cells.append(measured)
       }
       checkpoint.release(tensor)
       rows.append(
         Row(
           tensor: tensor.name, module: module, set: set, shape: descriptor.shape, dtype: tensor.info.dtype,
-          squaredNorm: reference.reduce(0) { $0 + Double($1) * Double($1) }, cells: cells, unavailable: unavailable))
+          squaredNorm: squaredNorm ?? reference().reduce(0) { $0 + Double($1) * Double($1) }, cells: cells,
+          unavailable: unavailable))
       progress?(index + 1, selected.count)
     }
-    return Sensitivity(candidates: candidates, rows: rows, weighted: norms != nil)
+    var result = Sensitivity(candidates: candidates, rows: rows, weighted: statistics != nil)
+    if case .full = statistics { result.fullHessian = true }
+    return result
   }
 
   private static func input(_ checkpoint: Checkpoint, _ tensor: CheckpointTensor) -> TensorInput {
     TensorInput(descriptor: TensorDescriptor(tensor.info), bytes: checkpoint.bytes(of: tensor))
+  }
+
+  /// tr(E H Eᵀ) for E = reference - decoded ([rows, columns]) and H [columns, columns].
+  static func quadraticForm(_ reference: [Float], _ decoded: [Float], gram: [Float], columns: Int)
+    throws(SwiftCompressError) -> Double
+  {
+    let rows = reference.count / max(1, columns)
+    var error = [Float](repeating: 0, count: reference.count)
+    for i in error.indices { error[i] = reference[i] - decoded[i] }
+    var product = [Float](repeating: 0, count: reference.count)
+    do {
+      try error.withUnsafeBufferPointer { e in
+        try gram.withUnsafeBufferPointer { h in
+          try product.withUnsafeMutableBufferPointer { p in
+            try gemmRowMajor(
+              m: rows, n: columns, k: columns, a: e.baseAddress!, lda: columns, b: h.baseAddress!, ldb: columns,
+              transposeB: false, c: p.baseAddress!, ldc: columns)
+          }
+        }
+      }
+    } catch {
+      throw .invalidTensor(name: "H", reason: "\(error)")
+    }
+    var sum = 0.0
+    for i in error.indices { sum += Double(error[i]) * Double(product[i]) }
+    return sum
+  }
+
+  /// The errors a codec measured while encoding.
+  static func cell(_ choice: SchemeChoice, bits: Double, count: Int, error: ErrorAccumulator) -> Cell {
+    let (errorSquares, referenceSquares) = (error.errorSquares, error.referenceSquares)
+    return Cell(
+      choice: choice, bits: bits, bitsPerWeight: bits / Double(max(1, count)),
+      relativeError: referenceSquares > 0 ? (errorSquares / referenceSquares).squareRoot() : 0,
+      sqnr: errorSquares > 0 && referenceSquares > 0 ? 10 * log10(referenceSquares / errorSquares) : nil,
+      squaredError: errorSquares, outputError: nil)
   }
 
   /// The errors of `decoded` against `reference` ([rows, columns] row-major).

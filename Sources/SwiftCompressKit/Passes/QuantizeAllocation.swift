@@ -32,12 +32,11 @@ extension QuantizePass {
           "cannot be combined with --target-bpw or --target-size: the allocation chooses every module's scheme (leave modules out with --ignore)"
       )
     }
-    var norms: [String: [Float]]?
-    if let statistics = configuration.statistics {
-      norms = try CalibrationStatistics.load(statistics, modules: try selectedModules(checkpoint))
+    let statistics = try configuration.statistics.map { (path) throws(SwiftCompressError) in
+      try Sensitivity.Statistics.load(path, modules: try selectedModules(checkpoint))
     }
     let sensitivity = try Sensitivity.measure(
-      checkpoint, pass: self, candidates: configuration.candidates, norms: norms)
+      checkpoint, pass: self, candidates: configuration.candidates, statistics: statistics)
     let items = sensitivity.items
     let weights = sensitivity.rows.reduce(0) { $0 + $1.elementCount }
     guard weights > 0, !items.isEmpty else {
@@ -102,7 +101,12 @@ extension QuantizePass {
       let loss = options.reduce(0) { $0 + $1.loss }
       if uniform == nil || loss < uniform!.1 { uniform = (choice, loss) }
     }
-    let metric = norms == nil ? "squared weight error" : "output error proxy Σ ΔW² ||x||² (calibrate's statistics)"
+    let metric =
+      statistics == nil
+      ? "squared weight error"
+      : sensitivity.fullHessian
+        ? "output error proxy tr(ΔW XᵀX ΔWᵀ) (calibrate --hessians)"
+        : "output error proxy Σ ΔW² ||x||² (calibrate's statistics)"
     let gap = solution.loss > 0 ? (solution.loss - solution.lowerBound) / solution.loss : 0
     var note =
       "allocation (\(option) \(target)): \(describe(solution.bits)) over \(Format.count(sensitivity.rows.count, "weight")) (\(Format.count(weights, "parameter"))); \(mix.joined(separator: ", ")); estimated \(metric) \(Format.metric(solution.loss)), within \(Format.fixed(100 * gap, 2)) % of the optimum (LP bound \(Format.metric(solution.lowerBound)))"

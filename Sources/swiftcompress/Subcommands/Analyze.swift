@@ -71,13 +71,12 @@ extension SwiftCompressCommand {
           if let modules = ignoring.modules { configuration.ignore = modules }
           let pass = try QuantizePass(configuration: configuration)
           let checkpoint = try Checkpoint.open(input)
-          var norms: [String: [Float]]?
-          if let calibration {
-            norms = try CalibrationStatistics.load(calibration, modules: try pass.selectedModules(checkpoint))
+          let statistics = try calibration.map { (path) throws(SwiftCompressError) in
+            try Sensitivity.Statistics.load(path, modules: try pass.selectedModules(checkpoint))
           }
           var drawn = false
           let sensitivity = try Sensitivity.measure(
-            checkpoint, pass: pass, candidates: candidates, norms: norms,
+            checkpoint, pass: pass, candidates: candidates, statistics: statistics,
             progress: Diagnostics.drawsProgress
               ? { done, total in
                 Diagnostics.write("\r\u{1B}[2Kanalyze: \(done)/\(total) weights")
@@ -134,10 +133,11 @@ enum SensitivityTable {
     text +=
       "\nall \(Format.count(rows.count, "weight")) (loss: \(weighted ? "output error proxy" : "squared weight error")):\n"
     text += TextTable.render(header: header, rows: totalRows, rightAligned: Set(2..<header.count)) + "\n"
-    for row in rows {
-      for (choice, reason) in row.unavailable.sorted(by: { $0.key < $1.key }) {
-        text += "\(row.tensor): \(choice) cannot store it: \(reason)\n"
-      }
+    for choice in candidates {
+      let missing = rows.filter { $0.unavailable[choice.description] != nil }
+      guard let first = missing.first, let reason = first.unavailable[choice.description] else { continue }
+      text +=
+        "\(choice) cannot store \(Format.count(missing.count, "weight")) (the allocation does not offer it for them), e.g. \(reason)\n"
     }
     return text
   }
