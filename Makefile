@@ -9,7 +9,7 @@ RENDER_DIR := .build/render
 
 export SWIFTCOMPRESS_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup venv build debug test demo render-report bench bench-forward bench-calibrated bench-scale interop fixtures fuzz fuzz-build fuzz-merge lint format clean
+.PHONY: all setup venv build debug test demo render-report bench bench-forward bench-calibrated bench-mixed bench-scale interop fixtures fuzz fuzz-build fuzz-merge lint format clean
 
 all: build
 
@@ -62,8 +62,25 @@ bench: build venv
 	.build/release/swiftcompress-bench quantize --checkpoint $(BENCH_DIR)/bf16 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/quantize_numpy.py
 	.build/release/swiftcompress-bench prune --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/prune_numpy.py
 	.build/release/swiftcompress-bench factorize --python $(PY) --numpy-script Benchmarks/factorize_numpy.py --work $(BENCH_DIR)/factorize
+	$(MAKE) bench-mixed
 	$(MAKE) bench-forward
 	$(MAKE) bench-calibrated
+
+## bench-mixed: mixed precision (docs/mixed-precision.md): analyze over every candidate against the sum of one quantize
+## per candidate and quantize --target-bpw, on the >=512 MB benchmark checkpoint; then the allocation's measured KL
+## divergence against every single scheme within the same bits per weight, on the tiny Llama with outlier channels and,
+## when the torch venv of make interop is there, the generated ~100M Llama. Writes Benchmarks/results/mixed-precision.json.
+MIXED_JSON := Benchmarks/results/mixed-precision.json
+bench-mixed: build venv
+	@test -f $(BENCH_DIR)/f32/model.safetensors || $(PY) Scripts/make_bench_checkpoint.py $(BENCH_DIR)/f32 --dtype f32
+	$(PY) Benchmarks/mixed_precision.py speed --swiftcompress $(BIN) --checkpoint $(BENCH_DIR)/f32 --json $(MIXED_JSON)
+	$(PY) Benchmarks/mixed_precision.py quality --swiftcompress $(BIN) --model Fixtures/tiny-llama-f32 \
+	  --eval Fixtures/golden/evaluation/tokens.tiny-llama-f32.jsonl --samples 32 --hessians --budgets 4.3 4.6 5.0 6.0 --json $(MIXED_JSON)
+	@if test -x $(INTEROP_VENV)/bin/python; then \
+	  test -f $(FORWARD_DIR)/llama-110m/model.safetensors || $(INTEROP_VENV)/bin/python Scripts/make_bench_model.py $(FORWARD_DIR)/llama-110m; \
+	  $(PY) Benchmarks/mixed_precision.py quality --swiftcompress $(BIN) --model $(FORWARD_DIR)/llama-110m --hessians \
+	    --budgets 4.3 4.6 5.0 6.0 --out .build/bench-mixed/quality-110m --json $(MIXED_JSON); \
+	else echo "bench-mixed: no $(INTEROP_VENV) (make interop installs it): the ~100M Llama is skipped"; fi
 
 ## bench-scale: peak memory of quantize, prune and factorize on a generated 8.9 GB sharded checkpoint (~20 GB of disk while it runs)
 SCALE_DIR := .build/bench-scale

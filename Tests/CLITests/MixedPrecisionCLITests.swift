@@ -137,3 +137,49 @@ import Testing
     #expect(warned.status == 0 && warned.stderr.contains("'nothing=W8A16:g128' matches no weight"))
   }
 }
+
+extension MixedPrecisionCLITests {
+  static let calibrationTokens = fixture("golden/calibrated/calibration-tokens.llama.jsonl")
+  static let llama = fixture("models/llama")
+
+  /// analyze --tokens measures the model's KL divergence with one weight quantized: the same
+  /// figure `evaluate` gives for a checkpoint with only that weight quantized (--scheme-for,
+  /// everything else kept). The allocation reads the measurements back with --sensitivity,
+  /// and refuses them for another input.
+  @Test func measuredLossIsWhatEvaluateMeasuresAndFeedsTheAllocation() throws {
+    let folder = TemporaryFolder()
+    let sensitivity = folder.file("sensitivity.json")
+    let run = try swiftcompress(
+      "analyze", Self.llama, "--schemes", "NVFP4,W8A16:g64,keep", "--tokens", Self.calibrationTokens, "--samples", "8",
+      "--json")
+    #expect(run.status == 0, "\(run.stderr)")
+    try run.stdout.write(toFile: sensitivity, atomically: true, encoding: .utf8)
+    let rows = Self.json(run.stdout)["rows"] as? [[String: Any]] ?? []
+    #expect(rows.count == 14)
+    let row = try #require(rows.first { ($0["tensor"] as? String) == "model.layers.1.mlp.down_proj.weight" })
+    let cells = row["cells"] as? [[String: Any]] ?? []
+    func measured(_ i: Int) -> Double { (cells[i]["measuredLoss"] ?? cells[i]["measured_loss"]) as? Double ?? .nan }
+    #expect(measured(2) == 0)
+    #expect(measured(1) < measured(0))
+    let only = folder.file("only")
+    let quantized = try swiftcompress(
+      "quantize", Self.llama, only, "--scheme", "W4A16", "--scheme-for", ".=keep", "--scheme-for",
+      "layers\\.1\\.mlp\\.down_proj=NVFP4", "-q")
+    #expect(quantized.status == 0, "\(quantized.stderr)")
+    let evaluated = try swiftcompress(
+      "evaluate", Self.llama, only, "--tokens", Self.calibrationTokens, "--samples", "8", "--json")
+    let kld = ((Self.json(evaluated.stdout)["decoder"] as? [String: Any])?["kld"] as? [String: Any])?["mean"] as? Double
+    #expect(
+      kld.map { abs($0 - measured(0)) <= 1e-9 * max(1, $0) } == true, "\(String(describing: kld)) vs \(measured(0))")
+
+    let mixed = folder.file("mixed")
+    let allocated = try swiftcompress(
+      "quantize", Self.llama, mixed, "--target-bpw", "5", "--sensitivity", sensitivity, "-q")
+    #expect(allocated.status == 0, "\(allocated.stderr)")
+    let report = try String(contentsOfFile: mixed + "/swiftcompress-report.md", encoding: .utf8)
+    #expect(report.contains("mean KL divergence with only that weight quantized"))
+    let other = try swiftcompress(
+      "quantize", Self.model, folder.file("other"), "--target-bpw", "5", "--sensitivity", sensitivity, "-q")
+    #expect(other.status == 65 && other.stderr.contains("--sensitivity"), "\(other.stderr)")
+  }
+}

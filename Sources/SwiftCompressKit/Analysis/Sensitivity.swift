@@ -29,12 +29,15 @@ public struct Sensitivity: Sendable, Codable {
     public var sqnr: Double?
     /// ||W - Q||_F².
     public var squaredError: Double
-    /// Σ_ij (W - Q)_ij² s_j with the calibration statistics; nil without them.
+    /// tr((W - Q) H (W - Q)ᵀ) with the calibration statistics; nil without them.
     public var outputError: Double?
+    /// The model's measured loss on data with only this weight stored this way (mean KL
+    /// divergence for decoders, 1 - mean embedding cosine for encoders); nil when not measured.
+    public var measuredLoss: Double?
 
-    /// What the allocator minimises: the output error proxy when there are statistics, else
-    /// the squared weight error.
-    public var loss: Double { outputError ?? squaredError }
+    /// What the allocator minimises: the measured loss when there is one, else the output
+    /// error proxy when there are statistics, else the squared weight error.
+    public var loss: Double { measuredLoss ?? outputError ?? squaredError }
   }
 
   /// One selected weight.
@@ -61,6 +64,39 @@ public struct Sensitivity: Sendable, Codable {
   public var weighted: Bool
   /// Whether it used the full XᵀX (else its diagonal).
   public var fullHessian = false
+  /// What `measuredLoss` is ("mean KL divergence"), nil when not measured.
+  public var measuredMetric: String?
+
+  /// The model's loss with one weight replaced by the values given (what `measure` calls for
+  /// every weight and candidate when the model's own loss is measured).
+  public struct ModelLoss {
+    /// What it measures ("mean KL divergence").
+    public var metric: String
+    public var measure: (_ tensor: String, _ values: [Float]) throws -> Double
+
+    public init(metric: String, measure: @escaping (_ tensor: String, _ values: [Float]) throws -> Double) {
+      self.metric = metric
+      self.measure = measure
+    }
+
+    /// Evaluates `candidate` (the same model, one weight overridden at a time) against
+    /// `reference` on `samples`: mean KL divergence (decoders) or 1 - mean embedding cosine
+    /// (encoders).
+    public static func evaluating(
+      reference: any ForwardModel, candidate: any LayerByLayerModel, path: String, samples: EvaluationSamples,
+      batchTokens: Int
+    ) -> ModelLoss {
+      let decoder = reference.kind == .decoder
+      return ModelLoss(metric: decoder ? "mean KL divergence" : "1 - mean embedding cosine") { tensor, values in
+        candidate.weights.override(tensor, with: values)
+        defer { candidate.weights.clearOverrides() }
+        let report = try Evaluator.evaluate(
+          reference: reference, candidate: candidate, paths: (path, path), samples: samples, batchTokens: batchTokens)
+        if decoder { return report.decoder?.kld.mean ?? .nan }
+        return 1 - (report.encoder?.cosineMean ?? .nan)
+      }
+    }
+  }
 
   /// Calibration statistics for the output error proxy, by module.
   public enum Statistics: Sendable {
@@ -112,7 +148,7 @@ public struct Sensitivity: Sendable, Codable {
   /// scale search) under every candidate. `norms`: calibration norms ||X_j|| by module.
   public static func measure(
     _ checkpoint: Checkpoint, pass: QuantizePass, candidates: [SchemeChoice], statistics: Statistics?,
-    progress: ((Int, Int) -> Void)? = nil
+    modelLoss: ModelLoss? = nil, progress: ((Int, Int) -> Void)? = nil
   ) throws(SwiftCompressError) -> Sensitivity {
     let model = ModelAdapters.adapter(for: checkpoint)
     if !(try Float8Input.sources(checkpoint)).isEmpty {
@@ -121,16 +157,10 @@ public struct Sensitivity: Sendable, Codable {
         reason: "holds FP8 weights: measure the dense model (run 'swiftcompress decompress' first)")
     }
     // The selected weights, and for NVFP4 each set's largest magnitude.
-    var selected: [(CheckpointTensor, String)] = []
+    let selected = try selection(checkpoint, pass: pass)
     var amax: [String: Float] = [:]
-    let needsAmax = candidates.contains { $0.codec?.sharesGlobalScale == true }
-    for tensor in checkpoint.tensors {
-      guard
-        case .module(let module) = try LinearWeights.select(
-          TensorDescriptor(tensor.info), ignoring: pass.ignoreRules, verb: "quantized", factors: true, model: model)
-      else { continue }
-      selected.append((tensor, module))
-      if needsAmax {
+    if candidates.contains(where: { $0.codec?.sharesGlobalScale == true }) {
+      for (tensor, module) in selected {
         let set = model.scaleSharingGroup(ofModule: module)
         amax[set] = max(amax[set] ?? 0, RowLoops.absMax(input(checkpoint, tensor)))
         checkpoint.release(tensor)
@@ -176,7 +206,8 @@ public struct Sensitivity: Sendable, Codable {
           cells.append(
             Cell(
               choice: choice, bits: Double(count) * bitsPerElement, bitsPerWeight: bitsPerElement,
-              relativeError: 0, sqnr: nil, squaredError: 0, outputError: weightNorms == nil ? nil : 0))
+              relativeError: 0, sqnr: nil, squaredError: 0, outputError: weightNorms == nil ? nil : 0,
+              measuredLoss: modelLoss == nil ? nil : 0))
           continue
         }
         let planned: [PlannedTensor]
@@ -200,7 +231,7 @@ public struct Sensitivity: Sendable, Codable {
           }
         }
         let bits = Double(bytes.reduce(0) { $0 + $1.count } * 8)
-        if weightNorms == nil, case .measured(let error) = result.reconstruction {
+        if weightNorms == nil, modelLoss == nil, case .measured(let error) = result.reconstruction {
           // Data-free: the codec measured the error while encoding, as quantize reports it.
           cells.append(cell(choice, bits: bits, count: count, error: error))
           squaredNorm = error.referenceSquares
@@ -210,6 +241,15 @@ public struct Sensitivity: Sendable, Codable {
         var measured = cell(choice, bits: bits, reference: reference(), decoded: decoded, norms: weightNorms)
         if let gram {
           measured.outputError = try Self.quadraticForm(reference(), decoded, gram: gram, columns: descriptor.shape[1])
+        }
+        if let modelLoss {
+          do {
+            measured.measuredLoss = try modelLoss.measure(tensor.name, decoded)
+          } catch let error as SwiftCompressError {
+            throw error
+          } catch {
+            throw .invalidTensor(name: tensor.name, reason: "measuring the model's loss failed: \(error)")
+          }
         }
         cells.append(measured)
       }
@@ -223,7 +263,24 @@ public struct Sensitivity: Sendable, Codable {
     }
     var result = Sensitivity(candidates: candidates, rows: rows, weighted: statistics != nil)
     if case .full = statistics { result.fullHessian = true }
+    result.measuredMetric = modelLoss?.metric
     return result
+  }
+
+  /// The weights `pass` selects (linear, not ignored, not embeddings), with their modules.
+  public static func selection(_ checkpoint: Checkpoint, pass: QuantizePass) throws(SwiftCompressError) -> [(
+    CheckpointTensor, String
+  )] {
+    let model = ModelAdapters.adapter(for: checkpoint)
+    var selected: [(CheckpointTensor, String)] = []
+    for tensor in checkpoint.tensors {
+      guard
+        case .module(let module) = try LinearWeights.select(
+          TensorDescriptor(tensor.info), ignoring: pass.ignoreRules, verb: "quantized", factors: true, model: model)
+      else { continue }
+      selected.append((tensor, module))
+    }
+    return selected
   }
 
   private static func input(_ checkpoint: Checkpoint, _ tensor: CheckpointTensor) -> TensorInput {

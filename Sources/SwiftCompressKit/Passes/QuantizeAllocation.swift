@@ -35,8 +35,25 @@ extension QuantizePass {
     let statistics = try configuration.statistics.map { (path) throws(SwiftCompressError) in
       try Sensitivity.Statistics.load(path, modules: try selectedModules(checkpoint))
     }
-    let sensitivity = try Sensitivity.measure(
-      checkpoint, pass: self, candidates: configuration.candidates, statistics: statistics)
+    let sensitivity: Sensitivity
+    if let measuredSensitivity {
+      // Measured beforehand (analyze --json, or the model's loss): it must describe these weights.
+      let expected = try Sensitivity.selection(checkpoint, pass: self).map {
+        "\($0.0.name) \($0.0.info.dtype.rawValue)\($0.0.info.shape)"
+      }
+      let given = measuredSensitivity.rows.map { "\($0.tensor) \($0.dtype.rawValue)\($0.shape)" }
+      if given != expected {
+        throw .invalidCheckpoint(
+          path: checkpoint.path,
+          reason:
+            "is not what the --sensitivity measurements describe: they hold \(Format.count(given.count, "weight")), not the \(Format.count(expected.count, "weight")) this run quantizes with these names, dtypes and shapes (another model or dtype, or another --ignore); run 'swiftcompress analyze' on this input with the same --ignore"
+        )
+      }
+      sensitivity = measuredSensitivity
+    } else {
+      sensitivity = try Sensitivity.measure(
+        checkpoint, pass: self, candidates: configuration.candidates, statistics: statistics)
+    }
     let items = sensitivity.items
     let weights = sensitivity.rows.reduce(0) { $0 + $1.elementCount }
     guard weights > 0, !items.isEmpty else {
@@ -102,11 +119,12 @@ extension QuantizePass {
       if uniform == nil || loss < uniform!.1 { uniform = (choice, loss) }
     }
     let metric =
-      statistics == nil
-      ? "squared weight error"
-      : sensitivity.fullHessian
-        ? "output error proxy tr(ΔW XᵀX ΔWᵀ) (calibrate --hessians)"
-        : "output error proxy Σ ΔW² ||x||² (calibrate's statistics)"
+      sensitivity.measuredMetric.map { "\($0) with only that weight quantized, summed over the weights" }
+      ?? (statistics == nil
+        ? "squared weight error"
+        : sensitivity.fullHessian
+          ? "output error proxy tr(ΔW XᵀX ΔWᵀ) (calibrate --hessians)"
+          : "output error proxy Σ ΔW² ||x||² (calibrate's statistics)")
     let gap = solution.loss > 0 ? (solution.loss - solution.lowerBound) / solution.loss : 0
     var note =
       "allocation (\(option) \(target)): \(describe(solution.bits)) over \(Format.count(sensitivity.rows.count, "weight")) (\(Format.count(weights, "parameter"))); \(mix.joined(separator: ", ")); estimated \(metric) \(Format.metric(solution.loss)), within \(Format.fixed(100 * gap, 2)) % of the optimum (LP bound \(Format.metric(solution.lowerBound)))"

@@ -14,12 +14,21 @@ import Foundation
 public struct QuantizePass: CompressionPass {
   public static let identifier = "quantize"
   public static let summary = "integer group quantization in the compressed-tensors pack-quantized layout"
-  public let configuration: Configuration
+  public private(set) var configuration: Configuration
   /// The codec of the scheme, with the configured group size.
   let codec: any QuantizationCodec
   /// The scheme of each module the allocation (`configuration.target`) chose, from
   /// `prepared(for:)`; it overrides `schemeFor` and the default.
   var assigned: [String: SchemeChoice] = [:]
+  /// The sensitivity the allocation uses, measured beforehand by the command (the model's own
+  /// loss on data, `Sensitivity.ModelLoss`); nil: measured in `prepared(for:)`.
+  public var measuredSensitivity: Sensitivity?
+  /// Makes the allocation use `sensitivity` (measured beforehand) and its candidates.
+  public mutating func allocate(with sensitivity: Sensitivity) {
+    measuredSensitivity = sensitivity
+    configuration.candidates = sensitivity.candidates
+  }
+
   /// The allocation's summary for the report's notes, from `prepared(for:)`.
   public var allocationNote: String?
   /// The modules the plan quantizes and their schemes, in checkpoint order, from

@@ -233,3 +233,20 @@ func writeAtomically(_ text: String, to path: String) throws {
     throw CheckpointError.cannotCreateOutput(path: path, reason: String(cString: strerror(errno)))
   }
 }
+
+/// The model's own loss on `data` with one weight replaced at a time (`analyze` and
+/// `quantize --target-bpw` with --data/--tokens): mean KL divergence against the model itself
+/// (decoders) or 1 - mean embedding cosine (encoders).
+func measuredModelLoss(model: String, data: DataOptions, batchTokens: Int) throws -> Sensitivity.ModelLoss {
+  let loaded = try data.load(model: model)
+  let samples = try data.samples(loaded, models: [model])
+  let reference = try openModel(model)
+  guard let candidate = try openModel(model) as? any LayerByLayerModel else {
+    throw SwiftCompressError.invalidCheckpoint(
+      path: model, reason: "its forward pass cannot replace single weights; leave out --data and --tokens")
+  }
+  try samples.check(vocabularySize: reference.vocabularySize)
+  try samples.requireScoredPositions(for: reference.kind)
+  return .evaluating(
+    reference: reference, candidate: candidate, path: model, samples: samples, batchTokens: batchTokens)
+}

@@ -11,7 +11,10 @@ extension SwiftCompressCommand {
         Every linear weight quantize would select (not embeddings, not --ignore) is encoded in every \
         scheme of --schemes exactly as quantize writes it, decoded and compared: the relative Frobenius \
         error, the SQNR, the squared error, and with --calibration (calibrate's statistics) the output \
-        error proxy Σ_ij (W - Q)_ij² ||x_j||². Each weight is read once for all schemes. Prints a table \
+        error proxy tr((W - Q) XᵀX (W - Q)ᵀ) (its diagonal without --hessians), and with --data or \
+        --tokens the model's own loss with only that weight quantized (mean KL divergence for \
+        decoders, 1 - mean embedding cosine for encoders, one evaluation per weight and scheme). \
+        Each weight is read once for all schemes. Prints a table \
         (or JSON with --json); --html writes the tensor x scheme heat map. quantize --target-bpw \
         minimises the same losses. See docs/mixed-precision.md.
 
@@ -48,20 +51,19 @@ extension SwiftCompressCommand {
 
     @OptionGroup var ignoring: IgnoreOptions
 
+    @OptionGroup(title: "Data (the model's measured loss per weight and scheme)") var data: DataOptions
+
+    @OptionGroup var batch: BatchOptions
+
     @Flag(name: .long, help: "Print the measurements as JSON.")
     var json = false
 
     @Option(name: .long, help: ArgumentHelp("Write the heat map as an HTML page.", valueName: "file"))
     var html: String?
 
-    @Option(
-      name: [.short, .long], parsing: .unconditional,
-      help: "Worker threads (default: one per core). The numbers do not depend on it.")
-    var jobs: Int?
-
     func run() throws {
       try Diagnostics.reportingErrors {
-        try Parallel.withJobs(jobs) {
+        try Parallel.withJobs(batch.jobs) {
           let group = groupSize ?? QuantizePass.Configuration.defaultGroupSize
           let candidates =
             try schemes.map { (text) throws(SwiftCompressError) in
@@ -74,9 +76,11 @@ extension SwiftCompressCommand {
           let statistics = try calibration.map { (path) throws(SwiftCompressError) in
             try Sensitivity.Statistics.load(path, modules: try pass.selectedModules(checkpoint))
           }
+          let modelLoss =
+            data.isGiven ? try measuredModelLoss(model: input, data: data, batchTokens: batch.batchTokens) : nil
           var drawn = false
           let sensitivity = try Sensitivity.measure(
-            checkpoint, pass: pass, candidates: candidates, statistics: statistics,
+            checkpoint, pass: pass, candidates: candidates, statistics: statistics, modelLoss: modelLoss,
             progress: Diagnostics.drawsProgress
               ? { done, total in
                 Diagnostics.write("\r\u{1B}[2Kanalyze: \(done)/\(total) weights")
@@ -124,14 +128,20 @@ enum SensitivityTable {
         TextTable.render(
           header: header, rows: rowsOf { Format.metric($0.outputError) }, rightAligned: Set(2..<header.count)) + "\n"
     }
+    if let metric = s.measuredMetric {
+      text += "\nmeasured \(metric) with only that weight quantized:\n"
+      text +=
+        TextTable.render(
+          header: header, rows: rowsOf { Format.metric($0.measuredLoss) }, rightAligned: Set(2..<header.count)) + "\n"
+    }
     var totalRows: [[String]] = [["bits per weight", ""], ["relative error", ""], ["summed loss", ""]]
     for total in s.totals() {
       totalRows[0].append(total.map { Format.fixed($0.bitsPerWeight, 3) } ?? "-")
       totalRows[1].append(total.map { Format.metric($0.relativeError) } ?? "-")
       totalRows[2].append(total.map { Format.metric($0.loss) } ?? "-")
     }
-    text +=
-      "\nall \(Format.count(rows.count, "weight")) (loss: \(weighted ? "output error proxy" : "squared weight error")):\n"
+    let loss = s.measuredMetric.map { "summed \($0)" } ?? (weighted ? "output error proxy" : "squared weight error")
+    text += "\nall \(Format.count(rows.count, "weight")) (loss: \(loss)):\n"
     text += TextTable.render(header: header, rows: totalRows, rightAligned: Set(2..<header.count)) + "\n"
     for choice in candidates {
       let missing = rows.filter { $0.unavailable[choice.description] != nil }

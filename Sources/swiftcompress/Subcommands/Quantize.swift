@@ -1,5 +1,6 @@
 import ArgumentParser
 import CheckpointIO
+import Foundation
 import SwiftCompressKit
 
 extension ScaleSearch: ExpressibleByArgument {}
@@ -76,6 +77,13 @@ extension SwiftCompressCommand {
     var calibration: String?
 
     @Option(
+      name: .long,
+      help: ArgumentHelp(
+        "The measurements of 'swiftcompress analyze --json' on this input: the allocation uses them (their candidates and loss) instead of measuring again.",
+        valueName: "file"))
+    var sensitivity: String?
+
+    @Option(
       name: .long, parsing: .unconditional,
       help: ArgumentHelp(
         "Inputs per quantization group of the integer schemes (W8A16, W4A16, W4A16_ASYM); 0 for one scale per output channel. (default: \(QuantizePass.Configuration.defaultGroupSize))"
@@ -150,8 +158,13 @@ extension SwiftCompressCommand {
       if scheme == nil && !allocating {
         throw ValidationError("--scheme is required (or let --target-bpw or --target-size choose the schemes).")
       }
-      if !allocating && (candidates != nil || calibration != nil) {
-        throw ValidationError("--candidates and --calibration are for --target-bpw or --target-size.")
+      if !allocating && (candidates != nil || calibration != nil || sensitivity != nil) {
+        throw ValidationError("--candidates, --calibration and --sensitivity are for --target-bpw or --target-size.")
+      }
+      if sensitivity != nil && (candidates != nil || calibration != nil || data.isGiven) {
+        throw ValidationError(
+          "--sensitivity holds the measurements and their candidates: leave out --candidates, --calibration, --data and --tokens."
+        )
       }
       if allocating && !schemeFor.isEmpty {
         throw ValidationError(
@@ -190,9 +203,10 @@ extension SwiftCompressCommand {
         }
       }
       if method == .rtn {
-        if data.isGiven {
+        if data.isGiven && !allocating {
           throw ValidationError(
-            "--data and --tokens are calibration data for --method gptq; round-to-nearest needs none.")
+            "--data and --tokens are calibration data for --method gptq (or, with --target-bpw/--target-size, the data the allocation measures the model's loss on); round-to-nearest needs none."
+          )
         }
         if dampening != nil || blockSize != nil || actorder != nil || refit != nil {
           throw ValidationError("--dampening, --block-size, --actorder and --refit are GPTQ's: add --method gptq.")
@@ -259,6 +273,29 @@ extension SwiftCompressCommand {
         let method = GPTQMethod(pass: prepared)
         pass.calibrated = try runCalibration(
           method, input: options.input, data: data, run: calibrationRun, jobs: shared.jobs)
+      }
+      if let sensitivity {
+        let bytes: Data
+        do {
+          bytes = try Data(contentsOf: URL(fileURLWithPath: sensitivity))
+        } catch {
+          throw CheckpointError.inputNotFound(path: sensitivity)
+        }
+        do {
+          pass.allocate(with: try JSONDecoder().decode(Sensitivity.self, from: bytes))
+        } catch {
+          throw SwiftCompressError.invalidFile(
+            path: sensitivity, reason: "is not the JSON of 'swiftcompress analyze --json' (\(error))")
+        }
+      }
+      if pass.configuration.target != nil, method == .rtn, data.isGiven, !shared.dryRun, !shared.explain {
+        // The allocation minimises the model's own loss, measured with one weight quantized at a time.
+        let modelLoss = try measuredModelLoss(
+          model: options.input, data: data, batchTokens: Evaluator.defaultBatchTokens)
+        pass.allocate(
+          with: try Sensitivity.measure(
+            try Checkpoint.open(options.input), pass: pass, candidates: pass.configuration.candidates,
+            statistics: nil, modelLoss: modelLoss))
       }
       var options = options
       if let note = pass.calibrated?.note { options.notes.append(note) }
