@@ -122,6 +122,15 @@ def quality(args):
     if args.hessians:
         stats["full"] = os.path.join(work, "statistics-hessians.safetensors")
         run([binary, "calibrate", model, "--tokens", args.tokens, "-o", stats["full"], "--force", "--hessians"])
+    sensitivity = None
+    if args.measured_samples:
+        # The model's own loss per weight and scheme, measured once, reused for every budget.
+        sensitivity = os.path.join(work, "sensitivity.json")
+        t, rss, proc = run([binary, "analyze", model, "--schemes", args.candidates, "--tokens", args.tokens,
+                            "--samples", str(args.measured_samples), "--json"])
+        with open(sensitivity, "w") as f:
+            f.write(proc.stdout)
+        print(f"analyze --tokens ({args.measured_samples} samples): {t:.1f} s, {rss:.0f} MiB", flush=True)
     uniform = {}
     for choice in [c for c in args.candidates.split(",") if c != "keep"]:
         out = os.path.join(work, "uniform-" + choice.replace(":", "-"))
@@ -138,12 +147,14 @@ def quality(args):
         if fitting:
             pick = (max if higher_is_better else min)(fitting, key=lambda c: fitting[c][metric])
             entry["best_uniform"] = {"scheme": pick, **fitting[pick]}
-        for name, path in [("data_free", None)] + list(stats.items()):
+        for name, path in [("data_free", None)] + list(stats.items()) + ([("measured", None)] if sensitivity else []):
             out = os.path.join(work, f"alloc-{budget}-{name}")
             shutil.rmtree(out, ignore_errors=True)
             cmd = [binary, "quantize", model, out, "-q", "--target-bpw", str(budget), "--candidates", args.candidates]
             if path:
                 cmd += ["--calibration", path]
+            if name == "measured":
+                cmd = [binary, "quantize", model, out, "-q", "--target-bpw", str(budget), "--sensitivity", sensitivity]
             run(cmd)
             _, value = evaluate(binary, model, out, args.eval)
             with open(os.path.join(out, "swiftcompress-report.json")) as f:
@@ -186,6 +197,8 @@ def main():
     q.add_argument("--candidates", default=",".join(CANDIDATES))
     q.add_argument("--budgets", type=float, nargs="+", default=[4.3, 4.6, 5.0])
     q.add_argument("--hessians", action="store_true")
+    q.add_argument("--measured-samples", type=int, default=0,
+                   help="also allocate on the model's measured KL divergence (analyze --tokens) over this many samples")
     q.add_argument("--out", default=".build/bench-mixed/quality")
     q.add_argument("--json")
     args = p.parse_args()

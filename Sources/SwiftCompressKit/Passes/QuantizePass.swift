@@ -34,6 +34,8 @@ public struct QuantizePass: CompressionPass {
   /// The modules the plan quantizes and their schemes, in checkpoint order, from
   /// `planned(transforming:)`: config.json's config groups are written from them.
   var written: [(module: String, choice: SchemeChoice)]?
+  /// Whether a quantized weight is F32, from `planned(transforming:)`.
+  var writtenFloat32 = false
   let ignoreRules: [IgnoreRule]
   /// Global scales by module, from `prepared(for:)`, for a codec that shares one.
   var globalScales: [String: Float] = [:]
@@ -54,7 +56,17 @@ public struct QuantizePass: CompressionPass {
   /// in forward order, as the reference saves it), from `prepared(for:)`.
   var matrixModule: String?
 
-  public var notes: [String] { allocationNote.map { [$0] } ?? [] }
+  public var notes: [String] { (allocationNote.map { [$0] } ?? []) + (loadingNote.map { [$0] } ?? []) }
+
+  /// A note for an F32 checkpoint mixing integer and FP4 groups, which transformers with
+  /// compressed-tensors 0.20 loads only in BF16 (docs/loading.md#mixed-precision).
+  var loadingNote: String? {
+    guard let written, writtenFloat32 else { return nil }
+    let formats = Set(written.compactMap { $0.choice.codec?.format })
+    guard formats.contains("pack-quantized"), formats.contains(where: { $0.contains("fp4") }) else { return nil }
+    return
+      "F32 weights with integer and FP4 config groups: transformers with compressed-tensors 0.20 loads this checkpoint only in BF16 (it decodes FP4 to BF16), rounding the integer groups' F32 scales to BF16; decompress and the model-free dequantizer are exact"
+  }
 
   public var warnings: [String] {
     (calibrated?.summary?.warnings ?? []) + fp8Warnings
@@ -413,6 +425,7 @@ public struct QuantizePass: CompressionPass {
       written.append((module, choice(ofModule: module)))
     }
     pass.written = written
+    pass.writtenFloat32 = tensors.contains { $0.dtype == .f32 }
     return pass
   }
 
@@ -425,6 +438,7 @@ public struct QuantizePass: CompressionPass {
     let seen = Set(written.map(\.module))
     written += other.filter { !seen.contains($0.module) }
     pass.written = written
+    pass.writtenFloat32 = writtenFloat32 || variant.writtenFloat32
     return pass
   }
 
