@@ -67,7 +67,10 @@ private let samples: [StageKind: [String: RecipeValue]] = [
     "residual_rank": .scalar("8"), "residual_iterations": .scalar("5"), "ignore": .list(["lm_head", "re:.*gate_proj"]),
     "method": .scalar("gptq"), "dampening": .scalar("0.05"), "block_size": .scalar("64"), "actorder": .scalar("none"),
     "rotation_block": .scalar("32"),
-    "refit": .scalar("none"),
+    "refit": .scalar("none"), "scheme_for": .list(["mlp\\.down_proj=W8A16:g128", "layers\\.0\\.=keep"]),
+    "target_bpw": .scalar("4.5"), "target_size": .scalar("1000000"),
+    "candidates": .list(["NVFP4A16", "W8A16:g128", "keep"]),
+    "statistics": .scalar("stats.safetensors"),
   ],
 ]
 
@@ -83,6 +86,7 @@ private func required(_ kind: StageKind, for key: String) -> [String: RecipeValu
     ["scheme": .scalar("W4A16")].merging(key == "residual_iterations" ? ["residual_rank": .scalar("4")] : [:]) {
       $1
     }.merging(["dampening", "block_size", "actorder", "refit"].contains(key) ? ["method": .scalar("gptq")] : [:]) { $1 }
+      .merging(key == "candidates" ? ["target_bpw": .scalar("4.5")] : [:]) { $1 }
   }
 }
 

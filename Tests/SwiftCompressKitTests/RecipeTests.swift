@@ -84,8 +84,8 @@ struct RecipeTests {
     ("stagez:\n  - quantize: {scheme: W4A16}\n", 1, "stagez", "stages, gates"),
     ("stages:\n  - factorize:\n      rank: 8\n      energy: 0.9\n", 3, "rank", "exactly one rank rule"),
     (
-      "stages:\n  - quantize:\n      scheme: W4A16\n      overrides:\n        - targets: [q_proj]\n          scheme: W8A16\n",
-      6, "scheme", "scale_search"
+      "stages:\n  - quantize:\n      scheme: W4A16\n      overrides:\n        - targets: [q_proj]\n          dampening: 0.1\n",
+      6, "dampening", "scale_search, scheme, group_size"
     ),
     ("gates:\n  max_error: lots\nstages:\n  - quantize: {scheme: W4A16}\n", 2, "max_error", "a number"),
     ("stages:\n  - prune:\n      method: magnitude\n      sparsity: 1.5\n", 4, "sparsity", "[0, 1)"),
