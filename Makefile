@@ -9,7 +9,7 @@ RENDER_DIR := .build/render
 
 export SWIFTCOMPRESS_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup venv build debug test demo render-report bench bench-forward bench-calibrated bench-scale interop fixtures fuzz fuzz-build fuzz-merge lint format clean
+.PHONY: all setup venv build debug test demo render-report bench bench-llama bench-forward bench-calibrated bench-scale interop fixtures fuzz fuzz-build fuzz-merge lint format clean
 
 all: build
 
@@ -62,8 +62,19 @@ bench: build venv
 	.build/release/swiftcompress-bench quantize --checkpoint $(BENCH_DIR)/bf16 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/quantize_numpy.py
 	.build/release/swiftcompress-bench prune --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/prune_numpy.py
 	.build/release/swiftcompress-bench factorize --python $(PY) --numpy-script Benchmarks/factorize_numpy.py --work $(BENCH_DIR)/factorize
+	$(MAKE) bench-llama
 	$(MAKE) bench-forward
 	$(MAKE) bench-calibrated
+
+## bench-llama: swiftcompress quantize against llama.cpp's llama-quantize (W4A16/Q4_0, W8A16/Q8_0, MXFP4, NVFP4; F32
+## and BF16 inputs; whole process, ratios and memcpy of the same run, peak RSS on disk and tmpfs, mse vs round-to-nearest).
+## Dev-only: downloads the llama-cpp-python 0.3.36 sdist from PyPI and builds its llama.cpp (cmake, -DGGML_NATIVE=ON)
+## under .build/llama; gguf-py from that sdist writes the GGUF input. Needs cmake and a C++ compiler (installed with apt).
+LLAMA_DIR := .build/llama
+bench-llama: build
+	@Scripts/install-deps.sh cmake g++
+	@test -x $(LLAMA_DIR)/venv/bin/python || python3 -m venv $(LLAMA_DIR)/venv
+	$(LLAMA_DIR)/venv/bin/python Benchmarks/llama_quantize.py --swiftcompress $(BIN) --work $(LLAMA_DIR) --mse
 
 ## bench-scale: peak memory of quantize, prune and factorize on a generated 8.9 GB sharded checkpoint (~20 GB of disk while it runs)
 SCALE_DIR := .build/bench-scale
