@@ -89,6 +89,33 @@ enum RowLoops {
     return error
   }
 
+  /// Calls `body` for fixed blocks of 64 rows in parallel, with room for each row's error
+  /// statistics, and returns them summed row by row in row order: the same sums as
+  /// `parallelRows` measuring the same reconstructions, whatever the thread count. For
+  /// kernels that quantize and measure whole rows in one pass.
+  static func parallelRowBlocks(
+    rows: Int, _ body: @Sendable (Range<Int>, UnsafeMutablePointer<sck_error_stats>) -> Void
+  ) -> ErrorAccumulator {
+    let blockRows = 64
+    let blocks = (rows + blockRows - 1) / blockRows
+    var accumulators = [ErrorAccumulator](repeating: ErrorAccumulator(), count: blocks)
+    accumulators.withUnsafeMutableBufferPointer { errorOut in
+      nonisolated(unsafe) let errorOut = errorOut
+      Parallel.perform(iterations: blocks) { block in
+        let range = (block * blockRows)..<min(rows, (block + 1) * blockRows)
+        let stats = UnsafeMutablePointer<sck_error_stats>.allocate(capacity: range.count)
+        defer { stats.deallocate() }
+        body(range, stats)
+        var accumulator = ErrorAccumulator()
+        for i in 0..<range.count { accumulator.add(stats[i]) }
+        errorOut[block] = accumulator
+      }
+    }
+    var error = ErrorAccumulator()
+    for accumulator in accumulators { error.merge(accumulator) }
+    return error
+  }
+
   /// An array of `count` elements left uninitialised, for outputs a kernel fills entirely
   /// (zero-filling them first costs a pass over memory).
   static func uninitialized<T: BitwiseCopyable>(_ count: Int) -> [T] {
