@@ -159,6 +159,7 @@ public struct IntegerPackCodec: QuantizationCodec {
               source + range.lowerBound * rowBytes, range.count, columns, group, Int32(bits), dtypeCode, epsilon,
               packedOut.baseAddress!.assumingMemoryBound(to: UInt8.self) + range.lowerBound * words * 4,
               scaleOut.baseAddress! + range.lowerBound * groups, stats)
+            input.releaseRows(range, rowBytes: rowBytes)
           }
         }
       }
