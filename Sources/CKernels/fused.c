@@ -55,6 +55,21 @@ static int int_rows_stepwise(const void *x, size_t rows, size_t columns, size_t 
   return 0;
 }
 
+static int mxfp4_rows_stepwise(const void *x, size_t rows, size_t columns, int dtype, uint8_t *exponents,
+                               uint8_t *packed, sck_error_stats *stats) {
+  float *values = malloc(columns * sizeof(float) * 2);
+  if (!values) return -1;
+  float *recon = values + columns;
+  for (size_t r = 0; r < rows; r++) {
+    widen_row(x, dtype, r, columns, values);
+    sck_quantize_mxfp4(values, columns / 32, dtype, exponents + r * (columns / 32), packed + r * (columns / 2),
+                       recon);
+    sck_error_stats_f32(values, recon, columns, stats + r);
+  }
+  free(values);
+  return 0;
+}
+
 #if SCK_X86
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define INLINE __attribute__((always_inline)) inline
@@ -213,6 +228,41 @@ AVX2 static __attribute__((noinline)) void error_row_bf16(const void *x, const f
   error_row(x, r, columns, 1, finite, stats);
 }
 
+// The group's max |w| on the bit patterns (for finite values the same order as the
+// values); a NaN or infinity takes the scalar rule (max(|w|, lane) lanes, then fmaxf).
+// `*nonfinite` is set when it did.
+AVX2 static INLINE float group_amax(const void *x, size_t start, size_t group, int dtype, int *nonfinite) {
+  const __m256i abs_bits = _mm256_set1_epi32(0x7FFFFFFF);
+  __m256i m0 = _mm256_setzero_si256(), m1 = m0;
+  for (size_t i = start; i < start + group; i += 16) {
+    m0 = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(load8(x, i, dtype)), abs_bits), m0);
+    m1 = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(load8(x, i + 8, dtype)), abs_bits), m1);
+  }
+  __m256i m = _mm256_max_epu32(m0, m1);  // the maximum of the eight lanes, in every lane
+  m = _mm256_max_epu32(m, _mm256_permute2x128_si256(m, m, 1));
+  m = _mm256_max_epu32(m, _mm256_shuffle_epi32(m, 0x4E));
+  m = _mm256_max_epu32(m, _mm256_shuffle_epi32(m, 0xB1));
+  uint32_t top = (uint32_t)_mm256_cvtsi256_si32(m);
+  float amax;
+  if (top < 0x7F800000u) {
+    memcpy(&amax, &top, 4);
+    return amax;
+  }
+  float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (size_t i = start; i < start + group; i += 8) {
+    float w[8];
+    _mm256_storeu_ps(w, load8(x, i, dtype));
+    for (int j = 0; j < 8; j++) {
+      float a = fabsf(w[j]);
+      l[j] = a > l[j] ? a : l[j];
+    }
+  }
+  amax = 0;
+  for (int j = 0; j < 8; j++) amax = fmaxf(amax, l[j]);
+  *nonfinite = 1;
+  return amax;
+}
+
 // One row of symmetric integer quantization (see sck_quantize_int_rows), for constant
 // `bits` (4 or 8) and `dtype` (0 or 1) after inlining; `group` is a multiple of 32 and
 // `recon` a scratch row.
@@ -225,33 +275,9 @@ AVX2 static INLINE void int_row_avx2(const void *x, size_t columns, size_t group
   const __m256i abs_bits = _mm256_set1_epi32(0x7FFFFFFF);
   __m256i row_max = _mm256_setzero_si256();  // max |bits| of weights and reconstructions
   for (size_t g = 0, start = 0; start < columns; g++, start += group) {
-    // The group's max |w|, on the bit patterns: for finite values the same order.
-    __m256i m0 = _mm256_setzero_si256(), m1 = m0;
-    for (size_t i = start; i < start + group; i += 16) {
-      m0 = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(load8(x, i, dtype)), abs_bits), m0);
-      m1 = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(load8(x, i + 8, dtype)), abs_bits), m1);
-    }
-    uint32_t lanes[8];
-    _mm256_storeu_si256((__m256i *)lanes, _mm256_max_epu32(m0, m1));
-    uint32_t top = 0;
-    for (int j = 0; j < 8; j++) top = lanes[j] > top ? lanes[j] : top;
-    float amax;
-    if (top < 0x7F800000u) {
-      memcpy(&amax, &top, 4);
-    } else {  // NaN or infinity: the scalar rule (fmaxf over max(|w|, lane) lanes)
-      float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (size_t i = start; i < start + group; i += 8) {
-        float w[8];
-        _mm256_storeu_ps(w, load8(x, i, dtype));
-        for (int j = 0; j < 8; j++) {
-          float a = fabsf(w[j]);
-          l[j] = a > l[j] ? a : l[j];
-        }
-      }
-      amax = 0;
-      for (int j = 0; j < 8; j++) amax = fmaxf(amax, l[j]);
-      row_max = _mm256_set1_epi32(0x7F800000);
-    }
+    int nonfinite = 0;
+    const float amax = group_amax(x, start, group, dtype, &nonfinite);
+    if (nonfinite) row_max = _mm256_set1_epi32(0x7F800000);
     float scale = amax / half;
     if (dtype == 1) scale = bf16_round1(scale);
     if (scale == 0) scale = epsilon;
@@ -293,6 +319,90 @@ AVX2 static INLINE void int_row_avx2(const void *x, size_t columns, size_t group
   }
 }
 
+// mx_exponent of quantize.c.
+static INLINE uint8_t mx_exponent1(float amax) {
+  uint32_t u;
+  memcpy(&u, &amax, 4);
+  if (!(amax > 0) || (u & 0x7F800000u) == 0x7F800000u) return 0;
+  int e = (int)(u >> 23) - 127 + ((u & 0x7FFFFFu) >= 0x600000u ? 1 : 0) + 127 - 2;
+  return (uint8_t)(e < 0 ? 0 : e > 254 ? 254 : e);
+}
+
+// One row of MXFP4 (see sck_quantize_mxfp4_rows). The scale is a power of two 2^(e-127)
+// and so is its reciprocal (e in 0...254), so x * 2^(127-e) is the same correctly rounded
+// quotient as x / 2^(e-127).
+AVX2 static INLINE void mxfp4_row_avx2(const void *x, size_t columns, int dtype, uint8_t *exponents, uint8_t *out,
+                                       float *recon, sck_error_stats *stats) {
+  const __m256 six = _mm256_set1_ps(6.0f), minus_six = _mm256_set1_ps(-6.0f);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256i sign_bit = _mm256_set1_epi32((int)0x80000000u);
+  const __m256 magnitudes = _mm256_setr_ps(0, 0.5f, 1, 1.5f, 2, 3, 4, 6);
+  const __m256 t1 = _mm256_set1_ps(0.25f), t2 = _mm256_set1_ps(0.75f), t3 = _mm256_set1_ps(1.25f);
+  const __m256 t4 = _mm256_set1_ps(1.75f), t5 = _mm256_set1_ps(2.5f), t6 = _mm256_set1_ps(3.5f);
+  const __m256 t7 = _mm256_set1_ps(5.0f);
+  int nonfinite = 0;
+  __m256i row_max = _mm256_setzero_si256();  // max |bits| of the reconstructions
+  for (size_t g = 0, start = 0; start < columns; g++, start += 32) {
+    const uint8_t e = mx_exponent1(group_amax(x, start, 32, dtype, &nonfinite));
+    exponents[g] = e;
+    uint32_t scale_bits = e > 0 ? (uint32_t)e << 23 : 0x00400000u;           // 2^(e - 127)
+    uint32_t inverse_bits = e < 254 ? (uint32_t)(254 - e) << 23 : 0x00400000u;  // 2^(127 - e)
+    float scale, inverse;
+    memcpy(&scale, &scale_bits, 4);
+    memcpy(&inverse, &inverse_bits, 4);
+    const __m256 vs = _mm256_set1_ps(scale), vi = _mm256_set1_ps(inverse);
+    __m256i c[4];
+    for (int k = 0; k < 4; k++) {
+      const size_t i = start + 8 * (size_t)k;
+      __m256 s = _mm256_mul_ps(load8(x, i, dtype), vi);
+      if (dtype == 1) s = bf16_round8(s);
+      // fmaxf(s, -6) (NaN -> -6), fminf(., 6); then E2M1 by comparisons, as e2m1_round.
+      __m256 v = _mm256_min_ps(_mm256_max_ps(s, minus_six), six);
+      __m256 a = _mm256_and_ps(v, abs_mask);
+      __m256i n = _mm256_castps_si256(_mm256_cmp_ps(a, t1, _CMP_GT_OQ));
+      n = _mm256_add_epi32(n, _mm256_castps_si256(_mm256_cmp_ps(a, t2, _CMP_GE_OQ)));
+      n = _mm256_add_epi32(n, _mm256_castps_si256(_mm256_cmp_ps(a, t3, _CMP_GT_OQ)));
+      n = _mm256_add_epi32(n, _mm256_castps_si256(_mm256_cmp_ps(a, t4, _CMP_GE_OQ)));
+      n = _mm256_add_epi32(n, _mm256_castps_si256(_mm256_cmp_ps(a, t5, _CMP_GT_OQ)));
+      n = _mm256_add_epi32(n, _mm256_castps_si256(_mm256_cmp_ps(a, t6, _CMP_GE_OQ)));
+      n = _mm256_add_epi32(n, _mm256_castps_si256(_mm256_cmp_ps(a, t7, _CMP_GT_OQ)));
+      __m256i index = _mm256_sub_epi32(_mm256_setzero_si256(), n);  // 0...7
+      __m256i sign = _mm256_and_si256(_mm256_castps_si256(v), sign_bit);
+      __m256 value = _mm256_castsi256_ps(
+          _mm256_or_si256(_mm256_castps_si256(_mm256_permutevar8x32_ps(magnitudes, index)), sign));
+      c[k] = _mm256_or_si256(index, _mm256_srli_epi32(sign, 28));
+      __m256 r = _mm256_mul_ps(value, vs);
+      row_max = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(r), _mm256_castps_si256(abs_mask)), row_max);
+      _mm256_storeu_ps(recon + i, r);
+    }
+    __m256i pairs = _mm256_maddubs_epi16(bytes32(c[0], c[1], c[2], c[3]), _mm256_set1_epi16(0x1001));
+    __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi16(pairs, pairs), 0x08);
+    _mm_storeu_si128((__m128i *)(out + start / 2), _mm256_castsi256_si128(packed));
+  }
+  uint32_t lanes[8];
+  _mm256_storeu_si256((__m256i *)lanes, row_max);
+  int finite = !nonfinite;
+  for (int j = 0; j < 8; j++) finite &= lanes[j] < 0x7F800000u;
+  if (dtype == 1) {
+    error_row_bf16(x, recon, columns, finite, stats);
+  } else {
+    error_row_f32(x, recon, columns, finite, stats);
+  }
+}
+
+#define MXFP4_ROWS(name, DTYPE)                                                                           \
+  AVX2 static void name(const void *x, size_t rows, size_t columns, uint8_t *exponents, uint8_t *packed,  \
+                        float *recon, sck_error_stats *stats) {                                           \
+    for (size_t r = 0; r < rows; r++) {                                                                   \
+      const void *row = DTYPE == 1 ? (const void *)((const uint16_t *)x + r * columns)                    \
+                                   : (const void *)((const float *)x + r * columns);                      \
+      mxfp4_row_avx2(row, columns, DTYPE, exponents + r * (columns / 32), packed + r * (columns / 2), recon, \
+                     stats + r);                                                                          \
+    }                                                                                                     \
+  }
+MXFP4_ROWS(mxfp4_rows_f32, 0)
+MXFP4_ROWS(mxfp4_rows_bf16, 1)
+
 #define INT_ROWS(name, BITS, DTYPE)                                                                       \
   AVX2 static void name(const void *x, size_t rows, size_t columns, size_t group, float epsilon,          \
                         uint8_t *packed, float *scales, float *recon, sck_error_stats *stats) {           \
@@ -325,4 +435,19 @@ int sck_quantize_int_rows(const void *x, size_t rows, size_t columns, size_t gro
   }
 #endif
   return int_rows_stepwise(x, rows, columns, group, bits, dtype, epsilon, packed, scales, stats);
+}
+
+int sck_quantize_mxfp4_rows(const void *x, size_t rows, size_t columns, int dtype, uint8_t *exponents,
+                            uint8_t *packed, sck_error_stats *stats) {
+  if ((dtype != 0 && dtype != 1) || columns % 32 != 0) return -1;
+#if SCK_X86
+  if (sck_simd_level()) {
+    float *recon = malloc(columns * sizeof(float));
+    if (!recon) return -1;
+    (dtype == 1 ? mxfp4_rows_bf16 : mxfp4_rows_f32)(x, rows, columns, exponents, packed, recon, stats);
+    free(recon);
+    return 0;
+  }
+#endif
+  return mxfp4_rows_stepwise(x, rows, columns, dtype, exponents, packed, stats);
 }

@@ -127,4 +127,64 @@ struct FusedQuantizeTests {
     #expect(sck_quantize_int_rows(values, 1, 64, 32, 4, 2, 1e-7, &packed, &scales, &stats) == -1)
     #expect(sck_quantize_int_rows(values, 1, 64, 48, 4, 0, 1e-7, &packed, &scales, &stats) == -1)
   }
+
+  func mxfp4Rows(_ rows: QuantizeRows, dtype: Int32) -> FusedResult {
+    var packed = [UInt8](repeating: 0xAA, count: rows.rows * rows.columns / 2)
+    var exponents = [UInt8](repeating: 0, count: rows.rows * rows.columns / 32)
+    var stats = [sck_error_stats](repeating: sck_error_stats(), count: rows.rows)
+    let status: Int32 =
+      dtype == 1
+      ? rows.raw16.withUnsafeBytes {
+        sck_quantize_mxfp4_rows($0.baseAddress, rows.rows, rows.columns, 1, &exponents, &packed, &stats)
+      }
+      : rows.values.withUnsafeBytes {
+        sck_quantize_mxfp4_rows($0.baseAddress, rows.rows, rows.columns, 0, &exponents, &packed, &stats)
+      }
+    #expect(status == 0)
+    return FusedResult(packed: packed + exponents, scales: [], stats: stats.map(statsBits))
+  }
+
+  /// The step-by-step reference: each row widened, sck_quantize_mxfp4, then
+  /// sck_error_stats_f32 (both on the dispatched path).
+  func mxfp4Stepwise(_ rows: QuantizeRows, dtype: Int32) -> FusedResult {
+    let (r, c) = (rows.rows, rows.columns)
+    var packed = [UInt8](repeating: 0, count: r * c / 2)
+    var exponents = [UInt8](repeating: 0, count: r * c / 32)
+    var stats: [[UInt64]] = []
+    var recon = [Float](repeating: 0, count: c)
+    for row in 0..<r {
+      let values = Array(rows.values[(row * c)..<((row + 1) * c)])
+      packed.withUnsafeMutableBufferPointer { p in
+        exponents.withUnsafeMutableBufferPointer { e in
+          sck_quantize_mxfp4(values, c / 32, dtype, e.baseAddress! + row * c / 32, p.baseAddress! + row * c / 2, &recon)
+        }
+      }
+      var s = sck_error_stats()
+      sck_error_stats_f32(values, recon, c, &s)
+      stats.append(statsBits(s))
+    }
+    return FusedResult(packed: packed + exponents, scales: [], stats: stats)
+  }
+
+  @Test(arguments: [Int32(0), 1])
+  func mxfp4RowsEqualTheStepwiseKernelsOnBothPaths(dtype: Int32) {
+    for columns in [32, 96, 512] {
+      var rows = QuantizeRows(rows: 6, columns: columns, seed: UInt64(columns), bfloat16: dtype == 1)
+      // Exact E2M1 ties and subnormal weights (scales down to 2^-127).
+      for i in 0..<columns {
+        rows.values[2 * columns + i] = [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5, 6, -0.25, -5, 0, -0.0][i % 12] * 0.125
+        rows.values[3 * columns + i] = Float(bitPattern: UInt32(i * 977 % 0x7FFFFF)) * (i % 2 == 0 ? 1 : -1)
+      }
+      rows.raw16 = rows.values.map { UInt16(truncatingIfNeeded: $0.bitPattern >> 16) }
+      if dtype == 1 { rows.values = rows.raw16.map { Float(bitPattern: UInt32($0) << 16) } }
+      let (portable, dispatched) = bothPaths { mxfp4Rows(rows, dtype: dtype) }
+      let reference = mxfp4Stepwise(rows, dtype: dtype)
+      #expect(portable == reference, "portable, dtype \(dtype), \(columns) columns")
+      #expect(dispatched == reference, "dispatched, dtype \(dtype), \(columns) columns")
+    }
+    let specials = QuantizeRows(rows: 4, columns: 64, seed: 9, bfloat16: dtype == 1, specials: true)
+    let (portable, dispatched) = bothPaths { mxfp4Rows(specials, dtype: dtype) }
+    #expect(portable == dispatched)
+    #expect(dispatched.stats[2][5] > 0)
+  }
 }

@@ -90,6 +90,14 @@ void sck_quantize_fp8(const float *x, size_t n, const float *scales, size_t segm
 void sck_quantize_mxfp4(const float *x, size_t groups, int dtype, uint8_t *exponents, uint8_t *packed,
                         float *recon);
 
+/// MXFP4 of `rows` consecutive rows of `columns` weights (a multiple of 32) stored as
+/// `dtype` (0 Float32, 1 BFloat16), in one pass: each row's exponents (columns / 32) and
+/// packed codes (columns / 2 bytes), and its error statistics against its weights: exactly
+/// what widening the row, sck_quantize_mxfp4 and sck_error_stats_f32 over the row give.
+/// Returns -1 (nothing written) for other dtypes or widths, else 0.
+int sck_quantize_mxfp4_rows(const void *x, size_t rows, size_t columns, int dtype, uint8_t *exponents,
+                            uint8_t *packed, sck_error_stats *stats);
+
 /// The E8M0 exponent of an MXFP4 group whose absolute maximum is `amax` (0 for zero or
 /// non-finite amax): 127 + floor(log2(amax)) - 2 with amax's mantissa first rounded to a
 /// power of two, up from 1.75, as compressed-tensors' round_to_power_2 does in any dtype.
