@@ -251,7 +251,7 @@ public final class SafeTensorsWriter {
 
 extension SafeTensorsWriter {
   /// Writes of at least this many bytes are split across the cores.
-  static let parallelWriteThreshold = 2 << 20
+  static let parallelWriteThreshold = 16 << 20
 
   /// Writes `bytes` at the current offset as one slice per core with pwrite(2), then
   /// moves the offset past them. Copying into the page cache is most of a large write's
