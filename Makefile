@@ -52,7 +52,7 @@ demo: build
 	@echo "Report with chart: $(DEMO_OUT)/swiftcompress-report.html; recipe to reproduce it: $(DEMO_OUT)/swiftcompress-recipe.yaml"
 
 ## bench: identity pass, quantize, prune and factorize over a >=512 MB generated checkpoint vs memcpy and numpy, peak RSS;
-## then bench-forward (forward pass vs transformers, calibrate and evaluate memory) and bench-calibrated (GPTQ, SparseGPT
+## then bench-llama (quantize vs llama.cpp's llama-quantize), bench-forward (forward pass vs transformers, calibrate and evaluate memory) and bench-calibrated (GPTQ, SparseGPT
 ## and Wanda vs llm-compressor)
 bench: build venv
 	$(SWIFT) build -c release --product swiftcompress-bench
