@@ -233,12 +233,23 @@ AVX2 static __attribute__((noinline)) void error_row_bf16(const void *x, const f
 // `*nonfinite` is set when it did.
 AVX2 static INLINE float group_amax(const void *x, size_t start, size_t group, int dtype, int *nonfinite) {
   const __m256i abs_bits = _mm256_set1_epi32(0x7FFFFFFF);
-  __m256i m0 = _mm256_setzero_si256(), m1 = m0;
-  for (size_t i = start; i < start + group; i += 16) {
-    m0 = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(load8(x, i, dtype)), abs_bits), m0);
-    m1 = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(load8(x, i + 8, dtype)), abs_bits), m1);
+  __m256i m;
+  if (dtype == 1) {  // BF16: the maximum of the 16-bit patterns, widened once at the end
+    __m256i h = _mm256_setzero_si256();
+    for (size_t i = start; i < start + group; i += 16) {
+      __m256i w = _mm256_loadu_si256((const __m256i *)((const uint16_t *)x + i));
+      h = _mm256_max_epu16(_mm256_and_si256(w, _mm256_set1_epi16(0x7FFF)), h);
+    }
+    m = _mm256_max_epu32(_mm256_slli_epi32(h, 16), _mm256_andnot_si256(_mm256_set1_epi32(0xFFFF), h));
+  } else {
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0;
+    for (size_t i = start; i < start + group; i += 16) {
+      m0 = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(load8(x, i, dtype)), abs_bits), m0);
+      m1 = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(load8(x, i + 8, dtype)), abs_bits), m1);
+    }
+    m = _mm256_max_epu32(m0, m1);
   }
-  __m256i m = _mm256_max_epu32(m0, m1);  // the maximum of the eight lanes, in every lane
+  // the maximum of the eight lanes, in every lane
   m = _mm256_max_epu32(m, _mm256_permute2x128_si256(m, m, 1));
   m = _mm256_max_epu32(m, _mm256_shuffle_epi32(m, 0x4E));
   m = _mm256_max_epu32(m, _mm256_shuffle_epi32(m, 0xB1));
@@ -283,6 +294,16 @@ AVX2 static INLINE void int_row_avx2(const void *x, size_t columns, size_t group
     if (scale == 0) scale = epsilon;
     scales[g] = scale;
     const __m256 vs = _mm256_set1_ps(scale);
+    // BF16, 4 bits: the sixteen reconstructions r(q x s) of the group, looked up by code
+    // (the same values, but +0 where q is -0: no error sum can tell them apart).
+    const int table = dtype == 1 && bits == 4;
+    __m256 low = vs, high = vs;
+    if (table) {
+      low = bf16_round8(_mm256_mul_ps(_mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), vs));
+      high = bf16_round8(_mm256_mul_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), vs));
+      row_max = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(low), abs_bits), row_max);
+      row_max = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(high), abs_bits), row_max);
+    }
     for (size_t i = start; i < start + group; i += 32) {
       __m256i c[4];
       for (int k = 0; k < 4; k++) {
@@ -293,9 +314,15 @@ AVX2 static INLINE void int_row_avx2(const void *x, size_t columns, size_t group
         __m256 q = _mm256_round_ps(_mm256_min_ps(_mm256_max_ps(s, vqmin), vqmax),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         c[k] = _mm256_cvttps_epi32(_mm256_add_ps(q, voffset));
-        __m256 r = _mm256_mul_ps(q, vs);
-        if (dtype == 1) r = bf16_round8(r);
-        row_max = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(r), abs_bits), row_max);
+        __m256 r;
+        if (table) {
+          r = _mm256_blendv_ps(_mm256_permutevar8x32_ps(low, c[k]), _mm256_permutevar8x32_ps(high, c[k]),
+                               _mm256_castsi256_ps(_mm256_slli_epi32(c[k], 28)));
+        } else {
+          r = _mm256_mul_ps(q, vs);
+          if (dtype == 1) r = bf16_round8(r);
+          row_max = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(r), abs_bits), row_max);
+        }
         _mm256_storeu_ps(recon + i + 8 * (size_t)k, r);
       }
       __m256i b = bytes32(c[0], c[1], c[2], c[3]);
