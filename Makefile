@@ -9,7 +9,7 @@ RENDER_DIR := .build/render
 
 export SWIFTCOMPRESS_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup venv build debug test demo render-report bench bench-forward bench-calibrated bench-mixed bench-scale interop fixtures fuzz fuzz-build fuzz-merge lint format clean
+.PHONY: all setup venv build debug test demo render-report bench bench-llama bench-forward bench-calibrated bench-mixed bench-scale interop fixtures fuzz fuzz-build fuzz-merge lint format clean
 
 all: build
 
@@ -25,9 +25,10 @@ $(VENV)/.installed: Scripts/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r Scripts/requirements.txt
 	@touch $@
 
-## build: release build of the swiftcompress executable
+## build: release build of the swiftcompress executable, the Swift runtime and Foundation linked in statically
+## (--static-swift-stdlib: no dynamic linking of two dozen Swift libraries at every start, about 10 ms a run)
 build: setup
-	$(SWIFT) build -c release --product swiftcompress
+	$(SWIFT) build -c release --product swiftcompress --static-swift-stdlib
 
 ## test: the whole test suite (unit, golden, CLI and Python interoperability tests)
 test: setup venv
@@ -51,7 +52,7 @@ demo: build
 	@echo "Report with chart: $(DEMO_OUT)/swiftcompress-report.html; recipe to reproduce it: $(DEMO_OUT)/swiftcompress-recipe.yaml"
 
 ## bench: identity pass, quantize, prune and factorize over a >=512 MB generated checkpoint vs memcpy and numpy, peak RSS;
-## then bench-forward (forward pass vs transformers, calibrate and evaluate memory) and bench-calibrated (GPTQ, SparseGPT
+## then bench-llama (quantize vs llama.cpp's llama-quantize), bench-forward (forward pass vs transformers, calibrate and evaluate memory) and bench-calibrated (GPTQ, SparseGPT
 ## and Wanda vs llm-compressor)
 bench: build venv
 	$(SWIFT) build -c release --product swiftcompress-bench
@@ -62,9 +63,20 @@ bench: build venv
 	.build/release/swiftcompress-bench quantize --checkpoint $(BENCH_DIR)/bf16 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/quantize_numpy.py
 	.build/release/swiftcompress-bench prune --checkpoint $(BENCH_DIR)/f32 --swiftcompress $(BIN) --python $(PY) --numpy-script Benchmarks/prune_numpy.py
 	.build/release/swiftcompress-bench factorize --python $(PY) --numpy-script Benchmarks/factorize_numpy.py --work $(BENCH_DIR)/factorize
+	$(MAKE) bench-llama
 	$(MAKE) bench-mixed
 	$(MAKE) bench-forward
 	$(MAKE) bench-calibrated
+
+## bench-llama: swiftcompress quantize against llama.cpp's llama-quantize (W4A16/Q4_0, W8A16/Q8_0, MXFP4, NVFP4; F32
+## and BF16 inputs; whole process, ratios and memcpy of the same run, peak RSS on disk and tmpfs, mse vs round-to-nearest).
+## Dev-only: downloads the llama-cpp-python 0.3.36 sdist from PyPI and builds its llama.cpp (cmake, -DGGML_NATIVE=ON)
+## under .build/llama; gguf-py from that sdist writes the GGUF input. Needs cmake and a C++ compiler (installed with apt).
+LLAMA_DIR := .build/llama
+bench-llama: build
+	@Scripts/install-deps.sh cmake g++
+	@test -x $(LLAMA_DIR)/venv/bin/python || python3 -m venv $(LLAMA_DIR)/venv
+	$(LLAMA_DIR)/venv/bin/python Benchmarks/llama_quantize.py --swiftcompress $(BIN) --work $(LLAMA_DIR) --mse
 
 ## bench-mixed: mixed precision (docs/mixed-precision.md): analyze over every candidate against the sum of one quantize
 ## per candidate and quantize --target-bpw, on the >=512 MB benchmark checkpoint; then the allocation's measured KL

@@ -36,7 +36,7 @@ let package = Package(
     .executableTarget(
       name: "swiftcompress",
       dependencies: [
-        "SwiftCompressKit", "CheckpointIO", "CKernels", "Tokenizers",
+        "SwiftCompressKit", "CheckpointIO", "CKernels", "LinearAlgebra", "Tokenizers",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),

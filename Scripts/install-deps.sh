@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages swiftcompress links against, when any is missing.
+# Installs the Debian packages swiftcompress links against, when any is missing (or the
+# packages named as arguments: `make bench-llama` asks for cmake and g++).
 # Uses sudo only when not root.
 set -euo pipefail
-pkgs=(libopenblas-dev liblapacke-dev zlib1g-dev pkg-config)
+if [ $# -gt 0 ]; then pkgs=("$@"); else pkgs=(libopenblas-dev liblapacke-dev zlib1g-dev pkg-config); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

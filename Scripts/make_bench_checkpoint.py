@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Generates the benchmark checkpoint on demand (never committed).
 
-usage: make_bench_checkpoint.py OUTDIR [--dtype f32|bf16] [--seed 0] [--layers 2]
+usage: make_bench_checkpoint.py OUTDIR [--dtype f32|bf16] [--seed 0] [--layers 2] [--intermediate 11008]
 
 A Llama-7B-shaped slice: per layer q/k/v/o 4096x4096, gate/up 11008x4096, down
 4096x11008, two 4096 norms; Student-t (df=4) weights scaled by 0.02 with a few
 outlier input channels, plus a final norm. The default, one layer, is about 0.81 GB
 in F32 (0.40 GB in BF16); the largest tensor is 180 MB in F32. Deterministic for a
-seed. Written with the reference writer (Python safetensors); the generator holds
+seed. `--intermediate 4096` makes the seven linear weights of a layer all 4096x4096
+(0.47 GB in F32: the checkpoint `make bench-llama` compares with llama-quantize). Written with the reference writer (Python safetensors); the generator holds
 the whole checkpoint in memory while writing.
 """
 import argparse
@@ -26,9 +27,10 @@ def main():
     parser.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--intermediate", type=int, default=11008)
     args = parser.parse_args()
 
-    hidden, inter = 4096, 11008
+    hidden, inter = 4096, args.intermediate
     shapes = []
     for layer in range(args.layers):
         p = f"model.layers.{layer}."

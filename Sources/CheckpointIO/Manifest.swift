@@ -104,10 +104,11 @@ public struct Manifest: Codable, Sendable, Equatable {
     return (mapping.size, crc32(mapping.bytes(0..<mapping.size)) { mapping.release($0) })
   }
 
-  /// zlib's CRC-32 of `bytes`, computed in 32 MiB chunks on `Parallel.jobs` threads;
+  /// zlib's CRC-32 of `bytes`, computed in 4 MiB chunks on `Parallel.jobs` threads (a read-back
+  /// checksum then keeps at most a few chunks resident);
   /// `done` is called with each chunk's range once it is summed.
   public static func crc32(_ bytes: UnsafeRawBufferPointer, done: (Range<Int>) -> Void = { _ in }) -> UInt32 {
-    let chunk = 32 << 20
+    let chunk = 4 << 20
     let count = bytes.count
     guard count > chunk, let base = bytes.baseAddress else {
       let crc = sck_crc32(0, bytes.baseAddress, count)

@@ -69,6 +69,16 @@ void sck_quantize_int_groups(const float *x, size_t groups, size_t group, int bi
                              float epsilon, uint8_t *codes, uint32_t *words, float *scales, float *zero_points,
                              float *recon);
 
+/// Symmetric integer quantization of `rows` consecutive rows of `columns` weights stored
+/// as `dtype` (0 Float32, 1 BFloat16, little-endian), in one pass: `bits` 4 or 8, groups of
+/// `group` values (dividing `columns`). Writes each row's packed codes (columns * bits / 8
+/// bytes, rows one after the other), the Float32 scales (rows x groups) and each row's
+/// error statistics against its weights: exactly what widening the row,
+/// sck_quantize_int_groups (symmetric) and sck_error_stats_f32 over the row give.
+/// Returns -1 (nothing written) for other bit widths or dtypes, else 0.
+int sck_quantize_int_rows(const void *x, size_t rows, size_t columns, size_t group, int bits, int dtype,
+                          float epsilon, uint8_t *packed, float *scales, sck_error_stats *stats);
+
 /// FP8 E4M3 of `n` values, value i scaled by scales[i / segment]: codes e4m3(clamp(x/s,
 /// +-448)) and reconstructions e4m3 x s, each operation rounded to `dtype`.
 void sck_quantize_fp8(const float *x, size_t n, const float *scales, size_t segment, int dtype, uint8_t *codes,
@@ -79,6 +89,14 @@ void sck_quantize_fp8(const float *x, size_t n, const float *scales, size_t segm
 /// clamp(x / 2^(e-127), +-6), and reconstructions.
 void sck_quantize_mxfp4(const float *x, size_t groups, int dtype, uint8_t *exponents, uint8_t *packed,
                         float *recon);
+
+/// MXFP4 of `rows` consecutive rows of `columns` weights (a multiple of 32) stored as
+/// `dtype` (0 Float32, 1 BFloat16), in one pass: each row's exponents (columns / 32) and
+/// packed codes (columns / 2 bytes), and its error statistics against its weights: exactly
+/// what widening the row, sck_quantize_mxfp4 and sck_error_stats_f32 over the row give.
+/// Returns -1 (nothing written) for other dtypes or widths, else 0.
+int sck_quantize_mxfp4_rows(const void *x, size_t rows, size_t columns, int dtype, uint8_t *exponents,
+                            uint8_t *packed, sck_error_stats *stats);
 
 /// The E8M0 exponent of an MXFP4 group whose absolute maximum is `amax` (0 for zero or
 /// non-finite amax): 127 + floor(log2(amax)) - 2 with amax's mantissa first rounded to a

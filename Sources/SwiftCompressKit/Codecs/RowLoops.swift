@@ -57,7 +57,9 @@ enum RowLoops {
   /// belongs to its row. Aligned Float32 rows are passed straight from the mapping; other
   /// dtypes are converted into a buffer per block. Kernels are safe on NaN and infinite
   /// input (their clamps map them to finite codes), so non-finite weights are found in
-  /// the error sums; callers then reject them with `rejectNonFinite`.
+  /// the error sums; callers then reject them with `rejectNonFinite`. Each block's mapped
+  /// input pages are dropped from the resident set once it is done (read again from the
+  /// file if touched later).
   static func parallelRows(
     _ input: TensorInput, rows: Int, columns: Int, measure: Bool = true,
     _ body: @Sendable (Int, UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void
@@ -76,11 +78,40 @@ enum RowLoops {
           reconstruction.deallocate()
         }
         var accumulator = ErrorAccumulator()
-        for row in (block * blockRows)..<min(rows, (block + 1) * blockRows) {
+        let range = (block * blockRows)..<min(rows, (block + 1) * blockRows)
+        for row in range {
           let rowValues = input.float32Row(row, columns: columns, scratch: values)
           body(row, rowValues, reconstruction)
           if measure { accumulator.add(reference: rowValues, reconstruction: UnsafeBufferPointer(reconstruction)) }
         }
+        input.releaseRows(range, rowBytes: columns * input.descriptor.dtype.bitsPerElement / 8)
+        errorOut[block] = accumulator
+      }
+    }
+    var error = ErrorAccumulator()
+    for accumulator in accumulators { error.merge(accumulator) }
+    return error
+  }
+
+  /// Calls `body` for fixed blocks of 64 rows in parallel, with room for each row's error
+  /// statistics, and returns them summed row by row in row order: the same sums as
+  /// `parallelRows` measuring the same reconstructions, whatever the thread count. For
+  /// kernels that quantize and measure whole rows in one pass.
+  static func parallelRowBlocks(
+    rows: Int, _ body: @Sendable (Range<Int>, UnsafeMutablePointer<sck_error_stats>) -> Void
+  ) -> ErrorAccumulator {
+    let blockRows = 64
+    let blocks = (rows + blockRows - 1) / blockRows
+    var accumulators = [ErrorAccumulator](repeating: ErrorAccumulator(), count: blocks)
+    accumulators.withUnsafeMutableBufferPointer { errorOut in
+      nonisolated(unsafe) let errorOut = errorOut
+      Parallel.perform(iterations: blocks) { block in
+        let range = (block * blockRows)..<min(rows, (block + 1) * blockRows)
+        let stats = UnsafeMutablePointer<sck_error_stats>.allocate(capacity: range.count)
+        defer { stats.deallocate() }
+        body(range, stats)
+        var accumulator = ErrorAccumulator()
+        for i in 0..<range.count { accumulator.add(stats[i]) }
         errorOut[block] = accumulator
       }
     }

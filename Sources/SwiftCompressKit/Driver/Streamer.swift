@@ -40,8 +40,10 @@ extension Checkpoint {
   /// The tensor's descriptor and stored bytes (a view of the mapping, valid until it is
   /// released), with the checkpoint's other tensors as its companions.
   func input(of tensor: CheckpointTensor) -> TensorInput {
-    TensorInput(descriptor: TensorDescriptor(tensor.info), bytes: bytes(of: tensor)) { name in
-      self.tensor(named: name).map { TensorInput(descriptor: TensorDescriptor($0.info), bytes: self.bytes(of: $0)) }
+    TensorInput(descriptor: TensorDescriptor(tensor.info), bytes: bytes(of: tensor), fileMapped: true) { name in
+      self.tensor(named: name).map {
+        TensorInput(descriptor: TensorDescriptor($0.info), bytes: self.bytes(of: $0), fileMapped: true)
+      }
     }
   }
 }

@@ -18,15 +18,32 @@ public enum TensorDecision: Sendable, Equatable {
 public struct TensorInput: @unchecked Sendable {
   public let descriptor: TensorDescriptor
   public let bytes: UnsafeRawBufferPointer
+  /// Whether `bytes` lie in a read-only file mapping, whose pages may be dropped from the
+  /// resident set and are read again from the file when touched (never for memory the
+  /// process owns, where dropping a page would zero it).
+  public let fileMapped: Bool
   private let lookup: (String) -> TensorInput?
 
   public init(
-    descriptor: TensorDescriptor, bytes: UnsafeRawBufferPointer,
+    descriptor: TensorDescriptor, bytes: UnsafeRawBufferPointer, fileMapped: Bool = false,
     lookup: @escaping (String) -> TensorInput? = { _ in nil }
   ) {
     self.descriptor = descriptor
     self.bytes = bytes
+    self.fileMapped = fileMapped
     self.lookup = lookup
+  }
+
+  /// Drops the pages wholly inside rows `rows` (`rowBytes` each) from the resident set
+  /// once a kernel is done with them, so a tensor's mapped pages do not pile up while it
+  /// is processed. Nothing happens unless the bytes are file-mapped.
+  func releaseRows(_ rows: Range<Int>, rowBytes: Int) {
+    guard fileMapped, let base = bytes.baseAddress, !rows.isEmpty else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (Int(bitPattern: base) + rows.lowerBound * rowBytes + page - 1) / page * page
+    let end = (Int(bitPattern: base) + rows.upperBound * rowBytes) / page * page
+    guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    _ = madvise(pointer, end - start, MADV_DONTNEED)
   }
 
   /// Another tensor of the same checkpoint (a quantized weight's scale, say), or nil.

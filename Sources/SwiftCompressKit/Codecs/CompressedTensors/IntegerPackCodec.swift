@@ -142,6 +142,34 @@ public struct IntegerPackCodec: QuantizationCodec {
       rule.code(value, scale: scale, zeroPoint: zeroPoint)
     }
 
+    if !searching, symmetric, bits == 4 || bits == 8, dtype == .f32 || dtype == .bf16,
+      let base = input.bytes.baseAddress
+    {
+      nonisolated(unsafe) let source = base
+      // Round-to-nearest from the stored rows in one pass (widening, scales, codes,
+      // packing and error sums), blocks of rows in parallel.
+      let dtypeCode = RowLoops.kernelDType(dtype)
+      let epsilon = round.epsilon
+      let rowBytes = columns * dtype.bitsPerElement / 8
+      let error = packed.withUnsafeMutableBytes { packedOut in
+        scales.withUnsafeMutableBufferPointer { scaleOut in
+          nonisolated(unsafe) let (packedOut, scaleOut) = (packedOut, scaleOut)
+          return RowLoops.parallelRowBlocks(rows: rows) { range, stats in
+            _ = sck_quantize_int_rows(
+              source + range.lowerBound * rowBytes, range.count, columns, group, Int32(bits), dtypeCode, epsilon,
+              packedOut.baseAddress!.assumingMemoryBound(to: UInt8.self) + range.lowerBound * words * 4,
+              scaleOut.baseAddress! + range.lowerBound * groups, stats)
+            input.releaseRows(range, rowBytes: rowBytes)
+          }
+        }
+      }
+      try RowLoops.rejectNonFinite(error, input, rows: rows, columns: columns)
+      return TransformResult(
+        outputs: outputs(
+          packed: packed, scales: scales, zeroPoints: zeroPoints, rows: rows, columns: columns, dtype: dtype),
+        reconstruction: .measured(error))
+    }
+
     if !searching {
       // Round-to-nearest: the C kernel (the same arithmetic, vectorised where the CPU
       // allows), rows in parallel.

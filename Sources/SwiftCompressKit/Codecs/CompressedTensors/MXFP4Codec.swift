@@ -54,6 +54,26 @@ public struct MXFP4Codec: QuantizationCodec {
       searching ? [UInt8](repeating: 0, count: rows * columns / 2) : RowLoops.uninitialized(rows * columns / 2)
     func power(_ e: Int) -> Float { Self.scale(exponent: e) }
     func code(_ value: Float, _ scale: Float) -> UInt8 { Self.code(value, scale: scale, round: round) }
+    if !searching, round.dtype == .f32 || round.dtype == .bf16, let base = input.bytes.baseAddress {
+      // Round-to-nearest from the stored rows in one pass, blocks of rows in parallel.
+      nonisolated(unsafe) let source = base
+      let dtypeCode = RowLoops.kernelDType(round.dtype)
+      let rowBytes = columns * round.dtype.bitsPerElement / 8
+      let error = packed.withUnsafeMutableBufferPointer { packedOut in
+        exponents.withUnsafeMutableBufferPointer { exponentOut in
+          nonisolated(unsafe) let (packedOut, exponentOut) = (packedOut, exponentOut)
+          return RowLoops.parallelRowBlocks(rows: rows) { range, stats in
+            _ = sck_quantize_mxfp4_rows(
+              source + range.lowerBound * rowBytes, range.count, columns, dtypeCode,
+              exponentOut.baseAddress! + range.lowerBound * groups,
+              packedOut.baseAddress! + range.lowerBound * columns / 2, stats)
+            input.releaseRows(range, rowBytes: rowBytes)
+          }
+        }
+      }
+      try RowLoops.rejectNonFinite(error, input, rows: rows, columns: columns)
+      return TransformResult(outputs: [.owned(packed), .owned(exponents)], reconstruction: .measured(error))
+    }
     if !searching {
       let dtypeCode = RowLoops.kernelDType(round.dtype)
       let error = packed.withUnsafeMutableBufferPointer { packedOut in
