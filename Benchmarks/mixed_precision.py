@@ -116,6 +116,7 @@ def quality(args):
     work = os.path.abspath(args.out)
     os.makedirs(work, exist_ok=True)
     binary, model = args.swiftcompress, args.model
+    ignore = [a for m in ["lm_head"] + args.ignore for a in ("--ignore", m)] if args.ignore else []
     stats = {}
     stats["diagonal"] = os.path.join(work, "statistics.safetensors")
     run([binary, "calibrate", model, "--tokens", args.tokens, "-o", stats["diagonal"], "--force"])
@@ -127,7 +128,7 @@ def quality(args):
         # The model's own loss per weight and scheme, measured once, reused for every budget.
         sensitivity = os.path.join(work, "sensitivity.json")
         t, rss, proc = run([binary, "analyze", model, "--schemes", args.candidates, "--tokens", args.tokens,
-                            "--samples", str(args.measured_samples), "--json"])
+                            "--samples", str(args.measured_samples), "--json"] + ignore)
         with open(sensitivity, "w") as f:
             f.write(proc.stdout)
         print(f"analyze --tokens ({args.measured_samples} samples): {t:.1f} s, {rss:.0f} MiB", flush=True)
@@ -135,7 +136,7 @@ def quality(args):
     for choice in [c for c in args.candidates.split(",") if c != "keep"]:
         out = os.path.join(work, "uniform-" + choice.replace(":", "-"))
         shutil.rmtree(out, ignore_errors=True)
-        run([binary, "quantize", model, out, "-q"] + scheme_args(choice))
+        run([binary, "quantize", model, out, "-q"] + scheme_args(choice) + ignore)
         metric, value = evaluate(binary, model, out, args.eval)
         uniform[choice] = {"bpw": allocated_bpw(out), metric: value}
         print(f"uniform {choice:<12} {uniform[choice]['bpw']:.3f} bits/weight  {metric} {value:.6g}", flush=True)
@@ -150,11 +151,13 @@ def quality(args):
         for name, path in [("data_free", None)] + list(stats.items()) + ([("measured", None)] if sensitivity else []):
             out = os.path.join(work, f"alloc-{budget}-{name}")
             shutil.rmtree(out, ignore_errors=True)
-            cmd = [binary, "quantize", model, out, "-q", "--target-bpw", str(budget), "--candidates", args.candidates]
+            cmd = [binary, "quantize", model, out, "-q", "--target-bpw", str(budget), "--candidates",
+                   args.candidates] + ignore
             if path:
                 cmd += ["--calibration", path]
             if name == "measured":
-                cmd = [binary, "quantize", model, out, "-q", "--target-bpw", str(budget), "--sensitivity", sensitivity]
+                cmd = [binary, "quantize", model, out, "-q", "--target-bpw", str(budget), "--sensitivity",
+                       sensitivity] + ignore
             run(cmd)
             _, value = evaluate(binary, model, out, args.eval)
             with open(os.path.join(out, "swiftcompress-report.json")) as f:
@@ -197,6 +200,8 @@ def main():
     q.add_argument("--candidates", default=",".join(CANDIDATES))
     q.add_argument("--budgets", type=float, nargs="+", default=[4.3, 4.6, 5.0])
     q.add_argument("--hessians", action="store_true")
+    q.add_argument("--ignore", action="append", default=[],
+                   help="modules left out of every run (e.g. a pooler that calibrate gathers no statistics for)")
     q.add_argument("--measured-samples", type=int, default=0,
                    help="also allocate on the model's measured KL divergence (analyze --tokens) over this many samples")
     q.add_argument("--out", default=".build/bench-mixed/quality")
