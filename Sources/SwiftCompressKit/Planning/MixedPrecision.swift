@@ -6,7 +6,7 @@ import Foundation
 ///
 /// Spelled `W4A16` (the run's group size), `W4A16:g32` (32 inputs per group; `g0` is one
 /// scale per output channel), `NVFP4`, or `keep`.
-public struct SchemeChoice: Hashable, Sendable, Codable, CustomStringConvertible, Comparable {
+public struct SchemeChoice: Hashable, Sendable, SpelledCodable, Comparable {
   /// nil: kept unquantized.
   public let scheme: QuantizationScheme?
   /// Inputs per group for the integer schemes (0: one scale per output channel); 0 for the
@@ -75,21 +75,6 @@ public struct SchemeChoice: Hashable, Sendable, Codable, CustomStringConvertible
 
   public static func < (a: SchemeChoice, b: SchemeChoice) -> Bool { a.description < b.description }
 
-  public init(from decoder: any Decoder) throws {
-    let text = try decoder.singleValueContainer().decode(String.self)
-    do {
-      try self.init(parsing: text, defaultGroupSize: QuantizePass.Configuration.defaultGroupSize)
-    } catch {
-      throw DecodingError.dataCorrupted(
-        .init(codingPath: decoder.codingPath, debugDescription: error.errorDescription ?? "\(error)"))
-    }
-  }
-
-  public func encode(to encoder: any Encoder) throws {
-    var c = encoder.singleValueContainer()
-    try c.encode(description)
-  }
-
   /// The allocator's default candidates, from the smallest to the largest: NVFP4 (4.5 bits
   /// per weight with its scales), MXFP4 (4.25), W4A16 in groups of 128 (4.125) and 32
   /// (4.5), W8A16 in groups of 128 (8.125), and the weight as it is.
@@ -113,7 +98,7 @@ public struct SchemeChoice: Hashable, Sendable, Codable, CustomStringConvertible
 
 /// One `--scheme-for REGEX=SCHEME` rule: weights whose name the regular expression is found
 /// in are stored as the scheme (later rules win).
-public struct SchemeRule: Hashable, @unchecked Sendable, Codable, CustomStringConvertible {  // Regex is immutable
+public struct SchemeRule: Hashable, @unchecked Sendable, SpelledCodable {  // Regex is immutable
   /// A regular expression searched in the weight's tensor name.
   public let pattern: String
   public let choice: SchemeChoice
@@ -152,20 +137,6 @@ public struct SchemeRule: Hashable, @unchecked Sendable, Codable, CustomStringCo
 
   public var description: String { "\(pattern)=\(choice)" }
 
-  public init(from decoder: any Decoder) throws {
-    let text = try decoder.singleValueContainer().decode(String.self)
-    do {
-      try self.init(parsing: text, defaultGroupSize: QuantizePass.Configuration.defaultGroupSize)
-    } catch {
-      throw DecodingError.dataCorrupted(
-        .init(codingPath: decoder.codingPath, debugDescription: error.errorDescription ?? "\(error)"))
-    }
-  }
-
-  public func encode(to encoder: any Encoder) throws {
-    var c = encoder.singleValueContainer()
-    try c.encode(description)
-  }
 }
 
 /// The size an allocation must fit.
@@ -380,5 +351,28 @@ public enum Allocator {
       if b <= budget, l < loss { (chosen, bits, loss) = (options, b, l) }
     }
     return Solution(choices: chosen, bits: bits, loss: loss, lowerBound: min(lowerBound, loss))
+  }
+}
+
+/// A value written in JSON and recipes as its spelling (`description`), parsed back with the
+/// default group size.
+public protocol SpelledCodable: Codable, CustomStringConvertible {
+  init(parsing text: String, defaultGroupSize: Int) throws(SwiftCompressError)
+}
+
+extension SpelledCodable {
+  public init(from decoder: any Decoder) throws {
+    let text = try decoder.singleValueContainer().decode(String.self)
+    do {
+      try self.init(parsing: text, defaultGroupSize: QuantizePass.Configuration.defaultGroupSize)
+    } catch {
+      throw DecodingError.dataCorrupted(
+        .init(codingPath: decoder.codingPath, debugDescription: error.errorDescription ?? "\(error)"))
+    }
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.singleValueContainer()
+    try c.encode(description)
   }
 }
