@@ -183,3 +183,34 @@ extension MixedPrecisionCLITests {
     #expect(other.status == 65 && other.stderr.contains("--sensitivity"), "\(other.stderr)")
   }
 }
+
+extension MixedPrecisionCLITests {
+  /// GPTQ takes --scheme-for: each module is solved on its own scheme's grid, written in that
+  /// scheme's group, and the model is closer to the original than round-to-nearest's same mix.
+  @Test func gptqWritesEachModuleOnItsOwnGrid() throws {
+    let folder = TemporaryFolder()
+    let mix = [
+      "--scheme", "W4A16", "--group-size", "32", "--scheme-for", "mlp\\.down_proj=W8A16:g32", "--scheme-for",
+      "layers\\.0\\.self_attn=NVFP4", "-q",
+    ]
+    let gptq = folder.file("gptq")
+    let rtn = folder.file("rtn")
+    let run = try runProcess(
+      swiftcompressExecutable,
+      ["quantize", Self.llama, gptq, "--method", "gptq", "--tokens", Self.calibrationTokens] + mix)
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect(try runProcess(swiftcompressExecutable, ["quantize", Self.llama, rtn] + mix).status == 0)
+    let config = Self.json(try String(contentsOfFile: gptq + "/config.json", encoding: .utf8))
+    let block = config["quantization_config"] as? [String: Any] ?? [:]
+    #expect(block["format"] as? String == "mixed-precision")
+    #expect((block["config_groups"] as? [String: Any])?.count == 3)
+    let evaluation = fixture("golden/calibrated/evaluation-tokens.llama.jsonl")
+    func kld(_ candidate: String) throws -> Double {
+      let out = try swiftcompress("evaluate", Self.llama, candidate, "--tokens", evaluation, "--json")
+      return ((Self.json(out.stdout)["decoder"] as? [String: Any])?["kld"] as? [String: Any])?["mean"] as? Double
+        ?? .nan
+    }
+    let (calibrated, rounded) = (try kld(gptq), try kld(rtn))
+    #expect(calibrated < rounded, "GPTQ \(calibrated) vs RTN \(rounded)")
+  }
+}
