@@ -74,19 +74,19 @@ public struct StoredLayout: Sendable {
         codecs: [try SparseBitmaskCodec.reading(checkpoint)], modelDType: nil, record: .sparsity)
     }
     if (quantization["config_groups"]?.members?.count ?? 0) > 1 {
-      // Mixed precision: each module decodes with its config group's codec.
-      if factorized || quantization["transform_config"]?.members?.isEmpty == false
-        || config[LowRankRecord.residualConfigKey] != nil
-      {
+      // Mixed precision: each module decodes with its config group's codec (factors of
+      // factorize too, multiplied out).
+      if quantization["transform_config"]?.members?.isEmpty == false || config[LowRankRecord.residualConfigKey] != nil {
         throw .invalidFile(
           path: path,
           reason:
-            "several config groups together with factors, a low-rank residual or transform_config are not supported by decompress"
+            "several config groups together with a low-rank residual or transform_config are not supported by decompress"
         )
       }
+      let groups = try ConfigGroupsCodec(quantization, path: path)
       return StoredLayout(
-        codecs: [try ConfigGroupsCodec(quantization, path: path)], modelDType: Self.modelDType(config),
-        record: .quantization)
+        codecs: (factorized ? [try LowRankCodec(factors: groups).reading(checkpoint)] : []) + [groups],
+        modelDType: Self.modelDType(config), record: .quantization)
     }
     guard let codec = QuantizationConfig.codec(of: quantization) else {
       let bits = quantization["config_groups"]?.members?.first?.value["weights"]?["num_bits"]?.uint64Value ?? 0

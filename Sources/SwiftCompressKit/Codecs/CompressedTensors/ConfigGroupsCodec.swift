@@ -42,11 +42,14 @@ public struct ConfigGroupsCodec: WeightCodec {
     return "mixed-precision (\(names.joined(separator: ", ")))"
   }
 
-  /// The module a stored tensor of a quantized weight belongs to.
+  /// The module a stored tensor of a quantized weight (or of a quantized factor of
+  /// factorize, `<module>.weight_a_packed`) belongs to.
   static func module(of name: String) -> String? {
     for suffix in ["_global_scale", "_zero_point", "_packed", "_shape", "_scale", ""] where name.hasSuffix(suffix) {
       let weight = String(name.dropLast(suffix.count))
-      if weight.hasSuffix(".weight") { return String(weight.dropLast(".weight".count)) }
+      for tail in [".weight", ".weight_a", ".weight_b"] where weight.hasSuffix(tail) {
+        return String(weight.dropLast(tail.count))
+      }
     }
     return nil
   }

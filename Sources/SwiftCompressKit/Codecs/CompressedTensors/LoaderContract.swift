@@ -15,12 +15,15 @@ struct StoredModules: Sendable {
   var factorized: [String] = []
   /// LQ-LoRA's correction `M.lowrank_a` / `M.lowrank_b`.
   var residual: [String] = []
+  /// Modules stored unquantized, in checkpoint order: `dense`, and factorized modules whose
+  /// factors are floating point (a quantize stage left them out).
+  var unquantized: [String] = []
   /// The dtype and shape of every tensor, by name.
   var tensors: [String: PlannedTensor] = [:]
 
   init(_ tensors: [PlannedTensor]) {
     for tensor in tensors { self.tensors[tensor.name] = tensor }
-    var seen: [Set<String>] = Array(repeating: [], count: 5)
+    var seen: [Set<String>] = Array(repeating: [], count: 6)
     func add(_ module: String, to list: inout [String], _ kind: Int) {
       if seen[kind].insert(module).inserted { list.append(module) }
     }
@@ -36,10 +39,12 @@ struct StoredModules: Sendable {
         add(module, to: &quantized, 0)
       } else if let module = Self.module(name, ".weight"), tensor.dtype.isFloatingPoint {
         add(module, to: &dense, 1)
+        add(module, to: &unquantized, 5)
       } else if let module = Self.module(name, ".bitmask"), self.tensors[module + ".compressed"] != nil {
         add(module, to: &sparse, 2)
       } else if let module = Self.module(name, ".weight_a") ?? Self.module(name, ".weight_a_packed") {
         add(module, to: &factorized, 3)
+        if name.hasSuffix(".weight_a"), tensor.dtype.isFloatingPoint { add(module, to: &unquantized, 5) }
       } else if let module = Self.module(name, ".lowrank_a") {
         add(module, to: &residual, 4)
       }
@@ -110,7 +115,7 @@ public enum LoaderContract {
     let modules = StoredModules(tensors)
     var edited = quantization
     if quantization["config_groups"]?.members != nil {
-      edited = completingIgnore(edited, dense: modules.dense, norms: readsEveryWeight(groups(of: quantization)))
+      edited = completingIgnore(edited, dense: modules.unquantized, norms: readsEveryWeight(groups(of: quantization)))
     }
     if let sparsity = quantization["sparsity_config"], sparsity.members != nil {
       edited =

@@ -6,12 +6,13 @@ import LinearAlgebra
 /// the dense `<module>.weight` = weight_a x weight_b. The factors are stored dense, or each
 /// quantized by a later recipe stage (`factors`: their codec, `<module>.weight_a_packed`, ...).
 public struct LowRankCodec: WeightCodec {
-  /// The codec of quantized factors; nil when they are stored dense.
-  public let factors: (any QuantizationCodec)?
+  /// The codec of quantized factors (a quantization codec, or one per config group); nil
+  /// when they are stored dense.
+  public let factors: (any WeightCodec)?
   /// Each module's input width (weight_b's columns), read from the checkpoint.
   var columns: [String: Int] = [:]
 
-  public init(factors: (any QuantizationCodec)?) {
+  public init(factors: (any WeightCodec)?) {
     self.factors = factors
   }
 
@@ -21,41 +22,41 @@ public struct LowRankCodec: WeightCodec {
   public func reading(_ checkpoint: Checkpoint) throws(SwiftCompressError) -> LowRankCodec {
     var codec = self
     for tensor in checkpoint.tensors {
-      let stored = TensorDescriptor(tensor.info)
-      if let factors {
-        guard let weight = try factors.densePrimary(stored), weight.name.hasSuffix(".weight_b") else { continue }
-        codec.columns[String(weight.name.dropLast(".weight_b".count))] = weight.shape[1]
-      } else if tensor.name.hasSuffix(".weight_b"), stored.shape.count == 2 {
-        codec.columns[String(tensor.name.dropLast(".weight_b".count))] = stored.shape[1]
+      guard let (weight, _) = try factor(TensorDescriptor(tensor.info)), weight.name.hasSuffix(".weight_b") else {
+        continue
       }
+      codec.columns[String(weight.name.dropLast(".weight_b".count))] = weight.shape[1]
     }
     return codec
   }
 
-  /// The factor `stored` holds ("<module>.weight_a" / "_b") and its dense shape, or nil.
-  private func factor(_ stored: TensorDescriptor) throws(SwiftCompressError) -> DenseWeight? {
-    if let factors { return try factors.densePrimary(stored) }
-    guard stored.shape.count == 2, stored.name.hasSuffix(".weight_a") || stored.name.hasSuffix(".weight_b") else {
+  /// The factor `stored` holds ("<module>.weight_a" / "_b") and its dense shape, and whether
+  /// it is quantized; nil when it holds none. With `factors`, a module the quantize stage
+  /// left out keeps its factors dense.
+  private func factor(_ stored: TensorDescriptor) throws(SwiftCompressError) -> (DenseWeight, quantized: Bool)? {
+    if let factors, let weight = try factors.densePrimary(stored) { return (weight, true) }
+    guard stored.shape.count == 2, stored.dtype.isFloatingPoint,
+      stored.name.hasSuffix(".weight_a") || stored.name.hasSuffix(".weight_b")
+    else {
       return nil
     }
-    return DenseWeight(name: stored.name, shape: stored.shape, dtype: stored.dtype, note: "")
+    return (DenseWeight(name: stored.name, shape: stored.shape, dtype: stored.dtype, note: ""), false)
   }
 
   public func densePrimary(_ stored: TensorDescriptor) throws(SwiftCompressError) -> DenseWeight? {
-    guard let a = try factor(stored), a.name.hasSuffix(".weight_a") else { return nil }
+    guard let (a, quantized) = try factor(stored), a.name.hasSuffix(".weight_a") else { return nil }
     let module = String(a.name.dropLast(".weight_a".count))
     guard let columns = columns[module] else {
       throw .invalidTensor(
         name: module + ".weight_b", reason: "missing: \(stored.name) cannot be multiplied out without it")
     }
     return DenseWeight(
-      name: module + ".weight", shape: [a.shape[0], columns], dtype: factors == nil ? stored.dtype : nil,
-      note: factors == nil ? "weight_a x weight_b" : "dequantized weight_a x weight_b")
+      name: module + ".weight", shape: [a.shape[0], columns], dtype: quantized ? nil : stored.dtype,
+      note: quantized ? "dequantized weight_a x weight_b" : "weight_a x weight_b")
   }
 
   public func isCompanion(_ stored: TensorDescriptor) -> Bool {
-    factors == nil
-      ? stored.name.hasSuffix(".weight_b") : (try? factor(stored))??.name.hasSuffix(".weight_b") == true
+    (try? factor(stored))??.0.name.hasSuffix(".weight_b") == true
   }
 
   public func decode(_ primary: TensorInput, as weight: DenseWeight) throws(SwiftCompressError) -> [Float] {
@@ -63,11 +64,11 @@ public struct LowRankCodec: WeightCodec {
     let name = primary.descriptor.name
     let missing = SwiftCompressError.invalidTensor(
       name: module + ".weight_b", reason: "missing: \(name) cannot be multiplied out without it")
-    guard let a = try factor(primary.descriptor) else { throw missing }
+    guard let (a, quantized) = try factor(primary.descriptor) else { throw missing }
     let (rows, k, columns) = (weight.shape[0], a.shape[1], weight.shape[1])
     let aValues: [Float]
     let bValues: [Float]
-    if let factors {
+    if let factors, quantized {
       guard
         let stored = primary.companion(named: module + ".weight_b_packed")
           ?? primary.companion(named: module + ".weight_b")
