@@ -73,13 +73,13 @@ func forwardMemoryBenchmark(_ arguments: [String]) throws {
   var largestLayer = 0
   for layer in description.layers {
     let bytes = checkpoint.tensors.filter { $0.name.hasPrefix(layer.name + ".") }.reduce(0) {
-      $0 + ($1.info.elementCount ?? 0) * 4
+      $0 + $1.info.elementCount * 4
     }
     largestLayer = max(largestLayer, bytes)
   }
   let head =
     checkpoint.tensors.filter { $0.name == "lm_head.weight" || $0.name.hasSuffix("embed_tokens.weight") }
-    .map { ($0.info.elementCount ?? 0) * 4 }.max() ?? 0
+    .map { $0.info.elementCount * 4 }.max() ?? 0
   let intermediate = description.dimensions.intermediateSize ?? 4 * hidden
   // Per token: the residual stream, the normed input, q/k/v and the attention output (<= 4 hidden),
   // gate and up (2 intermediate): what a layer holds for the whole batch.

@@ -363,7 +363,7 @@ struct RunCommandTests {
 
   func writeRecipe(_ folder: TemporaryFolder, _ text: String, name: String = "recipe.yaml") -> String {
     let path = folder.file(name)
-    FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+    _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
     return path
   }
 
@@ -495,7 +495,7 @@ struct DeterminismTests {
     let enumerator = try #require(FileManager.default.enumerator(atPath: folder))
     while let next = enumerator.nextObject() as? String {
       var isDirectory: ObjCBool = false
-      FileManager.default.fileExists(atPath: folder + "/" + next, isDirectory: &isDirectory)
+      _ = FileManager.default.fileExists(atPath: folder + "/" + next, isDirectory: &isDirectory)
       if isDirectory.boolValue || next.hasPrefix("swiftcompress-report.") { continue }
       result[next] = FileManager.default.contents(atPath: folder + "/" + next)
     }

@@ -139,6 +139,70 @@ import Testing
 }
 
 extension MixedPrecisionCLITests {
+  /// A factorized input: each factor is stored with its module's scheme (NVFP4 with its own
+  /// global scale), under one scheme, under an allocation and under several config groups;
+  /// factors left unquantized are listed in ignore and multiplied out as they are, and
+  /// `diff` and `decompress` read every output.
+  @Test func factorsOfFactorizeAreQuantizedUnderOneSchemeOrSeveral() throws {
+    let folder = TemporaryFolder()
+    let factored = folder.file("factored")
+    #expect(try swiftcompress("factorize", Self.model, factored, "--rank", "16", "-q").status == 0)
+    let runs: [(args: [String], groups: Int)] = [
+      (["--scheme", "NVFP4"], 1), (["--target-bpw", "6"], 1),
+      (["--scheme", "W4A16", "--group-size", "16", "--scheme-for", "mlp=W8A16:g16", "--scheme-for", "o_proj=keep"], 2),
+    ]
+    for (i, (args, groups)) in runs.enumerated() {
+      let out = folder.file("out\(i)")
+      let run = try runProcess(swiftcompressExecutable, ["quantize", factored, out] + args + ["-q"])
+      #expect(run.status == 0, "\(args): \(run.stderr)")
+      let config = Self.json(try String(contentsOfFile: out + "/config.json", encoding: .utf8))
+      let quantization = config["quantization_config"] as? [String: Any]
+      #expect((quantization?["config_groups"] as? [String: Any])?.count == groups, "\(args)")
+      let names = (Self.json(try swiftcompress("inspect", out, "--json").stdout)["tensors"] as? [[String: Any]] ?? [])
+        .compactMap { $0["name"] as? String }
+      #expect(names.contains("model.layers.0.mlp.down_proj.weight_a_packed"), "\(args)")
+      // Factors kept dense are named in ignore.
+      let ignore = quantization?["ignore"] as? [String] ?? []
+      for name in names where name.hasSuffix(".weight_a") {
+        #expect(ignore.contains(String(name.dropLast(".weight_a".count))), "\(args): \(name)")
+      }
+      let dense = out + "-dense"
+      #expect(try swiftcompress("decompress", out, dense, "-q").status == 0, "\(args)")
+      for candidate in [out, dense] {
+        let diff = try swiftcompress("diff", factored, candidate, "--json")
+        #expect(diff.status == 0, "\(args): \(diff.stderr)")
+        let totals = Self.json(diff.stdout)["totals"] as? [String: Any]
+        let error = (totals?["metrics"] as? [String: Any])?["relative_frobenius_error"] as? Double ?? .nan
+        #expect(error > 0 && error < 0.1, "\(args): \(error)")
+      }
+    }
+  }
+
+  /// A recipe's overrides that choose schemes write what `--scheme-for` writes, byte for
+  /// byte (NVFP4's global scale shared only by the modules that take NVFP4: in layer 0,
+  /// k_proj, left in W4A16, has the largest magnitude of q/k/v), with the same
+  /// warning for a fused set split between schemes and the same loading note.
+  @Test func recipeOverridesWriteWhatSchemeForWrites() throws {
+    let folder = TemporaryFolder()
+    let recipe = folder.file("mix.yaml")
+    try
+      "stages:\n  - quantize:\n      scheme: W4A16\n      overrides:\n        - targets: [q_proj, v_proj]\n          scheme: NVFP4\n"
+      .write(toFile: recipe, atomically: true, encoding: .utf8)
+    let run = try swiftcompress("run", recipe, Self.model, folder.file("recipe"))
+    #expect(run.status == 0, "\(run.stderr)")
+    let flag = try swiftcompress(
+      "quantize", Self.model, folder.file("flag"), "--scheme", "W4A16", "--scheme-for", "q_proj|v_proj=NVFP4")
+    #expect(flag.status == 0, "\(flag.stderr)")
+    for file in ["model.safetensors", "config.json"] {
+      let a = FileManager.default.contents(atPath: folder.file("recipe/" + file))
+      #expect(a != nil && a == FileManager.default.contents(atPath: folder.file("flag/" + file)), "\(file)")
+    }
+    for (stderr, chooser) in [(run.stderr, "the stage's overrides give"), (flag.stderr, "--scheme-for gives")] {
+      #expect(stderr.contains("\(chooser) the modules vLLM fuses into model.layers.1.self_attn.qkv different schemes"))
+      #expect(stderr.contains("F32 weights with integer and FP4 config groups"))
+    }
+  }
+
   static let calibrationTokens = fixture("golden/calibrated/calibration-tokens.llama.jsonl")
   static let llama = fixture("models/llama")
 
@@ -178,6 +242,15 @@ extension MixedPrecisionCLITests {
     #expect(allocated.status == 0, "\(allocated.stderr)")
     let report = try String(contentsOfFile: mixed + "/swiftcompress-report.md", encoding: .utf8)
     #expect(report.contains("mean KL divergence with only that weight quantized"))
+    #expect(report.contains("spells the allocation out as one scheme_for rule per module"))
+    // The saved recipe holds the measured allocation's outcome: it writes the same weights.
+    let again = folder.file("again")
+    let rerun = try swiftcompress("run", mixed + "/swiftcompress-recipe.yaml", Self.llama, again, "-q")
+    #expect(rerun.status == 0, "\(rerun.stderr)")
+    for file in ["model.safetensors", "config.json"] {
+      let first = FileManager.default.contents(atPath: mixed + "/" + file)
+      #expect(first != nil && first == FileManager.default.contents(atPath: again + "/" + file), "\(file)")
+    }
     let other = try swiftcompress(
       "quantize", Self.model, folder.file("other"), "--target-bpw", "5", "--sensitivity", sensitivity, "-q")
     #expect(other.status == 65 && other.stderr.contains("--sensitivity"), "\(other.stderr)")

@@ -95,7 +95,8 @@ extension QuantizePass {
           "\(target) is \(which) the candidates can reach (\(describe(range.lowerBound)) to \(describe(range.upperBound)) with \(configuration.candidates.map(\.description).joined(separator: ", "))); give a target in that range"
       )
     }
-    let solution = try Allocator.allocate(items, budget: budget)
+    // Within the tolerance of floating-point sums, a target at an end of the range is that end.
+    let solution = try Allocator.allocate(items, budget: min(max(budget, range.lowerBound), range.upperBound))
     for (item, chosen) in zip(items, solution.choices) {
       for module in item.modules { assigned[module] = chosen.choice }
     }
@@ -120,7 +121,7 @@ extension QuantizePass {
     }
     let metric =
       sensitivity.measuredMetric.map { "\($0) with only that weight quantized, summed over the weights" }
-      ?? (statistics == nil
+      ?? (!sensitivity.weighted
         ? "squared weight error"
         : sensitivity.fullHessian
           ? "output error proxy tr(ΔW XᵀX ΔWᵀ) (calibrate --hessians)"
@@ -132,5 +133,27 @@ extension QuantizePass {
       note += "; best single scheme within the target: \(choice), \(Format.metric(loss))"
     }
     allocationNote = note
+  }
+}
+
+extension QuantizePass {
+  /// The configuration that writes what the allocation chooses without measuring again: the
+  /// target replaced by one `scheme_for` rule per module, naming its weight exactly. What a
+  /// saved recipe holds when the measurements (`--sensitivity`, the model's loss on `--data`)
+  /// are not something a recipe can redo.
+  public func spelledOut(for checkpoint: Checkpoint) throws(SwiftCompressError) -> Configuration {
+    var pass = self
+    pass.model = ModelAdapters.adapter(for: checkpoint)
+    try pass.allocate(checkpoint)
+    var spelled = configuration
+    spelled.target = nil
+    spelled.candidates = Configuration.defaultCandidates
+    spelled.statistics = nil
+    spelled.schemeFor = []
+    for (module, _) in try selectedModules(checkpoint) {
+      let name = NSRegularExpression.escapedPattern(for: module + ".weight")
+      spelled.schemeFor.append(try SchemeRule(pattern: "^\(name)$", choice: pass.assigned[module] ?? .keep))
+    }
+    return spelled
   }
 }

@@ -126,8 +126,12 @@ extension QuantizePass {
     /// Every key but `scheme` may be left out.
     public init(from decoder: any Decoder) throws {
       let c = try decoder.container(keyedBy: CodingKeys.self)
+      // With a target the allocation chooses every scheme: `scheme` may be left out.
+      let allocated = c.contains(.targetBpw) || c.contains(.targetSize)
       self.init(
-        scheme: try c.decode(QuantizationScheme.self, forKey: .scheme),
+        scheme: allocated
+          ? try c.decodeIfPresent(QuantizationScheme.self, forKey: .scheme) ?? .w4a16
+          : try c.decode(QuantizationScheme.self, forKey: .scheme),
         groupSize: try c.decodeIfPresent(Int.self, forKey: .groupSize) ?? Self.defaultGroupSize,
         ignore: try c.decodeIfPresent([String].self, forKey: .ignore) ?? Self.defaultIgnore,
         scaleSearch: try c.decodeIfPresent(ScaleSearch.self, forKey: .scaleSearch) ?? Self.defaultScaleSearch,

@@ -39,6 +39,9 @@ public struct QuantizePass: CompressionPass {
   let ignoreRules: [IgnoreRule]
   /// Global scales by module, from `prepared(for:)`, for a codec that shares one.
   var globalScales: [String: Float] = [:]
+  /// The largest magnitude of each weight whose codec shares a global scale, and the dtype
+  /// it is quantized from, from `prepared(for:)`.
+  var absMaxima: [String: (amax: Float, dtype: DType)] = [:]
   /// The checkpoint's model adapter (which modules share an input), from `prepared(for:)`.
   var model: any ModelAdapter = ModelAdapters.generic
   /// FP8 input weights by module, from `prepared(for:)`.
@@ -140,9 +143,6 @@ public struct QuantizePass: CompressionPass {
     if configuration.target != nil { try pass.allocate(checkpoint) }
     let sharing = ([configuration.defaultChoice] + configuration.schemeFor.map(\.choice) + pass.assigned.values)
     guard sharing.contains(where: { $0.codec?.sharesGlobalScale == true }) else { return pass }
-    var amaxBySet: [String: Float] = [:]
-    var setOf: [String: String] = [:]
-    var dtypeOf: [String: DType] = [:]
     for tensor in checkpoint.tensors {
       let descriptor = TensorDescriptor(tensor.info)
       guard case .transform = try pass.plan(descriptor), let module = LinearWeights.module(of: tensor.name),
@@ -165,15 +165,26 @@ public struct QuantizePass: CompressionPass {
         amax = RowLoops.absMax(input)
       }
       checkpoint.release(tensor)
-      let set = pass.model.scaleSharingGroup(ofModule: module)
-      setOf[module] = set
-      dtypeOf[module] = pass.fp8Sources[module]?.dtype ?? tensor.info.dtype
-      amaxBySet[set] = max(amaxBySet[set] ?? 0, amax)
+      pass.absMaxima[module] = (amax, pass.fp8Sources[module]?.dtype ?? tensor.info.dtype)
     }
-    for (module, set) in setOf {
-      pass.globalScales[module] = NVFP4Codec.globalScale(amax: amaxBySet[set] ?? 0, dtype: dtypeOf[module] ?? .f32)
-    }
+    pass.globalScales = Self.sharedGlobalScales(pass.absMaxima, model: pass.model)
     return pass
+  }
+
+  /// One global scale per set of modules sharing an input, from the largest magnitude of
+  /// each module's weight: g = 2688 x (1 / amax) over the set, in each weight's dtype.
+  static func sharedGlobalScales(_ absMaxima: [String: (amax: Float, dtype: DType)], model: any ModelAdapter)
+    -> [String: Float]
+  {
+    var amaxBySet: [String: Float] = [:]
+    for (module, entry) in absMaxima {
+      let set = model.scaleSharingGroup(ofModule: module)
+      amaxBySet[set] = max(amaxBySet[set] ?? 0, entry.amax)
+    }
+    return absMaxima.reduce(into: [:]) { scales, entry in
+      let amax = amaxBySet[model.scaleSharingGroup(ofModule: entry.key)] ?? 0
+      scales[entry.key] = NVFP4Codec.globalScale(amax: amax, dtype: entry.value.dtype)
+    }
   }
 
   public func selectionWarnings(for checkpoint: Checkpoint) -> [String] {
@@ -188,21 +199,37 @@ public struct QuantizePass: CompressionPass {
   /// gate/up) whose members get different schemes, which vLLM refuses (transformers loads them).
   func splitSets(_ checkpoint: Checkpoint) -> [String] {
     guard !configuration.schemeFor.isEmpty else { return [] }
+    return Self.splitSets(checkpoint, model: model, by: "--scheme-for gives", quantized: quantizedModule)
+  }
+
+  /// The module `tensor` is the weight of, and its scheme, if this pass quantizes it.
+  func quantizedModule(_ tensor: TensorDescriptor) -> (module: String, choice: SchemeChoice)? {
+    guard
+      case .module(let module)? = try? LinearWeights.select(
+        tensor, ignoring: ignoreRules, verb: "quantized", model: model)
+    else { return nil }
+    return (module, choice(ofModule: module))
+  }
+
+  /// A warning for each set of modules vLLM fuses into one layer whose members `quantized`
+  /// stores with different schemes (nil: not quantized); `by` says what chose them.
+  static func splitSets(
+    _ checkpoint: Checkpoint, model: any ModelAdapter, by chooser: String,
+    quantized: (TensorDescriptor) -> (module: String, choice: SchemeChoice)?
+  ) -> [String] {
     var order: [String] = []
     var members: [String: [(module: String, choice: SchemeChoice)]] = [:]
     for tensor in checkpoint.tensors {
-      guard
-        case .module(let module)? = try? LinearWeights.select(
-          TensorDescriptor(tensor.info), ignoring: ignoreRules, verb: "quantized", model: model),
-        let set = model.fusedModules(of: module)?.name
+      guard let member = quantized(TensorDescriptor(tensor.info)),
+        let set = model.fusedModules(of: member.module)?.name
       else { continue }
       if members[set] == nil { order.append(set) }
-      members[set, default: []].append((module, choice(ofModule: module)))
+      members[set, default: []].append(member)
     }
     return order.compactMap { set in
       guard let list = members[set], Set(list.map(\.choice)).count > 1 else { return nil }
       return
-        "--scheme-for gives the modules vLLM fuses into \(set) different schemes (\(list.map { "\($0.module): \($0.choice)" }.joined(separator: ", "))): vLLM refuses such a checkpoint (transformers loads it); give them one scheme"
+        "\(chooser) the modules vLLM fuses into \(set) different schemes (\(list.map { "\($0.module): \($0.choice)" }.joined(separator: ", "))): vLLM refuses such a checkpoint (transformers loads it); give them one scheme"
     }
   }
 
@@ -358,8 +385,10 @@ public struct QuantizePass: CompressionPass {
         return appendingMatrix(stored, outputs: outputs)
       }
     }
-    let module = LinearWeights.module(of: input.descriptor.name) ?? factorModule(input.descriptor.name)
-    let codec = codec(ofModule: module)
+    // A factor of factorize (`<module>.weight_a`) is stored with its module's scheme but
+    // chooses its own global scale, from its own amax.
+    let module = LinearWeights.module(of: input.descriptor.name)
+    let codec = codec(ofModule: module ?? factorModule(input.descriptor.name))
     let context = QuantizationContext(
       scaleSearch: configuration.scaleSearch, globalScale: module.flatMap { globalScales[$0] })
     if codec.sharesGlobalScale, let module, context.globalScale == nil {

@@ -163,8 +163,28 @@ public struct RecipePass: CompressionPass {
         }
         pass.stages[s].variants[key] = try variant.prepared(for: checkpoint)
       }
+      pass.shareGlobalScales(s, checkpoint)
     }
     return pass
+  }
+
+  /// A quantize stage whose overrides give several variants: the global scale a set of
+  /// modules shares (q/k/v under NVFP4) comes from the modules each variant takes, as with
+  /// `--scheme-for`, not from every module a variant would take alone.
+  private mutating func shareGlobalScales(_ s: Int, _ checkpoint: Checkpoint) {
+    let variants = stages[s].variants.compactMapValues { $0 as? QuantizePass }
+    guard variants.count > 1, variants.values.contains(where: { !$0.absMaxima.isEmpty }) else { return }
+    var absMaxima: [String: (amax: Float, dtype: DType)] = [:]
+    for tensor in checkpoint.tensors {
+      guard let module = LinearWeights.module(of: tensor.name) else { continue }
+      let (key, skipped) = overrideKey(stages[s], TensorDescriptor(tensor.info))
+      if !skipped, let entry = variants[key]?.absMaxima[module] { absMaxima[module] = entry }
+    }
+    let scales = QuantizePass.sharedGlobalScales(absMaxima, model: model)
+    for (key, var variant) in variants {
+      variant.globalScales = scales
+      stages[s].variants[key] = variant
+    }
   }
 
   /// The matching overrides of `tensor` as a key ("0,2"), and whether one of them says skip.
@@ -500,15 +520,25 @@ public struct RecipePass: CompressionPass {
         )
       }
       warnings += stage.base.selectionWarnings(for: checkpoint).map { "\(place): \($0)" }
+      let variants = stage.variants.compactMapValues { $0 as? QuantizePass }
+      guard variants.count > 1 else { continue }
+      warnings += QuantizePass.splitSets(checkpoint, model: model, by: "the stage's overrides give") { tensor in
+        guard select(stage, tensor, usesDefaults: stage.base.usesDefaultSelection).0 else { return nil }
+        let (key, skipped) = overrideKey(stage, tensor)
+        return skipped ? nil : variants[key]?.quantizedModule(tensor)
+      }.map { "\(place): \($0)" }
     }
     return warnings
   }
 
+  /// Each stage's notes: its variants' (an allocation's summary) and those of what they
+  /// write together (the loading note of a mix of schemes), once each.
   public var notes: [String] {
     var all: [String] = []
-    for stage in stages {
-      for key in stage.variants.keys.sorted() {
-        for note in stage.variants[key]!.notes where !all.contains(note) { all.append("\(stage.label): \(note)") }
+    for stage in stages where !stage.variants.isEmpty {
+      let passes = [editor(stage)] + stage.variants.keys.sorted().map { stage.variants[$0]! }
+      for note in passes.flatMap(\.notes).map({ "\(stage.label): \($0)" }) where !all.contains(note) {
+        all.append(note)
       }
     }
     return all

@@ -286,7 +286,9 @@ public enum Allocator {
     var bits = hulls.reduce(0) { $0 + $1[0].bits }
     var loss = hulls.reduce(0) { $0 + $1[0].loss }
     guard bits <= budget * (1 + 1e-12) else {
-      throw .invalidOption(option: "--target-bpw", reason: "below the cheapest allocation")
+      throw .invalidOption(
+        option: "target", reason: "\(budget) bits are below the cheapest allocation, \(bits) bits: give a larger target"
+      )
     }
     // The hull steps, by decreasing loss saved per bit (convexity keeps each item's steps in order).
     struct Step {

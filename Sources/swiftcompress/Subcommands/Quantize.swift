@@ -299,6 +299,19 @@ extension SwiftCompressCommand {
       }
       var options = options
       if let note = pass.calibrated?.note { options.notes.append(note) }
+      if pass.measuredSensitivity != nil, var recipe = options.recipe, !recipe.stages.isEmpty {
+        // A recipe cannot redo these measurements: it holds their outcome.
+        let spelled = try pass.spelledOut(for: try Checkpoint.open(options.input))
+        recipe.stages[0].options = QuantizeStageConfiguration(quantize: spelled).recipeOptions
+        options.recipe = recipe
+        options.notes.append(
+          "\(Recipe.fileName) spells the allocation out as one scheme_for rule per module: a recipe cannot redo the measurements of \(sensitivity == nil ? "--data/--tokens" : "--sensitivity")"
+        )
+      } else if pass.configuration.target != nil, method == .rtn, data.isGiven {
+        options.notes.append(
+          "a dry run or --explain allocates with the data-free estimate (squared weight error); the run measures the model's loss on the data instead, which can choose another mix"
+        )
+      }
       try runPipeline(pass: pass, options: options, shared: shared)
     }
   }
