@@ -178,29 +178,80 @@ extension MixedPrecisionCLITests {
     }
   }
 
-  /// A recipe's overrides that choose schemes write what `--scheme-for` writes, byte for
-  /// byte (NVFP4's global scale shared only by the modules that take NVFP4: in layer 0,
-  /// k_proj, left in W4A16, has the largest magnitude of q/k/v), with the same
-  /// warning for a fused set split between schemes and the same loading note.
-  @Test func recipeOverridesWriteWhatSchemeForWrites() throws {
+  /// A recipe's overrides that choose schemes write what the same options on the command
+  /// line write, byte for byte: NVFP4's global scale shared only by the modules that take
+  /// NVFP4 (in layer 0, k_proj has the largest magnitude of q/k/v and layer 1's q_proj), not
+  /// by one an override skips or an earlier stage factorized; config groups in checkpoint
+  /// order whichever variant comes first. A fused set split between schemes gets the same
+  /// warning, a mix of integer and FP4 groups the same loading note.
+  @Test(
+    arguments: [
+      (
+        "scheme: W4A16\n      overrides:\n        - targets: [q_proj, v_proj]\n          scheme: NVFP4",
+        [["--scheme", "W4A16", "--scheme-for", "q_proj|v_proj=NVFP4"]], true
+      ),
+      (
+        "scheme: NVFP4\n      overrides:\n        - targets: [mlp]\n          scheme: W8A16",
+        [["--scheme", "NVFP4", "--scheme-for", "mlp=W8A16"]], false
+      ),
+      (
+        "scheme: NVFP4\n      overrides:\n        - targets: [k_proj]\n          skip: true",
+        [["--scheme", "NVFP4", "--scheme-for", "k_proj=keep"]], true
+      ),
+      (
+        "scheme: W4A16\n      scheme_for: ['q_proj=NVFP4']\n      overrides:\n        - targets: [k_proj, v_proj]\n          scheme: NVFP4",
+        [["--scheme", "W4A16", "--scheme-for", "self_attn\\.[qkv]_proj=NVFP4"]], false
+      ),
+    ] as [(String, [[String]], Bool)])
+  func recipeOverridesWriteWhatTheCommandLineWrites(stage: String, commands: [[String]], splits: Bool) throws {
     let folder = TemporaryFolder()
     let recipe = folder.file("mix.yaml")
-    try
-      "stages:\n  - quantize:\n      scheme: W4A16\n      overrides:\n        - targets: [q_proj, v_proj]\n          scheme: NVFP4\n"
-      .write(toFile: recipe, atomically: true, encoding: .utf8)
+    try "stages:\n  - quantize:\n      \(stage)\n".write(toFile: recipe, atomically: true, encoding: .utf8)
     let run = try swiftcompress("run", recipe, Self.model, folder.file("recipe"))
     #expect(run.status == 0, "\(run.stderr)")
-    let flag = try swiftcompress(
-      "quantize", Self.model, folder.file("flag"), "--scheme", "W4A16", "--scheme-for", "q_proj|v_proj=NVFP4")
+    let flag = try runProcess(swiftcompressExecutable, ["quantize", Self.model, folder.file("flag")] + commands[0])
     #expect(flag.status == 0, "\(flag.stderr)")
     for file in ["model.safetensors", "config.json"] {
       let a = FileManager.default.contents(atPath: folder.file("recipe/" + file))
       #expect(a != nil && a == FileManager.default.contents(atPath: folder.file("flag/" + file)), "\(file)")
     }
-    for (stderr, chooser) in [(run.stderr, "the stage's overrides give"), (flag.stderr, "--scheme-for gives")] {
-      #expect(stderr.contains("\(chooser) the modules vLLM fuses into model.layers.1.self_attn.qkv different schemes"))
-      #expect(stderr.contains("F32 weights with integer and FP4 config groups"))
+    let split = "the modules vLLM fuses into model.layers.1.self_attn.qkv different schemes"
+    #expect(run.stderr.contains(split) == splits, "\(run.stderr)")
+    #expect(flag.stderr.contains(split) == splits, "\(flag.stderr)")
+    let mixesFormats = stage.contains("W4A16") || stage.contains("W8A16")
+    for stderr in [run.stderr, flag.stderr] {
+      #expect(stderr.contains("F32 weights with integer and FP4 config groups") == mixesFormats)
     }
+  }
+
+  /// factorize then NVFP4 in one recipe writes what the two commands write: the factorized
+  /// q_proj's partners share a global scale between themselves only. Factors in FP8 next to
+  /// an integer group decode with their scales (they are not taken for dense factors), and
+  /// --scheme-for rules are matched against factorized weights too.
+  @Test func factorizeThenQuantizeInARecipeWritesWhatTheCommandsWrite() throws {
+    let folder = TemporaryFolder()
+    let recipe = folder.file("chain.yaml")
+    try "stages:\n  - factorize:\n      rank: 16\n      targets: [q_proj]\n  - quantize:\n      scheme: NVFP4\n"
+      .write(toFile: recipe, atomically: true, encoding: .utf8)
+    #expect(try swiftcompress("run", recipe, Self.model, folder.file("recipe"), "-q").status == 0)
+    let factored = folder.file("factored")
+    #expect(
+      try swiftcompress("factorize", Self.model, factored, "--rank", "16", "--include", "q_proj", "-q").status == 0)
+    #expect(try swiftcompress("quantize", factored, folder.file("flag"), "--scheme", "NVFP4", "-q").status == 0)
+    let a = FileManager.default.contents(atPath: folder.file("recipe/model.safetensors"))
+    #expect(a != nil && a == FileManager.default.contents(atPath: folder.file("flag/model.safetensors")))
+
+    let all = folder.file("all")
+    #expect(try swiftcompress("factorize", Self.model, all, "--rank", "16", "-q").status == 0)
+    let fp8 = folder.file("fp8")
+    let mixed = try swiftcompress(
+      "quantize", all, fp8, "--scheme", "FP8_DYNAMIC", "--scheme-for", "o_proj=keep", "--scheme-for", "mlp=W8A16:g16",
+      "--strict", "-q")
+    #expect(mixed.status == 0, "\(mixed.stderr)")
+    let diff = try swiftcompress("diff", all, fp8, "--json")
+    let metrics = (Self.json(diff.stdout)["totals"] as? [String: Any])?["metrics"] as? [String: Any]
+    let error = metrics?["relative_frobenius_error"] as? Double ?? .nan
+    #expect(error > 0 && error < 0.02, "\(error)")
   }
 
   static let calibrationTokens = fixture("golden/calibrated/calibration-tokens.llama.jsonl")

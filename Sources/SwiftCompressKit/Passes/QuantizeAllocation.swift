@@ -101,16 +101,17 @@ extension QuantizePass {
       for module in item.modules { assigned[module] = chosen.choice }
     }
     // The note: the mix, the estimate, its bound, and the best uniform choice within budget.
-    var counts: [SchemeChoice: (modules: Int, weights: Int)] = [:]
+    // Counted by weight tensor (a factorized module has two) and by parameter.
+    var counts: [SchemeChoice: (tensors: Int, weights: Int)] = [:]
     for row in sensitivity.rows {
       let choice = assigned[row.module] ?? .keep
-      counts[choice, default: (0, 0)].modules += 1
+      counts[choice, default: (0, 0)].tensors += 1
       counts[choice, default: (0, 0)].weights += row.elementCount
     }
     let mix = configuration.candidates.compactMap { choice -> String? in
       guard let count = counts[choice] else { return nil }
       return
-        "\(choice) \(Format.count(count.modules, "module")) (\(Format.fixed(100 * Double(count.weights) / Double(weights), 1)) % of weights)"
+        "\(choice) \(Format.count(count.tensors, "weight")) (\(Format.fixed(100 * Double(count.weights) / Double(weights), 1)) % of parameters)"
     }
     var uniform: (SchemeChoice, Double)?
     for choice in configuration.candidates {

@@ -188,11 +188,19 @@ public struct QuantizePass: CompressionPass {
   }
 
   public func selectionWarnings(for checkpoint: Checkpoint) -> [String] {
-    let weights = checkpoint.tensors.compactMap { LinearWeights.module(of: $0.name).map { $0 + ".weight" } }
+    unmatchedWarnings(checkpoint) + splitSets(checkpoint)
+  }
+
+  /// `ignore` entries and `--scheme-for` rules that match nothing. A rule is matched against
+  /// `<module>.weight`, factors of factorize included.
+  func unmatchedWarnings(_ checkpoint: Checkpoint) -> [String] {
+    let weights = checkpoint.tensors.compactMap {
+      (LinearWeights.module(of: $0.name) ?? factorModule($0.name)).map { $0 + ".weight" }
+    }
     let rules = configuration.schemeFor.filter { rule in !weights.contains(where: rule.matches) }.map {
       "--scheme-for '\($0)' matches no weight of the input"
     }
-    return IgnoreRule.unmatched(ignoreRules, in: checkpoint) + rules + splitSets(checkpoint)
+    return IgnoreRule.unmatched(ignoreRules, in: checkpoint) + rules
   }
 
   /// With `--scheme-for`: a warning for each set of modules vLLM fuses into one layer (q/k/v,
@@ -202,12 +210,14 @@ public struct QuantizePass: CompressionPass {
     return Self.splitSets(checkpoint, model: model, by: "--scheme-for gives", quantized: quantizedModule)
   }
 
-  /// The module `tensor` is the weight of, and its scheme, if this pass quantizes it.
+  /// The module `tensor` is the weight of, and the scheme it is stored as (`keep` for a
+  /// weight the pass leaves as it is, `--ignore` included); nil for a tensor that is no
+  /// module's weight.
   func quantizedModule(_ tensor: TensorDescriptor) -> (module: String, choice: SchemeChoice)? {
     guard
       case .module(let module)? = try? LinearWeights.select(
         tensor, ignoring: ignoreRules, verb: "quantized", model: model)
-    else { return nil }
+    else { return LinearWeights.module(of: tensor.name).map { ($0, .keep) } }
     return (module, choice(ofModule: module))
   }
 
@@ -456,6 +466,19 @@ public struct QuantizePass: CompressionPass {
     pass.written = written
     pass.writtenFloat32 = tensors.contains { $0.dtype == .f32 }
     return pass
+  }
+
+  /// Puts `written` in the order its modules' weights have in `names` (a recipe stage's
+  /// merged variants list each variant's modules in turn).
+  mutating func orderWritten(by names: [String]) {
+    guard let list = written else { return }
+    var rank: [String: Int] = [:]
+    for (i, name) in names.enumerated() {
+      if let module = LinearWeights.module(of: name) ?? factorModule(name), rank[module] == nil { rank[module] = i }
+    }
+    written = list.enumerated().sorted {
+      (rank[$0.element.module] ?? Int.max, $0.offset) < (rank[$1.element.module] ?? Int.max, $1.offset)
+    }.map(\.element)
   }
 
   /// A recipe stage's variants (overrides that change the scheme) write one

@@ -96,6 +96,8 @@ public struct RecipePass: CompressionPass {
   /// The checkpoint's model adapter (what `Linear`, `Embedding` and the default selection
   /// mean), from `prepared(for:)`.
   var model: any ModelAdapter = ModelAdapters.generic
+  /// The names of the tensors the plan changes, in checkpoint order, from `planned(transforming:)`.
+  var plannedNames: [String] = []
 
   public init(configuration: Recipe) throws(SwiftCompressError) {
     self.configuration = configuration
@@ -163,22 +165,30 @@ public struct RecipePass: CompressionPass {
         }
         pass.stages[s].variants[key] = try variant.prepared(for: checkpoint)
       }
-      pass.shareGlobalScales(s, checkpoint)
     }
+    for s in pass.stages.indices { pass.shareGlobalScales(s, checkpoint) }
     return pass
   }
 
-  /// A quantize stage whose overrides give several variants: the global scale a set of
-  /// modules shares (q/k/v under NVFP4) comes from the modules each variant takes, as with
-  /// `--scheme-for`, not from every module a variant would take alone.
+  /// The global scale a set of modules shares in a quantize stage (q/k/v under NVFP4): from
+  /// the modules that take a sharing scheme in the variant their weight falls in, as with
+  /// `--scheme-for`, `--ignore` and `--exclude` (a module an override skips does not count;
+  /// one the stage's targets leave out does), not from every module each variant would take
+  /// alone. A weight an earlier stage renamed (factorize's factors) does not count either:
+  /// its factors get scales of their own. The amax is the input weight's.
   private mutating func shareGlobalScales(_ s: Int, _ checkpoint: Checkpoint) {
     let variants = stages[s].variants.compactMapValues { $0 as? QuantizePass }
-    guard variants.count > 1, variants.values.contains(where: { !$0.absMaxima.isEmpty }) else { return }
+    guard variants.values.contains(where: { !$0.absMaxima.isEmpty }) else { return }
     var absMaxima: [String: (amax: Float, dtype: DType)] = [:]
     for tensor in checkpoint.tensors {
       guard let module = LinearWeights.module(of: tensor.name) else { continue }
-      let (key, skipped) = overrideKey(stages[s], TensorDescriptor(tensor.info))
-      if !skipped, let entry = variants[key]?.absMaxima[module] { absMaxima[module] = entry }
+      let descriptor = TensorDescriptor(tensor.info)
+      let (key, skipped) = overrideKey(stages[s], descriptor)
+      guard !skipped, let entry = variants[key]?.absMaxima[module] else { continue }
+      let renamed = (try? trace(descriptor))?.steps.contains {
+        $0.stage < s && $0.input.tensor.name == tensor.name && !$0.outputs.contains { $0.name == tensor.name }
+      }
+      if renamed != true { absMaxima[module] = entry }
     }
     let scales = QuantizePass.sharedGlobalScales(absMaxima, model: model)
     for (key, var variant) in variants {
@@ -439,7 +449,11 @@ public struct RecipePass: CompressionPass {
   private func editor(_ stage: Stage) -> any CompressionPass {
     let variants = stage.variants.keys.sorted().compactMap { stage.variants[$0] }
     guard let first = variants.first else { return stage.base }
-    return Self.merging(first, variants.dropFirst())
+    let merged = Self.merging(first, variants.dropFirst())
+    // Config groups in the order of their modules in the checkpoint, as one pass writes them.
+    guard var quantize = merged as? QuantizePass else { return merged }
+    quantize.orderWritten(by: plannedNames)
+    return quantize
   }
 
   private static func merging<P: CompressionPass>(_ first: P, _ others: ArraySlice<any CompressionPass>) -> P {
@@ -462,6 +476,7 @@ public struct RecipePass: CompressionPass {
         pass.stages[s].variants[key] = variant.planned(transforming: changed[s][key] ?? [])
       }
     }
+    pass.plannedNames = tensors.map(\.name)
     return pass
   }
 
@@ -519,13 +534,23 @@ public struct RecipePass: CompressionPass {
           "\(file)\(o.recipe.line > 0 ? ":\(o.recipe.line)" : ""): \(stage.label): override \(i + 1) (targets \(o.targets.described)) matches no tensor the stage takes"
         )
       }
-      warnings += stage.base.selectionWarnings(for: checkpoint).map { "\(place): \($0)" }
+      guard let base = stage.base as? QuantizePass else {
+        warnings += stage.base.selectionWarnings(for: checkpoint).map { "\(place): \($0)" }
+        continue
+      }
+      // Fused sets split between schemes: as the variants (scheme_for and overrides) write them.
+      warnings += base.unmatchedWarnings(checkpoint).map { "\(place): \($0)" }
       let variants = stage.variants.compactMapValues { $0 as? QuantizePass }
-      guard variants.count > 1 else { continue }
-      warnings += QuantizePass.splitSets(checkpoint, model: model, by: "the stage's overrides give") { tensor in
-        guard select(stage, tensor, usesDefaults: stage.base.usesDefaultSelection).0 else { return nil }
+      guard
+        variants.count > 1 || !base.configuration.schemeFor.isEmpty || stage.overrides.contains(where: \.recipe.skip)
+      else { continue }
+      warnings += QuantizePass.splitSets(checkpoint, model: model, by: "its scheme_for rules and overrides give") {
+        tensor in
+        // A weight the stage leaves out stays as it is: kept.
+        let kept = LinearWeights.module(of: tensor.name).map { (module: $0, choice: SchemeChoice.keep) }
+        guard select(stage, tensor, usesDefaults: stage.base.usesDefaultSelection).0 else { return kept }
         let (key, skipped) = overrideKey(stage, tensor)
-        return skipped ? nil : variants[key]?.quantizedModule(tensor)
+        return skipped ? kept : variants[key]?.quantizedModule(tensor)
       }.map { "\(place): \($0)" }
     }
     return warnings

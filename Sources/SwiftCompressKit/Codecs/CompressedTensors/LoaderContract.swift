@@ -44,7 +44,12 @@ struct StoredModules: Sendable {
         add(module, to: &sparse, 2)
       } else if let module = Self.module(name, ".weight_a") ?? Self.module(name, ".weight_a_packed") {
         add(module, to: &factorized, 3)
-        if name.hasSuffix(".weight_a"), tensor.dtype.isFloatingPoint { add(module, to: &unquantized, 5) }
+        // A factor of 8 bits or less with a scale is quantized (FP8 keeps the name weight_a).
+        if name.hasSuffix(".weight_a"), tensor.dtype.isFloatingPoint,
+          tensor.dtype.bitsPerElement > 8 || self.tensors[name + "_scale"] == nil
+        {
+          add(module, to: &unquantized, 5)
+        }
       } else if let module = Self.module(name, ".lowrank_a") {
         add(module, to: &residual, 4)
       }
@@ -505,9 +510,10 @@ extension LoaderContract {
         }
       }
       if problems.isEmpty {
-        let ignoredCount = modules.dense.filter { (norms || !isNorm($0)) && ignored($0) }.count
+        let ignoredCount = modules.unquantized.filter { (norms || !isNorm($0)) && ignored($0) }.count
+        let factorized = Set(modules.factorized).subtracting(modules.unquantized).count
         notes.append(
-          "quantization_config matches the tensors: \(Format.count(modules.quantized.count, "module")) stored quantized (\(groups.map { "'\($0.name)' \($0.format)" }.joined(separator: ", "))), \(Format.count(ignoredCount, "module")) stored unquantized and listed in ignore"
+          "quantization_config matches the tensors: \(Format.count(modules.quantized.count, "module")) stored quantized\(factorized > 0 ? " and \(Format.count(factorized, "factorized module")) with quantized factors" : "") (\(groups.map { "'\($0.name)' \($0.format)" }.joined(separator: ", "))), \(Format.count(ignoredCount, "module")) stored unquantized and listed in ignore"
         )
       }
       notes += fusedNotes(

@@ -35,7 +35,8 @@ public struct LowRankCodec: WeightCodec {
   /// left out keeps its factors dense.
   private func factor(_ stored: TensorDescriptor) throws(SwiftCompressError) -> (DenseWeight, quantized: Bool)? {
     if let factors, let weight = try factors.densePrimary(stored) { return (weight, true) }
-    guard stored.shape.count == 2, stored.dtype.isFloatingPoint,
+    // Dense factors are at least 16-bit floats: FP8 codes are never multiplied out as values.
+    guard stored.shape.count == 2, stored.dtype.isFloatingPoint, stored.dtype.bitsPerElement > 8,
       stored.name.hasSuffix(".weight_a") || stored.name.hasSuffix(".weight_b")
     else {
       return nil
