@@ -240,6 +240,21 @@ extension MixedPrecisionCLITests {
     #expect(try swiftcompress("quantize", factored, folder.file("flag"), "--scheme", "NVFP4", "-q").status == 0)
     let a = FileManager.default.contents(atPath: folder.file("recipe/model.safetensors"))
     #expect(a != nil && a == FileManager.default.contents(atPath: folder.file("flag/model.safetensors")))
+    // Factorized modules are no part of a fused layer: skipping k_proj splits nothing.
+    let skip = folder.file("skip.yaml")
+    try
+      "stages:\n  - factorize:\n      rank: 16\n      targets: [q_proj, k_proj, v_proj]\n  - quantize:\n      scheme: NVFP4\n      overrides:\n        - targets: [k_proj]\n          skip: true\n"
+      .write(toFile: skip, atomically: true, encoding: .utf8)
+    let skipped = try swiftcompress("run", skip, Self.model, folder.file("skipped"), "--strict", "-q")
+    #expect(skipped.status == 0, "\(skipped.stderr)")
+    // A second quantize stage would lose the first one's config groups: refused.
+    let twice = folder.file("twice.yaml")
+    try
+      "stages:\n  - quantize:\n      scheme: W8A16\n      targets: [self_attn]\n  - quantize:\n      scheme: W4A16\n      targets: [mlp]\n"
+      .write(toFile: twice, atomically: true, encoding: .utf8)
+    let refused = try swiftcompress("run", twice, Self.model, folder.file("never"))
+    #expect(refused.status == 64 && refused.stderr.contains("second quantize stage"), "\(refused.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: folder.file("never")))
 
     let all = folder.file("all")
     #expect(try swiftcompress("factorize", Self.model, all, "--rank", "16", "-q").status == 0)

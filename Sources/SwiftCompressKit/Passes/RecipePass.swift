@@ -121,6 +121,11 @@ public struct RecipePass: CompressionPass {
       if let why = base.chainingRefusal, i < configuration.stages.count - 1 {
         throw refuse("\(label) \(why)")
       }
+      if recipe.kind == .quantize, let first = configuration.stages[..<i].firstIndex(where: { $0.kind == .quantize }) {
+        throw refuse(
+          "\(label) is the second quantize stage (the first is stage \(first + 1)): one quantize stage writes the checkpoint's quantization_config; give its modules different schemes with scheme_for or overrides (docs/mixed-precision.md)"
+        )
+      }
       var overrides: [Override] = []
       for o in recipe.overrides {
         overrides.append(
@@ -184,17 +189,21 @@ public struct RecipePass: CompressionPass {
       guard let module = LinearWeights.module(of: tensor.name) else { continue }
       let descriptor = TensorDescriptor(tensor.info)
       let (key, skipped) = overrideKey(stages[s], descriptor)
-      guard !skipped, let entry = variants[key]?.absMaxima[module] else { continue }
-      let renamed = (try? trace(descriptor))?.steps.contains {
-        $0.stage < s && $0.input.tensor.name == tensor.name && !$0.outputs.contains { $0.name == tensor.name }
-      }
-      if renamed != true { absMaxima[module] = entry }
+      guard !skipped, let entry = variants[key]?.absMaxima[module], !renamedBefore(s, descriptor) else { continue }
+      absMaxima[module] = entry
     }
     let scales = QuantizePass.sharedGlobalScales(absMaxima, model: model)
     for (key, var variant) in variants {
       variant.globalScales = scales
       stages[s].variants[key] = variant
     }
+  }
+
+  /// Whether a stage before `s` gives `tensor` other names (factorize's factors).
+  func renamedBefore(_ s: Int, _ tensor: TensorDescriptor) -> Bool {
+    (try? trace(tensor))?.steps.contains {
+      $0.stage < s && $0.input.tensor.name == tensor.name && !$0.outputs.contains { $0.name == tensor.name }
+    } == true
   }
 
   /// The matching overrides of `tensor` as a key ("0,2"), and whether one of them says skip.
@@ -548,6 +557,8 @@ public struct RecipePass: CompressionPass {
         tensor in
         // A weight the stage leaves out stays as it is: kept.
         let kept = LinearWeights.module(of: tensor.name).map { (module: $0, choice: SchemeChoice.keep) }
+        // Factors of an earlier factorize stage are no part of a fused layer.
+        if renamedBefore(stage.number - 1, tensor) { return nil }
         guard select(stage, tensor, usesDefaults: stage.base.usesDefaultSelection).0 else { return kept }
         let (key, skipped) = overrideKey(stage, tensor)
         return skipped ? kept : variants[key]?.quantizedModule(tensor)
