@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 
 /// Data-parallel loops with a bound on worker threads (`--jobs`).
 ///
@@ -22,8 +23,10 @@ public enum Parallel {
     try $bound.withValue(max(0, jobs ?? 0), operation: body)
   }
 
-  /// Runs `body(i)` for every i in 0..<iterations on at most `jobs` threads; iterations
-  /// are dealt round-robin to the workers, which see the same bound.
+  /// Runs `body(i)` for every i in 0..<iterations on at most `jobs` threads, which see
+  /// the same bound. Each worker takes the next iteration not yet taken, so a worker
+  /// that starts late (a pool thread still waking up) takes fewer, and none waits for
+  /// another's share.
   public static func perform(iterations: Int, _ body: (Int) -> Void) {
     let workers = min(iterations, jobs)
     guard workers > 1 else {
@@ -31,14 +34,15 @@ public enum Parallel {
       return
     }
     let bound = self.bound
+    let next = Atomic<Int>(0)
     withoutActuallyEscaping(body) { body in
       nonisolated(unsafe) let body = body
-      DispatchQueue.concurrentPerform(iterations: workers) { worker in
+      DispatchQueue.concurrentPerform(iterations: workers) { _ in
         $bound.withValue(bound) {
-          var i = worker
-          while i < iterations {
+          while true {
+            let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+            guard i < iterations else { return }
             body(i)
-            i += workers
           }
         }
       }
