@@ -111,6 +111,7 @@ def checkpoints(work):
 def write_gguf(st, path):
     """The tensors of safetensors file `st` as a `llama` GGUF file, the same bytes."""
     import gguf
+    import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, which safetensors needs for BF16)
     import numpy as np
     from safetensors.numpy import load_file
 
@@ -193,7 +194,7 @@ def remover(path):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--swiftcompress", required=True)
+    parser.add_argument("--swiftcompress", help="the swiftcompress binary to time (required but for the helper modes)")
     parser.add_argument("--work", default=os.path.join(ROOT, ".build", "llama"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--mse", action="store_true", help="also time --scale-search mse (slow)")
@@ -205,6 +206,8 @@ def main():
         return write_gguf(*args.write_gguf)
     if args.memcpy:
         return print(memcpy_bandwidth())
+    if not args.swiftcompress:
+        parser.error("the following arguments are required: --swiftcompress")
     work = os.path.abspath(args.work)
     source = llama_source(work)
     binary = llama_quantize(work, source)
