@@ -547,8 +547,8 @@ public struct RecipePass: CompressionPass {
         warnings += stage.base.selectionWarnings(for: checkpoint).map { "\(place): \($0)" }
         continue
       }
-      // Fused sets split between schemes: as the variants (scheme_for and overrides) write them.
       warnings += base.unmatchedWarnings(checkpoint).map { "\(place): \($0)" }
+      // Fused sets split between schemes: as the variants (scheme_for and overrides) write them.
       let variants = stage.variants.compactMapValues { $0 as? QuantizePass }
       guard
         variants.count > 1 || !base.configuration.schemeFor.isEmpty || stage.overrides.contains(where: \.recipe.skip)
