@@ -6,6 +6,7 @@ import SwiftCompressKit
 extension SwiftCompressCommand {
   struct Analyze: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "analyze",
       abstract: "Measure each linear weight's error under each candidate scheme (sensitivity), for mixed precision.",
       discussion: """
         Every linear weight quantize would select (not embeddings, not --ignore) is encoded in every \

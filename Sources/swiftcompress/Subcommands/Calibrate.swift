@@ -6,6 +6,7 @@ import SwiftCompressKit
 extension SwiftCompressCommand {
   struct Calibrate: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "calibrate",
       abstract: "Gather the input statistics of every linear module on data, for wanda and factorize --calibration.",
       discussion: """
         For every linear module but lm_head, over all calibration tokens: the count \

@@ -5,6 +5,7 @@ import SwiftCompressKit
 extension SwiftCompressCommand {
   struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "convert",
       abstract: "Rewrite a checkpoint through the pipeline: reshard it, or convert float tensors to another dtype.",
       discussion: """
         Without --dtype every tensor is copied unchanged (an identity pass), which reshards \

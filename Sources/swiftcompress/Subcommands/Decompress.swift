@@ -5,6 +5,7 @@ import SwiftCompressKit
 extension SwiftCompressCommand {
   struct Decompress: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "decompress",
       abstract: "Dequantize a compressed-tensors checkpoint (any format quantize writes) back to dense weights.")
 
     @Argument(help: "The quantized checkpoint folder (with config.json's quantization_config).")

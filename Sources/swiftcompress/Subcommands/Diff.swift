@@ -4,6 +4,7 @@ import SwiftCompressKit
 extension SwiftCompressCommand {
   struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "diff",
       abstract: "Compare two checkpoints tensor by tensor: the error of B against A as the reference.",
       discussion: """
         Either checkpoint may be in any format this tool reads: plain safetensors of any float \

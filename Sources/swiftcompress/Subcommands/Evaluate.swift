@@ -6,6 +6,7 @@ import SwiftCompressKit
 extension SwiftCompressCommand {
   struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "evaluate",
       abstract: "Compare a compressed model with its reference on data: KL divergence, perplexity, top-1, cosine.",
       discussion: """
         Both models run on the same tokens, layer by layer. Decoders: perplexity of each, KL(P_ref || \

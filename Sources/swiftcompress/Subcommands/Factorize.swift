@@ -7,6 +7,7 @@ extension FactorizationMethod: ExpressibleByArgument {}
 extension SwiftCompressCommand {
   struct Factorize: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "factorize",
       abstract: "Replace linear weights W (out x in) by two factors A (out x k) and B (k x in).",
       discussion: """
         Methods: svd (truncated SVD, the optimum), rsvd (randomized SVD, seeded), lq (column-pivoted QR of \

@@ -5,6 +5,7 @@ import SwiftCompressKit
 extension SwiftCompressCommand {
   struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "inspect",
       abstract: "List a checkpoint's tensors: name, dtype, shape, parameters and bytes.")
 
     @Argument(help: "A .safetensors file, or a folder with model.safetensors or model.safetensors.index.json.")

@@ -5,6 +5,7 @@ import SwiftCompressKit
 extension SwiftCompressCommand {
   struct Merge: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "merge",
       abstract: "Join the parts of a run split with --shard-index/--shard-count into one output.",
       discussion: """
         Every part must come from the same command, options and input, and each index \

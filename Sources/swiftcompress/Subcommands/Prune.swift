@@ -17,6 +17,7 @@ extension NMPattern: ExpressibleByArgument {
 extension SwiftCompressCommand {
   struct Prune: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "prune",
       abstract: "Make weights sparse (unstructured, N:M) or remove whole neurons and heads.",
       discussion: """
         Methods: magnitude (lowest |w|), nm (N:M by magnitude), wanda (lowest |w_ij| x ||X_j||, from \

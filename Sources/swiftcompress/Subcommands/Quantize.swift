@@ -19,6 +19,7 @@ extension QuantizationScheme: ExpressibleByArgument {
 extension SwiftCompressCommand {
   struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "quantize",
       abstract: "Quantize linear weights into the compressed-tensors layout that vLLM and transformers load.",
       discussion: """
         Schemes (llm-compressor's preset names): \(QuantizationScheme.allCases.map(\.rawValue).joined(separator: ", ")). \

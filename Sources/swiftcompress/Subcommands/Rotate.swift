@@ -5,6 +5,7 @@ import SwiftCompressKit
 extension SwiftCompressCommand {
   struct Rotate: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "rotate",
       abstract: "Fuse seeded Hadamard rotations into a Llama-family model (QuaRot): the same function, fewer outliers.",
       discussion: """
         Supports \(RotatePass.architectures.joined(separator: ", ")). Every RMSNorm's scale is folded into the \

@@ -6,6 +6,7 @@ import SwiftCompressKit
 extension SwiftCompressCommand {
   struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "run",
       abstract: "Run a recipe: prune, factorize and quantize stages chained on each tensor.",
       discussion: """
         A recipe is YAML (docs/recipes.md): an ordered list of stages, each with targets (regular \

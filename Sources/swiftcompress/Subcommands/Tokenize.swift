@@ -5,6 +5,7 @@ import SwiftCompressKit
 extension SwiftCompressCommand {
   struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "tokenize",
       abstract: "Print the token ids of each sample as evaluate and calibrate see them.",
       discussion: """
         The samples are read, drawn (--samples, --seed), tokenized with the model folder's \

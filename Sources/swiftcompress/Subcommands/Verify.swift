@@ -4,6 +4,7 @@ import SwiftCompressKit
 extension SwiftCompressCommand {
   struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "verify",
       abstract: "Check a checkpoint against every rule of the format and for NaN or infinite weights.",
       discussion: "Exits 0 when the checkpoint is clean; otherwise lists every problem found and exits 65.")
 
