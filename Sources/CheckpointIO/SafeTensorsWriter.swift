@@ -50,6 +50,8 @@ public final class SafeTensorsWriter {
   private var writtenInCurrent = 0
   private var finished = false
   private var kernelCopyAvailable = true
+  /// Planned tensor bytes not yet written.
+  public private(set) var remainingBytes: Int
   /// Total file size once finished.
   public let fileSize: Int
 
@@ -97,6 +99,7 @@ public final class SafeTensorsWriter {
     self.destination = destination
     self.tensors = tensors
     self.sizes = tensors.map { $0.byteCount ?? 0 }
+    remainingBytes = sizes.reduce(0, +)
     let header = try SafeTensorsWriter.header(for: tensors, metadata: metadata)
     fileSize = 8 + header.count + sizes.reduce(0, +)
     let directory = (destination as NSString).deletingLastPathComponent
@@ -162,6 +165,7 @@ public final class SafeTensorsWriter {
   }
 
   private func advance(by count: Int) {
+    remainingBytes -= count
     writtenInCurrent += count
     if writtenInCurrent == sizes[current] {
       current += 1

@@ -94,7 +94,7 @@ public enum Compressor {
       let writer = OutputWriter(
         plan: plan, checkpoint: checkpoint, staging: staging, split: options.split, started: started,
         progress: progress)
-      try streamer.stream(plan, from: checkpoint, into: writer)
+      try Parallel.withSideJobs(writer.writesBehind) { try streamer.stream(plan, from: checkpoint, into: writer) }
       try writer.finish()
       let report = report(
         checkpoint: checkpoint, plan: plan, options: options, staging: staging, editedFiles: editedFiles,

@@ -25,6 +25,11 @@ final class OutputWriter {
   private let byteCount: Int
   private let started: ContinuousClock.Instant
   private let progress: (@Sendable (ProgressUpdate) -> Void)?
+  /// Outputs the pass made are written behind: queued here, they are written beside the
+  /// next tensor's transform (by its parallel loop's first free worker, see `SideJobs`),
+  /// so the core that would wait for the write works on. A shard's last output is
+  /// written at once, since the shard is then checksummed and journaled.
+  let writesBehind = SideJobs()
 
   init(
     plan: CompressionPlan, checkpoint: Checkpoint, staging: Staging, split: ShardSplit?,
@@ -80,6 +85,7 @@ final class OutputWriter {
         reason: "returned \(result.outputs.count) outputs for \(entry.outputs.count) planned")
     }
     var outputEntries: [Report.OutputTensor] = []
+    var writes: [(name: String, data: OutputData, shard: Int)] = []
     for (planned, data) in zip(entry.outputs, result.outputs) {
       let size = data.count(inputByteCount: tensor.info.byteCount)
       guard size == planned.byteCount else {
@@ -93,8 +99,9 @@ final class OutputWriter {
           name: planned.name, dtype: planned.dtype.rawValue, shape: planned.shape, bytes: size,
           file: plan.layout.shards[shard].fileName))
       guard isAssigned(shard), !adopted.contains(shard) else { continue }
-      try write(planned.name, data, of: tensor, into: shard)
+      writes.append((planned.name, data, shard))
     }
+    try write(writes, of: tensor)
     let record = self.record(index, input: input, result: result, outputs: outputEntries)
     records.append(record)
     pending.append(record)
@@ -111,6 +118,7 @@ final class OutputWriter {
   /// Finishes the shards no tensor was written into (an empty model still gets a valid
   /// file), removes the journal (the run is complete) and writes the index.
   func finish() throws {
+    try writesBehind.finish()
     for shard in plan.layout.shards.indices where writers[shard] == nil && isAssigned(shard) && !adopted.contains(shard)
     {
       try writer(for: shard).finish()
@@ -118,6 +126,38 @@ final class OutputWriter {
     try? FileManager.default.removeItem(atPath: try folder.path(for: Journal.fileName))
     if let indexName = plan.layout.indexFileName {
       try folder.write(plan.layout.indexJSON(), to: indexName)
+    }
+  }
+
+  /// Writes a tensor's outputs, after the write behind before them. They are written
+  /// behind (a job of `writesBehind`) when the pass made them all and none finishes its
+  /// shard, else at once, one by one.
+  private func write(_ outputs: [(name: String, data: OutputData, shard: Int)], of tensor: CheckpointTensor) throws {
+    try writesBehind.finish()
+    if Parallel.jobs > 1, let job = try writeBehind(outputs) {
+      try writesBehind.submit(job)
+      return
+    }
+    for output in outputs { try write(output.name, output.data, of: tensor, into: output.shard) }
+  }
+
+  /// The job writing `outputs`, or nil when one of them is not an array the pass made or
+  /// completes its shard.
+  private func writeBehind(_ outputs: [(name: String, data: OutputData, shard: Int)]) throws
+    -> (@Sendable () throws -> Void)?
+  {
+    var writes: [(target: SafeTensorsWriter, name: String, bytes: [UInt8])] = []
+    var counts: [Int: Int] = [:]
+    for output in outputs {
+      guard case .owned(let bytes) = output.data else { return nil }
+      let target = try writer(for: output.shard)
+      counts[output.shard, default: 0] += bytes.count
+      guard counts[output.shard]! < target.remainingBytes else { return nil }
+      writes.append((target, output.name, bytes))
+    }
+    nonisolated(unsafe) let queued = writes
+    return {
+      for write in queued { try write.bytes.withUnsafeBytes { try write.target.write(write.name, $0) } }
     }
   }
 
