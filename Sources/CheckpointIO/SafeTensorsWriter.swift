@@ -40,6 +40,9 @@ public struct PlannedTensor: Sendable, Equatable, Hashable, Codable {
 /// 8-byte aligned). Tensors are then written in plan order, each in one or more
 /// chunks. Everything goes to a temporary file beside the destination, renamed into
 /// place by `finish()`; an unfinished writer deletes its temporary file.
+///
+/// The writer sums the CRC-32 of every byte it puts in the file as it goes (`crc32`),
+/// so a finished file's checksum needs no second pass over it.
 public final class SafeTensorsWriter {
   public let destination: String
   public let tensors: [PlannedTensor]
@@ -52,6 +55,9 @@ public final class SafeTensorsWriter {
   private var kernelCopyAvailable = true
   /// Planned tensor bytes not yet written.
   public private(set) var remainingBytes: Int
+  /// zlib's CRC-32 of the bytes written so far, from the first byte of the file: the
+  /// file's CRC-32 once `isComplete`.
+  public private(set) var crc32: UInt32 = 0
   /// Total file size once finished.
   public let fileSize: Int
 
@@ -183,6 +189,13 @@ public final class SafeTensorsWriter {
       try checkNext(name, count: range.upperBound - offset)
       let n = sck_copy_file_range(source.descriptor, Int64(offset), fd, range.upperBound - offset)
       if n > 0 {
+        // The copied bytes never enter this process: their checksum is read from the
+        // source, whose pages leave the resident set as they are summed.
+        let copied = offset..<(offset + Int(n))
+        let crc = Manifest.crc32(source.bytes(copied)) { summed in
+          source.release((copied.lowerBound + summed.lowerBound)..<(copied.lowerBound + summed.upperBound))
+        }
+        crc32 = sck_crc32_combine(crc32, crc, UInt64(n))
         advance(by: Int(n))
         offset += Int(n)
       } else if n == 0 || n == -Int64(EXDEV) || n == -Int64(ENOSYS) || n == -Int64(EINVAL) || n == -Int64(EOPNOTSUPP) {
@@ -237,7 +250,11 @@ public final class SafeTensorsWriter {
 
   private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(CheckpointError) {
     guard var pointer = bytes.baseAddress else { return }
-    if bytes.count >= Self.parallelWriteThreshold, try writeInParallel(bytes) { return }
+    if bytes.count >= Self.parallelWriteThreshold, let crc = try writeInParallel(bytes) {
+      crc32 = sck_crc32_combine(crc32, crc, UInt64(bytes.count))
+      return
+    }
+    crc32 = sck_crc32(crc32, pointer, bytes.count)
     var remaining = bytes.count
     while remaining > 0 {
       let n = systemWrite(fd, pointer, min(remaining, 1 << 30))
@@ -260,28 +277,33 @@ extension SafeTensorsWriter {
   /// Writes `bytes` at the current offset as one slice per core with pwrite(2), then
   /// moves the offset past them. Copying into the page cache is most of a large write's
   /// cost, and it runs on every core this way; the bytes on disk are the same. Returns
-  /// false (nothing written) when the offset cannot be read.
-  fileprivate func writeInParallel(_ bytes: UnsafeRawBufferPointer) throws(CheckpointError) -> Bool {
+  /// the CRC-32 of `bytes` (each slice summed by the thread that writes it), or nil
+  /// (nothing written) when the offset cannot be read.
+  fileprivate func writeInParallel(_ bytes: UnsafeRawBufferPointer) throws(CheckpointError) -> UInt32? {
     let start = lseek(fd, 0, SEEK_CUR)
-    guard start >= 0, let base = bytes.baseAddress else { return false }
+    guard start >= 0, let base = bytes.baseAddress else { return nil }
     let slices = max(1, min(Parallel.jobs, 8))
     let sliceSize = (bytes.count + slices - 1) / slices
     var failures = [Int32](repeating: 0, count: slices)
+    var crcs = [UInt32](repeating: 0, count: slices)
     let descriptor = fd
     let count = bytes.count
     failures.withUnsafeMutableBufferPointer { out in
-      nonisolated(unsafe) let (out, base) = (out, base)
-      Parallel.perform(iterations: slices) { slice in
-        var offset = slice * sliceSize
-        let end = min(count, offset + sliceSize)
-        while offset < end {
-          let n = pwrite(descriptor, base + offset, min(end - offset, 1 << 30), off_t(start) + off_t(offset))
-          if n < 0 {
-            if errno == EINTR { continue }
-            out[slice] = errno
-            return
+      crcs.withUnsafeMutableBufferPointer { crcOut in
+        nonisolated(unsafe) let (out, crcOut, base) = (out, crcOut, base)
+        Parallel.perform(iterations: slices) { slice in
+          var offset = slice * sliceSize
+          let end = min(count, offset + sliceSize)
+          crcOut[slice] = sck_crc32(0, base + offset, max(0, end - offset))
+          while offset < end {
+            let n = pwrite(descriptor, base + offset, min(end - offset, 1 << 30), off_t(start) + off_t(offset))
+            if n < 0 {
+              if errno == EINTR { continue }
+              out[slice] = errno
+              return
+            }
+            offset += n
           }
-          offset += n
         }
       }
     }
@@ -295,7 +317,11 @@ extension SafeTensorsWriter {
       abandon()
       throw .cannotCreateOutput(path: OutputCleanup.displayPath(destination), reason: reason)
     }
-    return true
+    var crc = crcs[0]
+    for slice in 1..<slices {
+      crc = sck_crc32_combine(crc, crcs[slice], UInt64(max(0, min(count, (slice + 1) * sliceSize) - slice * sliceSize)))
+    }
+    return crc
   }
 }
 

@@ -166,11 +166,50 @@ struct KernelCopyTests {
     }
     try writer.finish()
     #expect(FileManager.default.contentsEqual(atPath: copied, andPath: fixture("tiny-llama-f16/model.safetensors")))
+    // The running checksum covers the copied bytes, which never passed through the writer.
+    #expect(writer.crc32 == (try Manifest.checksum(path: copied)).crc)
     // A copy that does not fit the plan is refused before anything is copied.
     let wrong = try SafeTensorsWriter(destination: copied + ".2", tensors: [planned[0]])
     #expect(throws: CheckpointError.self) {
       try wrong.copy(planned[0].name, from: source.mapping, range: 0..<(planned[0].byteCount! + 1))
     }
     wrong.abandon()
+  }
+}
+
+@Suite("The writer's running checksum")
+struct WriterChecksumTests {
+  /// The CRC-32 the writer sums as it writes equals the checksum read back from the
+  /// finished file: for the header, chunked writes, an empty tensor, and writes large
+  /// enough to be split across threads (the slices summed apart and combined), with one,
+  /// two and three workers.
+  @Test(arguments: [1, 2, 3])
+  func equalsTheChecksumReadBack(jobs: Int) throws {
+    let folder = NSTemporaryDirectory() + "swiftcompress-crc-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    let large = (16 << 20) / 4 + 3  // F32 elements: past the 16 MiB from which writes are split
+    let planned = [
+      PlannedTensor(name: "a", dtype: .u8, shape: [1000]),
+      PlannedTensor(name: "empty", dtype: .f32, shape: [0]),
+      PlannedTensor(name: "b", dtype: .f32, shape: [large]),
+    ]
+    var generator = SplitMix64(seed: 17)
+    let a = (0..<1000).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+    let b = (0..<(large * 4)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+    let path = folder + "/model.safetensors"
+    let writer = try SafeTensorsWriter(destination: path, tensors: planned, metadata: ["format": "pt"])
+    try Parallel.withJobs(jobs) {
+      try a.withUnsafeBytes { bytes in
+        try writer.write("a", UnsafeRawBufferPointer(rebasing: bytes[0..<300]))
+        try writer.write("a", UnsafeRawBufferPointer(rebasing: bytes[300...]))
+      }
+      try b.withUnsafeBytes { try writer.write("b", $0) }
+    }
+    try writer.finish()
+    let (size, crc) = try Manifest.checksum(path: path)
+    #expect(size == writer.fileSize)
+    #expect(writer.crc32 == crc)
+    #expect(writer.remainingBytes == 0)
   }
 }

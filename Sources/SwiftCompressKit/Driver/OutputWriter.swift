@@ -174,8 +174,8 @@ final class OutputWriter {
     if target.isComplete {
       try target.finish()
       let fileName = plan.layout.shards[shard].fileName
-      let (bytes, crc) = try Manifest.checksum(path: try folder.path(for: fileName))
-      try journal.append(Manifest.Entry(path: fileName, bytes: bytes, crc32: crc), records: pending, in: folder)
+      try journal.append(
+        Manifest.Entry(path: fileName, bytes: target.fileSize, crc32: target.crc32), records: pending, in: folder)
       pending = []
     }
   }
