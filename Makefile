@@ -13,7 +13,7 @@ export SWIFTCOMPRESS_PYTHON := $(abspath $(PY))
 
 all: build
 
-## setup: install the system libraries (OpenBLAS, LAPACKE, zlib, pkg-config) when missing
+## setup: install the system libraries (OpenBLAS, LAPACKE, zlib) when missing
 setup:
 	@Scripts/install-deps.sh
 

@@ -17,12 +17,9 @@ let package = Package(
     .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
   ],
   targets: [
-    // cblas + lapacke from OpenBLAS, found through pkg-config.
-    .systemLibrary(
-      name: "CLapack",
-      pkgConfig: "openblas",
-      providers: [.apt(["libopenblas-dev", "liblapacke-dev", "pkg-config"])]
-    ),
+    // cblas + lapacke from OpenBLAS (Debian: libopenblas0, liblapacke), loaded on the
+    // first call (Sources/CLapack/lazy.c), not at start.
+    .target(name: "CLapack", linkerSettings: [.linkedLibrary("dl")]),
     // The few hot loops (dtype conversion, reductions), with AVX2/F16C paths
     // chosen at run time and portable fallbacks. No global -target-cpu.
     .target(name: "CKernels", linkerSettings: [.linkedLibrary("z")]),

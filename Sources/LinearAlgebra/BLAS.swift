@@ -126,23 +126,3 @@ public func gemmRowMajor(
     CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, sizes.0, sizes.1, sizes.2, alpha, a,
     strides.0, b, strides.1, beta, c, strides.2)
 }
-
-#if canImport(Glibc)
-  import Glibc
-#endif
-
-/// The BLAS library's worker threads.
-public enum BLASThreads {
-  /// Stops OpenBLAS's idle worker threads. OpenBLAS starts them when the library is
-  /// loaded, and each spins on sched_yield for about 0.1 s waiting for work before it
-  /// sleeps: CPU taken from a short command that never calls BLAS (a quantize run spent
-  /// 30 ms of its CPU time there). OpenBLAS starts them again on its next threaded call.
-  /// Does nothing with another BLAS (the symbol is looked up at run time).
-  public static func park() {
-    #if canImport(Glibc)
-      guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "blas_thread_shutdown_") else { return }
-      typealias Shutdown = @convention(c) () -> Int32
-      _ = unsafeBitCast(symbol, to: Shutdown.self)()
-    #endif
-  }
-}

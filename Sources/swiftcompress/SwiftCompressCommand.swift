@@ -1,5 +1,4 @@
 import ArgumentParser
-import LinearAlgebra
 import SwiftCompressKit
 
 @main
@@ -22,11 +21,9 @@ struct SwiftCompressCommand: ParsableCommand {
   )
 
   /// Installs the signal handling (cleanup of unfinished outputs on SIGINT and
-  /// SIGTERM, SIGXFSZ ignored) before any thread starts, stops the BLAS library's idle
-  /// spinning threads (restarted when BLAS is used), then runs the command.
+  /// SIGTERM, SIGXFSZ ignored) before any thread starts, then runs the command.
   static func main() {
     ProcessSignals.install()
-    BLASThreads.park()
     main(nil)
   }
 }

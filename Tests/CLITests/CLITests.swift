@@ -34,6 +34,31 @@ struct CLITests {
     #expect(FileManager.default.isExecutableFile(atPath: swiftcompressExecutable), "\(swiftcompressExecutable)")
   }
 
+  /// OpenBLAS and LAPACKE are loaded by the first matrix call, not at start: quantize
+  /// and convert never load them (the dynamic loader's own log, LD_DEBUG=libs, names
+  /// every library it opens), factorize does, and computes its factors with them.
+  @Test func blasIsLoadedOnlyByCommandsThatUseIt() throws {
+    let folder = TemporaryFolder()
+    func libraries(_ command: String) throws -> String {
+      let result = try runProcess(
+        "/bin/sh", ["-c", "LD_DEBUG=libs '\(swiftcompressExecutable)' \(command) --quiet"])
+      #expect(result.status == 0, "\(command): \(result.stderr)")
+      return result.stderr
+    }
+    let input = fixture("tiny-llama-f32")
+    for command in [
+      "quantize '\(input)' '\(folder.file("q"))' --scheme W4A16", "convert '\(input)' '\(folder.file("c"))'",
+    ] {
+      let log = try libraries(command)
+      #expect(log.contains("libc.so"), "\(command): no loader log")
+      #expect(!log.contains("libopenblas"), "\(command)")
+      #expect(!log.contains("liblapacke"), "\(command)")
+    }
+    let log = try libraries("factorize '\(input)' '\(folder.file("f"))' --rank 8")
+    #expect(log.contains("libopenblas.so.0"))
+    #expect(log.contains("liblapacke.so.3"))
+  }
+
   /// Every malformed fixture: exit 65 from inspect, verify and convert, a message on
   /// stderr naming the rule, nothing on stdout but verify's problem list, no crash.
   @Test(arguments: MalformedFixture.all)
