@@ -41,8 +41,15 @@ struct Journal: Codable, Sendable {
   /// The journal step, after each finished shard: `file` joins the journal with the
   /// records of the tensors done since the last one, and the journal is written into
   /// `folder` aside and renamed, so an interruption never leaves half a journal.
-  mutating func append(_ file: Manifest.Entry, records: [TensorRecord], in folder: OutputFolder) throws {
+  ///
+  /// With `store` false the shard joins only this journal in memory (the run's last
+  /// shard: the journal file is removed once the run is complete, and a run killed
+  /// before then redoes only that shard).
+  mutating func append(_ file: Manifest.Entry, records: [TensorRecord], in folder: OutputFolder, store: Bool = true)
+    throws
+  {
     shards.append(Shard(file: file, records: records))
+    guard store else { return }
     try folder.write(Format.json(self), to: Self.fileName + ".tmp")
     guard rename(try folder.path(for: Self.fileName + ".tmp"), try folder.path(for: Self.fileName)) == 0 else {
       throw CheckpointError.cannotCreateOutput(path: folder.destination, reason: "cannot write the resume journal")

@@ -30,6 +30,8 @@ final class OutputWriter {
   /// so the core that would wait for the write works on. A shard's last output is
   /// written at once, since the shard is then checksummed and journaled.
   let writesBehind = SideJobs()
+  /// The shards with data this run writes and has not finished.
+  private var shardsLeft: Set<Int>
 
   init(
     plan: CompressionPlan, checkpoint: Checkpoint, staging: Staging, split: ShardSplit?,
@@ -46,6 +48,11 @@ final class OutputWriter {
     self.started = started
     self.progress = progress
     byteCount = checkpoint.tensorByteCount
+    shardsLeft = Set(
+      plan.layout.shards.indices.filter { shard in
+        (split.map { shard % $0.count == $0.index } ?? true) && !staging.adopted.contains(shard)
+          && plan.layout.shards[shard].tensors.contains { ($0.byteCount ?? 0) > 0 }
+      })
   }
 
   /// The output shards finished so far (by this run or the one it resumed), checksummed.
@@ -174,8 +181,12 @@ final class OutputWriter {
     if target.isComplete {
       try target.finish()
       let fileName = plan.layout.shards[shard].fileName
+      shardsLeft.remove(shard)
+      // The run's last shard is journaled in memory only: the file would be removed
+      // a moment later, when the run completes.
       try journal.append(
-        Manifest.Entry(path: fileName, bytes: target.fileSize, crc32: target.crc32), records: pending, in: folder)
+        Manifest.Entry(path: fileName, bytes: target.fileSize, crc32: target.crc32), records: pending, in: folder,
+        store: !shardsLeft.isEmpty)
       pending = []
     }
   }

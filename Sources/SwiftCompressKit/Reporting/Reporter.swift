@@ -19,10 +19,17 @@ extension Report {
   /// them without checksums).
   public static var fileNames: Set<String> { Set(reporters.map(\.fileName)) }
 
-  /// Writes every rendering into `folder`.
+  /// Writes every rendering into `folder`. They are rendered side by side, one per
+  /// worker (each is a function of the report alone), then written in order.
   func write(into folder: OutputFolder) throws {
-    for reporter in Report.reporters {
-      try folder.write(reporter.render(self), to: reporter.fileName)
+    let reporters = Report.reporters
+    var texts = [String](repeating: "", count: reporters.count)
+    texts.withUnsafeMutableBufferPointer { out in
+      nonisolated(unsafe) let out = out
+      Parallel.perform(iterations: reporters.count) { out[$0] = reporters[$0].render(self) }
+    }
+    for (reporter, text) in zip(reporters, texts) {
+      try folder.write(text, to: reporter.fileName)
     }
   }
 }
