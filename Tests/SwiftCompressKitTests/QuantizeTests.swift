@@ -88,13 +88,21 @@ struct QuantizeTests {
     #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).isEmpty)
   }
 
-  @Test func nonFiniteWeightsAreRejectedNamingTheTensorAndNothingIsWritten() throws {
+  /// The first non-finite weight in row order is named, by round-to-nearest and by the
+  /// MSE search (whose rows run in parallel: a later row's infinity must not win).
+  @Test(arguments: [
+    (QuantizationScheme.w8a16, ScaleSearch.none), (.w8a16, .mse), (.w4a16, .mse), (.mxfp4, .mse), (.nvfp4, .mse),
+  ])
+  func nonFiniteWeightsAreRejectedNamingTheTensorAndNothingIsWritten(
+    _ scheme: QuantizationScheme, _ scaleSearch: ScaleSearch
+  ) throws {
     let folder = TemporaryFolder()
     let input = folder.file("nan.safetensors")
-    var values = [Float](repeating: 0.5, count: 4 * 128)
+    var values = [Float](repeating: 0.5, count: 40 * 128)
     values[130] = .nan
+    values[128 * 37 + 5] = .infinity
     let writer = try SafeTensorsWriter(
-      destination: input, tensors: [PlannedTensor(name: "layer.weight", dtype: .f32, shape: [4, 128])])
+      destination: input, tensors: [PlannedTensor(name: "layer.weight", dtype: .f32, shape: [40, 128])])
     try values.withUnsafeBytes { try writer.write("layer.weight", $0) }
     try writer.finish()
     #expect(
@@ -105,7 +113,7 @@ struct QuantizeTests {
       )
     ) {
       _ = try Compressor.run(
-        pass: try QuantizePass(configuration: .init(scheme: .w8a16)),
+        pass: try QuantizePass(configuration: .init(scheme: scheme, scaleSearch: scaleSearch)),
         options: CompressionOptions(
           input: input, output: folder.file("q"), selection: try TensorSelection(), command: "quantize"))
     }

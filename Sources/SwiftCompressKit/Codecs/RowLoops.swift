@@ -46,6 +46,63 @@ enum RowLoops {
     return (accumulator, baseline ? baselineAccumulator : nil)
   }
 
+  /// `forEachRow` on every core, with the same results: `body` is called for each row
+  /// with its values as Float32 and buffers for the row's reconstruction and (with
+  /// `baseline`) an alternative's, rows in parallel over blocks of 16; each row's error
+  /// statistics are computed apart and added in row order afterwards, which are exactly
+  /// `forEachRow`'s sums. `body` must write only what belongs to its row. A row holding a
+  /// non-finite weight is not passed to `body`, and the first such weight in row order is
+  /// rejected with `forEachRow`'s message. Each block's mapped input pages are dropped
+  /// once it is done.
+  static func forEachRowInParallel(
+    _ input: TensorInput, rows: Int, columns: Int, baseline: Bool = false,
+    _ body: (Int, UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) ->
+      Void
+  ) throws(SwiftCompressError) -> (error: ErrorAccumulator, baseline: ErrorAccumulator?) {
+    let blockRows = 16
+    let blocks = (rows + blockRows - 1) / blockRows
+    let rowBytes = columns * input.descriptor.dtype.bitsPerElement / 8
+    var stats = [sck_error_stats](repeating: sck_error_stats(), count: rows * (baseline ? 2 : 1))
+    var nonFinite = [Bool](repeating: false, count: blocks)
+    stats.withUnsafeMutableBufferPointer { statsOut in
+      nonFinite.withUnsafeMutableBufferPointer { flagOut in
+        nonisolated(unsafe) let (statsOut, flagOut) = (statsOut, flagOut)
+        Parallel.perform(iterations: blocks) { block in
+          let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: columns)
+          let reconstruction = UnsafeMutableBufferPointer<Float>.allocate(capacity: columns)
+          let alternative = UnsafeMutableBufferPointer<Float>.allocate(capacity: baseline ? columns : 0)
+          defer {
+            scratch.deallocate()
+            reconstruction.deallocate()
+            alternative.deallocate()
+          }
+          let range = (block * blockRows)..<min(rows, (block + 1) * blockRows)
+          for row in range {
+            let values = input.float32Row(row, columns: columns, scratch: scratch)
+            guard values.allSatisfy(\.isFinite) else {
+              flagOut[block] = true
+              continue
+            }
+            body(row, values, reconstruction, alternative)
+            sck_error_stats_f32(values.baseAddress, reconstruction.baseAddress, columns, &statsOut[row])
+            if baseline {
+              sck_error_stats_f32(values.baseAddress, alternative.baseAddress, columns, &statsOut[rows + row])
+            }
+          }
+          input.releaseRows(range, rowBytes: rowBytes)
+        }
+      }
+    }
+    if nonFinite.contains(true) { try checkFinite(input, rows: rows, columns: columns) }
+    var error = ErrorAccumulator()
+    var alternativeError = ErrorAccumulator()
+    for row in 0..<rows where columns > 0 {
+      error.add(stats[row])
+      if baseline { alternativeError.add(stats[rows + row]) }
+    }
+    return (error, baseline ? alternativeError : nil)
+  }
+
   /// The dtype code the C kernels take: 0 Float32, 1 BFloat16, 2 Float16.
   static func kernelDType(_ dtype: DType) -> Int32 {
     dtype == .bf16 ? 1 : dtype == .f16 ? 2 : 0

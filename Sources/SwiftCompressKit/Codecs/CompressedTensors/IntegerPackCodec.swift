@@ -203,35 +203,42 @@ public struct IntegerPackCodec: QuantizationCodec {
         reconstruction: .measured(error))
     }
 
-    var rowCodes = [UInt8](repeating: 0, count: columns)
-    let (error, baseline) = try RowLoops.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
-      row, values, reconstruction, alternative in
-      for g in 0..<groups {
-        let range = (g * group)..<(g * group + group)
-        var (scale, zeroPoint) = parameters(values, range, alpha: 1)
-        if searching {
-          for i in range {
-            alternative[i] = rule.value(code(values[i], scale, zeroPoint), scale: scale, zeroPoint: zeroPoint)
-          }
-          var best = RowLoops.squaredError(values, range) { alternative[$0] }
-          for alpha in ScaleSearch.clippingFactors.dropFirst() {
-            let (s, z) = parameters(values, range, alpha: alpha)
-            let candidate = RowLoops.squaredError(values, range) {
-              rule.value(code(values[$0], s, z), scale: s, zeroPoint: z)
+    // The search, rows in parallel: each row writes only its own scales, zero points and words.
+    let (error, baseline) = try scales.withUnsafeMutableBufferPointer { (scaleOut) throws(SwiftCompressError) in
+      try zeroPoints.withUnsafeMutableBufferPointer { (zeroOut) throws(SwiftCompressError) in
+        try packed.withUnsafeMutableBufferPointer { (packedOut) throws(SwiftCompressError) in
+          nonisolated(unsafe) let (scalesOut, zeroPointsOut) = (scaleOut, zeroOut)
+          nonisolated(unsafe) let wordsOut = UnsafeMutableRawBufferPointer(packedOut)
+          return try RowLoops.forEachRowInParallel(input, rows: rows, columns: columns, baseline: searching) {
+            row, values, reconstruction, alternative in
+            var rowCodes = [UInt8](repeating: 0, count: columns)
+            for g in 0..<groups {
+              let range = (g * group)..<(g * group + group)
+              var (scale, zeroPoint) = parameters(values, range, alpha: 1)
+              if searching {
+                for i in range {
+                  alternative[i] = rule.value(code(values[i], scale, zeroPoint), scale: scale, zeroPoint: zeroPoint)
+                }
+                var best = RowLoops.squaredError(values, range) { alternative[$0] }
+                for alpha in ScaleSearch.clippingFactors.dropFirst() {
+                  let (s, z) = parameters(values, range, alpha: alpha)
+                  let candidate = RowLoops.squaredError(values, range) {
+                    rule.value(code(values[$0], s, z), scale: s, zeroPoint: z)
+                  }
+                  if candidate < best { (best, scale, zeroPoint) = (candidate, s, z) }
+                }
+              }
+              scalesOut[row * groups + g] = scale
+              if !symmetric { zeroPointsOut[row * groups + g] = zeroPoint }
+              for i in range {
+                let q = code(values[i], scale, zeroPoint)
+                rowCodes[i] = UInt8(q + offset)
+                reconstruction[i] = rule.value(q, scale: scale, zeroPoint: zeroPoint)
+              }
             }
-            if candidate < best { (best, scale, zeroPoint) = (candidate, s, z) }
+            Self.pack(rowCodes, bits: bits, into: wordsOut, wordOffset: row * words)
           }
         }
-        scales[row * groups + g] = scale
-        if !symmetric { zeroPoints[row * groups + g] = zeroPoint }
-        for i in range {
-          let q = code(values[i], scale, zeroPoint)
-          rowCodes[i] = UInt8(q + offset)
-          reconstruction[i] = rule.value(q, scale: scale, zeroPoint: zeroPoint)
-        }
-      }
-      packed.withUnsafeMutableBytes { out in
-        Self.pack(rowCodes, bits: bits, into: out, wordOffset: row * words)
       }
     }
     return TransformResult(

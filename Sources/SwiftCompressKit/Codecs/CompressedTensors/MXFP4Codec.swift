@@ -89,33 +89,39 @@ public struct MXFP4Codec: QuantizationCodec {
       try RowLoops.rejectNonFinite(error, input, rows: rows, columns: columns)
       return TransformResult(outputs: [.owned(packed), .owned(exponents)], reconstruction: .measured(error))
     }
-    let (error, baseline) = try RowLoops.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
-      row, values, reconstruction, alternative in
-      for g in 0..<groups {
-        let range = (g * 32)..<(g * 32 + 32)
-        var amax: Float = 0
-        for i in range { amax = max(amax, abs(values[i])) }
-        var e = Int(MXFP4Codec.mxExponent(amax))
-        if searching {
-          let reference = e
-          for i in range {
-            alternative[i] = Float32Conversion.e2m1Table[Int(code(values[i], power(reference)))] * power(reference)
-          }
-          var best = RowLoops.squaredError(values, range) { alternative[$0] }
-          for candidate in [reference - 1, reference + 1] where (0...254).contains(candidate) {
-            let s = power(candidate)
-            let error = RowLoops.squaredError(values, range) {
-              Float32Conversion.e2m1Table[Int(code(values[$0], s))] * s
+    // The search, rows in parallel: each row writes only its own exponents and bytes.
+    let (error, baseline) = try exponents.withUnsafeMutableBufferPointer { (exponentsOut) throws(SwiftCompressError) in
+      try packed.withUnsafeMutableBufferPointer { (packedOut) throws(SwiftCompressError) in
+        nonisolated(unsafe) let (exponentsOut, packedOut) = (exponentsOut, packedOut)
+        return try RowLoops.forEachRowInParallel(input, rows: rows, columns: columns, baseline: searching) {
+          row, values, reconstruction, alternative in
+          for g in 0..<groups {
+            let range = (g * 32)..<(g * 32 + 32)
+            var amax: Float = 0
+            for i in range { amax = max(amax, abs(values[i])) }
+            var e = Int(MXFP4Codec.mxExponent(amax))
+            if searching {
+              let reference = e
+              for i in range {
+                alternative[i] = Float32Conversion.e2m1Table[Int(code(values[i], power(reference)))] * power(reference)
+              }
+              var best = RowLoops.squaredError(values, range) { alternative[$0] }
+              for candidate in [reference - 1, reference + 1] where (0...254).contains(candidate) {
+                let s = power(candidate)
+                let error = RowLoops.squaredError(values, range) {
+                  Float32Conversion.e2m1Table[Int(code(values[$0], s))] * s
+                }
+                if error < best { (best, e) = (error, candidate) }
+              }
             }
-            if error < best { (best, e) = (error, candidate) }
+            exponentsOut[row * groups + g] = UInt8(e)
+            let scale = power(e)
+            for i in range {
+              let c = code(values[i], scale)
+              packedOut[(row * columns + i) / 2] |= i % 2 == 0 ? c : c << 4
+              reconstruction[i] = Float32Conversion.e2m1Table[Int(c)] * scale
+            }
           }
-        }
-        exponents[row * groups + g] = UInt8(e)
-        let scale = power(e)
-        for i in range {
-          let c = code(values[i], scale)
-          packed[(row * columns + i) / 2] |= i % 2 == 0 ? c : c << 4
-          reconstruction[i] = Float32Conversion.e2m1Table[Int(c)] * scale
         }
       }
     }

@@ -84,33 +84,39 @@ public struct NVFP4Codec: QuantizationCodec {
       return TransformResult(
         outputs: [.owned(packed), .owned(scales), .owned(global)], reconstruction: .measured(error))
     }
-    let (error, baseline) = try RowLoops.forEachRow(input, rows: rows, columns: columns, baseline: searching) {
-      row, values, reconstruction, alternative in
-      for g in 0..<groups {
-        let range = (g * 16)..<(g * 16 + 16)
-        var amax: Float = 0
-        for i in range { amax = max(amax, abs(values[i])) }
-        var scaleCode = Float32Conversion.e4m3Code(min(max(globalScale * round(amax / 6), -448), 448))
-        if table[Int(scaleCode)] == 0 { scaleCode = Float32Conversion.e4m3Code(0.125) }
-        if searching {
-          let reference = Int(scaleCode)
-          let effective = table[reference] / globalScale
-          for i in range { alternative[i] = decode(values[i], effective) }
-          var best = RowLoops.squaredError(values, range) { alternative[$0] }
-          // Positive E4M3 codes 1...0x7E are ordered by value.
-          for candidate in [reference - 1, reference - 2, reference - 3, reference + 1]
-          where (1...0x7E).contains(candidate) {
-            let e = table[candidate] / globalScale
-            let error = RowLoops.squaredError(values, range) { decode(values[$0], e) }
-            if error < best { (best, scaleCode) = (error, UInt8(candidate)) }
+    // The search, rows in parallel: each row writes only its own scales and bytes.
+    let (error, baseline) = try scales.withUnsafeMutableBufferPointer { (scalesOut) throws(SwiftCompressError) in
+      try packed.withUnsafeMutableBufferPointer { (packedOut) throws(SwiftCompressError) in
+        nonisolated(unsafe) let (scalesOut, packedOut) = (scalesOut, packedOut)
+        return try RowLoops.forEachRowInParallel(input, rows: rows, columns: columns, baseline: searching) {
+          row, values, reconstruction, alternative in
+          for g in 0..<groups {
+            let range = (g * 16)..<(g * 16 + 16)
+            var amax: Float = 0
+            for i in range { amax = max(amax, abs(values[i])) }
+            var scaleCode = Float32Conversion.e4m3Code(min(max(globalScale * round(amax / 6), -448), 448))
+            if table[Int(scaleCode)] == 0 { scaleCode = Float32Conversion.e4m3Code(0.125) }
+            if searching {
+              let reference = Int(scaleCode)
+              let effective = table[reference] / globalScale
+              for i in range { alternative[i] = decode(values[i], effective) }
+              var best = RowLoops.squaredError(values, range) { alternative[$0] }
+              // Positive E4M3 codes 1...0x7E are ordered by value.
+              for candidate in [reference - 1, reference - 2, reference - 3, reference + 1]
+              where (1...0x7E).contains(candidate) {
+                let e = table[candidate] / globalScale
+                let error = RowLoops.squaredError(values, range) { decode(values[$0], e) }
+                if error < best { (best, scaleCode) = (error, UInt8(candidate)) }
+              }
+            }
+            scalesOut[row * groups + g] = scaleCode
+            let effective = table[Int(scaleCode)] / globalScale
+            for i in range {
+              let fp4 = code(values[i], effective)
+              packedOut[(row * columns + i) / 2] |= i % 2 == 0 ? fp4 : fp4 << 4
+              reconstruction[i] = Float32Conversion.e2m1Table[Int(fp4)] * effective
+            }
           }
-        }
-        scales[row * groups + g] = scaleCode
-        let effective = table[Int(scaleCode)] / globalScale
-        for i in range {
-          let fp4 = code(values[i], effective)
-          packed[(row * columns + i) / 2] |= i % 2 == 0 ? fp4 : fp4 << 4
-          reconstruction[i] = Float32Conversion.e2m1Table[Int(fp4)] * effective
         }
       }
     }
