@@ -79,6 +79,19 @@ void sck_quantize_int_groups(const float *x, size_t groups, size_t group, int bi
 int sck_quantize_int_rows(const void *x, size_t rows, size_t columns, size_t group, int bits, int dtype,
                           float epsilon, uint8_t *packed, float *scales, sck_error_stats *stats);
 
+/// The MSE clipping search of integer group quantization over one row of `groups * group`
+/// finite values, widened to Float32 from `dtype` (0 Float32, 1 BFloat16), every operation
+/// rounded to it as IntegerPackCodec's search rounds: for each group, the first of the
+/// `count` clipping factors `alphas` (alphas[0] = 1, the reference's scale) whose
+/// reconstruction has the least squared error (summed in double in element order), its
+/// scale (and zero point when not `symmetric`), the codes q + 2^(bits - 1), the
+/// reconstruction, and in `alternative` the reconstruction at alphas[0]. Returns 0, or
+/// -1 with nothing written (no AVX2, another dtype, more than 64 factors): the caller's
+/// own loop then runs.
+int sck_int_mse_row(const float *values, size_t groups, size_t group, int bits, int symmetric, int dtype,
+                    float epsilon, const float *alphas, size_t count, float *scales, float *zero_points,
+                    uint8_t *codes, float *recon, float *alternative);
+
 /// FP8 E4M3 of `n` values, value i scaled by scales[i / segment]: codes e4m3(clamp(x/s,
 /// +-448)) and reconstructions e4m3 x s, each operation rounded to `dtype`.
 void sck_quantize_fp8(const float *x, size_t n, const float *scales, size_t segment, int dtype, uint8_t *codes,

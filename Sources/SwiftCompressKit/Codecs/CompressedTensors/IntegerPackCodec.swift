@@ -203,7 +203,12 @@ public struct IntegerPackCodec: QuantizationCodec {
         reconstruction: .measured(error))
     }
 
-    // The search, rows in parallel: each row writes only its own scales, zero points and words.
+    // The search, rows in parallel: each row writes only its own scales, zero points and
+    // words. The C kernel (AVX2, Float32 and BFloat16) tries all clipping factors at once
+    // with the same arithmetic; the loop below is the portable path and the reference.
+    let factors = ScaleSearch.clippingFactors
+    let kernelDType: Int32 = dtype == .f32 ? 0 : dtype == .bf16 ? 1 : -1
+    let epsilon = round.epsilon
     let (error, baseline) = try scales.withUnsafeMutableBufferPointer { (scaleOut) throws(SwiftCompressError) in
       try zeroPoints.withUnsafeMutableBufferPointer { (zeroOut) throws(SwiftCompressError) in
         try packed.withUnsafeMutableBufferPointer { (packedOut) throws(SwiftCompressError) in
@@ -212,6 +217,16 @@ public struct IntegerPackCodec: QuantizationCodec {
           return try RowLoops.forEachRowInParallel(input, rows: rows, columns: columns, baseline: searching) {
             row, values, reconstruction, alternative in
             var rowCodes = [UInt8](repeating: 0, count: columns)
+            if kernelDType >= 0,
+              sck_int_mse_row(
+                values.baseAddress, groups, group, Int32(bits), symmetric ? 1 : 0, kernelDType, epsilon, factors,
+                factors.count, scalesOut.baseAddress! + row * groups,
+                symmetric ? nil : zeroPointsOut.baseAddress! + row * groups, &rowCodes, reconstruction.baseAddress,
+                alternative.baseAddress) == 0
+            {
+              Self.pack(rowCodes, bits: bits, into: wordsOut, wordOffset: row * words)
+              return
+            }
             for g in 0..<groups {
               let range = (g * group)..<(g * group + group)
               var (scale, zeroPoint) = parameters(values, range, alpha: 1)
