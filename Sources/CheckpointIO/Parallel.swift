@@ -78,6 +78,12 @@ public final class SideJobs: Sendable {
 
   public init() {}
 
+  /// A job still waiting (its run failed before any loop or `finish()` took it) is
+  /// dropped unrun, and the group left balanced.
+  deinit {
+    if waiting.withLock({ slot in slot.take() }) != nil { running.leave() }
+  }
+
   /// Finishes the job before, then queues `job`.
   public func submit(_ job: @escaping @Sendable () throws -> Void) throws {
     try finish()

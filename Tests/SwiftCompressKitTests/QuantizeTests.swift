@@ -120,6 +120,35 @@ struct QuantizeTests {
     #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["nan.safetensors"])
   }
 
+  /// A run that fails while the previous tensor's outputs wait to be written behind (the
+  /// failing tensor's 16 rows make a loop of one block, which takes no side job) reports
+  /// the failure and leaves nothing: the waiting write is dropped unrun, with its writer's
+  /// temporary file (SideJobs' deinit also balances its dispatch group, which Darwin's
+  /// libdispatch would otherwise trap on).
+  @Test(arguments: [ScaleSearch.none, .mse])
+  func aFailureWithAWriteWaitingIsReportedAndLeavesNothing(_ scaleSearch: ScaleSearch) throws {
+    let folder = TemporaryFolder()
+    let input = folder.file("two.safetensors")
+    let finite = [Float](repeating: 0.25, count: 16 * 128)
+    var broken = finite
+    broken[7] = .infinity
+    let planned = ["a.weight", "b.weight"].map { PlannedTensor(name: $0, dtype: .f32, shape: [16, 128]) }
+    let writer = try SafeTensorsWriter(destination: input, tensors: planned)
+    try finite.withUnsafeBytes { try writer.write("a.weight", $0) }
+    try broken.withUnsafeBytes { try writer.write("b.weight", $0) }
+    try writer.finish()
+    var options = CompressionOptions(
+      input: input, output: folder.file("q"), selection: try TensorSelection(), command: "quantize")
+    options.jobs = 2
+    for _ in 0..<3 {
+      #expect(throws: SwiftCompressError.self) {
+        _ = try Compressor.run(
+          pass: try QuantizePass(configuration: .init(scheme: .w8a16, scaleSearch: scaleSearch)), options: options)
+      }
+      #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["two.safetensors"])
+    }
+  }
+
   @Test func ignoreRulesFollowCompressedTensors() throws {
     let pass = try QuantizePass(configuration: .init(scheme: .w4a16, ignore: ["lm_head", "re:model\\.layers\\.1\\."]))
     let descriptor = { (name: String) in PlannedTensor(name: name, dtype: .f32, shape: [128, 128]) }

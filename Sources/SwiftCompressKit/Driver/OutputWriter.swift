@@ -153,6 +153,7 @@ final class OutputWriter {
   private func writeBehind(_ outputs: [(name: String, data: OutputData, shard: Int)]) throws
     -> (@Sendable () throws -> Void)?
   {
+    guard !outputs.isEmpty else { return nil }
     var writes: [(target: SafeTensorsWriter, name: String, bytes: [UInt8])] = []
     var counts: [Int: Int] = [:]
     for output in outputs {
