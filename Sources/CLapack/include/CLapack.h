@@ -66,6 +66,4 @@ lapack_int LAPACKE_strtri_work(int matrix_layout, char uplo, char diag, lapack_i
 lapack_int LAPACKE_sgetrf_work(int matrix_layout, lapack_int m, lapack_int n, float *a, lapack_int lda,
                                lapack_int *ipiv);
 
-/// Whether OpenBLAS is loaded (a BLAS or LAPACKE function has been called).
-int sc_blas_loaded(void);
 #endif
