@@ -178,9 +178,22 @@ enum RowLoops {
   }
 
   /// An array of `count` elements left uninitialised, for outputs a kernel fills entirely
-  /// (zero-filling them first costs a pass over memory).
+  /// (zero-filling them first costs a pass over memory). The whole 2 MiB pages of a large
+  /// one are marked for transparent huge pages (`MADV_HUGEPAGE`; Linux gives them only
+  /// where asked): pages the process has not touched yet then come 512 to a fault.
   static func uninitialized<T: BitwiseCopyable>(_ count: Int) -> [T] {
-    [T](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+    [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+      initialized = count
+      #if os(Linux)
+        let huge = 2 << 20
+        guard count * MemoryLayout<T>.stride >= 2 * huge, let base = buffer.baseAddress else { return }
+        let start = (Int(bitPattern: base) + huge - 1) / huge * huge
+        let end = (Int(bitPattern: base) + count * MemoryLayout<T>.stride) / huge * huge
+        if end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) {
+          _ = madvise(pointer, end - start, MADV_HUGEPAGE)
+        }
+      #endif
+    }
   }
 
   /// Throws when `error` (from `parallelRows`) met non-finite weights, naming the first.
