@@ -8,6 +8,7 @@
 // element by element (division, round-half-even, the BF16 rounding on the bit pattern)
 // and adds the error terms into the same eight double lanes in the same order.
 #include "CKernels.h"
+#include "rounding.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -81,22 +82,6 @@ AVX2 static INLINE __m256 load8(const void *x, size_t i, int dtype) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
   return _mm256_loadu_ps((const float *)x + i);
-}
-
-// bf16_round of quantize.c on 8 lanes: the same integer operations on the bit pattern.
-AVX2 static INLINE __m256 bf16_round8(__m256 x) {
-  __m256i u = _mm256_castps_si256(x);
-  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  u = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), lsb));
-  return _mm256_castsi256_ps(_mm256_and_si256(u, _mm256_set1_epi32((int)0xFFFF0000u)));
-}
-
-static INLINE float bf16_round1(float x) {
-  uint32_t u;
-  memcpy(&u, &x, 4);
-  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-  memcpy(&x, &u, 4);
-  return x;
 }
 
 // The error sums of sck_error_stats_f32's vector path: element i in lane i % 8 (the low
@@ -290,7 +275,7 @@ AVX2 static INLINE void int_row_avx2(const void *x, size_t columns, size_t group
     const float amax = group_amax(x, start, group, dtype, &nonfinite);
     if (nonfinite) row_max = _mm256_set1_epi32(0x7F800000);
     float scale = amax / half;
-    if (dtype == 1) scale = bf16_round1(scale);
+    if (dtype == 1) scale = sck_bf16_round(scale);
     if (scale == 0) scale = epsilon;
     scales[g] = scale;
     const __m256 vs = _mm256_set1_ps(scale);
@@ -299,8 +284,8 @@ AVX2 static INLINE void int_row_avx2(const void *x, size_t columns, size_t group
     const int table = dtype == 1 && bits == 4;
     __m256 low = vs, high = vs;
     if (table) {
-      low = bf16_round8(_mm256_mul_ps(_mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), vs));
-      high = bf16_round8(_mm256_mul_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), vs));
+      low = sck_bf16_round8(_mm256_mul_ps(_mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), vs));
+      high = sck_bf16_round8(_mm256_mul_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), vs));
       row_max = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(low), abs_bits), row_max);
       row_max = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(high), abs_bits), row_max);
     }
@@ -309,7 +294,7 @@ AVX2 static INLINE void int_row_avx2(const void *x, size_t columns, size_t group
       for (int k = 0; k < 4; k++) {
         __m256 v = load8(x, i + 8 * (size_t)k, dtype);
         __m256 s = _mm256_div_ps(v, vs);
-        if (dtype == 1) s = bf16_round8(s);
+        if (dtype == 1) s = sck_bf16_round8(s);
         // fmaxf(s, qmin) (NaN -> qmin), then fminf(., qmax), then round half to even.
         __m256 q = _mm256_round_ps(_mm256_min_ps(_mm256_max_ps(s, vqmin), vqmax),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -320,7 +305,7 @@ AVX2 static INLINE void int_row_avx2(const void *x, size_t columns, size_t group
                                _mm256_castsi256_ps(_mm256_slli_epi32(c[k], 28)));
         } else {
           r = _mm256_mul_ps(q, vs);
-          if (dtype == 1) r = bf16_round8(r);
+          if (dtype == 1) r = sck_bf16_round8(r);
           row_max = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(r), abs_bits), row_max);
         }
         _mm256_storeu_ps(recon + i + 8 * (size_t)k, r);
@@ -382,7 +367,7 @@ AVX2 static INLINE void mxfp4_row_avx2(const void *x, size_t columns, int dtype,
     for (int k = 0; k < 4; k++) {
       const size_t i = start + 8 * (size_t)k;
       __m256 s = _mm256_mul_ps(load8(x, i, dtype), vi);
-      if (dtype == 1) s = bf16_round8(s);
+      if (dtype == 1) s = sck_bf16_round8(s);
       // fmaxf(s, -6) (NaN -> -6), fminf(., 6); then E2M1 by comparisons, as e2m1_round.
       __m256 v = _mm256_min_ps(_mm256_max_ps(s, minus_six), six);
       __m256 a = _mm256_and_ps(v, abs_mask);

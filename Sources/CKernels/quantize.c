@@ -5,22 +5,15 @@
 // round-half-even and the dtype roundings are exact operations, so both builds give the
 // same bits; no FMA contraction is allowed.
 #include "CKernels.h"
+#include "rounding.h"
 
 #include <math.h>
 #include <string.h>
 
 #pragma clang fp contract(off)
 
-static inline float bf16_round(float x) {
-  uint32_t u;
-  memcpy(&u, &x, 4);
-  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-  memcpy(&x, &u, 4);
-  return x;
-}
-
 // Each arithmetic result rounded to the weight's dtype, as PyTorch computes BF16/F16 ops.
-#define ROUND(dtype, v) ((dtype) == 1 ? bf16_round(v) : (dtype) == 2 ? (float)(_Float16)(v) : (v))
+#define ROUND(dtype, v) SCK_ROUND(dtype, v)
 
 #define QUANTIZE_BODY                                                                                     \
   const float qmin = (float)(-(1 << (bits - 1))), qmax = (float)((1 << (bits - 1)) - 1);                  \

@@ -6,25 +6,18 @@
 // repeats that search's expressions in its order, with Swift's min and max (ties pick
 // the first argument for min, the second for max) and its rounding to the stored dtype.
 #include "CKernels.h"
+#include "rounding.h"
 
 #include <math.h>
-#include <string.h>
 
 #pragma clang fp contract(off)
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
-// DTypeRounding of the Swift search: identity for Float32, round to nearest even on the
-// bit pattern for BFloat16 (NaN kept).
-static inline float round_dtype(float x, int dtype) {
-  if (dtype != 1 || x != x) return x;
-  uint32_t u;
-  memcpy(&u, &x, 4);
-  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-  memcpy(&x, &u, 4);
-  return x;
-}
+// DTypeRounding of the Swift search, for the two dtypes the kernel takes: identity for
+// Float32, round to nearest even on the bit pattern for BFloat16.
+static inline float round_dtype(float x, int dtype) { return SCK_ROUND(dtype, x); }
 
 static inline float swift_min(float x, float y) { return y < x ? y : x; }
 static inline float swift_max(float x, float y) { return y >= x ? y : x; }
@@ -85,16 +78,8 @@ static inline float int_value(float q, int_parameters p, int dtype) {
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-// round_dtype on 8 lanes without its NaN case: the search sees finite weights and
-// positive finite scales, so no quotient, sum or product in it is NaN (an infinite
-// quotient rounds to itself on the bit pattern).
-AVX2 static inline __m256 round_dtype8(__m256 x, int dtype) {
-  if (dtype != 1) return x;
-  __m256i u = _mm256_castps_si256(x);
-  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  return _mm256_castsi256_ps(_mm256_and_si256(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), lsb)),
-                                              _mm256_set1_epi32((int)0xFFFF0000u)));
-}
+// round_dtype on 8 lanes.
+AVX2 static inline __m256 round_dtype8(__m256 x, int dtype) { return dtype == 1 ? sck_bf16_round8(x) : x; }
 
 #define MAX_CANDIDATES 64
 

@@ -141,9 +141,7 @@ public final class SafeTensorsWriter {
   public var nextTensor: String? { current < tensors.count ? tensors[current].name : nil }
 
   /// True when every planned byte has been written (tensors of size zero need no write).
-  public var isComplete: Bool {
-    writtenInCurrent == 0 && sizes[current...].allSatisfy { $0 == 0 }
-  }
+  public var isComplete: Bool { remainingBytes == 0 }
 
   /// Appends `bytes` to tensor `name`, which must be the tensor being written. A
   /// tensor may be written in several chunks; a chunk never crosses into the next.

@@ -31,7 +31,7 @@ final class OutputWriter {
   /// written at once, since the shard is then checksummed and journaled.
   let writesBehind = SideJobs()
   /// The shards with data this run writes and has not finished.
-  private var shardsLeft: Set<Int>
+  private var shardsLeft: Set<Int> = []
 
   init(
     plan: CompressionPlan, checkpoint: Checkpoint, staging: Staging, split: ShardSplit?,
@@ -50,7 +50,7 @@ final class OutputWriter {
     byteCount = checkpoint.tensorByteCount
     shardsLeft = Set(
       plan.layout.shards.indices.filter { shard in
-        (split.map { shard % $0.count == $0.index } ?? true) && !staging.adopted.contains(shard)
+        isAssigned(shard) && !adopted.contains(shard)
           && plan.layout.shards[shard].tensors.contains { ($0.byteCount ?? 0) > 0 }
       })
   }
