@@ -42,7 +42,7 @@ let package = Package(
       dependencies: ["CheckpointIO", "CKernels", "LinearAlgebra", "SwiftCompressKit"],
       path: "Benchmarks/swiftcompress-bench"
     ),
-    .target(name: "TestSupport", path: "Tests/TestSupport"),
+    .target(name: "TestSupport", dependencies: ["CKernels"], path: "Tests/TestSupport"),
     .testTarget(name: "KernelsTests", dependencies: ["CKernels", "TestSupport"]),
     .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra", "TestSupport"]),
     .testTarget(name: "CheckpointIOTests", dependencies: ["CheckpointIO", "TestSupport"]),

@@ -2,12 +2,11 @@ import CKernels
 import TestSupport
 import Testing
 
-/// Runs `body` once on the portable paths and once with the run-time dispatch.
+/// Runs `body` once on the portable paths and once with the run-time dispatch (under
+/// the lock every test that switches paths holds: see `KernelPaths`).
 func bothPaths<T>(_ body: () -> T) -> (portable: T, dispatched: T) {
-  sck_force_portable_for_testing(1)
-  let portable = body()
-  sck_force_portable_for_testing(0)
-  return (portable, body())
+  let (portable, dispatched, _) = KernelPaths.both(body)
+  return (portable, dispatched)
 }
 
 /// Lengths that cover empty input, vector bodies and tails.
@@ -31,10 +30,9 @@ func randomFloats(_ count: Int, seed: UInt64, specials: Bool = true) -> [Float] 
 @Suite("C kernels", .serialized)
 struct KernelsTests {
   @Test func dispatchReportsItsLevel() {
-    sck_force_portable_for_testing(1)
-    #expect(sck_simd_level() == 0)
-    sck_force_portable_for_testing(0)
-    #expect([0, 1].contains(sck_simd_level()))
+    let (portable, dispatched, _) = KernelPaths.both { sck_simd_level() }
+    #expect(portable == 0)
+    #expect([0, 1].contains(dispatched))
   }
 
   @Test func halfToFloatIsExactForAllBitPatterns() {

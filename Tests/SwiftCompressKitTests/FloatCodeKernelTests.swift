@@ -1,5 +1,6 @@
 import CKernels
 import CheckpointIO
+import TestSupport
 import Testing
 
 @testable import SwiftCompressKit
@@ -26,10 +27,7 @@ struct FloatCodeKernelTests {
   }
 
   static func withBothPaths(_ body: () -> Void) {
-    sck_force_portable_for_testing(1)
-    body()
-    sck_force_portable_for_testing(0)
-    body()
+    _ = KernelPaths.both(body)
   }
 
   @Test func e4m3CodesAndValuesMatchTheTableEncoder() {

@@ -70,11 +70,8 @@ struct MSESearchKernelTests {
         return (QuantizationGridTests.bytes(result), error, result.baseline)
       }
     }
-    sck_force_portable_for_testing(1)
-    let reference = try run()
-    sck_force_portable_for_testing(0)
-    let kernel = try run()
-    #expect(sck_simd_level() == 1, "no AVX2 here: the kernel path was not run")
+    let (reference, kernel, level) = try KernelPaths.both(run)
+    #expect(level == 1, "no AVX2 here: the kernel path was not run")
     #expect(kernel.0 == reference.0)
     #expect(kernel.1 == reference.1)
     #expect(kernel.2 == reference.2)
