@@ -19,7 +19,11 @@ public enum Parallel {
   @TaskLocal static var sideJobs: SideJobs?
 
   /// The worker bound: the enclosing `withJobs`'s, or one worker per core.
-  public static var jobs: Int { bound > 0 ? bound : ProcessInfo.processInfo.activeProcessorCount }
+  public static var jobs: Int { bound > 0 ? bound : cores }
+
+  /// The cores this process may use, read once: Foundation reads them from the cgroup
+  /// files on every call (two files opened and parsed), and every parallel loop asks.
+  static let cores = ProcessInfo.processInfo.activeProcessorCount
 
   /// Runs `body` with the worker bound `jobs`; nil, 0 or less means one worker per core.
   public static func withJobs<T>(_ jobs: Int?, _ body: () throws -> T) rethrows -> T {
