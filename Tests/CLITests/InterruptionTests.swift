@@ -225,4 +225,40 @@ struct InterruptionTests {
       #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).isEmpty, "\(command)")
     }
   }
+
+  /// The run's last outputs are written while the report is rendered: when that write
+  /// fails, the run fails as any write does, after the report files were written into
+  /// the staging folder, and leaves nothing. Here the limit (8 KiB) lets every report
+  /// file through but not the last tensor's 8 KiB of codes.
+  @Test func aFailedLastWriteBesideTheReportLeavesNothing() throws {
+    let folder = TemporaryFolder()
+    let input = folder.file("two.safetensors")
+    let shapes = [("a.weight", 16), ("b.weight", 64)]
+    let writer = try SafeTensorsWriter(
+      destination: input, tensors: shapes.map { PlannedTensor(name: $0.0, dtype: .f32, shape: [$0.1, 128]) })
+    for (name, rows) in shapes {
+      let values = (0..<(rows * 128)).map { Float(($0 * 7919) % 2001) / 1000 - 1 }
+      try values.withUnsafeBytes { try writer.write(name, $0) }
+    }
+    try writer.finish()
+    let out = folder.file("out")
+    for limit in ["16", "unlimited"] {
+      let result = try runProcess(
+        "/bin/sh",
+        ["-c", "ulimit -f \(limit); '\(swiftcompressExecutable)' quantize '\(input)' '\(out)' --scheme W8A16; exit $?"])
+      if limit == "unlimited" {
+        // The same run without the limit succeeds; only its last tensor (b: 8-bit codes,
+        // a scale per row, the shape) ends past the limit.
+        #expect(result.status == 0, "\(result.stderr)")
+        let size = try FileManager.default.attributesOfItem(atPath: out + "/model.safetensors")[.size] as? Int ?? 0
+        let lastTensor = 64 * 128 + 64 * 4 + 16
+        #expect(size > 16 * 512 && size - lastTensor < 16 * 512, "\(size) bytes")
+        continue
+      }
+      #expect(result.status == 73, "\(result.stderr)")
+      #expect(result.stderr.contains(out + "/model.safetensors"), "\(result.stderr)")
+      #expect(result.stderr.contains("cannot create output: File too large"), "\(result.stderr)")
+      #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["two.safetensors"])
+    }
+  }
 }

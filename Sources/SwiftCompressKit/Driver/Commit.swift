@@ -26,12 +26,14 @@ extension Compressor {
     return report
   }
 
-  /// The commit step: writes the effective recipe, a split run's records, the report's
-  /// renderings and the manifest (`identity` as its options; `finishedShards` already
-  /// checksummed by the journal) into the staging folder, then renames it into place.
+  /// The commit step: writes the effective recipe, a split run's records and the
+  /// report's renderings into the staging folder, while the writes `writer` still has
+  /// waiting run beside the renderings; then finishes `writer`, writes the manifest
+  /// (`identity` as its options; the shards' checksums from the journal) and renames the
+  /// folder into place.
   static func commit(
     _ report: Report, records: [TensorRecord], into folder: OutputFolder, options: CompressionOptions,
-    identity: [String: String], finishedShards: [Manifest.Entry]
+    identity: [String: String], writer: OutputWriter
   ) throws {
     if let recipe = options.recipe {
       try folder.write(recipe.yamlText(), to: Recipe.fileName)
@@ -39,10 +41,11 @@ extension Compressor {
     if let split = options.split {
       try folder.write(Format.json(PartRecords(split: split, records: records)), to: PartRecords.fileName)
     }
-    try report.write(into: folder)
+    try Parallel.withSideJobs(writer.writesBehind) { try report.write(into: folder) }
+    try writer.finish()
     let manifest = try Manifest.build(
       folder: folder.staging, tool: SwiftCompressVersion.current, options: identity, reports: Report.fileNames,
-      known: finishedShards)
+      known: writer.finishedShards)
     try folder.write(Format.json(manifest), to: Manifest.fileName)
     try folder.commit()
   }

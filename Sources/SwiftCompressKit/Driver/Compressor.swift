@@ -68,7 +68,8 @@ public struct ProgressUpdate: Sendable {
 ///   tensor rather than the model size, into
 /// - the writer (`OutputWriter`): output shards, each journaled (`Journal`) as it is
 ///   finished, and the records of the tensors;
-/// - report and commit (Commit.swift): the report, the manifest, the rename into place.
+/// - report and commit (Commit.swift): the report (rendered while the last outputs are
+///   written), the manifest, the rename into place.
 public enum Compressor {
   /// Runs `pass` from `options.input` to `options.output` and returns the report,
   /// which is also written into the output folder.
@@ -95,13 +96,13 @@ public enum Compressor {
         plan: plan, checkpoint: checkpoint, staging: staging, split: options.split, started: started,
         progress: progress)
       try Parallel.withSideJobs(writer.writesBehind) { try streamer.stream(plan, from: checkpoint, into: writer) }
-      try writer.finish()
+      // Every tensor is transformed and recorded; the last one's outputs may still wait
+      // to be written, which `commit` does beside the report's renderings.
       let report = report(
         checkpoint: checkpoint, plan: plan, options: options, staging: staging, editedFiles: editedFiles,
         records: writer.records, seconds: seconds(ContinuousClock.now - started))
       try commit(
-        report, records: writer.records, into: staging.folder, options: options, identity: identity,
-        finishedShards: writer.finishedShards)
+        report, records: writer.records, into: staging.folder, options: options, identity: identity, writer: writer)
       return report
     }
   }

@@ -27,9 +27,12 @@ final class OutputWriter {
   private let progress: (@Sendable (ProgressUpdate) -> Void)?
   /// Outputs the pass made are written behind: queued here, they are written beside the
   /// next tensor's transform (by its parallel loop's first free worker, see `SideJobs`),
-  /// so the core that would wait for the write works on. A shard's last output is
-  /// written at once, since the shard is then checksummed and journaled.
+  /// so the core that would wait for the write works on. The run's last write waits for
+  /// the report's renderings (`Compressor.run`). A job that completes a shard also
+  /// finishes its file; the shard is journaled once the job is done.
   let writesBehind = SideJobs()
+  /// The shards a job behind completes, journaled when it is done (`journalFinished`).
+  private var finishedBehind: [(shard: Int, target: SafeTensorsWriter)] = []
   /// The shards with data this run writes and has not finished.
   private var shardsLeft: Set<Int> = []
 
@@ -126,6 +129,7 @@ final class OutputWriter {
   /// file), removes the journal (the run is complete) and writes the index.
   func finish() throws {
     try writesBehind.finish()
+    try journalFinished()
     for shard in plan.layout.shards.indices where writers[shard] == nil && isAssigned(shard) && !adopted.contains(shard)
     {
       try writer(for: shard).finish()
@@ -137,10 +141,11 @@ final class OutputWriter {
   }
 
   /// Writes a tensor's outputs, after the write behind before them. They are written
-  /// behind (a job of `writesBehind`) when the pass made them all and none finishes its
-  /// shard, else at once, one by one.
+  /// behind (a job of `writesBehind`) when the pass made them all, else at once, one by
+  /// one.
   private func write(_ outputs: [(name: String, data: OutputData, shard: Int)], of tensor: CheckpointTensor) throws {
     try writesBehind.finish()
+    try journalFinished()
     if Parallel.jobs > 1, let job = try writeBehind(outputs) {
       try writesBehind.submit(job)
       return
@@ -148,8 +153,8 @@ final class OutputWriter {
     for output in outputs { try write(output.name, output.data, of: tensor, into: output.shard) }
   }
 
-  /// The job writing `outputs`, or nil when one of them is not an array the pass made or
-  /// completes its shard.
+  /// The job writing `outputs` (and finishing the files they complete, which are then
+  /// in `finishedBehind`), or nil when one of them is not an array the pass made.
   private func writeBehind(_ outputs: [(name: String, data: OutputData, shard: Int)]) throws
     -> (@Sendable () throws -> Void)?
   {
@@ -158,15 +163,35 @@ final class OutputWriter {
     var counts: [Int: Int] = [:]
     for output in outputs {
       guard case .owned(let bytes) = output.data else { return nil }
-      let target = try writer(for: output.shard)
+      writes.append((try writer(for: output.shard), output.name, bytes))
       counts[output.shard, default: 0] += bytes.count
-      guard counts[output.shard]! < target.remainingBytes else { return nil }
-      writes.append((target, output.name, bytes))
     }
-    nonisolated(unsafe) let queued = writes
+    // Shards these writes complete (more would be refused by the writer, at once).
+    let completed = counts.keys.sorted().filter { counts[$0] == writers[$0]?.remainingBytes }
+    let finishing = completed.compactMap { writers[$0] }
+    finishedBehind += completed.map { ($0, writers[$0]!) }
+    nonisolated(unsafe) let (queued, closing) = (writes, finishing)
     return {
       for write in queued { try write.bytes.withUnsafeBytes { try write.target.write(write.name, $0) } }
+      for target in closing { try target.finish() }
     }
+  }
+
+  /// Journals the shards the jobs behind finished (all done by now).
+  private func journalFinished() throws {
+    for (shard, target) in finishedBehind { try journalFinished(shard, target) }
+    finishedBehind = []
+  }
+
+  /// Journals `shard`, finished by `target`, with the records not yet journaled.
+  private func journalFinished(_ shard: Int, _ target: SafeTensorsWriter) throws {
+    shardsLeft.remove(shard)
+    // The run's last shard is journaled in memory only: the file would be removed
+    // a moment later, when the run completes.
+    try journal.append(
+      Manifest.Entry(path: plan.layout.shards[shard].fileName, bytes: target.fileSize, crc32: target.crc32),
+      records: pending, in: folder, store: !shardsLeft.isEmpty)
+    pending = []
   }
 
   /// Writes one output into `shard`; a shard complete with it is finished and journaled.
@@ -181,14 +206,7 @@ final class OutputWriter {
     }
     if target.isComplete {
       try target.finish()
-      let fileName = plan.layout.shards[shard].fileName
-      shardsLeft.remove(shard)
-      // The run's last shard is journaled in memory only: the file would be removed
-      // a moment later, when the run completes.
-      try journal.append(
-        Manifest.Entry(path: fileName, bytes: target.fileSize, crc32: target.crc32), records: pending, in: folder,
-        store: !shardsLeft.isEmpty)
-      pending = []
+      try journalFinished(shard, target)
     }
   }
 

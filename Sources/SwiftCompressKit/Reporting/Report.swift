@@ -191,6 +191,8 @@ public struct Report: Codable, Sendable, Equatable {
   }
 
   public struct Timing: Codable, Sendable, Equatable {
+    /// From the start of the run to the last tensor transformed (the last outputs are
+    /// written while the report is rendered, so it cannot count them).
     public var seconds: Double
     /// Input tensor bytes processed per second.
     public var bytesPerSecond: Double
