@@ -18,7 +18,13 @@ For each round-to-nearest scheme and its llama.cpp type (W4A16 / Q4_0, W8A16 / Q
 MXFP4A16 / MXFP4, NVFP4A16 / NVFP4) and each input dtype it times
 `swiftcompress quantize IN OUT --scheme S` and `llama-quantize --pure IN.gguf OUT.gguf
 TYPE 2` (2 threads), best of --repeats, dirty pages flushed (sync) before every run
-outside the timing, and reads each child's peak RSS from wait4. Ratios are taken within
+outside the timing, and reads each child's peak RSS from wait4. Before the first run of
+each dtype, both tools' inputs are evicted from the page cache and read back once with
+plain sequential reads: the state a file is in after any ordinary read, the same for both
+inputs. (Left as their writers leave them, the two inputs' page cache differs: Python's
+safetensors and gguf-py write differently, and a file written in small pieces is cached
+in small folios that cost both tools two to ten times more to map; see
+docs/benchmarks.md, issue 17 item 19.) Ratios are taken within
 this one run, with single-thread memcpy measured in it too, because the machine is
 shared. Then the peak RSS of ours with the output on tmpfs, and (--mse) the time of
 `--scale-search mse` against round-to-nearest.
@@ -150,6 +156,19 @@ def write_gguf(st, path):
     os.rename(path + ".partial", path)
 
 
+def read_in(path):
+    """Evicts `path` from the page cache (its pages are clean) and reads it back in order,
+    so the kernel caches it as any file read once: in large folios where the file system
+    uses them (ext4 on Linux 6.x), which a mapping then maps 2 MiB at a time."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        while os.read(fd, 8 << 20):
+            pass
+    finally:
+        os.close(fd)
+
+
 def memcpy_bandwidth(size=256 << 20, repeats=7):
     """Best single-thread memcpy over warm buffers, in bytes/s."""
     source = ctypes.create_string_buffer(b"\x01" * 4096, size)
@@ -224,7 +243,7 @@ def main():
     largest = {"f32": 4096 * 4096 * 4, "bf16": 4096 * 4096 * 2}
     print(f"checkpoint: one Llama layer, seven 4096x4096 weights: F32 {inputs['f32'][2] / 1e6:.0f} MB, "
           f"BF16 {inputs['bf16'][2] / 1e6:.0f} MB; memcpy (1 thread, 256 MiB, best of 7) {bandwidth / 1e9:.1f} GB/s; "
-          f"best of {args.repeats}, whole process, sync before each run")
+          f"best of {args.repeats}, whole process, sync before each run, inputs read in once")
     print("| scheme vs llama.cpp type | input | ours | llama-quantize | ratio (goal >= 2) | ours GB/s of input "
           "| x memcpy (goal >= 0.5, F32) | peak RSS disk / tmpfs (goal <= 1.5 x largest + 32 MB) | llama RSS |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -232,6 +251,8 @@ def main():
     for dtype in ("f32", "bf16"):
         folder, gguf_path, tensor_bytes = inputs[dtype]
         bound = 1.5 * largest[dtype] + 32e6
+        read_in(os.path.join(folder, "model.safetensors"))
+        read_in(gguf_path)
         for scheme, ltype, llama_args in chosen:
             out = os.path.join(out_dir, "ours")
             ours, rss = best([ours_bin, "quantize", folder, out, "--scheme", scheme, "--quiet"], remover(out),
