@@ -52,8 +52,8 @@ enum RowLoops {
   /// statistics are computed apart and added in row order afterwards, which are exactly
   /// `forEachRow`'s sums. `body` must write only what belongs to its row. A row holding a
   /// non-finite weight is not passed to `body`, and the first such weight in row order is
-  /// rejected with `forEachRow`'s message. Each block's mapped input pages are dropped
-  /// once it is done.
+  /// rejected with `forEachRow`'s message. The mapped input pages are dropped as the
+  /// blocks are done (`RowRelease`).
   static func forEachRowInParallel(
     _ input: TensorInput, rows: Int, columns: Int, baseline: Bool = false,
     _ body: (Int, UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) ->
@@ -64,6 +64,7 @@ enum RowLoops {
     let rowBytes = columns * input.descriptor.dtype.bitsPerElement / 8
     var stats = [sck_error_stats](repeating: sck_error_stats(), count: rows * (baseline ? 2 : 1))
     var nonFinite = [Bool](repeating: false, count: blocks)
+    let release = RowRelease(input, rows: rows, rowBytes: rowBytes, blockRows: blockRows)
     stats.withUnsafeMutableBufferPointer { statsOut in
       nonFinite.withUnsafeMutableBufferPointer { flagOut in
         nonisolated(unsafe) let (statsOut, flagOut) = (statsOut, flagOut)
@@ -89,7 +90,7 @@ enum RowLoops {
               sck_error_stats_f32(values.baseAddress, alternative.baseAddress, columns, &statsOut[rows + row])
             }
           }
-          input.releaseRows(range, rowBytes: rowBytes)
+          release.done(range)
         }
       }
     }
@@ -114,9 +115,9 @@ enum RowLoops {
   /// belongs to its row. Aligned Float32 rows are passed straight from the mapping; other
   /// dtypes are converted into a buffer per block. Kernels are safe on NaN and infinite
   /// input (their clamps map them to finite codes), so non-finite weights are found in
-  /// the error sums; callers then reject them with `rejectNonFinite`. Each block's mapped
-  /// input pages are dropped from the resident set once it is done (read again from the
-  /// file if touched later).
+  /// the error sums; callers then reject them with `rejectNonFinite`. The mapped input
+  /// pages are dropped from the resident set as the blocks are done (`RowRelease`; read
+  /// again from the file if touched later).
   static func parallelRows(
     _ input: TensorInput, rows: Int, columns: Int, measure: Bool = true,
     _ body: @Sendable (Int, UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void
@@ -124,6 +125,8 @@ enum RowLoops {
     let direct = input.rowsReadInPlace
     let blockRows = 64
     let blocks = (rows + blockRows - 1) / blockRows
+    let release = RowRelease(
+      input, rows: rows, rowBytes: columns * input.descriptor.dtype.bitsPerElement / 8, blockRows: blockRows)
     var accumulators = [ErrorAccumulator](repeating: ErrorAccumulator(), count: blocks)
     accumulators.withUnsafeMutableBufferPointer { errorOut in
       nonisolated(unsafe) let errorOut = errorOut
@@ -141,7 +144,7 @@ enum RowLoops {
           body(row, rowValues, reconstruction)
           if measure { accumulator.add(reference: rowValues, reconstruction: UnsafeBufferPointer(reconstruction)) }
         }
-        input.releaseRows(range, rowBytes: columns * input.descriptor.dtype.bitsPerElement / 8)
+        release.done(range)
         errorOut[block] = accumulator
       }
     }
@@ -153,12 +156,15 @@ enum RowLoops {
   /// Calls `body` for fixed blocks of 64 rows in parallel, with room for each row's error
   /// statistics, and returns them summed row by row in row order: the same sums as
   /// `parallelRows` measuring the same reconstructions, whatever the thread count. For
-  /// kernels that quantize and measure whole rows in one pass.
+  /// kernels that quantize and measure whole rows of `input` (`rowBytes` each) in one
+  /// pass; its mapped pages are dropped as the blocks are done (`RowRelease`).
   static func parallelRowBlocks(
-    rows: Int, _ body: @Sendable (Range<Int>, UnsafeMutablePointer<sck_error_stats>) -> Void
+    _ input: TensorInput, rows: Int, rowBytes: Int,
+    _ body: @Sendable (Range<Int>, UnsafeMutablePointer<sck_error_stats>) -> Void
   ) -> ErrorAccumulator {
     let blockRows = 64
     let blocks = (rows + blockRows - 1) / blockRows
+    let release = RowRelease(input, rows: rows, rowBytes: rowBytes, blockRows: blockRows)
     var accumulators = [ErrorAccumulator](repeating: ErrorAccumulator(), count: blocks)
     accumulators.withUnsafeMutableBufferPointer { errorOut in
       nonisolated(unsafe) let errorOut = errorOut
@@ -167,6 +173,7 @@ enum RowLoops {
         let stats = UnsafeMutablePointer<sck_error_stats>.allocate(capacity: range.count)
         defer { stats.deallocate() }
         body(range, stats)
+        release.done(range)
         var accumulator = ErrorAccumulator()
         for i in 0..<range.count { accumulator.add(stats[i]) }
         errorOut[block] = accumulator

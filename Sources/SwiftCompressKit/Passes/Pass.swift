@@ -34,18 +34,6 @@ public struct TensorInput: @unchecked Sendable {
     self.lookup = lookup
   }
 
-  /// Drops the pages wholly inside rows `rows` (`rowBytes` each) from the resident set
-  /// once a kernel is done with them, so a tensor's mapped pages do not pile up while it
-  /// is processed. Nothing happens unless the bytes are file-mapped.
-  func releaseRows(_ rows: Range<Int>, rowBytes: Int) {
-    guard fileMapped, let base = bytes.baseAddress, !rows.isEmpty else { return }
-    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-    let start = (Int(bitPattern: base) + rows.lowerBound * rowBytes + page - 1) / page * page
-    let end = (Int(bitPattern: base) + rows.upperBound * rowBytes) / page * page
-    guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
-    _ = madvise(pointer, end - start, MADV_DONTNEED)
-  }
-
   /// Another tensor of the same checkpoint (a quantized weight's scale, say), or nil.
   public func companion(named name: String) -> TensorInput? {
     lookup(name)

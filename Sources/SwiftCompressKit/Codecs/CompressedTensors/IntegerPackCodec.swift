@@ -154,12 +154,11 @@ public struct IntegerPackCodec: QuantizationCodec {
       let error = packed.withUnsafeMutableBytes { packedOut in
         scales.withUnsafeMutableBufferPointer { scaleOut in
           nonisolated(unsafe) let (packedOut, scaleOut) = (packedOut, scaleOut)
-          return RowLoops.parallelRowBlocks(rows: rows) { range, stats in
+          return RowLoops.parallelRowBlocks(input, rows: rows, rowBytes: rowBytes) { range, stats in
             _ = sck_quantize_int_rows(
               source + range.lowerBound * rowBytes, range.count, columns, group, Int32(bits), dtypeCode, epsilon,
               packedOut.baseAddress!.assumingMemoryBound(to: UInt8.self) + range.lowerBound * words * 4,
               scaleOut.baseAddress! + range.lowerBound * groups, stats)
-            input.releaseRows(range, rowBytes: rowBytes)
           }
         }
       }

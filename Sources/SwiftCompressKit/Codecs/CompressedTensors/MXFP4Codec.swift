@@ -62,12 +62,11 @@ public struct MXFP4Codec: QuantizationCodec {
       let error = packed.withUnsafeMutableBufferPointer { packedOut in
         exponents.withUnsafeMutableBufferPointer { exponentOut in
           nonisolated(unsafe) let (packedOut, exponentOut) = (packedOut, exponentOut)
-          return RowLoops.parallelRowBlocks(rows: rows) { range, stats in
+          return RowLoops.parallelRowBlocks(input, rows: rows, rowBytes: rowBytes) { range, stats in
             _ = sck_quantize_mxfp4_rows(
               source + range.lowerBound * rowBytes, range.count, columns, dtypeCode,
               exponentOut.baseAddress! + range.lowerBound * groups,
               packedOut.baseAddress! + range.lowerBound * columns / 2, stats)
-            input.releaseRows(range, rowBytes: rowBytes)
           }
         }
       }
