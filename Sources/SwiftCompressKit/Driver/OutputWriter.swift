@@ -154,7 +154,9 @@ final class OutputWriter {
   }
 
   /// The job writing `outputs` (and finishing the files they complete, which are then
-  /// in `finishedBehind`), or nil when one of them is not an array the pass made.
+  /// in `finishedBehind`), or nil when one of them is not an array the pass made, goes
+  /// into a shard with no bytes left to write (a tensor of size zero: the writer takes
+  /// it at once) or overruns its shard (the writer refuses it at once).
   private func writeBehind(_ outputs: [(name: String, data: OutputData, shard: Int)]) throws
     -> (@Sendable () throws -> Void)?
   {
@@ -166,11 +168,13 @@ final class OutputWriter {
       writes.append((try writer(for: output.shard), output.name, bytes))
       counts[output.shard, default: 0] += bytes.count
     }
-    // Shards these writes complete (more would be refused by the writer, at once).
-    let completed = counts.keys.sorted().filter { counts[$0] == writers[$0]?.remainingBytes }
-    let finishing = completed.compactMap { writers[$0] }
-    finishedBehind += completed.map { ($0, writers[$0]!) }
-    nonisolated(unsafe) let (queued, closing) = (writes, finishing)
+    var completed: [(shard: Int, target: SafeTensorsWriter)] = []
+    for (shard, count) in counts.sorted(by: { $0.key < $1.key }) {
+      guard let target = writers[shard], target.remainingBytes > 0, count <= target.remainingBytes else { return nil }
+      if count == target.remainingBytes { completed.append((shard, target)) }
+    }
+    finishedBehind += completed
+    nonisolated(unsafe) let (queued, closing) = (writes, completed.map(\.target))
     return {
       for write in queued { try write.bytes.withUnsafeBytes { try write.target.write(write.name, $0) } }
       for target in closing { try target.finish() }
