@@ -10,7 +10,7 @@ import Synchronization
 /// is mapped 2 MiB at a time, and dropping part of such a region unmaps all of it: when
 /// each block of 64 rows (1 MiB of F32 rows of 4096) dropped its own pages, the
 /// neighbouring block, still at work on the other core, faulted the region in again, and
-/// every drop interrupted that core to flush its TLB (14 ms of CPU in a 470 MB W4A16 run,
+/// every drop interrupted that core to flush its TLB (15-16 ms of CPU in a 470 MB W4A16 run,
 /// docs/benchmarks.md, issue 17 item 23). Pages at the tensor's ends that it shares with
 /// its neighbours are kept, as are all pages of memory the process owns (dropping those
 /// would zero them).
